@@ -1,0 +1,66 @@
+"""The one settings object: environment variables ``SHIPYARD_*``, validated at the edge.
+
+``SHIPYARD_HOME`` is the state directory (default ``~/.shipyard``): the SQLite store, git
+caches and per-run workspaces live under it. ``SHIPYARD_DATABASE_URL`` overrides the store
+with any SQLAlchemy URL (``postgresql+psycopg://user@host/db``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "load_settings"]
+
+
+class Settings(BaseSettings):
+    """Shipyard's configuration. Immutable once loaded; pass it down, never re-read it."""
+
+    model_config = SettingsConfigDict(env_prefix="SHIPYARD_", frozen=True, extra="ignore")
+
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".shipyard",
+        description="state directory: store, caches, workspaces",
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the store; default SQLite under home"
+    )
+    project_dir: Path | None = Field(
+        default=None,
+        description="the Shipyard checkout whose apps/ the pipelines build; default: this one",
+    )
+    work_pool: str = Field(default="shipyard", description="Prefect work pool of deployments")
+
+    @field_validator("home", "project_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
+
+    @property
+    def store_url(self) -> str:
+        """The store's SQLAlchemy URL: the configured one, or SQLite under ``home``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'shipyard.db'}"
+
+    @property
+    def workspaces_dir(self) -> Path:
+        """Per-run checkouts (git worktrees)."""
+        return self.home / "workspaces"
+
+    @property
+    def git_cache_dir(self) -> Path:
+        """One bare clone per repository, fetched rather than re-cloned."""
+        return self.home / "git-cache"
+
+    @property
+    def source_dir(self) -> Path:
+        """The checkout holding ``apps/`` and ``prefect.yaml``."""
+        return self.project_dir or Path(__file__).resolve().parent.parent
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment."""
+    return Settings()

@@ -1,0 +1,35 @@
+"""The store: what was decided and why. SQLAlchemy models, Alembic migrations, and the one
+place where run and stage state changes (:meth:`Store.transition_stage`)."""
+
+from shipyard.store.engine import StoreConfigError
+from shipyard.store.errors import AmbiguousRunId, RunNotFound, StageNotFound, StoreError
+from shipyard.store.ledger import Ledger
+from shipyard.store.records import (
+    ArtifactRecord,
+    AuditRecord,
+    DeliveryRecord,
+    LogChunk,
+    ReleaseRecord,
+    RunRecord,
+    StageRecord,
+    TransitionRecord,
+)
+from shipyard.store.store import Store
+
+__all__ = [
+    "AmbiguousRunId",
+    "ArtifactRecord",
+    "AuditRecord",
+    "DeliveryRecord",
+    "Ledger",
+    "LogChunk",
+    "ReleaseRecord",
+    "RunNotFound",
+    "RunRecord",
+    "StageNotFound",
+    "StageRecord",
+    "Store",
+    "StoreConfigError",
+    "StoreError",
+    "TransitionRecord",
+]

@@ -1,0 +1,127 @@
+"""Opening the store's database, safely for several processes at once.
+
+SQLite is the default and must survive two processes writing at the same moment (the CLI,
+the webhook server and several Prefect flow runs all write). Three measures make that hold:
+
+* WAL journal, so readers never block the writer and the writer never blocks readers;
+* a busy timeout, so a writer waits for the lock instead of failing at once;
+* ``BEGIN IMMEDIATE`` for write transactions. A deferred transaction that reads and then
+  writes must upgrade its lock, and when two do so together SQLite fails one of them at
+  once with "database is locked", whatever the busy timeout. Taking the write lock at
+  ``BEGIN`` makes the second writer wait its turn instead.
+
+On top, :func:`retry_when_locked` repeats a whole unit of work on the rare lock error that
+still gets through (e.g. a checkpoint racing the timeout).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+__all__ = ["StoreConfigError", "WRITE", "open_engine", "retry_when_locked"]
+
+T = TypeVar("T")
+
+WRITE = "shipyard_write"
+"""Execution option marking a connection that will write (``BEGIN IMMEDIATE`` on SQLite)."""
+
+BUSY_TIMEOUT_MS = 30_000
+
+_URL_HELP = (
+    "set SHIPYARD_DATABASE_URL to a SQLAlchemy URL such as "
+    "'sqlite:////var/lib/shipyard/shipyard.db' or "
+    "'postgresql+psycopg://user:password@127.0.0.1:5432/shipyard', or unset it to use "
+    "SQLite under SHIPYARD_HOME"
+)
+
+
+class StoreConfigError(ValueError):
+    """The database URL is unusable; the message names the problem and the fix."""
+
+
+def open_engine(url: str) -> Engine:
+    """Create an engine for ``url``, tuned for concurrent use; raise :class:`StoreConfigError`.
+
+    Nothing is written: a SQLite file's directory is created, the file itself appears on the
+    first connection.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as err:
+        raise StoreConfigError(f"database URL {url!r} is not a valid URL: {_URL_HELP}") from err
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in (
+        "psycopg2",
+        "postgresql",
+    ):
+        # psycopg 3 is what we ship; a bare postgresql:// would look for psycopg2.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            return _sqlite_engine(parsed.database)
+        return create_engine(parsed, pool_pre_ping=True, future=True)
+    except NoSuchModuleError as err:
+        raise StoreConfigError(
+            f"database URL {parsed.render_as_string(hide_password=True)!r} names the driver "
+            f"{parsed.drivername!r}, which is not installed: {_URL_HELP}"
+        ) from err
+
+
+def _sqlite_engine(database: str | None) -> Engine:
+    if not database or database == ":memory:":
+        raise StoreConfigError(
+            "an in-memory SQLite store would vanish with the process and cannot be shared "
+            f"between the CLI and the flows: {_URL_HELP}"
+        )
+    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        f"sqlite:///{Path(database).expanduser()}",
+        connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        future=True,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        mode = "IMMEDIATE" if connection.get_execution_options().get(WRITE) else "DEFERRED"
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def _is_lock_error(err: OperationalError) -> bool:
+    text = str(err.orig).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+def retry_when_locked(work: Callable[[], T], *, attempts: int = 6) -> T:
+    """Run ``work`` and repeat it, with jittered backoff, while SQLite reports a lock.
+
+    ``work`` must be a whole transaction, so repeating it is safe. Other errors, and a lock
+    error on the last attempt, propagate.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except OperationalError as err:
+            if attempt == attempts or not _is_lock_error(err):
+                raise
+            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))  # noqa: S311
+    raise AssertionError("unreachable")

@@ -1,0 +1,181 @@
+"""The store's records of outcomes: artifacts, releases, approvals, webhook deliveries and
+the audit trail. Append-only: history is corrected by a new record, never by an edit."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shipyard.store.models import Approval, Artifact, AuditEvent, Release, WebhookDelivery
+from shipyard.store.records import (
+    ArtifactRecord,
+    AuditRecord,
+    DeliveryRecord,
+    ReleaseRecord,
+)
+from shipyard.store.store import Store
+
+__all__ = ["Ledger"]
+
+_DECISIONS = ("approved", "rejected")
+_RELEASE_KINDS = ("deploy", "promote", "rollback")
+
+
+class Ledger:
+    """Append-only records over a :class:`Store`'s database."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- artifacts ----------------------------------------------------------------------
+
+    def record_artifact(self, *, run_id: str, stage_ref: str, app: str, name: str,
+                        digest: str, tag: str = "", kind: str = "image",
+                        commit_sha: str | None = None) -> ArtifactRecord:
+        """Record something a run built; ``digest`` is ``sha256:`` and 64 hex digits."""
+        if not (digest.startswith("sha256:") and len(digest) == 71):
+            raise ValueError(f"artifact digest {digest!r} must be 'sha256:' and 64 hex digits")
+        at = self.store.clock()
+
+        def work(session: Session) -> ArtifactRecord:
+            row = Artifact(run_id=run_id, stage_ref=stage_ref, app=app, kind=kind, name=name,
+                           tag=tag, digest=digest, commit_sha=commit_sha, created_at=at)
+            session.add(row)
+            session.flush()
+            return _artifact(row)
+
+        return self.store.writing(work)
+
+    def artifacts(self, *, app: str | None = None, run_id: str | None = None,
+                  limit: int = 50) -> list[ArtifactRecord]:
+        """Artifacts, newest first."""
+        query = select(Artifact).order_by(Artifact.id.desc()).limit(limit)
+        if app:
+            query = query.where(Artifact.app == app)
+        if run_id:
+            query = query.where(Artifact.run_id == run_id)
+        with self.store.reading() as session:
+            return [_artifact(row) for row in session.scalars(query)]
+
+    # -- releases -----------------------------------------------------------------------
+
+    def record_release(self, *, app: str, version: str, environment: str, kind: str,
+                       digest: str, actor: str, why: str, manifests: str = "",
+                       run_id: str | None = None,
+                       source_release_id: int | None = None) -> ReleaseRecord:
+        """Record that ``version`` of ``app`` is now what ``environment`` should run."""
+        if kind not in _RELEASE_KINDS:
+            raise ValueError(f"release kind {kind!r} must be one of {', '.join(_RELEASE_KINDS)}")
+        if not actor:
+            raise ValueError("a release needs an actor: who asked for it")
+        at = self.store.clock()
+
+        def work(session: Session) -> ReleaseRecord:
+            row = Release(app=app, version=version, environment=environment, kind=kind,
+                          digest=digest, manifests=manifests, run_id=run_id,
+                          source_release_id=source_release_id, actor=actor, why=why,
+                          created_at=at)
+            session.add(row)
+            session.flush()
+            return _release(row)
+
+        return self.store.writing(work)
+
+    def releases(self, app: str, environment: str | None = None, *,
+                 limit: int = 50) -> list[ReleaseRecord]:
+        """An app's releases, newest first, optionally in one environment."""
+        query = select(Release).where(Release.app == app).order_by(Release.id.desc())
+        if environment:
+            query = query.where(Release.environment == environment)
+        with self.store.reading() as session:
+            return [_release(row) for row in session.scalars(query.limit(limit))]
+
+    def current_release(self, app: str, environment: str) -> ReleaseRecord | None:
+        """What ``environment`` should be running of ``app``, if anything."""
+        found = self.releases(app, environment, limit=1)
+        return found[0] if found else None
+
+    def release(self, release_id: int) -> ReleaseRecord:
+        with self.store.reading() as session:
+            row = session.get(Release, release_id)
+            if row is None:
+                raise LookupError(f"no release #{release_id}")
+            return _release(row)
+
+    # -- approvals ----------------------------------------------------------------------
+
+    def record_approval(self, *, run_id: str, stage_ref: str, decision: str, actor: str,
+                        comment: str = "") -> None:
+        """Record a judgment's answer: ``approved`` or ``rejected``."""
+        if decision not in _DECISIONS:
+            raise ValueError(f"decision {decision!r} must be 'approved' or 'rejected'")
+        at = self.store.clock()
+        self.store.writing(lambda s: s.add(Approval(
+            run_id=run_id, stage_ref=stage_ref, decision=decision, actor=actor,
+            comment=comment, at=at)))
+
+    # -- webhook deliveries -------------------------------------------------------------
+
+    def record_delivery(self, *, delivery_id: str, event: str, outcome: str,
+                        detail: str = "", run_id: str | None = None
+                        ) -> tuple[DeliveryRecord, bool]:
+        """Record a delivery once. Returns the stored record and whether it was new; a
+        redelivery (same id), even one racing the first, returns the first's record."""
+        at = self.store.clock()
+
+        def work(session: Session) -> DeliveryRecord:
+            row = WebhookDelivery(delivery_id=delivery_id, event=event, received_at=at,
+                                  outcome=outcome, detail=detail, run_id=run_id)
+            session.add(row)
+            session.flush()
+            return _delivery(row)
+
+        try:
+            return self.store.writing(work), True
+        except IntegrityError:
+            with self.store.reading() as session:
+                existing = session.get(WebhookDelivery, delivery_id)
+                assert existing is not None, "unique violation without a row"
+                return _delivery(existing), False
+
+    # -- audit --------------------------------------------------------------------------
+
+    def audit(self, *, actor: str, action: str, subject_kind: str, subject_id: str,
+              details: Mapping[str, Any] | None = None) -> None:
+        """Append one entry to the audit trail."""
+        at = self.store.clock()
+        self.store.writing(lambda s: s.add(AuditEvent(
+            at=at, actor=actor, action=action, subject_kind=subject_kind,
+            subject_id=subject_id, details=dict(details or {}))))
+
+    def audit_trail(self, *, subject_kind: str | None = None, subject_id: str | None = None,
+                    limit: int = 100) -> list[AuditRecord]:
+        """Audit entries, newest first."""
+        query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+        if subject_kind:
+            query = query.where(AuditEvent.subject_kind == subject_kind)
+        if subject_id:
+            query = query.where(AuditEvent.subject_id == subject_id)
+        with self.store.reading() as session:
+            return [AuditRecord(r.id, r.at, r.actor, r.action, r.subject_kind, r.subject_id,
+                                dict(r.details)) for r in session.scalars(query)]
+
+
+def _artifact(row: Artifact) -> ArtifactRecord:
+    return ArtifactRecord(row.id, row.run_id, row.stage_ref, row.app, row.kind, row.name,
+                          row.tag, row.digest, row.commit_sha, row.created_at)
+
+
+def _release(row: Release) -> ReleaseRecord:
+    return ReleaseRecord(row.id, row.app, row.version, row.environment, row.kind, row.digest,
+                         row.manifests, row.run_id, row.source_release_id, row.actor, row.why,
+                         row.created_at)
+
+
+def _delivery(row: WebhookDelivery) -> DeliveryRecord:
+    return DeliveryRecord(row.delivery_id, row.event, row.received_at, row.outcome, row.detail,
+                          row.run_id)

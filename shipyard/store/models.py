@@ -1,0 +1,242 @@
+"""The store's tables, as SQLAlchemy 2 typed ORM classes.
+
+The store is the truth of what was decided and why: runs and their stages with every
+transition, stage logs, the artifacts built, the releases made, the approvals given, the
+webhook deliveries seen and an audit trail of who did what. Schema changes go through an
+Alembic migration in ``migrations/versions``; a test checks the two never drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "Approval",
+    "Artifact",
+    "AuditEvent",
+    "Base",
+    "PipelineRun",
+    "Release",
+    "StageLog",
+    "StageRun",
+    "StateTransition",
+    "WebhookDelivery",
+]
+
+# Deterministic constraint names, so migrations can refer to them on every backend.
+_NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on every backend.
+
+    SQLite keeps no time zone, so values are stored as naive UTC there and made aware again
+    on the way out; a naive datetime going in is a bug and is refused.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=_NAMING)
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON, list[str]: JSON}
+
+
+class PipelineRun(Base):
+    """One execution of a pipeline (ci, cd, release, promote, rollback)."""
+
+    __tablename__ = "pipeline_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    pipeline: Mapped[str] = mapped_column(String(40), index=True)
+    app: Mapped[str | None] = mapped_column(String(63), index=True)
+    trigger: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(120), default="")
+    repo_url: Mapped[str | None] = mapped_column(String(1000))
+    ref: Mapped[str | None] = mapped_column(String(255))
+    commit_sha: Mapped[str | None] = mapped_column(String(64))
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    reason: Mapped[str] = mapped_column(String(64), default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    prefect_flow_run_id: Mapped[str | None] = mapped_column(String(36), unique=True)
+    restarted_from: Mapped[str | None] = mapped_column(ForeignKey("pipeline_runs.id"))
+
+    stages: Mapped[list[StageRun]] = relationship(
+        back_populates="run", order_by="StageRun.position", cascade="all, delete-orphan"
+    )
+
+
+class StageRun(Base):
+    """One stage of a run; ``requires`` holds the refs of the stages it waits for."""
+
+    __tablename__ = "stage_runs"
+    __table_args__ = (UniqueConstraint("run_id", "ref", name="uq_stage_runs_run_id_ref"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"))
+    ref: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    position: Mapped[int] = mapped_column(Integer)
+    requires: Mapped[list[str]] = mapped_column(default=list)
+    state: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(String(64), default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    outputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    prefect_task_run_id: Mapped[str | None] = mapped_column(String(36))
+
+    run: Mapped[PipelineRun] = relationship(back_populates="stages")
+
+
+class StateTransition(Base):
+    """Every accepted change of state of a run (``stage_ref`` empty) or of one of its stages."""
+
+    __tablename__ = "state_transitions"
+    __table_args__ = (Index("ix_state_transitions_run_id_id", "run_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"))
+    stage_ref: Mapped[str] = mapped_column(String(100), default="")
+    from_state: Mapped[str | None] = mapped_column(String(20))
+    to_state: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime]
+
+
+class StageLog(Base):
+    """A chunk of a stage's output, in order; appended while the stage runs, so it can be
+    followed live."""
+
+    __tablename__ = "stage_logs"
+    __table_args__ = (Index("ix_stage_logs_stage_run_id_id", "stage_run_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stage_run_id: Mapped[int] = mapped_column(ForeignKey("stage_runs.id", ondelete="CASCADE"))
+    at: Mapped[datetime]
+    stream: Mapped[str] = mapped_column(String(10), default="stdout")
+    text: Mapped[str] = mapped_column(Text)
+
+
+class Artifact(Base):
+    """Something a run produced that later stages deploy: above all, an image by digest."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (Index("ix_artifacts_app_created_at", "app", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"))
+    stage_ref: Mapped[str] = mapped_column(String(100))
+    app: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(20), default="image")
+    name: Mapped[str] = mapped_column(String(500))
+    tag: Mapped[str] = mapped_column(String(128), default="")
+    digest: Mapped[str] = mapped_column(String(80))
+    commit_sha: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class Release(Base):
+    """A version of an app put into an environment: the exact manifests and digest, who and
+    why. A rollback is a new release that re-applies an earlier one's record."""
+
+    __tablename__ = "releases"
+    __table_args__ = (Index("ix_releases_app_environment_id", "app", "environment", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    app: Mapped[str] = mapped_column(String(63))
+    version: Mapped[str] = mapped_column(String(128))
+    environment: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(20))  # deploy, promote, rollback
+    digest: Mapped[str] = mapped_column(String(80))
+    manifests: Mapped[str] = mapped_column(Text, default="")
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("pipeline_runs.id"))
+    source_release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
+    actor: Mapped[str] = mapped_column(String(120))
+    why: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+
+
+class Approval(Base):
+    """A manual judgment's answer."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"))
+    stage_ref: Mapped[str] = mapped_column(String(100))
+    decision: Mapped[str] = mapped_column(String(20))  # approved, rejected
+    actor: Mapped[str] = mapped_column(String(120))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime]
+
+
+class WebhookDelivery(Base):
+    """A webhook delivery, keyed by its unique delivery id so a redelivery starts nothing."""
+
+    __tablename__ = "webhook_deliveries"
+
+    delivery_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    event: Mapped[str] = mapped_column(String(50))
+    received_at: Mapped[datetime]
+    outcome: Mapped[str] = mapped_column(String(20))  # accepted, ignored
+    detail: Mapped[str] = mapped_column(Text, default="")
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("pipeline_runs.id"))
+
+
+class AuditEvent(Base):
+    """Who did what to which thing, and when."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_subject", "subject_kind", "subject_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(120))
+    action: Mapped[str] = mapped_column(String(60))
+    subject_kind: Mapped[str] = mapped_column(String(40))
+    subject_id: Mapped[str] = mapped_column(String(100))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,0 +1,407 @@
+"""The store's front door: sessions, and the one place where run and stage state changes.
+
+Every change of state goes through :meth:`Store.transition_stage` or
+:meth:`Store.transition_run`, which ask :func:`shipyard.domain.states.transition` whether
+the move is allowed, write the new state and a :class:`~shipyard.store.models.StateTransition`
+row in one transaction, and skip the stages that can no longer run. A refused move raises
+and writes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from shipyard.domain.clock import Clock, system_clock
+from shipyard.domain.pipeline import PipelineGraph, StageSpec, run_outcome
+from shipyard.domain.states import State, transition
+from shipyard.store.engine import WRITE, open_engine, retry_when_locked
+from shipyard.store.errors import AmbiguousRunId, RunNotFound, StageNotFound
+from shipyard.store.migrate import upgrade_to_head
+from shipyard.store.models import PipelineRun, StageLog, StageRun, StateTransition
+from shipyard.store.records import LogChunk, RunRecord, StageRecord, TransitionRecord
+
+__all__ = ["Store"]
+
+T = TypeVar("T")
+
+_MIN_PREFIX = 4
+
+
+class Store:
+    """Runs, stages, logs and transitions. Thread-safe; one per process is plenty."""
+
+    def __init__(self, engine: Engine, *, clock: Clock = system_clock) -> None:
+        self.engine = engine
+        self.clock = clock
+        self._reader = sessionmaker(engine, expire_on_commit=False)
+        self._writer = sessionmaker(engine.execution_options(**{WRITE: True}),
+                                    expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str, *, clock: Clock = system_clock) -> Store:
+        """Open the database at ``url`` and bring its schema up to date."""
+        engine = open_engine(url)
+        upgrade_to_head(engine)
+        return cls(engine, clock=clock)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- sessions -----------------------------------------------------------------------
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for queries only."""
+        with self._reader() as session:
+            yield session
+
+    def writing(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in one write transaction, repeated if SQLite reports a lock."""
+
+        def attempt() -> T:
+            with self._writer() as session, session.begin():
+                return work(session)
+
+        return retry_when_locked(attempt)
+
+    # -- creating runs ------------------------------------------------------------------
+
+    def create_run(
+        self,
+        pipeline: str,
+        stages: Iterable[StageSpec],
+        *,
+        trigger: str,
+        actor: str = "",
+        app: str | None = None,
+        repo_url: str | None = None,
+        ref: str | None = None,
+        commit_sha: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        prefect_flow_run_id: str | None = None,
+        restarted_from: str | None = None,
+    ) -> RunRecord:
+        """Record a queued run with its stage DAG; the graph is validated first."""
+        graph = PipelineGraph.of(stages)
+        now = self.clock()
+        run_id = uuid.uuid4().hex
+
+        def work(session: Session) -> None:
+            run = PipelineRun(
+                id=run_id, pipeline=pipeline, app=app, trigger=trigger, actor=actor,
+                repo_url=repo_url, ref=ref, commit_sha=commit_sha,
+                parameters=dict(parameters or {}), state=State.QUEUED.value,
+                reason="Created", message=f"{pipeline} run created by {trigger}",
+                created_at=now, prefect_flow_run_id=prefect_flow_run_id,
+                restarted_from=restarted_from,
+            )
+            session.add(run)
+            session.add(StateTransition(run_id=run_id, stage_ref="", from_state=None,
+                                        to_state=State.QUEUED.value, reason="Created",
+                                        message=run.message, at=now))
+            self._add_stage_rows(session, run_id, graph.stages, start_position=0)
+
+        self.writing(work)
+        return self.get_run(run_id)
+
+    def add_stages(self, run_id: str, stages: Iterable[StageSpec]) -> RunRecord:
+        """Append stages to a run whose later stages are known only once it runs (e.g. one
+        test stage per changed app). The whole graph, old and new, is validated."""
+        new = tuple(stages)
+
+        def work(session: Session) -> None:
+            run = self._load_run(session, run_id, for_update=True)
+            existing = [_stage_spec(s) for s in run.stages]
+            PipelineGraph.of([*existing, *new])
+            self._add_stage_rows(session, run.id, new, start_position=len(existing))
+
+        self.writing(work)
+        return self.get_run(run_id)
+
+    def _add_stage_rows(self, session: Session, run_id: str, specs: Iterable[StageSpec],
+                        *, start_position: int) -> None:
+        for position, spec in enumerate(specs, start=start_position):
+            session.add(StageRun(
+                run_id=run_id, ref=spec.ref, name=spec.title, position=position,
+                requires=list(spec.requires), state=State.QUEUED.value, reason="Created",
+                message="", attempts=0, outputs={},
+            ))
+
+    def link_flow_run(self, run_id: str, flow_run_id: str) -> None:
+        """Remember which Prefect flow run executes this run (for drill-down links)."""
+
+        def work(session: Session) -> None:
+            self._load_run(session, run_id, for_update=True).prefect_flow_run_id = flow_run_id
+
+        self.writing(work)
+
+    # -- state changes ------------------------------------------------------------------
+
+    def transition_stage(
+        self,
+        run_id: str,
+        ref: str,
+        to: State,
+        *,
+        reason: str,
+        message: str = "",
+        outputs: Mapping[str, Any] | None = None,
+    ) -> RunRecord:
+        """Move one stage to ``to``; stages that can no longer run are skipped with it.
+
+        The run itself starts running with its first stage. Raises
+        :class:`~shipyard.domain.states.TransitionForbidden` (nothing written) when the table
+        forbids the move.
+        """
+
+        def work(session: Session) -> None:
+            run = self._load_run(session, run_id, for_update=True)
+            stage = _find_stage(run, ref)
+            self._apply(session, run, stage, to, reason, message)
+            if outputs:
+                stage.outputs = {**stage.outputs, **outputs}
+            self._follow_stage(session, run, ref, to)
+            if to in (State.FAILED, State.CANCELLED, State.SKIPPED, State.ROLLED_BACK):
+                self._skip_unreachable(session, run)
+
+        self.writing(work)
+        return self.get_run(run_id)
+
+    def _follow_stage(self, session: Session, run: PipelineRun, ref: str, to: State) -> None:
+        # The run mirrors its stages' progress: it starts with the first stage, waits while
+        # any stage waits for a judgment, and runs again once the judgment is answered.
+        current = State(run.state)
+        if to is State.RUNNING and current is State.QUEUED:
+            self._apply(session, run, None, State.RUNNING, "StageStarted", f"stage {ref} started")
+        elif to is State.WAITING and current is State.RUNNING:
+            self._apply(session, run, None, State.WAITING, "AwaitingJudgment",
+                        f"stage {ref} waits for a judgment")
+        elif to is not State.WAITING and current is State.WAITING and not any(
+            s.state == State.WAITING.value for s in run.stages
+        ):
+            self._apply(session, run, None, State.RUNNING, "JudgmentAnswered",
+                        f"stage {ref} is no longer waiting")
+
+    def record_attempt(self, run_id: str, ref: str, message: str) -> None:
+        """Count one more attempt of a running stage (a retry), without changing state."""
+
+        def work(session: Session) -> None:
+            run = self._load_run(session, run_id, for_update=True)
+            stage = _find_stage(run, ref)
+            stage.attempts += 1
+            stage.message = message
+
+        self.writing(work)
+
+    def transition_run(self, run_id: str, to: State, *, reason: str,
+                       message: str = "") -> RunRecord:
+        """Move the run itself; cancelling it also cancels every unfinished stage."""
+
+        def work(session: Session) -> None:
+            run = self._load_run(session, run_id, for_update=True)
+            self._apply(session, run, None, to, reason, message)
+            if to is State.CANCELLED:
+                for stage in run.stages:
+                    if not State(stage.state).is_terminal:
+                        self._apply(session, run, stage, State.CANCELLED, "RunCancelled",
+                                    message or "the run was cancelled")
+
+        self.writing(work)
+        return self.get_run(run_id)
+
+    def finish_run(self, run_id: str) -> RunRecord:
+        """End the run in the state its stages add up to (see
+        :func:`~shipyard.domain.pipeline.run_outcome`).
+
+        Stages still queued or running at this point were abandoned by the flow, so they
+        fail with reason ``Abandoned``. Finishing a finished run changes nothing.
+        """
+
+        def work(session: Session) -> None:
+            run = self._load_run(session, run_id, for_update=True)
+            if State(run.state).is_terminal:
+                return
+            if run.state == State.QUEUED.value:
+                self._apply(session, run, None, State.RUNNING, "Started", "run started")
+            for stage in run.stages:
+                current = State(stage.state)
+                if current is State.QUEUED:
+                    self._apply(session, run, stage, State.SKIPPED, "Abandoned",
+                                "the pipeline ended before this stage was started")
+                elif not current.is_terminal:
+                    self._apply(session, run, stage, State.FAILED, "Abandoned",
+                                "the pipeline ended while this stage was unfinished")
+            states = [State(s.state) for s in run.stages]
+            outcome = run_outcome(states) or State.SUCCEEDED
+            self._apply(session, run, None, outcome, *_outcome_reason(run, outcome))
+
+        self.writing(work)
+        return self.get_run(run_id)
+
+    def _apply(self, session: Session, run: PipelineRun, stage: StageRun | None, to: State,
+               reason: str, message: str) -> None:
+        target: PipelineRun | StageRun = stage if stage is not None else run
+        subject = f"stage {stage.ref!r} of run {run.id[:8]}" if stage else f"run {run.id[:8]}"
+        accepted = transition(State(target.state), to, reason=reason, message=message,
+                              clock=self.clock, subject=subject)
+        target.state = to.value
+        target.reason = reason
+        target.message = message
+        if to is State.RUNNING and target.started_at is None:
+            target.started_at = accepted.at
+        if to is State.RUNNING and isinstance(target, StageRun) and (
+            accepted.from_state is State.QUEUED
+        ):
+            target.attempts += 1
+        if to.is_terminal:
+            target.finished_at = accepted.at
+        session.add(StateTransition(
+            run_id=run.id, stage_ref=stage.ref if stage else "",
+            from_state=accepted.from_state.value, to_state=to.value, reason=reason,
+            message=message, at=accepted.at,
+        ))
+
+    def _skip_unreachable(self, session: Session, run: PipelineRun) -> None:
+        graph = PipelineGraph.of(_stage_spec(s) for s in run.stages)
+        by_ref = {s.ref: s for s in run.stages}
+        for decision in graph.skips({s.ref: State(s.state) for s in run.stages}):
+            self._apply(session, run, by_ref[decision.ref], State.SKIPPED,
+                        "RequirementNotMet", decision.message)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run whose id is ``run_id`` or starts with it (at least 4 characters)."""
+        with self.reading() as session:
+            return _run_record(self._load_run(session, run_id))
+
+    def list_runs(self, *, limit: int = 20, pipeline: str | None = None,
+                  app: str | None = None, state: State | None = None) -> list[RunRecord]:
+        """The newest runs first, without their stages."""
+        query = select(PipelineRun).order_by(PipelineRun.created_at.desc(),
+                                             PipelineRun.id.desc()).limit(limit)
+        if pipeline:
+            query = query.where(PipelineRun.pipeline == pipeline)
+        if app:
+            query = query.where(PipelineRun.app == app)
+        if state:
+            query = query.where(PipelineRun.state == state.value)
+        with self.reading() as session:
+            return [_run_record(run, with_stages=False) for run in session.scalars(query)]
+
+    def transitions(self, run_id: str) -> list[TransitionRecord]:
+        """Every transition of the run and its stages, oldest first."""
+        with self.reading() as session:
+            run = self._load_run(session, run_id)
+            rows = session.scalars(select(StateTransition)
+                                   .where(StateTransition.run_id == run.id)
+                                   .order_by(StateTransition.id))
+            return [TransitionRecord(r.stage_ref, State(r.from_state) if r.from_state else None,
+                                     State(r.to_state), r.reason, r.message, r.at)
+                    for r in rows]
+
+    # -- logs ---------------------------------------------------------------------------
+
+    def append_log(self, run_id: str, ref: str, text: str, *, stream: str = "stdout") -> None:
+        """Add a chunk of output to a stage's log."""
+        if not text:
+            return
+        at = self.clock()
+
+        def work(session: Session) -> None:
+            stage_id = session.scalar(
+                select(StageRun.id).where(StageRun.run_id == run_id, StageRun.ref == ref))
+            if stage_id is None:
+                run = self._load_run(session, run_id)
+                raise StageNotFound(run.id, ref, [s.ref for s in run.stages])
+            session.add(StageLog(stage_run_id=stage_id, at=at, stream=stream, text=text))
+
+        self.writing(work)
+
+    def read_logs(self, run_id: str, ref: str | None = None, *,
+                  after_id: int = 0) -> list[LogChunk]:
+        """Log chunks newer than ``after_id``, oldest first; pass the last id to follow."""
+        with self.reading() as session:
+            run = self._load_run(session, run_id)
+            query = (select(StageLog, StageRun.ref).join(StageRun)
+                     .where(StageRun.run_id == run.id, StageLog.id > after_id)
+                     .order_by(StageLog.id))
+            if ref is not None:
+                _find_stage(run, ref)
+                query = query.where(StageRun.ref == ref)
+            return [LogChunk(log.id, stage_ref, log.at, log.stream, log.text)
+                    for log, stage_ref in session.execute(query)]
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _load_run(self, session: Session, run_id: str, *,
+                  for_update: bool = False) -> PipelineRun:
+        query = select(PipelineRun).options(selectinload(PipelineRun.stages))
+        if for_update:
+            query = query.with_for_update()
+        run = session.scalar(query.where(PipelineRun.id == run_id))
+        if run is not None:
+            return run
+        if len(run_id) < _MIN_PREFIX or not run_id.isalnum():
+            raise RunNotFound(run_id)
+        matches = list(session.scalars(
+            select(PipelineRun.id).where(PipelineRun.id.startswith(run_id.lower())).limit(6)))
+        if not matches:
+            raise RunNotFound(run_id)
+        if len(matches) > 1:
+            raise AmbiguousRunId(run_id, matches)
+        found = session.scalar(query.where(PipelineRun.id == matches[0]))
+        assert found is not None
+        return found
+
+
+def _find_stage(run: PipelineRun, ref: str) -> StageRun:
+    for stage in run.stages:
+        if stage.ref == ref:
+            return stage
+    raise StageNotFound(run.id, ref, [s.ref for s in run.stages])
+
+
+def _stage_spec(stage: StageRun) -> StageSpec:
+    return StageSpec(stage.ref, tuple(stage.requires), stage.name)
+
+
+def _outcome_reason(run: PipelineRun, outcome: State) -> tuple[str, str]:
+    def refs(state: State) -> str:
+        return ", ".join(s.ref for s in run.stages if s.state == state.value)
+
+    if outcome is State.FAILED:
+        return "StageFailed", f"failed stages: {refs(State.FAILED)}"
+    if outcome is State.CANCELLED:
+        return "StageCancelled", f"cancelled stages: {refs(State.CANCELLED)}"
+    if outcome is State.ROLLED_BACK:
+        return "RolledBack", f"rolled back stages: {refs(State.ROLLED_BACK)}"
+    return "Succeeded", "every stage succeeded or was skipped by its condition"
+
+
+def _stage_record(stage: StageRun) -> StageRecord:
+    return StageRecord(
+        ref=stage.ref, name=stage.name, requires=tuple(stage.requires),
+        state=State(stage.state), reason=stage.reason, message=stage.message,
+        attempts=stage.attempts, started_at=stage.started_at, finished_at=stage.finished_at,
+        outputs=dict(stage.outputs or {}),
+    )
+
+
+def _run_record(run: PipelineRun, *, with_stages: bool = True) -> RunRecord:
+    return RunRecord(
+        id=run.id, pipeline=run.pipeline, app=run.app, trigger=run.trigger, actor=run.actor,
+        repo_url=run.repo_url, ref=run.ref, commit_sha=run.commit_sha,
+        parameters=dict(run.parameters or {}), state=State(run.state), reason=run.reason,
+        message=run.message, created_at=run.created_at, started_at=run.started_at,
+        finished_at=run.finished_at, prefect_flow_run_id=run.prefect_flow_run_id,
+        restarted_from=run.restarted_from,
+        stages=tuple(_stage_record(s) for s in run.stages) if with_stages else (),
+    )
+
