@@ -62,13 +62,17 @@ find_bindir() {
 
 # Run a command as the postgres user, from a directory it can read (runuser
 # keeps root's cwd, which the postgres user may not be allowed to access).
-as_pg() { (cd "$PGSTATE" && runuser -u postgres -- "$@"); }
+# 9>&- : do not leak our flock fd (see take_lock) into the long-lived
+# postmaster, which would otherwise hold the lock forever.
+as_pg() { (cd "$PGSTATE" && runuser -u postgres -- "$@" 9>&-); }
 
 # pg_isready exit codes: 0 accepting, 1 rejecting (starting up / shutting down),
 # 2 no response, 3 no attempt (bad parameters).
 pg_ready() {
   local rc=0
-  "$BINDIR/pg_isready" -q -h "$HOST" -p "$PORT" -t 3 || rc=$?
+  # -U/-d: otherwise it probes as OS user "root", which the server logs as
+  # 'FATAL: role "root" does not exist' on every check.
+  "$BINDIR/pg_isready" -q -h "$HOST" -p "$PORT" -U postgres -d postgres -t 3 || rc=$?
   return "$rc"
 }
 
@@ -91,10 +95,13 @@ remove_stale_locks() {
   rm -f "$SOCKDIR/.s.PGSQL.$PORT" "$SOCKDIR/.s.PGSQL.$PORT.lock"
 }
 
+# Show the server log; with an argument (a byte offset), only what was written
+# after that offset, i.e. by the current start attempt.
 dump_log_tail() {
+  local from="${1:-0}"
   if [ -f "$LOGFILE" ]; then
-    printf '[postgres.sh] ---- last 40 lines of %s ----\n' "$LOGFILE" >&2
-    tail -n 40 "$LOGFILE" >&2 || true
+    printf '[postgres.sh] ---- server log %s (last 60 lines) ----\n' "$LOGFILE" >&2
+    tail -c +"$((from + 1))" "$LOGFILE" | tail -n 60 >&2 || true
     printf '[postgres.sh] ---- end of log ----\n' >&2
   else
     log "no server log at $LOGFILE"
@@ -212,22 +219,22 @@ if [ "$ready_rc" -eq 0 ]; then
 else
   if [ -f "$DATA/postmaster.pid" ]; then
     if postmaster_pid_alive; then
-      dump_log_tail
       die "a postmaster for $DATA is running (pid $(head -n 1 "$DATA/postmaster.pid")) but does not answer on $HOST:$PORT (different port?); run 'bash .ci/postgres.sh stop' (with the same SHIPYARD_PG_PORT it was started with) and retry"
     fi
     remove_stale_locks
   fi
   log "starting PostgreSQL on $HOST:$PORT (data dir $DATA, log $LOGFILE)"
+  log_offset="$(stat -c %s "$LOGFILE")"
   # fsync/synchronous_commit/full_page_writes=off: this is a disposable test
   # database, so trade crash-safety for much faster commits and DDL. Never use
   # these settings for data you care about.
   if ! as_pg "$BINDIR/pg_ctl" -D "$DATA" -w -t 60 -l "$LOGFILE" start \
     -o "-p $PORT -k $SOCKDIR -c listen_addresses=$HOST -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >&2; then
-    dump_log_tail
+    dump_log_tail "$log_offset"
     die "PostgreSQL failed to start on $HOST:$PORT (see log above, full log: $LOGFILE)"
   fi
   pg_ready || {
-    dump_log_tail
+    dump_log_tail "$log_offset"
     die "pg_ctl reported success but nothing accepts connections on $HOST:$PORT"
   }
 fi

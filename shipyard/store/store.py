@@ -9,6 +9,7 @@ and writes nothing.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -141,6 +142,16 @@ class Store:
 
         self.writing(work)
 
+    def record_commit(self, run_id: str, commit_sha: str) -> None:
+        """Remember the exact commit a run checked out (its ref may move later)."""
+        if not re.fullmatch(r"[0-9a-f]{40}([0-9a-f]{24})?", commit_sha):
+            raise ValueError(f"commit {commit_sha!r} is not a full hexadecimal git sha")
+
+        def work(session: Session) -> None:
+            self._load_run(session, run_id, for_update=True).commit_sha = commit_sha
+
+        self.writing(work)
+
     # -- state changes ------------------------------------------------------------------
 
     def transition_stage(
@@ -215,12 +226,14 @@ class Store:
         self.writing(work)
         return self.get_run(run_id)
 
-    def finish_run(self, run_id: str) -> RunRecord:
+    def finish_run(self, run_id: str, *, error: str | None = None) -> RunRecord:
         """End the run in the state its stages add up to (see
         :func:`~shipyard.domain.pipeline.run_outcome`).
 
         Stages still queued or running at this point were abandoned by the flow, so they
-        fail with reason ``Abandoned``. Finishing a finished run changes nothing.
+        fail with reason ``Abandoned``. ``error`` is an error of the pipeline itself (not of
+        a stage): it fails the run with reason ``PipelineError`` even if every stage
+        succeeded. Finishing a finished run changes nothing.
         """
 
         def work(session: Session) -> None:
@@ -239,7 +252,10 @@ class Store:
                                 "the pipeline ended while this stage was unfinished")
             states = [State(s.state) for s in run.stages]
             outcome = run_outcome(states) or State.SUCCEEDED
-            self._apply(session, run, None, outcome, *_outcome_reason(run, outcome))
+            if error and outcome is State.SUCCEEDED:
+                self._apply(session, run, None, State.FAILED, "PipelineError", error)
+            else:
+                self._apply(session, run, None, outcome, *_outcome_reason(run, outcome))
 
         self.writing(work)
         return self.get_run(run_id)

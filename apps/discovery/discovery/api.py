@@ -186,7 +186,7 @@ def _route_of(app: FastAPI, scope: Scope) -> str:
         match, _ = route.matches(scope)
         path = str(getattr(route, "path", "unmatched"))
         if match is Match.FULL:
-            return str(scope['path'])
+            return path
         if match is Match.PARTIAL and partial is None:
             partial = path
     return partial or "unmatched"

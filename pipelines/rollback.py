@@ -1,0 +1,36 @@
+"""The ``rollback`` pipeline: make an environment run an earlier release of an app again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from shipyard.domain.catalog import validate_app_name
+from shipyard.domain.pipeline import StageSpec
+from stages.lifecycle import begin_run, running
+from stages.releases import rollback_release
+
+__all__ = ["rollback_flow"]
+
+
+@flow(name="rollback", flow_run_name="rollback {app} in {environment}")
+async def rollback_flow(
+    app: str,
+    environment: str = "prod",
+    to_release: int | None = None,
+    run_id: str | None = None,
+    trigger: str = "manual",
+    actor: str = "",
+    why: str = "",
+) -> dict[str, Any]:
+    """Roll ``app`` in ``environment`` back to ``to_release`` or the previous version."""
+    validate_app_name(app)
+    run = await begin_run("rollback", [StageSpec("rollback")], run_id=run_id,
+                          trigger=trigger, actor=actor, app=app,
+                          parameters={"environment": environment, "to_release": to_release,
+                                      "why": why})
+    async with running(run):
+        release = await rollback_release(run, app, environment, to_release, actor, why)
+    return {"run_id": run.run_id, "release_id": release.release_id,
+            "version": release.version, "environment": environment}

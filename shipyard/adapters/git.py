@@ -1,0 +1,151 @@
+"""Checking out an exact commit with GitPython: a cached mirror per repository, fetched
+rather than re-cloned, and a detached worktree per run.
+
+Refs and URLs are validated before git sees them: a value starting with ``-`` would be read
+as an option, and git runs with no shell, so nothing else needs quoting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from git import BadName, GitCommandError, Repo
+
+__all__ = ["CheckedOut", "CommitInfo", "GitCheckout", "GitError", "validate_ref",
+           "validate_repo_url"]
+
+# git check-ref-format's rules, in short: no "..", no control characters or " ~^:?*[\",
+# no leading "-" or "/", no trailing "/" or ".lock", no "@{".
+_REF = re.compile(r"^(?!-)(?!/)(?!.*\.\.)(?!.*@\{)(?!.*//)[^\x00-\x20~^:?*\[\\]{1,255}(?<!/)(?<!\.lock)$")
+_URL = re.compile(r"^(https?|ssh|git|file)://[^\s]+$|^[\w.-]+@[\w.-]+:[^\s]+$")
+
+
+class GitError(RuntimeError):
+    """A checkout failed; the message says which repository and ref, and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommitInfo:
+    sha: str
+    author: str
+    author_email: str
+    message: str
+    committed_at: datetime
+    changed_files: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedOut:
+    workspace: Path
+    commit: CommitInfo
+
+
+def validate_ref(ref: str) -> str:
+    """Return ``ref`` if it is a valid branch, tag or commit name; raise ValueError."""
+    if not _REF.fullmatch(ref):
+        raise ValueError(
+            f"git ref {ref!r} is not a valid branch, tag or commit: it must not start with "
+            "'-' or '/', nor contain spaces, '..', '@{', or any of ~^:?*[\\"
+        )
+    return ref
+
+
+def validate_repo_url(url: str) -> str:
+    """Return ``url`` if it is a repository URL (http, ssh, git, file) or an existing
+    local path; raise ValueError."""
+    if url.startswith("-"):
+        raise ValueError(f"repository {url!r} must not start with '-'")
+    if _URL.fullmatch(url) or Path(url).expanduser().is_dir():
+        return url
+    raise ValueError(
+        f"repository {url!r} is neither a URL (https://, ssh://, git://, file://, "
+        "user@host:path) nor an existing local directory"
+    )
+
+
+class GitCheckout:
+    """Clones each repository once into ``cache_dir`` and checks commits out into
+    ``workspaces_dir/<name>`` as detached worktrees."""
+
+    def __init__(self, cache_dir: Path, workspaces_dir: Path) -> None:
+        self.cache_dir = cache_dir
+        self.workspaces_dir = workspaces_dir
+
+    def mirror(self, repo_url: str) -> Repo:
+        """The cached mirror of ``repo_url``, cloned on first use and fetched after."""
+        validate_repo_url(repo_url)
+        source = str(Path(repo_url).expanduser().resolve()) if Path(
+            repo_url).expanduser().is_dir() else repo_url
+        key = hashlib.sha256(source.encode()).hexdigest()[:16]
+        path = self.cache_dir / f"{key}.git"
+        try:
+            if not (path / "HEAD").exists():
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+                shutil.rmtree(path, ignore_errors=True)  # a clone interrupted half-way
+                return Repo.clone_from(source, path, mirror=True)
+            repo = Repo(path)
+            repo.git.fetch("--prune", "--force", "origin")
+            return repo
+        except GitCommandError as err:
+            raise GitError(f"cannot fetch {repo_url}: {_git_message(err)}") from err
+
+    def checkout(self, repo_url: str, ref: str, workspace_name: str) -> CheckedOut:
+        """Check ``ref`` of ``repo_url`` out into a fresh worktree named ``workspace_name``.
+
+        Running it twice for the same name replaces the first worktree, so a retried stage
+        starts clean.
+        """
+        validate_ref(ref)
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", workspace_name):
+            raise ValueError(f"workspace name {workspace_name!r} must be letters, digits, ._-")
+        repo = self.mirror(repo_url)
+        try:
+            commit = repo.commit(ref)
+        except (BadName, ValueError, GitCommandError) as err:
+            raise GitError(f"{repo_url} has no branch, tag or commit {ref!r}") from err
+        dest = self.workspaces_dir / workspace_name
+        self.workspaces_dir.mkdir(parents=True, exist_ok=True)
+        if dest.exists():
+            repo.git.worktree("remove", "--force", str(dest))
+        repo.git.worktree("prune")
+        try:
+            repo.git.worktree("add", "--detach", "--force", str(dest), commit.hexsha)
+        except GitCommandError as err:
+            raise GitError(f"cannot check out {commit.hexsha[:12]}: {_git_message(err)}") from err
+        return CheckedOut(workspace=dest, commit=_commit_info(commit))
+
+    def remove_workspace(self, repo_url: str, workspace_name: str) -> None:
+        """Delete a run's worktree; the cached mirror stays."""
+        repo = self.mirror(repo_url)
+        dest = self.workspaces_dir / workspace_name
+        if dest.exists():
+            repo.git.worktree("remove", "--force", str(dest))
+
+
+def _commit_info(commit: object) -> CommitInfo:
+    from git import Commit
+
+    assert isinstance(commit, Commit)
+    if commit.parents:
+        changed = {d.b_path or d.a_path for d in commit.parents[0].diff(commit)}
+    else:
+        changed = {str(item.path) for item in commit.tree.traverse() if item.type == "blob"}
+    message = commit.message if isinstance(commit.message, str) else commit.message.decode()
+    return CommitInfo(
+        sha=commit.hexsha,
+        author=str(commit.author.name or ""),
+        author_email=str(commit.author.email or ""),
+        message=message.strip(),
+        committed_at=datetime.fromtimestamp(commit.committed_date, UTC),
+        changed_files=tuple(sorted(p for p in changed if p)),
+    )
+
+
+def _git_message(err: GitCommandError) -> str:
+    stderr = str(err.stderr or "").strip().replace("stderr: ", "").strip("'\n ")
+    return stderr.splitlines()[-1] if stderr else str(err)

@@ -1,0 +1,101 @@
+"""Talking to the Prefect server: starting deployments, waiting for flow runs, applying
+``prefect.yaml``.
+
+Stages and pipelines use Prefect's ``@flow`` and ``@task`` decorators directly; everything
+that calls the Prefect API from outside a flow goes through here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
+
+__all__ = [
+    "FlowRunOutcome",
+    "PrefectError",
+    "apply_deployments",
+    "ensure_work_pool",
+    "start_deployment",
+    "wait_for_flow_run",
+]
+
+_FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+class PrefectError(RuntimeError):
+    """The Prefect server refused or could not be reached; the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRunOutcome:
+    flow_run_id: str
+    state: str  # Prefect's state type: COMPLETED, FAILED, CRASHED, CANCELLED
+    message: str
+
+
+async def start_deployment(name: str, parameters: dict[str, Any], *,
+                           idempotency_key: str | None = None) -> str:
+    """Create a flow run of deployment ``name`` ("flow/deployment") without waiting for it.
+
+    With ``idempotency_key``, asking twice returns the first flow run instead of a second.
+    """
+    flow_run = await run_deployment(name, parameters=parameters, timeout=0,
+                                    idempotency_key=idempotency_key)
+    return str(flow_run.id)
+
+
+async def wait_for_flow_run(flow_run_id: str, *, timeout_seconds: float,
+                            poll_seconds: float = 0.5) -> FlowRunOutcome:
+    """Poll until the flow run is final; raise TimeoutError after ``timeout_seconds``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_seconds
+    async with get_client() as client:
+        while True:
+            flow_run = await client.read_flow_run(UUID(flow_run_id))
+            state = flow_run.state
+            if state is not None and state.type.value in _FINAL:
+                return FlowRunOutcome(flow_run_id, state.type.value, state.message or "")
+            if loop.time() > deadline:
+                raise TimeoutError(
+                    f"flow run {flow_run_id} still {state.type.value if state else 'unknown'} "
+                    f"after {timeout_seconds:.0f}s; is a worker polling the work pool?")
+            await asyncio.sleep(poll_seconds)
+
+
+def _prefect(args: list[str], *, cwd: Path, env: dict[str, str]) -> str:
+    result = subprocess.run(  # noqa: S603 - fixed program, arguments are ours
+        [sys.executable, "-m", "prefect", "--no-prompt", *args], cwd=cwd, env=env,
+        capture_output=True, text=True, check=False, timeout=300,
+    )
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+        raise PrefectError(f"`prefect {' '.join(args)}` failed: {' | '.join(detail)}")
+    return result.stdout
+
+
+def ensure_work_pool(name: str, *, project_dir: Path) -> None:
+    """Create the process work pool ``name`` if it is missing (no change if it exists)."""
+    env = dict(os.environ)
+    try:
+        _prefect(["work-pool", "inspect", name], cwd=project_dir, env=env)
+    except PrefectError:
+        _prefect(["work-pool", "create", name, "--type", "process"], cwd=project_dir, env=env)
+
+
+def apply_deployments(project_dir: Path) -> str:
+    """Register every deployment of ``project_dir/prefect.yaml`` with the server.
+
+    ``SHIPYARD_PROJECT_DIR`` is set to ``project_dir``, which the pull step uses as the
+    working directory of flow runs, so a worker runs the code of this checkout.
+    """
+    env = {**os.environ, "SHIPYARD_PROJECT_DIR": str(project_dir.resolve())}
+    return _prefect(["deploy", "--all"], cwd=project_dir, env=env)

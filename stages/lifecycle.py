@@ -1,0 +1,130 @@
+"""A pipeline run's life in the store, seen from inside its Prefect flow.
+
+``begin_run`` records the run (or adopts one recorded earlier, e.g. by the webhook, which
+records a queued run before it asks Prefect) and links it to the flow run executing it;
+``extend_run`` adds stages known only once the run is under way; ``end_run`` settles the
+run from its stages and raises :class:`PipelineFailed` so Prefect marks the flow run failed
+too. Flows call these three; stages record themselves (see :mod:`stages.runtime`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from prefect.runtime import flow_run
+
+from shipyard.domain.pipeline import StageSpec
+from shipyard.domain.states import State
+from shipyard.store import RunRecord
+from stages.runtime import RunContext, open_store
+
+__all__ = ["PipelineFailed", "begin_run", "child_stage", "extend_run", "running"]
+
+
+class PipelineFailed(RuntimeError):
+    """The run ended in a state other than succeeded; the message says why."""
+
+    def __init__(self, run: RunRecord) -> None:
+        super().__init__(f"run {run.short_id} {run.state.value}: {run.reason}: {run.message}")
+        self.run = run
+
+
+async def begin_run(
+    pipeline: str,
+    stages: Iterable[StageSpec],
+    *,
+    run_id: str | None,
+    trigger: str,
+    actor: str = "",
+    app: str | None = None,
+    repo_url: str | None = None,
+    ref: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+) -> RunContext:
+    """Record a new queued run with ``stages``, or adopt the queued run ``run_id`` (adding
+    ``stages`` it does not have yet), and link it to the current Prefect flow run."""
+    store = await asyncio.to_thread(open_store)
+    specs = tuple(stages)
+    if run_id is None:
+        record = await asyncio.to_thread(
+            store.create_run, pipeline, specs, trigger=trigger, actor=actor, app=app,
+            repo_url=repo_url, ref=ref, parameters=parameters)
+    else:
+        record = await asyncio.to_thread(store.get_run, run_id)
+        if record.state is not State.QUEUED:
+            raise ValueError(f"run {record.short_id} is {record.state.value}, not queued: "
+                             "a run is executed once; restart it to run it again")
+        known = {s.ref for s in record.stages}
+        missing = [s for s in specs if s.ref not in known]
+        if missing:
+            record = await asyncio.to_thread(store.add_stages, record.id, missing)
+    if flow_run.id:
+        await asyncio.to_thread(store.link_flow_run, record.id, str(flow_run.id))
+    return RunContext(record.id)
+
+
+async def extend_run(run: RunContext, stages: Iterable[StageSpec]) -> None:
+    """Add stages to a run under way; the whole graph is validated again."""
+    store = await asyncio.to_thread(open_store)
+    await asyncio.to_thread(store.add_stages, run.run_id, tuple(stages))
+
+
+@asynccontextmanager
+async def running(run: RunContext) -> AsyncIterator[RunContext]:
+    """Settle the run when the block ends: from its stages, failed with reason
+    ``PipelineError`` if the block itself raised, cancelled if the flow was cancelled.
+
+    Raises :class:`PipelineFailed` unless the run succeeded, so the Prefect flow run fails
+    with it and says why.
+    """
+    store = await asyncio.to_thread(open_store)
+    try:
+        yield run
+    except asyncio.CancelledError:
+        await asyncio.shield(asyncio.to_thread(
+            store.transition_run, run.run_id, State.CANCELLED, reason="FlowCancelled",
+            message="the Prefect flow run was cancelled"))
+        raise
+    except Exception as err:
+        record = await asyncio.to_thread(store.finish_run, run.run_id,
+                                         error=f"{type(err).__name__}: {err}")
+        raise PipelineFailed(record) from err
+    record = await asyncio.to_thread(store.finish_run, run.run_id)
+    if record.state is not State.SUCCEEDED:
+        raise PipelineFailed(record)
+
+
+@asynccontextmanager
+async def child_stage(run: RunContext, ref: str) -> AsyncIterator[dict[str, Any]]:
+    """Record stage ``ref`` of ``run`` around a block that runs a child pipeline (a
+    subflow, which records its own run): running on entry, then succeeded with the outputs
+    the block put in the yielded dict, or failed with the child's reason."""
+    store = await asyncio.to_thread(open_store)
+    await asyncio.to_thread(store.transition_stage, run.run_id, ref, State.RUNNING,
+                            reason="Started")
+    outputs: dict[str, Any] = {}
+    try:
+        yield outputs
+    except asyncio.CancelledError:
+        await asyncio.shield(asyncio.to_thread(
+            store.transition_stage, run.run_id, ref, State.CANCELLED, reason="Cancelled",
+            message="the stage was cancelled"))
+        raise
+    except PipelineFailed as err:
+        child = err.run
+        await asyncio.to_thread(
+            store.transition_stage, run.run_id, ref, State.FAILED, reason=child.reason,
+            message=f"{child.pipeline} run {child.short_id}: {child.message}",
+            outputs={**outputs, "child_run_id": child.id})
+        raise
+    except Exception as err:
+        await asyncio.to_thread(store.transition_stage, run.run_id, ref, State.FAILED,
+                                reason="Error", message=f"{type(err).__name__}: {err}",
+                                outputs=outputs)
+        raise
+    await asyncio.to_thread(store.transition_stage, run.run_id, ref, State.SUCCEEDED,
+                            reason="Succeeded", message=str(outputs.get("summary", "")),
+                            outputs=outputs)

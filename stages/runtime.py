@@ -1,0 +1,211 @@
+"""The ``@stage`` decorator: a stage function becomes a Prefect task whose life is recorded.
+
+A stage function is ``async def fn(ctx: StageContext, **inputs) -> Result`` where ``Result``
+is a pydantic model (its fields become the stage's outputs; its ``summary()`` the success
+message). The decorator wraps it so that, without the stage doing anything:
+
+* the stage goes queued → running when it starts, and running → succeeded with its outputs,
+  or → failed with a reason, when it ends; stages downstream of a failure are skipped;
+* a retried attempt is counted on the same stage instead of starting it again;
+* ``ctx.log()`` lines go to the store (followable live) and to Prefect's run logger;
+* a timeout fails the stage with reason ``TimedOut``, a cancellation cancels it.
+
+Pipelines call the task with a :class:`RunContext` first and may name the stage's ref
+(``stage_ref="test:gateway"``) when one stage function appears several times in a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar, cast
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+from prefect.runtime import task_run
+from pydantic import BaseModel
+
+from shipyard.domain.states import State
+from shipyard.settings import Settings, load_settings
+from shipyard.store import Store
+
+__all__ = ["RunContext", "StageContext", "StageFailure", "StageResult", "open_store", "stage"]
+
+R = TypeVar("R", bound="StageResult")
+
+_FLUSH_LINES = 50
+_FLUSH_SECONDS = 0.5
+
+
+class StageResult(BaseModel):
+    """Base of every stage's typed output."""
+
+    def summary(self) -> str:
+        """One line for the stage's success message."""
+        return ""
+
+
+class StageFailure(Exception):
+    """An expected failure of a stage, with a CamelCase reason (``TestsFailed``)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """What a pipeline hands each stage: which run it belongs to. Plain data, so Prefect
+    can show it as a parameter."""
+
+    run_id: str
+
+
+_stores: dict[str, Store] = {}
+
+
+def open_store(settings: Settings | None = None) -> Store:
+    """This process's store for the configured database (opened once, migrated once)."""
+    url = (settings or load_settings()).store_url
+    if url not in _stores:
+        _stores[url] = Store.open(url)
+    return _stores[url]
+
+
+@dataclass
+class StageContext:
+    """What a running stage may use: its identity, settings, store and log."""
+
+    run_id: str
+    ref: str
+    attempt: int
+    settings: Settings
+    store: Store
+    _pending: list[str] = field(default_factory=list, repr=False)
+    _last_flush: float = field(default_factory=time.monotonic, repr=False)
+
+    async def log(self, text: str) -> None:
+        """Add output to the stage's log; lines reach the store in small batches."""
+        self._pending.append(text if text.endswith("\n") else text + "\n")
+        if len(self._pending) >= _FLUSH_LINES or (
+            time.monotonic() - self._last_flush > _FLUSH_SECONDS
+        ):
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write buffered log lines now."""
+        if not self._pending:
+            return
+        chunk, self._pending = "".join(self._pending), []
+        self._last_flush = time.monotonic()
+        await asyncio.to_thread(self.store.append_log, self.run_id, self.ref, chunk)
+        _prefect_logger().info(chunk.rstrip("\n"))
+
+
+class StageTask(Protocol):
+    """What ``@stage`` returns: a Prefect task called with the run and the stage inputs."""
+
+    name: str
+
+    def __call__(self, run: RunContext, *args: Any, **kwargs: Any) -> Awaitable[Any]: ...
+
+
+def stage(
+    ref: str,
+    *,
+    retries: int = 0,
+    retry_delay_seconds: float = 0,
+    timeout_seconds: float | None = None,
+) -> Callable[[Callable[..., Awaitable[R]]], StageTask]:
+    """Turn a stage function into a recorded Prefect task with default ref ``ref``."""
+
+    def decorate(fn: Callable[..., Awaitable[R]]) -> StageTask:
+        @functools.wraps(fn)
+        async def run_recorded(run: RunContext, *args: Any, stage_ref: str | None = None,
+                               **kwargs: Any) -> R:
+            stage_ref = stage_ref or ref
+            settings = load_settings()
+            store = await asyncio.to_thread(open_store, settings)
+            attempt = max(1, int(task_run.run_count or 1))
+            ctx = StageContext(run.run_id, stage_ref, attempt, settings, store)
+            await _begin(ctx, retries)
+            try:
+                result = await fn(ctx, *args, **kwargs)
+            except asyncio.CancelledError:
+                await _end(ctx, State.CANCELLED, "Cancelled", "the stage was cancelled")
+                raise
+            except BaseException as err:
+                reason, message = _describe(err, timeout_seconds)
+                await ctx.log(f"{reason}: {message}")
+                if attempt <= retries:
+                    await ctx.log(f"attempt {attempt} of {retries + 1} failed; retrying")
+                    await ctx.flush()
+                    raise
+                await _end(ctx, State.FAILED, reason, message)
+                raise
+            await _end(ctx, State.SUCCEEDED, "Succeeded", result.summary(),
+                       result.model_dump(mode="json"))
+            return result
+
+        run_recorded.__signature__ = _task_signature(fn, ref)  # type: ignore[attr-defined]
+        prefect_task = task(
+            name=ref,
+            task_run_name="{stage_ref}",
+            retries=retries,
+            retry_delay_seconds=retry_delay_seconds,
+            timeout_seconds=timeout_seconds,
+            cache_policy=NO_CACHE,
+            persist_result=False,
+        )(run_recorded)
+        return cast(StageTask, prefect_task)
+
+    return decorate
+
+
+async def _begin(ctx: StageContext, retries: int) -> None:
+    if ctx.attempt > 1:
+        await asyncio.to_thread(ctx.store.record_attempt, ctx.run_id, ctx.ref,
+                                f"attempt {ctx.attempt} of {retries + 1}")
+        return
+    await asyncio.to_thread(ctx.store.transition_stage, ctx.run_id, ctx.ref, State.RUNNING,
+                            reason="Started", message="")
+
+
+async def _end(ctx: StageContext, to: State, reason: str, message: str,
+               outputs: dict[str, Any] | None = None) -> None:
+    await ctx.flush()
+    await asyncio.to_thread(ctx.store.transition_stage, ctx.run_id, ctx.ref, to,
+                            reason=reason, message=message, outputs=outputs)
+
+
+def _describe(err: BaseException, timeout_seconds: float | None) -> tuple[str, str]:
+    if isinstance(err, StageFailure):
+        return err.reason, err.message
+    if isinstance(err, TimeoutError):
+        return "TimedOut", f"the stage ran past its timeout of {timeout_seconds}s"
+    return "Error", f"{type(err).__name__}: {err}"
+
+
+def _task_signature(fn: Callable[..., Any], ref: str) -> inspect.Signature:
+    """The stage function's signature with ``ctx`` replaced by ``run`` and ``stage_ref``
+    added, so Prefect shows and binds the real inputs."""
+    params = list(inspect.signature(fn).parameters.values())[1:]
+    run_param = inspect.Parameter("run", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                  annotation=RunContext)
+    ref_param = inspect.Parameter("stage_ref", inspect.Parameter.KEYWORD_ONLY,
+                                  annotation=str, default=ref)
+    return inspect.Signature([run_param, *params, ref_param])
+
+
+def _prefect_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    try:
+        return get_run_logger()
+    except Exception:  # noqa: BLE001 - outside a Prefect run there is no run logger
+        return logging.getLogger("shipyard.stages")
