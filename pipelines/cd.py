@@ -12,13 +12,11 @@ from typing import Any
 from prefect import flow
 
 from shipyard.domain.catalog import validate_app_name
-from shipyard.domain.pipeline import StageSpec
+from shipyard.domain.deployments import FIRST_STAGES
 from stages.lifecycle import begin_run, running
 from stages.releases import plan_release, record_release
 
-__all__ = ["CD_STAGES", "cd_flow"]
-
-CD_STAGES = (StageSpec("plan"), StageSpec("record", ("plan",)))
+__all__ = ["cd_flow"]
 
 
 @flow(name="cd", flow_run_name="cd {app} → {environment}")
@@ -33,7 +31,7 @@ async def cd_flow(
 ) -> dict[str, Any]:
     """Release ``app`` as built and tested by ``ci_run_id`` into ``environment``."""
     validate_app_name(app)
-    run = await begin_run("cd", CD_STAGES, run_id=run_id, trigger=trigger, actor=actor,
+    run = await begin_run("cd", FIRST_STAGES["cd"], run_id=run_id, trigger=trigger, actor=actor,
                           app=app, parameters={"ci_run_id": ci_run_id,
                                                "environment": environment})
     async with running(run):

@@ -13,6 +13,7 @@ from typing import Any
 from prefect import flow
 
 from shipyard.domain.catalog import validate_app_name
+from shipyard.domain.deployments import FIRST_STAGES
 from shipyard.domain.pipeline import StageSpec
 from stages.catalog import discover_apps
 from stages.checkout import checkout
@@ -39,7 +40,7 @@ async def ci_flow(
     for app in apps or []:
         validate_app_name(app)
     run = await begin_run(
-        "ci", [StageSpec("checkout")], run_id=run_id, trigger=trigger, actor=actor,
+        "ci", FIRST_STAGES["ci"], run_id=run_id, trigger=trigger, actor=actor,
         app=apps[0] if apps and len(apps) == 1 else None, repo_url=repo, ref=ref,
         parameters={"apps": apps},
     )

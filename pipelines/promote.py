@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 
 from shipyard.domain.catalog import validate_app_name
-from shipyard.domain.pipeline import StageSpec
+from shipyard.domain.deployments import FIRST_STAGES
 from stages.lifecycle import begin_run, running
 from stages.releases import promote_release
 
@@ -26,7 +26,7 @@ async def promote_flow(
 ) -> dict[str, Any]:
     """Promote ``app``'s current release in ``from_env`` to ``to_env``."""
     validate_app_name(app)
-    run = await begin_run("promote", [StageSpec("promote")], run_id=run_id, trigger=trigger,
+    run = await begin_run("promote", FIRST_STAGES["promote"], run_id=run_id, trigger=trigger,
                           actor=actor, app=app,
                           parameters={"from_env": from_env, "to_env": to_env, "why": why})
     async with running(run):

@@ -18,6 +18,7 @@ from prefect import flow
 from pipelines.cd import cd_flow
 from pipelines.ci import ci_flow
 from shipyard.domain.catalog import deploy_stages, validate_app_name
+from shipyard.domain.deployments import FIRST_STAGES
 from shipyard.domain.pipeline import StageSpec
 from stages.catalog import read_descriptor
 from stages.lifecycle import begin_run, child_stage, extend_run, running
@@ -40,7 +41,7 @@ async def release_flow(
     ``environment``."""
     for app in apps or []:
         validate_app_name(app)
-    run = await begin_run("release", [StageSpec("ci")], run_id=run_id, trigger=trigger,
+    run = await begin_run("release", FIRST_STAGES["release"], run_id=run_id, trigger=trigger,
                           actor=actor, repo_url=repo, ref=ref,
                           parameters={"apps": apps, "environment": environment})
     released: dict[str, Any] = {}
@@ -50,6 +51,7 @@ async def release_flow(
                                   actor=actor)
             outputs.update(child_run_id=built["run_id"], commit=built["commit"],
                            summary=f"ci run {built['run_id'][:8]} at {built['commit'][:12]}")
+        await asyncio.to_thread(open_store().record_commit, run.run_id, built["commit"])
         workspace = await _workspace(built["run_id"])
         descriptors = [read_descriptor(workspace, app) for app in sorted(built["tests"])]
         stages = deploy_stages(descriptors, after="ci")

@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 
 from shipyard.domain.catalog import validate_app_name
-from shipyard.domain.pipeline import StageSpec
+from shipyard.domain.deployments import FIRST_STAGES
 from stages.lifecycle import begin_run, running
 from stages.releases import rollback_release
 
@@ -26,7 +26,7 @@ async def rollback_flow(
 ) -> dict[str, Any]:
     """Roll ``app`` in ``environment`` back to ``to_release`` or the previous version."""
     validate_app_name(app)
-    run = await begin_run("rollback", [StageSpec("rollback")], run_id=run_id,
+    run = await begin_run("rollback", FIRST_STAGES["rollback"], run_id=run_id,
                           trigger=trigger, actor=actor, app=app,
                           parameters={"environment": environment, "to_release": to_release,
                                       "why": why})

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
         description="the Shipyard checkout whose apps/ the pipelines build; default: this one",
     )
     work_pool: str = Field(default="shipyard", description="Prefect work pool of deployments")
+    prefect_port: int = Field(default=4200, ge=1, le=65535,
+                              description="port of the local Prefect server on 127.0.0.1")
 
     @field_validator("home", "project_dir", mode="after")
     @classmethod
@@ -54,6 +56,11 @@ class Settings(BaseSettings):
     def git_cache_dir(self) -> Path:
         """One bare clone per repository, fetched rather than re-cloned."""
         return self.home / "git-cache"
+
+    @property
+    def prefect_home(self) -> Path:
+        """The local Prefect server's home: its database, logs and pid files."""
+        return self.home / "prefect"
 
     @property
     def source_dir(self) -> Path:

@@ -70,6 +70,7 @@ async def plan_release(ctx: StageContext, app: str, ci_run_id: str,
         raise StageFailure("AppNotBuilt", f"ci run {ci_run.short_id} did not test {app}")
     if not ci_run.commit_sha:
         raise StageFailure("BuildNotReleasable", f"ci run {ci_run.short_id} has no commit")
+    await asyncio.to_thread(ctx.store.record_commit, ctx.run_id, ci_run.commit_sha)
     workspace = ci_run.stage("checkout").outputs.get("workspace", "")
     if not workspace or not Path(workspace).is_dir():
         raise StageFailure("WorkspaceGone",

@@ -207,5 +207,5 @@ def _task_signature(fn: Callable[..., Any], ref: str) -> inspect.Signature:
 def _prefect_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
     try:
         return get_run_logger()
-    except Exception:  # noqa: BLE001 - outside a Prefect run there is no run logger
+    except Exception:
         return logging.getLogger("shipyard.stages")

@@ -14,14 +14,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from git import BadName, GitCommandError, Repo
+from git import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError, Repo
 
-__all__ = ["CheckedOut", "CommitInfo", "GitCheckout", "GitError", "validate_ref",
+__all__ = ["CheckedOut", "CommitInfo", "GitCheckout", "GitError", "head_commit", "validate_ref",
            "validate_repo_url"]
 
 # git check-ref-format's rules, in short: no "..", no control characters or " ~^:?*[\",
 # no leading "-" or "/", no trailing "/" or ".lock", no "@{".
-_REF = re.compile(r"^(?!-)(?!/)(?!.*\.\.)(?!.*@\{)(?!.*//)[^\x00-\x20~^:?*\[\\]{1,255}(?<!/)(?<!\.lock)$")
+_REF = re.compile(
+    r"^(?!-)(?!/)(?!.*\.\.)(?!.*@\{)(?!.*//)"
+    r"[^\x00-\x20~^:?*\[\\]{1,255}(?<!/)(?<!\.lock)$"
+)
 _URL = re.compile(r"^(https?|ssh|git|file)://[^\s]+$|^[\w.-]+@[\w.-]+:[^\s]+$")
 
 
@@ -149,3 +152,12 @@ def _commit_info(commit: object) -> CommitInfo:
 def _git_message(err: GitCommandError) -> str:
     stderr = str(err.stderr or "").strip().replace("stderr: ", "").strip("'\n ")
     return stderr.splitlines()[-1] if stderr else str(err)
+
+
+def head_commit(path: Path) -> str:
+    """The full sha of the commit checked out at ``path``; GitError if it is no git
+    repository or has no commit yet."""
+    try:
+        return str(Repo(path, search_parent_directories=False).head.commit.hexsha)
+    except (InvalidGitRepositoryError, NoSuchPathError, ValueError) as err:
+        raise GitError(f"{path} is not a git repository with a commit: {err}") from err

@@ -7,6 +7,7 @@ that calls the Prefect API from outside a flow goes through here.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
 import subprocess
@@ -16,14 +17,19 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import yaml
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
+
+from shipyard.domain.deployments import DeploymentSpec, InvalidProjectFile, parse_prefect_yaml
 
 __all__ = [
     "FlowRunOutcome",
     "PrefectError",
     "apply_deployments",
+    "check_project",
     "ensure_work_pool",
+    "flow_run_state",
     "start_deployment",
     "wait_for_flow_run",
 ]
@@ -38,8 +44,12 @@ class PrefectError(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class FlowRunOutcome:
     flow_run_id: str
-    state: str  # Prefect's state type: COMPLETED, FAILED, CRASHED, CANCELLED
+    state: str  # Prefect's state type: COMPLETED, FAILED, CRASHED, CANCELLED, RUNNING...
     message: str
+
+    @property
+    def final(self) -> bool:
+        return self.state in _FINAL
 
 
 async def start_deployment(name: str, parameters: dict[str, Any], *,
@@ -51,6 +61,15 @@ async def start_deployment(name: str, parameters: dict[str, Any], *,
     flow_run = await run_deployment(name, parameters=parameters, timeout=0,
                                     idempotency_key=idempotency_key)
     return str(flow_run.id)
+
+
+async def flow_run_state(flow_run_id: str) -> FlowRunOutcome:
+    """The flow run's current state type (SCHEDULED, PENDING, RUNNING, COMPLETED, ...)."""
+    async with get_client() as client:
+        flow_run = await client.read_flow_run(UUID(flow_run_id))
+    state = flow_run.state
+    return FlowRunOutcome(flow_run_id, state.type.value if state else "UNKNOWN",
+                          (state.message or "") if state else "")
 
 
 async def wait_for_flow_run(flow_run_id: str, *, timeout_seconds: float,
@@ -72,7 +91,7 @@ async def wait_for_flow_run(flow_run_id: str, *, timeout_seconds: float,
 
 
 def _prefect(args: list[str], *, cwd: Path, env: dict[str, str]) -> str:
-    result = subprocess.run(  # noqa: S603 - fixed program, arguments are ours
+    result = subprocess.run(
         [sys.executable, "-m", "prefect", "--no-prompt", *args], cwd=cwd, env=env,
         capture_output=True, text=True, check=False, timeout=300,
     )
@@ -91,11 +110,44 @@ def ensure_work_pool(name: str, *, project_dir: Path) -> None:
         _prefect(["work-pool", "create", name, "--type", "process"], cwd=project_dir, env=env)
 
 
-def apply_deployments(project_dir: Path) -> str:
-    """Register every deployment of ``project_dir/prefect.yaml`` with the server.
+def check_project(project_dir: Path, *, work_pool: str) -> tuple[DeploymentSpec, ...]:
+    """Validate ``project_dir/prefect.yaml`` and that each entrypoint's file defines its
+    flow function; raise :class:`InvalidProjectFile` naming the entry otherwise."""
+    path = project_dir / "prefect.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise InvalidProjectFile(f"{path}: missing; run from a Shipyard checkout") from err
+    except yaml.YAMLError as err:
+        raise InvalidProjectFile(f"{path}: not valid YAML: {err}") from err
+    specs = parse_prefect_yaml(raw, work_pool=work_pool)
+    for spec in specs:
+        source = project_dir / spec.path
+        try:
+            tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
+        except (OSError, SyntaxError) as err:
+            raise InvalidProjectFile(
+                f"prefect.yaml: deployment {spec.name}: entrypoint: cannot read {spec.path}: "
+                f"{err}") from err
+        defined = {node.name for node in tree.body
+                   if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)}
+        if spec.function not in defined:
+            raise InvalidProjectFile(
+                f"prefect.yaml: deployment {spec.name}: entrypoint: {spec.path} defines no "
+                f"function {spec.function!r}")
+    return specs
+
+
+def apply_deployments(project_dir: Path, *, work_pool: str) -> tuple[DeploymentSpec, ...]:
+    """Register every deployment of ``project_dir/prefect.yaml`` with the server, after
+    :func:`check_project` passed (a malformed file registers nothing). Creates the work
+    pool if it is missing.
 
     ``SHIPYARD_PROJECT_DIR`` is set to ``project_dir``, which the pull step uses as the
     working directory of flow runs, so a worker runs the code of this checkout.
     """
+    specs = check_project(project_dir, work_pool=work_pool)
+    ensure_work_pool(work_pool, project_dir=project_dir)
     env = {**os.environ, "SHIPYARD_PROJECT_DIR": str(project_dir.resolve())}
-    return _prefect(["deploy", "--all"], cwd=project_dir, env=env)
+    _prefect(["deploy", "--all"], cwd=project_dir, env=env)
+    return specs

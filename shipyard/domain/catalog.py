@@ -69,7 +69,8 @@ def parse_descriptor(raw: object, *, source: str) -> AppDescriptor:
         raise InvalidDescriptor(f"{source}: depends_on: an app cannot depend on itself")
     replicas = raw.get("replicas", {})
     if not isinstance(replicas, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, int) and v >= 0 for k, v in replicas.items()
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        for k, v in replicas.items()
     ):
         raise InvalidDescriptor(
             f"{source}: replicas: must map environment names to replica counts (>= 0)")

@@ -6,7 +6,7 @@ stage records the same summary whatever ran. Parsing is pure: the caller reads t
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET  # noqa: S405 - parses reports our own test runs wrote
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 __all__ = ["InvalidTestReport", "TestCaseFailure", "TestReport", "parse_junit_xml"]

@@ -26,7 +26,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
-__all__ = ["StoreConfigError", "WRITE", "open_engine", "retry_when_locked"]
+__all__ = ["WRITE", "StoreConfigError", "open_engine", "retry_when_locked"]
 
 T = TypeVar("T")
 

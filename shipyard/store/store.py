@@ -51,6 +51,11 @@ class Store:
         upgrade_to_head(engine)
         return cls(engine, clock=clock)
 
+    @property
+    def url(self) -> str:
+        """The database URL, password hidden: safe to print."""
+        return self.engine.url.render_as_string(hide_password=True)
+
     def close(self) -> None:
         self.engine.dispose()
 

@@ -1,0 +1,203 @@
+"""Running a local Prefect server and a process worker as background processes.
+
+Each process is started detached (its own session, so it outlives the command that started
+it), logs to a file and leaves a pid file under ``home``; ``start`` is idempotent (a server
+that answers is reused) and ``stop`` ends the whole process group. The tests' harness and
+``shipyard demo`` use the same code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+__all__ = ["PrefectServer", "PrefectWorker", "ProcessError", "prefect_env"]
+
+SERVER_START_TIMEOUT_SECONDS = 90
+
+
+class ProcessError(RuntimeError):
+    """A background process did not start or stop; the message points at its log."""
+
+
+def prefect_env(home: Path, api_url: str) -> dict[str, str]:
+    """The environment every Prefect process of this stack shares: its own home, the
+    server's URL, no telemetry (the machine is offline)."""
+    return {
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": api_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+        "DO_NOT_TRACK": "1",
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _Background:
+    """A detached process identified by a pid file."""
+
+    name: str
+    home: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        """The pid of the live process, or None (a stale pid file is removed)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            self.pid_file.unlink(missing_ok=True)
+            return None
+        return pid
+
+    def spawn(self, argv: list[str], env: dict[str, str], cwd: Path) -> int:
+        self.home.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            process = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        self.pid_file.write_text(str(process.pid))
+        return process.pid
+
+    def stop(self, *, terms: int = 1, grace_seconds: float = 15) -> bool:
+        """SIGTERM the process group ``terms`` times (a Prefect worker needs two), then
+        SIGKILL it if it still runs. Returns whether a process was running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        for _ in range(terms):
+            _signal_group(pid, signal.SIGTERM)
+            if _wait_gone(pid, grace_seconds / terms):
+                break
+        else:
+            _signal_group(pid, signal.SIGKILL)
+            _wait_gone(pid, 5)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class PrefectServer:
+    """A Prefect API server on 127.0.0.1:``port`` with its database under ``home``."""
+
+    home: Path
+    port: int = 4200
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def _process(self) -> _Background:
+        return _Background("prefect-server", self.home)
+
+    @property
+    def log_file(self) -> Path:
+        return self._process.log_file
+
+    def env(self) -> dict[str, str]:
+        return prefect_env(self.home, self.api_url)
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def start(self, *, timeout_seconds: float = SERVER_START_TIMEOUT_SECONDS) -> bool:
+        """Start the server unless one answers already; wait until it is healthy.
+        Returns True if it was started now."""
+        if self.healthy():
+            return False
+        if self._process.pid() is None:
+            env = {**os.environ, **self.env(), "PREFECT_UI_ENABLED": "false"}
+            self._process.spawn(
+                [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                 "--port", str(self.port)], env, self.home)
+        deadline = time.monotonic() + timeout_seconds
+        while time.monotonic() < deadline:
+            if self.healthy():
+                return True
+            if self._process.pid() is None:
+                raise ProcessError(f"the Prefect server exited; see {self.log_file}")
+            time.sleep(0.25)
+        raise ProcessError(f"the Prefect server did not answer within {timeout_seconds:.0f}s; "
+                           f"see {self.log_file}")
+
+    def stop(self) -> bool:
+        return self._process.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class PrefectWorker:
+    """A process worker polling ``pool`` every second (Prefect's default is 10 s, which
+    puts up to 10 s between a trigger and its run)."""
+
+    server: PrefectServer
+    pool: str
+    project_dir: Path
+    extra_env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def _process(self) -> _Background:
+        return _Background(f"prefect-worker-{self.pool}", self.server.home)
+
+    @property
+    def log_file(self) -> Path:
+        return self._process.log_file
+
+    def running(self) -> bool:
+        return self._process.pid() is not None
+
+    def start(self) -> bool:
+        """Start the worker unless ours runs already. Returns True if it was started now."""
+        if self.running():
+            return False
+        env = {**os.environ, **self.server.env(), **dict(self.extra_env),
+               "PREFECT_WORKER_QUERY_SECONDS": "1",
+               "SHIPYARD_PROJECT_DIR": str(self.project_dir)}
+        self._process.spawn(
+            [sys.executable, "-m", "prefect", "worker", "start", "--pool", self.pool,
+             "--type", "process"], env, self.project_dir)
+        return True
+
+    def stop(self) -> bool:
+        return self._process.stop(terms=2)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+
+
+def _wait_gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            reaped, _ = os.waitpid(pid, os.WNOHANG)
+            if reaped == pid:
+                return True
+        except ChildProcessError:
+            pass  # not our child: fall back to probing
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False

@@ -1,0 +1,64 @@
+"""The ``shipyard`` command (Typer + Rich).
+
+Exit codes: 0 success, 1 failure (including a run that did not succeed when waited for),
+2 usage. Every error is one line on stderr, starting with ``error:``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from shipyard.cli.errors import EXPECTED_ERRORS, CommandFailed, err_console
+
+__all__ = ["app", "main"]
+
+# Typer raises click's UsageError, or the copy of click it vendors: find whichever it is.
+_UsageError: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+app = typer.Typer(
+    name="shipyard",
+    help="Shipyard: continuous delivery with Prefect pipelines onto Kubernetes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _register() -> None:
+    # Command modules import heavy libraries (Prefect); they register on import.
+    from shipyard.cli import pipelines, runs, stack  # noqa: F401
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI and exit with 0, 1 or 2."""
+    _register()
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except _UsageError as err:
+        if type(err).__name__ == "NoArgsIsHelpError":
+            sys.exit(2)  # the help was printed
+        ctx = getattr(err, "ctx", None)
+        command = ctx.command_path if ctx else "shipyard"
+        message = " ".join(err.format_message().split())  # type: ignore[attr-defined]
+        err_console.print(f"error: {message} (see `{command} --help`)", markup=False,
+                          highlight=False)
+        sys.exit(2)
+    except typer.Abort:
+        err_console.print("error: aborted", markup=False, highlight=False)
+        sys.exit(1)
+    except CommandFailed as err:
+        if str(err):
+            err_console.print(f"error: {err}", markup=False, highlight=False)
+        sys.exit(1)
+    except EXPECTED_ERRORS as err:
+        err_console.print(f"error: {_one_line(err)}", markup=False, highlight=False)
+        sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__

@@ -1,0 +1,35 @@
+"""What every command needs: the settings, the store, the Prefect server's address."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from shipyard.adapters.prefect_server import PrefectServer
+from shipyard.settings import Settings, load_settings
+from shipyard.store import Store
+
+__all__ = ["prefect_server", "settings", "store", "use_prefect"]
+
+
+@cache
+def settings() -> Settings:
+    return load_settings()
+
+
+@cache
+def store() -> Store:
+    return Store.open(settings().store_url)
+
+
+def prefect_server() -> PrefectServer:
+    """The local Prefect server of this Shipyard home."""
+    return PrefectServer(settings().prefect_home, settings().prefect_port)
+
+
+def use_prefect() -> str:
+    """Point the Prefect client at the configured server: ``PREFECT_API_URL`` if set,
+    else the local one. Returns the API URL."""
+    if not os.environ.get("PREFECT_API_URL"):
+        os.environ.update(prefect_server().env())
+    return os.environ["PREFECT_API_URL"]

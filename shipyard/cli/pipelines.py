@@ -1,0 +1,165 @@
+"""Starting pipelines: ``shipyard ci``, ``release``, ``deploy``, ``promote``, ``rollback``.
+
+Each records the run, hands it to its Prefect deployment and, unless ``--no-wait``, follows
+it live (a progress bar over the stages and the stage table) until it is final. A waited
+run that does not succeed exits 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Group
+from rich.live import Live
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from pipelines.launch import follow_run, launch
+from shipyard.cli import app
+from shipyard.cli.context import store, use_prefect
+from shipyard.cli.errors import CommandFailed, console
+from shipyard.cli.render import run_detail
+from shipyard.domain.catalog import validate_app_name
+from shipyard.domain.states import State
+from shipyard.store import RunRecord
+
+__all__ = ["ci", "deploy", "promote", "release", "rollback", "start_and_follow"]
+
+Repo = Annotated[str, typer.Option("--repo", help="Git URL or local path of the repository.")]
+Ref = Annotated[str, typer.Option("--ref", help="Branch, tag or commit to build.")]
+Apps = Annotated[list[str] | None, typer.Option("--app", help="An app to build (repeat); "
+                                                "default: every app of the commit.")]
+Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run until it ends.")]
+Timeout = Annotated[float, typer.Option("--timeout", min=1,
+                                        help="Seconds to wait for the run.")]
+Why = Annotated[str, typer.Option("--why", help="Why, for the release history.")]
+Actor = Annotated[str | None, typer.Option("--actor", help="Who asks (default: you).")]
+
+
+@app.command()
+def ci(repo: Repo = ".", ref: Ref = "main", apps: Apps = None, wait: Wait = True,
+       timeout: Timeout = 1800, actor: Actor = None) -> None:
+    """Check out a commit and run the tests of its apps."""
+    repo = _repo(repo)
+    start_and_follow("ci", {"repo": repo, "ref": ref, "apps": _apps(apps)}, repo_url=repo,
+                     ref=ref, app_name=_single(apps), wait=wait, timeout=timeout,
+                     actor=actor)
+
+
+@app.command()
+def release(repo: Repo = ".", ref: Ref = "main", apps: Apps = None,
+            env: Annotated[str, typer.Option("--env", help="Environment to release into.")]
+            = "staging", wait: Wait = True, timeout: Timeout = 3600,
+            actor: Actor = None) -> None:
+    """ci for a commit, then cd for each app in dependency order."""
+    repo = _repo(repo)
+    start_and_follow("release", {"repo": repo, "ref": ref, "apps": _apps(apps),
+                                 "environment": env}, repo_url=repo, ref=ref,
+                     app_name=_single(apps), wait=wait, timeout=timeout, actor=actor)
+
+
+@app.command()
+def deploy(app_name: Annotated[str, typer.Argument(metavar="APP")],
+           ci_run: Annotated[str, typer.Option("--ci-run", help="The ci run whose build to "
+                                               "release (id or 4+ characters).")],
+           env: Annotated[str, typer.Option("--env")] = "staging", why: Why = "",
+           wait: Wait = True, timeout: Timeout = 3600, actor: Actor = None) -> None:
+    """Release APP as built by a ci run into an environment (the cd pipeline)."""
+    validate_app_name(app_name)
+    ci_run_id = store().get_run(ci_run).id
+    start_and_follow("cd", {"app": app_name, "ci_run_id": ci_run_id, "environment": env,
+                            "why": why}, app_name=app_name, wait=wait, timeout=timeout,
+                     actor=actor)
+
+
+@app.command()
+def promote(app_name: Annotated[str, typer.Argument(metavar="APP")],
+            from_env: Annotated[str, typer.Option("--from")] = "staging",
+            to_env: Annotated[str, typer.Option("--to")] = "prod", why: Why = "",
+            wait: Wait = True, timeout: Timeout = 600, actor: Actor = None) -> None:
+    """Make one environment run what another runs now."""
+    validate_app_name(app_name)
+    start_and_follow("promote", {"app": app_name, "from_env": from_env, "to_env": to_env,
+                                 "why": why}, app_name=app_name, wait=wait,
+                     timeout=timeout, actor=actor)
+
+
+@app.command()
+def rollback(app_name: Annotated[str, typer.Argument(metavar="APP")],
+             env: Annotated[str, typer.Option("--env")] = "prod",
+             to_release: Annotated[int | None, typer.Option(
+                 "--to", min=1, help="Release id to go back to (default: the previous "
+                 "version).")] = None,
+             why: Why = "", wait: Wait = True, timeout: Timeout = 600,
+             actor: Actor = None) -> None:
+    """Make an environment run an earlier release of an app again."""
+    validate_app_name(app_name)
+    start_and_follow("rollback", {"app": app_name, "environment": env,
+                                  "to_release": to_release, "why": why},
+                     app_name=app_name, wait=wait, timeout=timeout, actor=actor)
+
+
+def start_and_follow(pipeline: str, parameters: dict[str, Any], *, wait: bool,
+                     timeout: float, actor: str | None, app_name: str | None = None,
+                     repo_url: str | None = None, ref: str | None = None,
+                     trigger: str = "cli") -> RunRecord:
+    """Launch ``pipeline`` and, with ``wait``, follow it live; raise CommandFailed when a
+    followed run does not succeed."""
+    use_prefect()
+    who = actor or getpass.getuser()
+    record = asyncio.run(launch(store(), pipeline, parameters, trigger=trigger, actor=who,
+                                app=app_name, repo_url=repo_url, ref=ref))
+    console.print(f"{pipeline} run [bold]{record.short_id}[/] queued "
+                  f"(Prefect flow run {record.prefect_flow_run_id})")
+    if not wait:
+        console.print(f"follow it with `shipyard show {record.short_id}`")
+        return record
+    final = asyncio.run(_follow_live(record, timeout))
+    if final.state is not State.SUCCEEDED:
+        raise CommandFailed(f"{pipeline} run {final.short_id} {final.state.value}: "
+                            f"{final.reason}: {final.message}")
+    return final
+
+
+async def _follow_live(record: RunRecord, timeout: float) -> RunRecord:
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TextColumn("stages"), TimeElapsedColumn(),
+                        console=console, transient=True)
+    task = progress.add_task(f"{record.pipeline} {record.short_id}", total=None)
+    with Live(Group(progress, run_detail(record)), console=console,
+              refresh_per_second=8) as live:
+        async for record in follow_run(store(), record.id, timeout_seconds=timeout):
+            done = sum(1 for s in record.stages if s.state.is_terminal)
+            progress.update(task, total=len(record.stages), completed=done,
+                            description=f"{record.pipeline} {record.short_id} "
+                                        f"{record.state.value}")
+            live.update(Group(progress, run_detail(record)))
+        live.update(run_detail(record))
+    console.print()
+    return record
+
+
+def _repo(repo: str) -> str:
+    """A local path is made absolute: the worker runs elsewhere."""
+    path = Path(repo).expanduser()
+    return str(path.resolve()) if path.is_dir() else repo
+
+
+def _apps(apps: list[str] | None) -> list[str] | None:
+    for name in apps or []:
+        validate_app_name(name)
+    return list(apps) if apps else None
+
+
+def _single(apps: list[str] | None) -> str | None:
+    return apps[0] if apps and len(apps) == 1 else None

@@ -1,0 +1,66 @@
+"""Reading runs: ``shipyard runs``, ``shipyard show RUN``, ``shipyard logs RUN``."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from shipyard.cli import app
+from shipyard.cli.context import store
+from shipyard.cli.errors import console
+from shipyard.cli.render import run_detail, runs_table, transitions_table
+from shipyard.domain.states import State
+
+__all__ = ["logs", "runs", "show"]
+
+
+@app.command()
+def runs(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000,
+                                       help="How many runs to list.")] = 20,
+    pipeline: Annotated[str | None, typer.Option(help="Only runs of this pipeline.")] = None,
+    app_name: Annotated[str | None, typer.Option("--app", help="Only runs of this app.")] = None,
+    state: Annotated[State | None, typer.Option(help="Only runs in this state.")] = None,
+) -> None:
+    """List recent runs, newest first."""
+    found = store().list_runs(limit=limit, pipeline=pipeline, app=app_name, state=state)
+    if not found:
+        console.print("No runs yet. Start one with `shipyard run ci --repo PATH`.")
+        return
+    console.print(runs_table(found))
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id or its first 4+ characters.")],
+    transitions: Annotated[bool, typer.Option("--transitions", "-t",
+                                              help="Also list every state transition.")] = False,
+) -> None:
+    """Show one run: its stages with states, reasons and durations."""
+    record = store().get_run(run_id)
+    ui = os.environ.get("PREFECT_UI_URL") or _prefect_ui()
+    console.print(run_detail(record, prefect_ui=ui))
+    if transitions:
+        console.print(transitions_table(store().transitions(record.id)))
+
+
+@app.command()
+def logs(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id or its first 4+ characters.")],
+    stage: Annotated[str | None, typer.Argument(help="Only this stage's log.")] = None,
+) -> None:
+    """Print the logs a run's stages recorded."""
+    chunks = store().read_logs(run_id, stage)
+    current = None
+    for chunk in chunks:
+        if chunk.stage_ref != current:
+            current = chunk.stage_ref
+            console.rule(current, align="left")
+        console.out(chunk.text, end="", highlight=False)
+
+
+def _prefect_ui() -> str | None:
+    api = os.environ.get("PREFECT_API_URL")
+    return api.removesuffix("/api") if api else None

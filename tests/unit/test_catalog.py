@@ -1,0 +1,178 @@
+"""The app catalog: descriptors validated field by field, and one deploy stage per app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shipyard.domain.catalog import (
+    AppDescriptor,
+    InvalidDescriptor,
+    deploy_stages,
+    parse_descriptor,
+    validate_app_name,
+)
+from shipyard.domain.pipeline import InvalidPipeline, PipelineGraph, StageSpec
+from shipyard.domain.states import State
+
+SOURCE = "apps/gateway/app.yaml"
+
+
+def descriptor(**overrides: Any) -> dict[str, Any]:
+    """A valid descriptor mapping, as ``yaml.safe_load`` returns it, with ``overrides``."""
+    raw: dict[str, Any] = {
+        "name": "gateway",
+        "port": 8080,
+        "health": {"liveness": "/healthz", "readiness": "/readyz"},
+        "depends_on": ["discovery"],
+        "replicas": {"staging": 1, "prod": 3},
+    }
+    raw.update(overrides)
+    return raw
+
+
+def app(name: str, *depends_on: str) -> AppDescriptor:
+    return AppDescriptor(name=name, port=80, liveness_path="/", readiness_path="/",
+                         depends_on=depends_on)
+
+
+# -- app names ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["ab", "gateway", "api-v2", "a1", "a" * 40])
+def test_a_dns_label_is_a_valid_app_name(name: str) -> None:
+    assert validate_app_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "a", "a" * 41, "Gateway", "1api", "-api", "api-",
+                                  "api_v2", "api.v2", "api v2", "gateway\n"])
+def test_a_name_that_cannot_be_a_kubernetes_name_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="must be 2-40 lowercase letters") as raised:
+        validate_app_name(name)
+    assert repr(name) in str(raised.value)
+
+
+# -- descriptors --------------------------------------------------------------------------
+
+
+def test_a_complete_descriptor_is_parsed() -> None:
+    assert parse_descriptor(descriptor(), source=SOURCE) == AppDescriptor(
+        name="gateway", port=8080, liveness_path="/healthz", readiness_path="/readyz",
+        depends_on=("discovery",), replicas={"staging": 1, "prod": 3},
+    )
+
+
+def test_depends_on_and_replicas_are_optional() -> None:
+    raw = descriptor()
+    del raw["depends_on"], raw["replicas"]
+
+    parsed = parse_descriptor(raw, source=SOURCE)
+
+    assert (parsed.depends_on, dict(parsed.replicas)) == ((), {})
+
+
+def test_zero_replicas_is_allowed() -> None:
+    assert parse_descriptor(descriptor(replicas={"dev": 0}), source=SOURCE).replicas == {
+        "dev": 0}
+
+
+@pytest.mark.parametrize("raw", [None, [], "name: gateway", 3])
+def test_a_descriptor_that_is_not_a_mapping_is_refused(raw: object) -> None:
+    with pytest.raises(InvalidDescriptor,
+                       match=f"^{SOURCE}: must be a mapping of fields, not {type(raw).__name__}$"):
+        parse_descriptor(raw, source=SOURCE)
+
+
+@pytest.mark.parametrize("field", ["name", "port", "health"])
+def test_a_missing_required_field_is_named_with_the_fix(field: str) -> None:
+    raw = descriptor()
+    del raw[field]
+    with pytest.raises(InvalidDescriptor) as raised:
+        parse_descriptor(raw, source=SOURCE)
+    assert str(raised.value) == f"{SOURCE}: {field}: missing; add it to the descriptor"
+
+
+# Each row: the field's bad value and the start of the message that must name it.
+BAD_FIELDS: list[tuple[dict[str, Any], str]] = [
+    ({"name": 42}, "name: must be str, not int"),
+    ({"name": "Gateway"}, "name: app name 'Gateway' must be 2-40"),
+    ({"port": "8080"}, "port: must be int, not str"),
+    ({"port": True}, "port: must be int, not bool"),
+    ({"port": 8080.0}, "port: must be int, not float"),
+    ({"port": 0}, "port: 0 is not a TCP port (1-65535)"),
+    ({"port": 65536}, "port: 65536 is not a TCP port"),
+    ({"health": ["/healthz"]}, "health: must be mapping, not list"),
+    ({"health": {"readiness": "/readyz"}}, "health.liveness: must be a path starting with '/'"),
+    ({"health": {"liveness": "/healthz", "readiness": "readyz"}},
+     "health.readiness: must be a path starting with '/'"),
+    ({"health": {"liveness": 200, "readiness": "/"}}, "health.liveness: must be a path"),
+    ({"depends_on": "discovery"}, "depends_on: must be a list of app names"),
+    ({"depends_on": [1]}, "depends_on: must be a list of app names"),
+    ({"depends_on": ["discovery", "gateway"]}, "depends_on: an app cannot depend on itself"),
+    ({"replicas": [1, 2]}, "replicas: must map environment names to replica counts"),
+    ({"replicas": {"prod": -1}}, "replicas: must map environment names"),
+    ({"replicas": {"prod": "3"}}, "replicas: must map environment names"),
+    ({"replicas": {"prod": 1.5}}, "replicas: must map environment names"),
+    # YAML 1.1 reads `prod: yes` as True, which is an int to Python but no replica count.
+    ({"replicas": {"prod": True}}, "replicas: must map environment names"),
+    ({"replicas": {1: 3}}, "replicas: must map environment names"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD_FIELDS,
+                         ids=[m.split(":")[0] + "-" + str(i) for i, (_, m) in
+                              enumerate(BAD_FIELDS)])
+def test_a_bad_field_is_refused_with_a_message_naming_the_file_and_field(
+    overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidDescriptor) as raised:
+        parse_descriptor(descriptor(**overrides), source=SOURCE)
+    assert str(raised.value).startswith(f"{SOURCE}: {message}")
+
+
+def test_invalid_descriptor_is_a_value_error() -> None:
+    assert issubclass(InvalidDescriptor, ValueError)
+
+
+# -- deploy stages ------------------------------------------------------------------------
+
+
+def test_each_app_gets_one_deploy_stage_after_the_given_stage() -> None:
+    stages = deploy_stages([app("web"), app("api")], after="release")
+
+    assert stages == (
+        StageSpec("cd:api", ("release",), "deploy api"),
+        StageSpec("cd:web", ("release",), "deploy web"),
+    )
+
+
+def test_an_app_is_deployed_after_the_apps_it_depends_on() -> None:
+    stages = deploy_stages([app("gateway", "api", "auth"), app("api", "db"), app("auth")],
+                           after="release")
+
+    by_ref = {s.ref: s.requires for s in stages}
+    assert by_ref == {
+        "cd:api": ("release",),  # db is not being deployed: it is already running
+        "cd:auth": ("release",),
+        "cd:gateway": ("release", "cd:api", "cd:auth"),
+    }
+
+
+def test_independent_apps_form_parallel_branches() -> None:
+    stages = deploy_stages([app("api"), app("auth"), app("gateway", "api", "auth")],
+                           after="release")
+    graph = PipelineGraph.of([StageSpec("release"), *stages])
+
+    assert set(graph.ready({"release": State.SUCCEEDED})) == {"cd:api", "cd:auth"}
+
+
+def test_no_apps_means_no_deploy_stages() -> None:
+    assert deploy_stages([], after="release") == ()
+
+
+def test_apps_that_depend_on_each_other_in_a_cycle_are_refused() -> None:
+    with pytest.raises(InvalidPipeline, match="cycle") as raised:
+        deploy_stages([app("api", "web"), app("web", "api")], after="release")
+    assert "cd:api" in str(raised.value)
+    assert "cd:web" in str(raised.value)

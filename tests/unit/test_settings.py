@@ -1,0 +1,108 @@
+"""Settings come from ``SHIPYARD_*`` environment variables, validated when loaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydantic
+import pytest
+
+import shipyard
+from shipyard.settings import Settings, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No SHIPYARD_* variable of the developer's leaks in, and ~ is a fresh directory."""
+    for name in ("SHIPYARD_HOME", "SHIPYARD_DATABASE_URL", "SHIPYARD_PROJECT_DIR",
+                 "SHIPYARD_WORK_POOL"):
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "user"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+def test_home_defaults_to_dot_shipyard_in_the_users_home(clean_environment: Path) -> None:
+    assert Settings().home == clean_environment.resolve() / ".shipyard"
+
+
+def test_the_store_defaults_to_sqlite_under_home(clean_environment: Path) -> None:
+    expected = clean_environment.resolve() / ".shipyard" / "shipyard.db"
+    assert Settings().store_url == f"sqlite:///{expected}"
+
+
+def test_shipyard_home_moves_the_state_directory(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path / "state"))
+
+    settings = load_settings()
+
+    assert settings.home == tmp_path.resolve() / "state"
+    assert settings.store_url == f"sqlite:///{tmp_path.resolve() / 'state' / 'shipyard.db'}"
+    assert settings.workspaces_dir == tmp_path.resolve() / "state" / "workspaces"
+    assert settings.git_cache_dir == tmp_path.resolve() / "state" / "git-cache"
+
+
+def test_a_home_with_a_tilde_is_expanded(monkeypatch: pytest.MonkeyPatch,
+                                         clean_environment: Path) -> None:
+    monkeypatch.setenv("SHIPYARD_HOME", "~/ci-state")
+    assert Settings().home == clean_environment.resolve() / "ci-state"
+
+
+def test_a_relative_home_is_made_absolute(monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SHIPYARD_HOME", "relative/state")
+    assert Settings().home == tmp_path.resolve() / "relative" / "state"
+
+
+def test_the_database_url_overrides_the_sqlite_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "postgresql+psycopg://shipyard@db.internal:5432/shipyard"
+    monkeypatch.setenv("SHIPYARD_DATABASE_URL", url)
+    assert Settings().store_url == url
+
+
+def test_an_empty_database_url_means_the_default(monkeypatch: pytest.MonkeyPatch,
+                                                 clean_environment: Path) -> None:
+    monkeypatch.setenv("SHIPYARD_DATABASE_URL", "")
+    assert Settings().store_url.startswith(f"sqlite:///{clean_environment.resolve()}")
+
+
+def test_variables_without_the_prefix_are_ignored(monkeypatch: pytest.MonkeyPatch,
+                                                  clean_environment: Path) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://elsewhere/db")
+    monkeypatch.setenv("WORK_POOL", "other")
+    settings = Settings()
+    assert settings.store_url.startswith("sqlite:///")
+    assert settings.work_pool == "shipyard"
+
+
+def test_unknown_shipyard_variables_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHIPYARD_NO_SUCH_SETTING", "x")
+    assert Settings().work_pool == "shipyard"
+
+
+def test_the_work_pool_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHIPYARD_WORK_POOL", "k8s-pool")
+    assert Settings().work_pool == "k8s-pool"
+
+
+def test_the_source_dir_defaults_to_this_checkout() -> None:
+    package_dir = Path(shipyard.__file__).resolve().parent
+    assert Settings().source_dir == package_dir.parent
+
+
+def test_the_project_dir_overrides_the_source_dir(monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SHIPYARD_PROJECT_DIR", "checkout")
+    settings = Settings()
+    assert settings.project_dir == tmp_path.resolve() / "checkout"
+    assert settings.source_dir == tmp_path.resolve() / "checkout"
+
+
+def test_settings_cannot_be_changed_once_loaded() -> None:
+    settings = Settings()
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
+        settings.work_pool = "other"  # type: ignore[misc]
