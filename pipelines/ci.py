@@ -18,7 +18,7 @@ from shipyard.domain.pipeline import StageSpec
 from stages.catalog import discover_apps
 from stages.checkout import checkout
 from stages.lifecycle import begin_run, extend_run, running
-from stages.unit_tests import unit_tests
+from stages.unit_tests import TestResult, unit_tests
 
 __all__ = ["ci_flow"]
 
@@ -56,4 +56,5 @@ async def ci_flow(
         )
     # running() raised if any stage failed, so every result here is a TestResult.
     return {"run_id": run.run_id, "commit": source.sha,
-            "tests": {app: r.summary() for app, r in zip(names, results, strict=True)}}
+            "tests": {app: r.summary() for app, r in zip(names, results, strict=True)
+                      if isinstance(r, TestResult)}}

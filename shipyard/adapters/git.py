@@ -137,7 +137,8 @@ def _commit_info(commit: object) -> CommitInfo:
     if commit.parents:
         changed = {d.b_path or d.a_path for d in commit.parents[0].diff(commit)}
     else:
-        changed = {str(item.path) for item in commit.tree.traverse() if item.type == "blob"}
+        listing = commit.repo.git.ls_tree("-r", "--name-only", commit.hexsha)
+        changed = set(listing.splitlines())
     message = commit.message if isinstance(commit.message, str) else commit.message.decode()
     return CommitInfo(
         sha=commit.hexsha,

@@ -19,7 +19,7 @@ from uuid import UUID
 
 import yaml
 from prefect.client.orchestration import get_client
-from prefect.deployments import run_deployment
+from prefect.deployments.flow_runs import arun_deployment
 
 from shipyard.domain.deployments import DeploymentSpec, InvalidProjectFile, parse_prefect_yaml
 
@@ -58,8 +58,8 @@ async def start_deployment(name: str, parameters: dict[str, Any], *,
 
     With ``idempotency_key``, asking twice returns the first flow run instead of a second.
     """
-    flow_run = await run_deployment(name, parameters=parameters, timeout=0,
-                                    idempotency_key=idempotency_key)
+    flow_run = await arun_deployment(name, parameters=parameters, timeout=0,
+                                     idempotency_key=idempotency_key)
     return str(flow_run.id)
 
 

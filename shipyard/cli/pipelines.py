@@ -131,14 +131,15 @@ def start_and_follow(pipeline: str, parameters: dict[str, Any], *, wait: bool,
     return final
 
 
-async def _follow_live(record: RunRecord, timeout: float) -> RunRecord:
+async def _follow_live(queued: RunRecord, timeout: float) -> RunRecord:
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("stages"), TimeElapsedColumn(),
                         console=console, transient=True)
-    task = progress.add_task(f"{record.pipeline} {record.short_id}", total=None)
-    with Live(Group(progress, run_detail(record)), console=console,
+    task = progress.add_task(f"{queued.pipeline} {queued.short_id}", total=None)
+    record = queued
+    with Live(Group(progress, run_detail(queued)), console=console,
               refresh_per_second=8) as live:
-        async for record in follow_run(store(), record.id, timeout_seconds=timeout):
+        async for record in follow_run(store(), queued.id, timeout_seconds=timeout):
             done = sum(1 for s in record.stages if s.state.is_terminal)
             progress.update(task, total=len(record.stages), completed=done,
                             description=f"{record.pipeline} {record.short_id} "

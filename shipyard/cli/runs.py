@@ -15,6 +15,8 @@ from shipyard.domain.states import State
 
 __all__ = ["logs", "runs", "show"]
 
+RunId = Annotated[str, typer.Argument(metavar="RUN", help="Run id or its first 4+ characters.")]
+
 
 @app.command()
 def runs(
@@ -34,7 +36,7 @@ def runs(
 
 @app.command()
 def show(
-    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id or its first 4+ characters.")],
+    run_id: RunId,
     transitions: Annotated[bool, typer.Option("--transitions", "-t",
                                               help="Also list every state transition.")] = False,
 ) -> None:
@@ -48,7 +50,7 @@ def show(
 
 @app.command()
 def logs(
-    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id or its first 4+ characters.")],
+    run_id: RunId,
     stage: Annotated[str | None, typer.Argument(help="Only this stage's log.")] = None,
 ) -> None:
     """Print the logs a run's stages recorded."""

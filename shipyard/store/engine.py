@@ -17,6 +17,7 @@ still gets through (e.g. a checkpoint racing the timeout).
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,23 +56,40 @@ def open_engine(url: str) -> Engine:
     """
     try:
         parsed = make_url(url)
-    except ArgumentError as err:
-        raise StoreConfigError(f"database URL {url!r} is not a valid URL: {_URL_HELP}") from err
+    except (ArgumentError, ValueError) as err:  # ValueError: e.g. a port that is no number
+        # Unparsed, the URL may still hold a password: mask what looks like one.
+        shown = re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
+        raise StoreConfigError(f"database URL {shown!r} is not a valid URL: {_URL_HELP}") from err
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in (
         "psycopg2",
         "postgresql",
     ):
         # psycopg 3 is what we ship; a bare postgresql:// would look for psycopg2.
         parsed = parsed.set(drivername="postgresql+psycopg")
+    shown = parsed.render_as_string(hide_password=True)
     try:
         if parsed.get_backend_name() == "sqlite":
+            if parsed.get_driver_name() != "pysqlite":
+                raise StoreConfigError(
+                    f"database URL {shown!r} names the driver {parsed.drivername!r}, but the "
+                    f"SQLite store only uses Python's sqlite3 ('sqlite:///<path>'): {_URL_HELP}"
+                )
             return _sqlite_engine(parsed.database)
-        return create_engine(parsed, pool_pre_ping=True, future=True)
-    except NoSuchModuleError as err:
+        engine = create_engine(parsed, pool_pre_ping=True, future=True)
+    except (NoSuchModuleError, ImportError) as err:
+        # NoSuchModuleError: SQLAlchemy knows no such dialect or driver; ImportError: it
+        # does, but the driver's package (e.g. pg8000, MySQLdb) is not installed.
         raise StoreConfigError(
-            f"database URL {parsed.render_as_string(hide_password=True)!r} names the driver "
+            f"database URL {shown!r} names the driver "
             f"{parsed.drivername!r}, which is not installed: {_URL_HELP}"
         ) from err
+    if engine.dialect.is_async:
+        engine.dispose()
+        raise StoreConfigError(
+            f"database URL {shown!r} names the asynchronous driver {parsed.drivername!r}; "
+            f"the store needs a synchronous one: {_URL_HELP}"
+        )
+    return engine
 
 
 def _sqlite_engine(database: str | None) -> Engine:

@@ -3,6 +3,7 @@ the audit trail. Append-only: history is corrected by a new record, never by an 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,7 +38,7 @@ class Ledger:
                         digest: str, tag: str = "", kind: str = "image",
                         commit_sha: str | None = None) -> ArtifactRecord:
         """Record something a run built; ``digest`` is ``sha256:`` and 64 hex digits."""
-        if not (digest.startswith("sha256:") and len(digest) == 71):
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
             raise ValueError(f"artifact digest {digest!r} must be 'sha256:' and 64 hex digits")
         at = self.store.clock()
 

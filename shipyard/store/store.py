@@ -247,9 +247,13 @@ class Store:
                 return
             if run.state == State.QUEUED.value:
                 self._apply(session, run, None, State.RUNNING, "Started", "run started")
+            never_started = []
             for stage in run.stages:
                 current = State(stage.state)
                 if current is State.QUEUED:
+                    # A queued stage cannot fail without running, so it is skipped; the run
+                    # must still not count it as skipped by a condition (see below).
+                    never_started.append(stage.ref)
                     self._apply(session, run, stage, State.SKIPPED, "Abandoned",
                                 "the pipeline ended before this stage was started")
                 elif not current.is_terminal:
@@ -259,6 +263,10 @@ class Store:
             outcome = run_outcome(states) or State.SUCCEEDED
             if error and outcome is State.SUCCEEDED:
                 self._apply(session, run, None, State.FAILED, "PipelineError", error)
+            elif never_started and outcome is State.SUCCEEDED:
+                self._apply(session, run, None, State.FAILED, "Abandoned",
+                            "the pipeline ended without starting stages: "
+                            + ", ".join(never_started))
             else:
                 self._apply(session, run, None, outcome, *_outcome_reason(run, outcome))
 
@@ -338,9 +346,8 @@ class Store:
         def work(session: Session) -> None:
             stage_id = session.scalar(
                 select(StageRun.id).where(StageRun.run_id == run_id, StageRun.ref == ref))
-            if stage_id is None:
-                run = self._load_run(session, run_id)
-                raise StageNotFound(run.id, ref, [s.ref for s in run.stages])
+            if stage_id is None:  # an id prefix, an unknown run or an unknown stage
+                stage_id = _find_stage(self._load_run(session, run_id), ref).id
             session.add(StageLog(stage_run_id=stage_id, at=at, stream=stream, text=text))
 
         self.writing(work)
@@ -398,7 +405,9 @@ def _outcome_reason(run: PipelineRun, outcome: State) -> tuple[str, str]:
         return ", ".join(s.ref for s in run.stages if s.state == state.value)
 
     if outcome is State.FAILED:
-        return "StageFailed", f"failed stages: {refs(State.FAILED)}"
+        failed = [s for s in run.stages if s.state == State.FAILED.value]
+        detail = "; ".join(f"{s.ref} {s.reason}: {s.message}" for s in failed)
+        return "StageFailed", f"failed: {detail}"
     if outcome is State.CANCELLED:
         return "StageCancelled", f"cancelled stages: {refs(State.CANCELLED)}"
     if outcome is State.ROLLED_BACK:

@@ -1,0 +1,102 @@
+"""The real services integration tests run against, started once per session.
+
+``prefect_stack`` brings up what ``shipyard up`` brings up (a Prefect server on a free port
+with its own home, the deployments of prefect.yaml, a process worker) by running that very
+command, and ``shipyard down`` at the end. ``source_repo`` is a real git repository holding
+this checkout's apps, with a good commit on ``main`` and a broken one on ``broken``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from git import Actor, Repo
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+PROJECT = Path(__file__).resolve().parents[2]
+SHIPYARD = [sys.executable, "-m", "shipyard.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A running stack and the environment that reaches it."""
+
+    home: Path
+    env: dict[str, str]
+    api_url: str
+
+    def shipyard(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """Run the ``shipyard`` CLI against this stack; never raises on a non-zero exit."""
+        return subprocess.run(
+            [*SHIPYARD, *args], env=self.env, cwd=PROJECT, capture_output=True, text=True,
+            timeout=timeout, check=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def prefect_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    home = tmp_path_factory.mktemp("shipyard-home")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PREFECT_", "SHIPYARD_"))}
+    env.update(SHIPYARD_HOME=str(home), SHIPYARD_PREFECT_PORT=str(port),
+               SHIPYARD_PROJECT_DIR=str(PROJECT), COLUMNS="200")
+    stack = Stack(home, env, f"http://127.0.0.1:{port}/api")
+    started = stack.shipyard("up", timeout=300)
+    if started.returncode != 0:
+        log = home / "prefect" / "prefect-server.log"
+        tail = log.read_text()[-3000:] if log.exists() else "(no server log)"
+        pytest.fail(f"`shipyard up` failed:\n{started.stdout}\n{started.stderr}\n{tail}")
+    saved = os.environ.get("SHIPYARD_HOME")
+    # In-process flows and Prefect clients in the tests reach the same server and store.
+    # Prefect reads its settings once at import, so the URL goes in through its context.
+    os.environ["SHIPYARD_HOME"] = str(home)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+            yield stack
+    finally:
+        if saved is None:
+            os.environ.pop("SHIPYARD_HOME", None)
+        else:
+            os.environ["SHIPYARD_HOME"] = saved
+        stack.shipyard("down", timeout=120)
+
+
+@dataclass(frozen=True)
+class SourceRepo:
+    path: Path
+    good: str  # sha of main
+    broken: str  # sha of branch "broken": one failing discovery test
+
+
+@pytest.fixture(scope="session")
+def source_repo(tmp_path_factory: pytest.TempPathFactory) -> SourceRepo:
+    path = tmp_path_factory.mktemp("source-repo")
+    shutil.copytree(PROJECT / "apps", path / "apps",
+                    ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    repo = Repo.init(path, initial_branch="main")
+    author = Actor("Ada Tester", "ada@example.com")
+    repo.index.add([str(p.relative_to(path)) for p in (path / "apps").rglob("*") if p.is_file()])
+    good = repo.index.commit("Add the apps", author=author, committer=author)
+    repo.create_head("broken")
+    repo.heads["broken"].checkout()
+    failing = path / "apps" / "discovery" / "tests" / "test_deliberately_broken.py"
+    failing.write_text("def test_this_commit_is_broken():\n    assert 1 + 1 == 3\n")
+    repo.index.add([str(failing.relative_to(path))])
+    broken = repo.index.commit("Break a discovery test", author=author, committer=author)
+    repo.heads["main"].checkout()
+    return SourceRepo(path, good.hexsha, broken.hexsha)

@@ -1,0 +1,162 @@
+"""The pipelines run through a real Prefect server and worker, started and followed with
+the real ``shipyard`` CLI, and recorded in the store."""
+
+from __future__ import annotations
+
+import asyncio
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+
+from shipyard.domain.states import State
+from shipyard.store import Ledger, RunRecord, Store
+
+pytestmark = pytest.mark.integration
+
+
+def open_store(stack) -> Store:
+    return Store.open(f"sqlite:///{stack.home / 'shipyard.db'}")
+
+
+def newest_run(stack, pipeline: str) -> RunRecord:
+    store = open_store(stack)
+    latest = store.list_runs(limit=1, pipeline=pipeline)[0]
+    return store.get_run(latest.id)
+
+
+def prefect_state(flow_run_id: str) -> str:
+    async def read() -> str:
+        async with get_client() as client:
+            flow_run = await client.read_flow_run(UUID(flow_run_id))
+        assert flow_run.state is not None
+        return flow_run.state.type.value
+
+    return asyncio.run(read())
+
+
+def test_ci_checks_out_and_tests_one_app_through_prefect(prefect_stack, source_repo):
+    done = prefect_stack.shipyard("ci", "--repo", str(source_repo.path), "--ref", "main",
+                                  "--app", "discovery")
+    assert done.returncode == 0, done.stderr
+    run = newest_run(prefect_stack, "ci")
+    assert run.state is State.SUCCEEDED
+    assert run.trigger == "cli"
+    assert run.commit_sha == source_repo.good
+    assert [(s.ref, s.state) for s in run.stages] == [
+        ("checkout", State.SUCCEEDED), ("test:discovery", State.SUCCEEDED)]
+    tests = run.stage("test:discovery")
+    assert tests.outputs["passed"] > 0 and tests.outputs["failed"] == 0
+    assert tests.duration_seconds is not None and tests.duration_seconds > 0
+    assert run.stage("checkout").outputs["author"] == "Ada Tester"
+    assert prefect_state(run.prefect_flow_run_id) == "COMPLETED"
+
+
+def test_runs_and_show_list_a_flow_run_with_its_stages(prefect_stack, source_repo):
+    prefect_stack.shipyard("ci", "--repo", str(source_repo.path), "--app", "discovery")
+    run = newest_run(prefect_stack, "ci")
+
+    listed = prefect_stack.shipyard("runs")
+    assert listed.returncode == 0
+    assert run.short_id in listed.stdout and "succeeded" in listed.stdout
+
+    shown = prefect_stack.shipyard("show", run.short_id)
+    assert shown.returncode == 0
+    for text in ("checkout", "test:discovery", "✔ succeeded", run.prefect_flow_run_id,
+                 source_repo.good[:12]):
+        assert text in shown.stdout
+    logs = prefect_stack.shipyard("logs", run.short_id, "test:discovery")
+    assert "passed" in logs.stdout
+
+
+def test_a_failing_test_fails_the_run_and_says_which(prefect_stack, source_repo):
+    done = prefect_stack.shipyard("ci", "--repo", str(source_repo.path), "--ref", "broken",
+                                  "--app", "discovery")
+    assert done.returncode == 1
+    errors = done.stderr.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("error: ci run ")
+    assert "TestsFailed" in errors[0]
+    run = newest_run(prefect_stack, "ci")
+    assert run.state is State.FAILED and run.reason == "StageFailed"
+    stage = run.stage("test:discovery")
+    assert stage.state is State.FAILED and stage.reason == "TestsFailed"
+    assert "1 failed" in stage.message
+    assert any("test_this_commit_is_broken" in f for f in stage.outputs.get("failures", [])) \
+        or "test_this_commit_is_broken" in "".join(
+            c.text for c in open_store(prefect_stack).read_logs(run.id, "test:discovery"))
+    assert prefect_state(run.prefect_flow_run_id) == "FAILED"
+
+
+def test_an_unknown_ref_fails_checkout_and_nothing_after_it_runs(prefect_stack, source_repo):
+    done = prefect_stack.shipyard("ci", "--repo", str(source_repo.path), "--ref",
+                                  "no-such-branch")
+    assert done.returncode == 1
+    run = newest_run(prefect_stack, "ci")
+    checkout = run.stage("checkout")
+    assert checkout.state is State.FAILED and checkout.reason == "CheckoutFailed"
+    assert "no-such-branch" in checkout.message
+    assert checkout.attempts == 2  # the checkout stage retries once
+    assert run.state is State.FAILED
+
+
+def test_release_promote_and_rollback_move_versions_between_environments(
+        prefect_stack, source_repo):
+    store = open_store(prefect_stack)
+    ledger = Ledger(store)
+    before = ledger.current_release("discovery", "prod")
+
+    released = prefect_stack.shipyard("release", "--repo", str(source_repo.path), "--ref",
+                                      source_repo.good, "--app", "discovery")
+    assert released.returncode == 0, released.stderr
+    release_run = newest_run(prefect_stack, "release")
+    assert [s.ref for s in release_run.stages] == ["ci", "cd:discovery"]
+    assert all(s.state is State.SUCCEEDED for s in release_run.stages)
+    cd_run = store.get_run(release_run.stage("cd:discovery").outputs["child_run_id"])
+    assert cd_run.pipeline == "cd" and cd_run.state is State.SUCCEEDED
+    staging = ledger.current_release("discovery", "staging")
+    assert staging is not None and staging.version == source_repo.good[:12]
+
+    promoted = prefect_stack.shipyard("promote", "discovery", "--from", "staging", "--to",
+                                      "prod", "--why", "ship it")
+    assert promoted.returncode == 0, promoted.stderr
+    prod = ledger.current_release("discovery", "prod")
+    assert prod is not None and prod.kind == "promote" and prod.why == "ship it"
+    assert prod.version == staging.version and prod.source_release_id == staging.id
+
+    rolled = prefect_stack.shipyard("rollback", "discovery", "--env", "prod")
+    if before is None or before.version == prod.version:
+        assert rolled.returncode == 1
+        assert "NothingToRollBack" in rolled.stderr
+        assert ledger.current_release("discovery", "prod") == prod  # nothing written
+    else:
+        assert rolled.returncode == 0, rolled.stderr
+        back = ledger.current_release("discovery", "prod")
+        assert back is not None and back.kind == "rollback" and back.version == before.version
+
+
+def test_cd_refuses_a_failed_ci_run(prefect_stack, source_repo):
+    prefect_stack.shipyard("ci", "--repo", str(source_repo.path), "--ref", "broken",
+                           "--app", "discovery")
+    failed_ci = newest_run(prefect_stack, "ci")
+    assert failed_ci.state is State.FAILED
+    done = prefect_stack.shipyard("deploy", "discovery", "--ci-run", failed_ci.short_id)
+    assert done.returncode == 1
+    cd_run = newest_run(prefect_stack, "cd")
+    assert cd_run.stage("plan").reason == "BuildNotReleasable"
+    assert cd_run.stage("record").state is State.SKIPPED
+    assert cd_run.stage("record").reason == "RequirementNotMet"
+
+
+def test_bad_input_is_refused_before_anything_is_recorded(prefect_stack):
+    store = open_store(prefect_stack)
+    before = len(store.list_runs(limit=1000))
+    bad_app = prefect_stack.shipyard("ci", "--repo", ".", "--app", "Not_An_App")
+    assert bad_app.returncode == 1
+    assert "app name 'Not_An_App'" in bad_app.stderr
+    unknown = prefect_stack.shipyard("show", "0000dead")
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip() == (
+        "error: no run matches '0000dead'; `shipyard runs` lists recent runs")
+    usage = prefect_stack.shipyard("runs", "--limit", "many")
+    assert usage.returncode == 2 and usage.stderr.startswith("error: Invalid value")
+    assert len(store.list_runs(limit=1000)) == before
