@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
 
+import anyio
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
@@ -137,9 +138,13 @@ def stage(
             ctx = StageContext(run.run_id, stage_ref, attempt, settings, store)
             await _begin(ctx, retries)
             try:
-                result = await fn(ctx, *args, **kwargs)
+                # The timeout is ours, not Prefect's: Prefect's cancels this wrapper too,
+                # before it could record why the stage ended.
+                async with asyncio.timeout(timeout_seconds):
+                    result = await fn(ctx, *args, **kwargs)
             except asyncio.CancelledError:
-                await _end(ctx, State.CANCELLED, "Cancelled", "the stage was cancelled")
+                with anyio.CancelScope(shield=True):
+                    await _end(ctx, State.CANCELLED, "Cancelled", "the stage was cancelled")
                 raise
             except BaseException as err:
                 reason, message = _describe(err, timeout_seconds)
@@ -160,7 +165,6 @@ def stage(
             task_run_name="{stage_ref}",
             retries=retries,
             retry_delay_seconds=retry_delay_seconds,
-            timeout_seconds=timeout_seconds,
             cache_policy=NO_CACHE,
             persist_result=False,
         )(run_recorded)

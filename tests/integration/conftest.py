@@ -41,8 +41,13 @@ class Stack:
 
     def shipyard(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         """Run the ``shipyard`` CLI against this stack; never raises on a non-zero exit."""
+        return self.shipyard_with(self.env, *args, timeout=timeout)
+
+    def shipyard_with(self, env: dict[str, str], *args: str,
+                      timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """Run the CLI with another environment (e.g. another project directory)."""
         return subprocess.run(
-            [*SHIPYARD, *args], env=self.env, cwd=PROJECT, capture_output=True, text=True,
+            [*SHIPYARD, *args], env=env, cwd=PROJECT, capture_output=True, text=True,
             timeout=timeout, check=False,
         )
 
