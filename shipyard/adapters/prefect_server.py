@@ -126,7 +126,7 @@ class PrefectServer:
         if self.healthy():
             return False
         if self._process.pid() is None:
-            env = {**os.environ, **self.env(), "PREFECT_UI_ENABLED": "false"}
+            env = {**os.environ, **self.env()}
             self._process.spawn(
                 [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                  "--port", str(self.port)], env, self.home)

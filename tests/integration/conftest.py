@@ -59,7 +59,8 @@ def prefect_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PREFECT_", "SHIPYARD_"))}
     env.update(SHIPYARD_HOME=str(home), SHIPYARD_PREFECT_PORT=str(port),
-               SHIPYARD_PROJECT_DIR=str(PROJECT), COLUMNS="200")
+               SHIPYARD_PROJECT_DIR=str(PROJECT), COLUMNS="200",
+               PREFECT_UI_ENABLED="false")
     stack = Stack(home, env, f"http://127.0.0.1:{port}/api")
     started = stack.shipyard("up", timeout=300)
     if started.returncode != 0:

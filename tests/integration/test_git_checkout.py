@@ -35,7 +35,7 @@ def test_checkout_gives_the_exact_commit_with_author_message_and_changed_files(
         upstream: Repo, tmp_path: Path):
     sha = commit_file(upstream, "apps/x/app.py", "print('x')\n", "Add x\n\nbody")
     git = GitCheckout(tmp_path / "cache", tmp_path / "ws")
-    done = git.checkout(upstream.working_dir, "main", "run-1")
+    done = git.checkout(str(upstream.working_dir), "main", "run-1")
     assert done.commit.sha == sha
     assert done.commit.author == "Grace Hopper"
     assert done.commit.message == "Add x\n\nbody"
@@ -46,12 +46,12 @@ def test_checkout_gives_the_exact_commit_with_author_message_and_changed_files(
 
 def test_a_new_commit_upstream_is_fetched_not_recloned(upstream: Repo, tmp_path: Path):
     git = GitCheckout(tmp_path / "cache", tmp_path / "ws")
-    git.checkout(upstream.working_dir, "main", "run-1")
+    git.checkout(str(upstream.working_dir), "main", "run-1")
     mirror = next((tmp_path / "cache").iterdir())
     marker = mirror / "shipyard-marker"
     marker.write_text("still the same clone")
     second = commit_file(upstream, "two.txt", "2\n", "Second")
-    done = git.checkout(upstream.working_dir, "main", "run-2")
+    done = git.checkout(str(upstream.working_dir), "main", "run-2")
     assert done.commit.sha == second
     assert marker.exists()  # fetched into the same mirror
     assert done.commit.changed_files == ("two.txt",)
@@ -61,9 +61,9 @@ def test_an_older_commit_and_a_retry_of_the_same_workspace(upstream: Repo, tmp_p
     first = upstream.head.commit.hexsha
     commit_file(upstream, "two.txt", "2\n", "Second")
     git = GitCheckout(tmp_path / "cache", tmp_path / "ws")
-    git.checkout(upstream.working_dir, "main", "run-1")
+    git.checkout(str(upstream.working_dir), "main", "run-1")
     (tmp_path / "ws" / "run-1" / "junk").write_text("left by a failed attempt")
-    again = git.checkout(upstream.working_dir, first, "run-1")
+    again = git.checkout(str(upstream.working_dir), first, "run-1")
     assert again.commit.sha == first
     assert not (again.workspace / "junk").exists()
     assert not (again.workspace / "two.txt").exists()
@@ -72,7 +72,7 @@ def test_an_older_commit_and_a_retry_of_the_same_workspace(upstream: Repo, tmp_p
 def test_an_unknown_ref_is_a_clear_error(upstream: Repo, tmp_path: Path):
     git = GitCheckout(tmp_path / "cache", tmp_path / "ws")
     with pytest.raises(GitError, match="has no branch, tag or commit 'nope'"):
-        git.checkout(upstream.working_dir, "nope", "run-1")
+        git.checkout(str(upstream.working_dir), "nope", "run-1")
 
 
 def test_a_missing_repository_is_refused_before_git_runs(tmp_path: Path):

@@ -49,7 +49,7 @@ def test_ci_checks_out_and_tests_one_app_through_prefect(prefect_stack, source_r
     assert tests.outputs["passed"] > 0 and tests.outputs["failed"] == 0
     assert tests.duration_seconds is not None and tests.duration_seconds > 0
     assert run.stage("checkout").outputs["author"] == "Ada Tester"
-    assert prefect_state(run.prefect_flow_run_id) == "COMPLETED"
+    assert prefect_state(str(run.prefect_flow_run_id)) == "COMPLETED"
 
 
 def test_runs_and_show_list_a_flow_run_with_its_stages(prefect_stack, source_repo):
@@ -84,7 +84,7 @@ def test_a_failing_test_fails_the_run_and_says_which(prefect_stack, source_repo)
     assert any("test_this_commit_is_broken" in f for f in stage.outputs.get("failures", [])) \
         or "test_this_commit_is_broken" in "".join(
             c.text for c in open_store(prefect_stack).read_logs(run.id, "test:discovery"))
-    assert prefect_state(run.prefect_flow_run_id) == "FAILED"
+    assert prefect_state(str(run.prefect_flow_run_id)) == "FAILED"
 
 
 def test_an_unknown_ref_fails_checkout_and_nothing_after_it_runs(prefect_stack, source_repo):
