@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from uuid import UUID
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
