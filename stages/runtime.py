@@ -20,6 +20,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,7 +37,8 @@ from shipyard.domain.states import State
 from shipyard.settings import Settings, load_settings
 from shipyard.store import Store
 
-__all__ = ["RunContext", "StageContext", "StageFailure", "StageResult", "open_store", "stage"]
+__all__ = ["RunContext", "StageContext", "StageFailure", "StageResult", "current_settings",
+           "open_store", "stage"]
 
 R = TypeVar("R", bound="StageResult")
 
@@ -72,9 +74,21 @@ class RunContext:
 _stores: dict[str, Store] = {}
 
 
+def current_settings() -> Settings:
+    """The settings for the current ``SHIPYARD_*`` environment, read once per distinct
+    environment (reading them costs milliseconds, and every stage needs them)."""
+    return _settings_for(tuple(sorted(
+        (key, value) for key, value in os.environ.items() if key.startswith("SHIPYARD_"))))
+
+
+@functools.lru_cache(maxsize=8)
+def _settings_for(_environment: tuple[tuple[str, str], ...]) -> Settings:
+    return load_settings()
+
+
 def open_store(settings: Settings | None = None) -> Store:
     """This process's store for the configured database (opened once, migrated once)."""
-    url = (settings or load_settings()).store_url
+    url = (settings or current_settings()).store_url
     if url not in _stores:
         _stores[url] = Store.open(url)
     return _stores[url]
@@ -132,7 +146,7 @@ def stage(
         async def run_recorded(run: RunContext, *args: Any, stage_ref: str | None = None,
                                **kwargs: Any) -> R:
             stage_ref = stage_ref or ref
-            settings = load_settings()
+            settings = current_settings()
             store = await asyncio.to_thread(open_store, settings)
             attempt = max(1, int(task_run.run_count or 1))
             ctx = StageContext(run.run_id, stage_ref, attempt, settings, store)
