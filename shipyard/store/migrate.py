@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -15,6 +16,7 @@ from shipyard.store.engine import WRITE
 __all__ = ["current_revision", "head_revision", "upgrade_to_head"]
 
 _SCRIPT_LOCATION = str(Path(__file__).with_name("migrations"))
+_IN_PROCESS = threading.Lock()
 
 
 def _config() -> Config:
@@ -37,11 +39,15 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade_to_head(engine: Engine) -> None:
-    """Apply every pending migration; safe to call from several processes at once."""
+    """Apply every pending migration; safe to call from several processes and threads at
+    once."""
     if current_revision(engine) == head_revision():
         return
-    config = _config()
-    with engine.connect().execution_options(**{WRITE: True}) as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
-        connection.commit()
+    # The database lock (see env.py) orders processes; within one process, Alembic's
+    # ``context`` is a module global that two threads migrating at once would share.
+    with _IN_PROCESS:
+        config = _config()
+        with engine.connect().execution_options(**{WRITE: True}) as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+            connection.commit()

@@ -13,13 +13,17 @@ import shutil
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from git import Actor, Repo
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 PROJECT = Path(__file__).resolve().parents[2]
 SHIPYARD = [sys.executable, "-m", "shipyard.cli"]
@@ -106,3 +110,49 @@ def source_repo(tmp_path_factory: pytest.TempPathFactory) -> SourceRepo:
     broken = repo.index.commit("Break a discovery test", author=author, committer=author)
     repo.heads["main"].checkout()
     return SourceRepo(path, good.hexsha, broken.hexsha)
+
+
+# -- databases for the store tests --------------------------------------------------------
+
+POSTGRES_HOWTO = (
+    "set SHIPYARD_TEST_POSTGRES_URL to a PostgreSQL server whose role may CREATE DATABASE; "
+    'as root, `eval "export $(bash .ci/postgres.sh | tail -1)"` starts one and sets it'
+)
+
+
+def postgres_base_url() -> str:
+    """The test server's URL; skip without one, but fail in CI, where it must be there."""
+    url = os.environ.get("SHIPYARD_TEST_POSTGRES_URL")
+    if url:
+        return url
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail(f"CI must run the PostgreSQL tests, never skip them: {POSTGRES_HOWTO}")
+    pytest.skip(f"no PostgreSQL to test against: {POSTGRES_HOWTO}")
+
+
+@contextmanager
+def fresh_postgres_database(base_url: str) -> Iterator[str]:
+    """A new, empty database on the server of ``base_url``, dropped afterwards."""
+    base = make_url(base_url)
+    name = f"shipyard_t_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield base.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database: a file in ``tmp_path``, or a fresh PostgreSQL one."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shipyard.db'}"
+    else:
+        with fresh_postgres_database(postgres_base_url()) as url:
+            yield url

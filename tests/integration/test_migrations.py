@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Column, Engine, MetaData, String, create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Column, Engine, MetaData, String, inspect, text
 
 import shipyard.store.migrate
 from shipyard.domain.pipeline import StageSpec
@@ -27,48 +23,6 @@ from shipyard.store.migrate import current_revision, head_revision, upgrade_to_h
 from shipyard.store.models import Base
 
 pytestmark = pytest.mark.integration
-
-# The same PostgreSQL provisioning as tests/integration/test_store.py.
-POSTGRES_HOWTO = (
-    "set SHIPYARD_TEST_POSTGRES_URL to a PostgreSQL server whose role may CREATE DATABASE; "
-    'as root, `eval "export $(bash .ci/postgres.sh | tail -1)"` starts one and sets it'
-)
-
-
-def postgres_base_url() -> str:
-    url = os.environ.get("SHIPYARD_TEST_POSTGRES_URL")
-    if url:
-        return url
-    if os.environ.get("CI", "").lower() in ("true", "1"):
-        pytest.fail(f"CI must run the PostgreSQL tests, never skip them: {POSTGRES_HOWTO}")
-    pytest.skip(f"no PostgreSQL to test against: {POSTGRES_HOWTO}")
-
-
-@contextmanager
-def fresh_postgres_database(base_url: str) -> Iterator[str]:
-    base = make_url(base_url)
-    name = f"shipyard_t_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield base.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'shipyard.db'}"
-    else:
-        with fresh_postgres_database(postgres_base_url()) as url:
-            yield url
-
 
 @pytest.fixture
 def engine(store_url: str) -> Iterator[Engine]:
@@ -179,8 +133,13 @@ def test_several_stores_opening_a_new_database_at_once_migrate_it_once(store_url
         finally:
             store.close()
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        run_ids = list(pool.map(open_and_create, range(4)))
+    pool = ThreadPoolExecutor(max_workers=4)
+    try:
+        futures = [pool.submit(open_and_create, n) for n in range(4)]
+        # Bounded: a migration deadlock must fail this test, not hang the suite.
+        run_ids = [future.result(timeout=120) for future in futures]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
     engine = open_engine(store_url)
     try:

@@ -6,17 +6,15 @@ created for it and dropped after it.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 from shipyard.domain.clock import FrozenClock
 from shipyard.domain.pipeline import InvalidPipeline, StageSpec
@@ -52,50 +50,6 @@ DIAMOND = (
     StageSpec("deploy", ("build",)),
 )
 
-POSTGRES_HOWTO = (
-    "set SHIPYARD_TEST_POSTGRES_URL to a PostgreSQL server whose role may CREATE DATABASE; "
-    'as root, `eval "export $(bash .ci/postgres.sh | tail -1)"` starts one and sets it'
-)
-
-
-def postgres_base_url() -> str:
-    """The test server's URL; skip without one, but fail in CI, where it must be there."""
-    url = os.environ.get("SHIPYARD_TEST_POSTGRES_URL")
-    if url:
-        return url
-    if os.environ.get("CI", "").lower() in ("true", "1"):
-        pytest.fail(f"CI must run the PostgreSQL tests, never skip them: {POSTGRES_HOWTO}")
-    pytest.skip(f"no PostgreSQL to test against: {POSTGRES_HOWTO}")
-
-
-@contextmanager
-def fresh_postgres_database(base_url: str) -> Iterator[str]:
-    """A new, empty database on the server of ``base_url``, dropped afterwards."""
-    base = make_url(base_url)
-    name = f"shipyard_t_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield base.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of an empty database: a file in ``tmp_path``, or a fresh PostgreSQL one."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'shipyard.db'}"
-    else:
-        with fresh_postgres_database(postgres_base_url()) as url:
-            yield url
-
-
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock(START)
@@ -113,9 +67,9 @@ def ledger(store: Store) -> Ledger:
     return Ledger(store)
 
 
-def diamond_run(store: Store, **fields: object) -> str:
+def diamond_run(store: Store, *, app: str | None = None) -> str:
     """A new ci run over :data:`DIAMOND`; its id."""
-    return store.create_run("ci", DIAMOND, trigger="manual", **fields).id  # type: ignore[arg-type]
+    return store.create_run("ci", DIAMOND, trigger="manual", app=app).id
 
 
 def succeed(store: Store, run_id: str, *refs: str) -> None:
@@ -164,7 +118,7 @@ def test_a_new_run_has_one_transition_into_queued(store: Store) -> None:
 def test_runs_get_distinct_32_character_hex_ids(store: Store) -> None:
     ids = {diamond_run(store) for _ in range(3)}
     assert len(ids) == 3
-    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert all(len(i) == 32 and set(i) <= set("0123456789abcdef") for i in ids)
 
 
 def test_an_invalid_stage_graph_is_refused_and_no_run_is_written(store: Store) -> None:
@@ -253,8 +207,8 @@ def test_runs_are_listed_by_pipeline_app_and_state(store: Store, clock: FrozenCl
                                   app="gateway").id
     store.transition_stage(ci_auth, "checkout", State.RUNNING, reason="Started")
 
-    def listed(**filters: object) -> list[str]:
-        return [r.id for r in store.list_runs(**filters)]  # type: ignore[arg-type]
+    def listed(**filters: Any) -> list[str]:
+        return [r.id for r in store.list_runs(**filters)]
 
     assert listed(pipeline="ci") == [ci_auth, ci_gateway]
     assert listed(app="gateway") == [cd_gateway, ci_gateway]
@@ -542,12 +496,13 @@ def test_a_run_with_a_failed_stage_fails_naming_it(store: Store) -> None:
     run_id = diamond_run(store)
     succeed(store, run_id, "checkout", "test:b")
     store.transition_stage(run_id, "test:a", State.RUNNING, reason="Started")
-    store.transition_stage(run_id, "test:a", State.FAILED, reason="TestsFailed")
+    store.transition_stage(run_id, "test:a", State.FAILED, reason="TestsFailed",
+                           message="2 failed, 9 passed")
 
     run = store.finish_run(run_id)
 
     assert (run.state, run.reason, run.message) == (
-        State.FAILED, "StageFailed", "failed stages: test:a")
+        State.FAILED, "StageFailed", "failed: test:a TestsFailed: 2 failed, 9 passed")
 
 
 def test_a_run_with_a_rolled_back_deploy_is_rolled_back(store: Store) -> None:
@@ -574,8 +529,9 @@ def test_unfinished_stages_are_abandoned_when_the_pipeline_ends(store: Store) ->
         "build": State.SKIPPED, "deploy": State.SKIPPED,
     }
     assert {s.reason for s in run.stages[1:]} == {"Abandoned"}
-    assert (run.state, run.reason, run.message) == (
-        State.FAILED, "StageFailed", "failed stages: test:a, test:b")
+    assert (run.state, run.reason) == (State.FAILED, "StageFailed")
+    assert "test:a Abandoned" in run.message
+    assert "test:b Abandoned" in run.message
 
 
 def test_a_pipeline_that_ends_before_starting_its_stages_does_not_succeed(

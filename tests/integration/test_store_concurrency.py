@@ -95,7 +95,7 @@ def run_together(script: str, url: str, count: int) -> list[list[str]]:
             if worker.poll() is None:
                 worker.kill()
                 worker.wait()
-    for worker, (stdout, stderr) in zip(workers, outputs, strict=True):
+    for worker, (_, stderr) in zip(workers, outputs, strict=True):
         assert "database is locked" not in stderr
         assert worker.returncode == 0, stderr
     return [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in outputs]

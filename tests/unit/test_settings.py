@@ -105,4 +105,4 @@ def test_the_project_dir_overrides_the_source_dir(monkeypatch: pytest.MonkeyPatc
 def test_settings_cannot_be_changed_once_loaded() -> None:
     settings = Settings()
     with pytest.raises(pydantic.ValidationError, match="frozen"):
-        settings.work_pool = "other"  # type: ignore[misc]
+        settings.work_pool = "other"

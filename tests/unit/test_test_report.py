@@ -105,7 +105,7 @@ def test_a_missing_duration_counts_as_zero() -> None:
 
 @pytest.mark.parametrize("text", ["", "not xml at all", "<testsuite>", "{\"tests\": 1}"])
 def test_text_that_is_not_xml_is_refused(text: str) -> None:
-    with pytest.raises(InvalidTestReport, match="^not XML: "):
+    with pytest.raises(InvalidTestReport, match=r"^not XML: "):
         parse_junit_xml(text)
 
 
