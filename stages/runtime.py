@@ -21,6 +21,7 @@ import functools
 import inspect
 import logging
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -72,6 +73,7 @@ class RunContext:
 
 
 _stores: dict[str, Store] = {}
+_stores_lock = threading.Lock()
 
 
 def current_settings() -> Settings:
@@ -89,9 +91,10 @@ def _settings_for(_environment: tuple[tuple[str, str], ...]) -> Settings:
 def open_store(settings: Settings | None = None) -> Store:
     """This process's store for the configured database (opened once, migrated once)."""
     url = (settings or current_settings()).store_url
-    if url not in _stores:
-        _stores[url] = Store.open(url)
-    return _stores[url]
+    with _stores_lock:  # stages open it from worker threads, possibly at once
+        if url not in _stores:
+            _stores[url] = Store.open(url)
+        return _stores[url]
 
 
 @dataclass
