@@ -44,8 +44,9 @@ async def launch(store: Store, pipeline: str, parameters: Mapping[str, Any], *,
             store.transition_run, record.id, State.CANCELLED, reason="HandOverFailed",
             message=f"Prefect did not take the run: {type(err).__name__}: {err}")
         raise HandOverFailed(
-            f"Prefect did not take {pipeline} run {record.short_id} ({err}); is the Prefect "
-            "server up and are the deployments applied? `shipyard up` does both") from err
+            f"Prefect did not take {pipeline} run {record.short_id} ({type(err).__name__}: "
+            f"{err}); is the Prefect server up and are the deployments applied? "
+            "`shipyard up` does both") from err
     await asyncio.to_thread(store.link_flow_run, record.id, flow_run_id)
     return await asyncio.to_thread(store.get_run, record.id)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from functools import cache
 
 from shipyard.adapters.prefect_server import PrefectServer
@@ -27,9 +28,21 @@ def prefect_server() -> PrefectServer:
     return PrefectServer(settings().prefect_home, settings().prefect_port)
 
 
+_prefect_settings = ExitStack()
+
+
 def use_prefect() -> str:
     """Point the Prefect client at the configured server: ``PREFECT_API_URL`` if set,
-    else the local one. Returns the API URL."""
+    else the local one. Returns the API URL.
+
+    The environment carries it to the Prefect processes we start; this process needs
+    Prefect's settings context too, because Prefect read its settings when it was imported.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     if not os.environ.get("PREFECT_API_URL"):
         os.environ.update(prefect_server().env())
-    return os.environ["PREFECT_API_URL"]
+    url = os.environ["PREFECT_API_URL"]
+    _prefect_settings.close()
+    _prefect_settings.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
+    return url
