@@ -160,3 +160,15 @@ def test_bad_input_is_refused_before_anything_is_recorded(prefect_stack):
     usage = prefect_stack.shipyard("runs", "--limit", "many")
     assert usage.returncode == 2 and usage.stderr.startswith("error: Invalid value")
     assert len(store.list_runs(limit=1000)) == before
+
+
+def test_the_readme_demo_releases_and_promotes_an_app_of_this_checkout(prefect_stack):
+    done = prefect_stack.shipyard("demo", timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    assert "already up" in done.stdout  # `shipyard up` is idempotent: the stack is reused
+    release = newest_run(prefect_stack, "release")
+    promote = newest_run(prefect_stack, "promote")
+    assert release.trigger == promote.trigger == "demo"
+    assert release.state is promote.state is State.SUCCEEDED
+    prod = Ledger(open_store(prefect_stack)).current_release("discovery", "prod")
+    assert prod is not None and prod.run_id == promote.id
