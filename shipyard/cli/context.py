@@ -10,7 +10,7 @@ from shipyard.adapters.prefect_server import PrefectServer
 from shipyard.settings import Settings, load_settings
 from shipyard.store import Store
 
-__all__ = ["prefect_server", "settings", "store", "use_prefect"]
+__all__ = ["prefect_server", "prefect_ui_url", "settings", "store", "use_prefect"]
 
 
 @cache
@@ -46,3 +46,11 @@ def use_prefect() -> str:
     _prefect_settings.close()
     _prefect_settings.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
     return url
+
+
+def prefect_ui_url() -> str | None:
+    """Where Prefect's UI shows flow runs (``PREFECT_UI_URL``, else beside the API)."""
+    if os.environ.get("PREFECT_UI_URL"):
+        return os.environ["PREFECT_UI_URL"]
+    api = os.environ.get("PREFECT_API_URL") or prefect_server().api_url
+    return api.removesuffix("/api")

@@ -26,7 +26,7 @@ from rich.progress import (
 
 from pipelines.launch import follow_run, launch
 from shipyard.cli import app
-from shipyard.cli.context import store, use_prefect
+from shipyard.cli.context import prefect_ui_url, store, use_prefect
 from shipyard.cli.errors import CommandFailed, console
 from shipyard.cli.render import run_detail
 from shipyard.domain.catalog import validate_app_name
@@ -137,15 +137,15 @@ async def _follow_live(queued: RunRecord, timeout: float) -> RunRecord:
                         console=console, transient=True)
     task = progress.add_task(f"{queued.pipeline} {queued.short_id}", total=None)
     record = queued
-    with Live(Group(progress, run_detail(queued)), console=console,
+    with Live(Group(progress, run_detail(queued, prefect_ui=prefect_ui_url())), console=console,
               refresh_per_second=8) as live:
         async for record in follow_run(store(), queued.id, timeout_seconds=timeout):
             done = sum(1 for s in record.stages if s.state.is_terminal)
             progress.update(task, total=len(record.stages), completed=done,
                             description=f"{record.pipeline} {record.short_id} "
                                         f"{record.state.value}")
-            live.update(Group(progress, run_detail(record)))
-        live.update(run_detail(record))
+            live.update(Group(progress, run_detail(record, prefect_ui=prefect_ui_url())))
+        live.update(run_detail(record, prefect_ui=prefect_ui_url()))
     console.print()
     return record
 

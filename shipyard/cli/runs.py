@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
 
 from shipyard.cli import app
-from shipyard.cli.context import store
+from shipyard.cli.context import prefect_ui_url, store
 from shipyard.cli.errors import console
 from shipyard.cli.render import run_detail, runs_table, transitions_table
 from shipyard.domain.states import State
@@ -42,8 +41,7 @@ def show(
 ) -> None:
     """Show one run: its stages with states, reasons and durations."""
     record = store().get_run(run_id)
-    ui = os.environ.get("PREFECT_UI_URL") or _prefect_ui()
-    console.print(run_detail(record, prefect_ui=ui))
+    console.print(run_detail(record, prefect_ui=prefect_ui_url()))
     if transitions:
         console.print(transitions_table(store().transitions(record.id)))
 
@@ -61,8 +59,3 @@ def logs(
             current = chunk.stage_ref
             console.rule(current, align="left")
         console.out(chunk.text, end="", highlight=False)
-
-
-def _prefect_ui() -> str | None:
-    api = os.environ.get("PREFECT_API_URL")
-    return api.removesuffix("/api") if api else None
