@@ -12,6 +12,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,9 +102,10 @@ def _prefect(args: list[str], *, cwd: Path, env: dict[str, str]) -> str:
     return result.stdout
 
 
-def ensure_work_pool(name: str, *, project_dir: Path) -> None:
+def ensure_work_pool(name: str, *, project_dir: Path,
+                     prefect_env: Mapping[str, str] | None = None) -> None:
     """Create the process work pool ``name`` if it is missing (no change if it exists)."""
-    env = dict(os.environ)
+    env = {**os.environ, **(prefect_env or {})}
     try:
         _prefect(["work-pool", "inspect", name], cwd=project_dir, env=env)
     except PrefectError:
@@ -138,7 +140,9 @@ def check_project(project_dir: Path, *, work_pool: str) -> tuple[DeploymentSpec,
     return specs
 
 
-def apply_deployments(project_dir: Path, *, work_pool: str) -> tuple[DeploymentSpec, ...]:
+def apply_deployments(project_dir: Path, *, work_pool: str,
+                      prefect_env: Mapping[str, str] | None = None
+                      ) -> tuple[DeploymentSpec, ...]:
     """Register every deployment of ``project_dir/prefect.yaml`` with the server, after
     :func:`check_project` passed (a malformed file registers nothing). Creates the work
     pool if it is missing.
@@ -147,7 +151,8 @@ def apply_deployments(project_dir: Path, *, work_pool: str) -> tuple[DeploymentS
     working directory of flow runs, so a worker runs the code of this checkout.
     """
     specs = check_project(project_dir, work_pool=work_pool)
-    ensure_work_pool(work_pool, project_dir=project_dir)
-    env = {**os.environ, "SHIPYARD_PROJECT_DIR": str(project_dir.resolve())}
+    ensure_work_pool(work_pool, project_dir=project_dir, prefect_env=prefect_env)
+    env = {**os.environ, **(prefect_env or {}),
+           "SHIPYARD_PROJECT_DIR": str(project_dir.resolve())}
     _prefect(["deploy", "--all"], cwd=project_dir, env=env)
     return specs

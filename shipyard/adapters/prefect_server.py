@@ -8,16 +8,15 @@ that answers is reused) and ``stop`` ends the whole process group. The tests' ha
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from shipyard.adapters.background import BackgroundProcess
 
 __all__ = ["PrefectServer", "PrefectWorker", "ProcessError", "prefect_env"]
 
@@ -41,58 +40,6 @@ def prefect_env(home: Path, api_url: str) -> dict[str, str]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Background:
-    """A detached process identified by a pid file."""
-
-    name: str
-    home: Path
-
-    @property
-    def pid_file(self) -> Path:
-        return self.home / f"{self.name}.pid"
-
-    @property
-    def log_file(self) -> Path:
-        return self.home / f"{self.name}.log"
-
-    def pid(self) -> int | None:
-        """The pid of the live process, or None (a stale pid file is removed)."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-            os.kill(pid, 0)
-        except (OSError, ValueError):
-            self.pid_file.unlink(missing_ok=True)
-            return None
-        return pid
-
-    def spawn(self, argv: list[str], env: dict[str, str], cwd: Path) -> int:
-        self.home.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("ab") as log:
-            process = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-            )
-        self.pid_file.write_text(str(process.pid))
-        return process.pid
-
-    def stop(self, *, terms: int = 1, grace_seconds: float = 15) -> bool:
-        """SIGTERM the process group ``terms`` times (a Prefect worker needs two), then
-        SIGKILL it if it still runs. Returns whether a process was running."""
-        pid = self.pid()
-        if pid is None:
-            return False
-        for _ in range(terms):
-            _signal_group(pid, signal.SIGTERM)
-            if _wait_gone(pid, grace_seconds / terms):
-                break
-        else:
-            _signal_group(pid, signal.SIGKILL)
-            _wait_gone(pid, 5)
-        self.pid_file.unlink(missing_ok=True)
-        return True
-
-
-@dataclass(frozen=True, slots=True)
 class PrefectServer:
     """A Prefect API server on 127.0.0.1:``port`` with its database under ``home``."""
 
@@ -104,8 +51,8 @@ class PrefectServer:
         return f"http://127.0.0.1:{self.port}/api"
 
     @property
-    def _process(self) -> _Background:
-        return _Background("prefect-server", self.home)
+    def _process(self) -> BackgroundProcess:
+        return BackgroundProcess("prefect-server", self.home)
 
     @property
     def log_file(self) -> Path:
@@ -129,7 +76,7 @@ class PrefectServer:
             env = {**os.environ, **self.env()}
             self._process.spawn(
                 [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                 "--port", str(self.port)], env, self.home)
+                 "--port", str(self.port)], env=env, cwd=self.home)
         deadline = time.monotonic() + timeout_seconds
         while time.monotonic() < deadline:
             if self.healthy():
@@ -155,8 +102,8 @@ class PrefectWorker:
     extra_env: tuple[tuple[str, str], ...] = ()
 
     @property
-    def _process(self) -> _Background:
-        return _Background(f"prefect-worker-{self.pool}", self.server.home)
+    def _process(self) -> BackgroundProcess:
+        return BackgroundProcess(f"prefect-worker-{self.pool}", self.server.home)
 
     @property
     def log_file(self) -> Path:
@@ -174,30 +121,8 @@ class PrefectWorker:
                "SHIPYARD_PROJECT_DIR": str(self.project_dir)}
         self._process.spawn(
             [sys.executable, "-m", "prefect", "worker", "start", "--pool", self.pool,
-             "--type", "process"], env, self.project_dir)
+             "--type", "process"], env=env, cwd=self.project_dir)
         return True
 
     def stop(self) -> bool:
         return self._process.stop(terms=2)
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, sig)
-
-
-def _wait_gone(pid: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            reaped, _ = os.waitpid(pid, os.WNOHANG)
-            if reaped == pid:
-                return True
-        except ChildProcessError:
-            pass  # not our child: fall back to probing
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.1)
-    return False

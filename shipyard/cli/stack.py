@@ -1,12 +1,12 @@
 """The local stack and its Prefect project: ``shipyard up``, ``down``, ``status``,
 ``deployments``, ``demo`` and ``version``.
 
-Today the stack is the Prefect server, the ``shipyard`` work pool with its deployments,
-and a process worker; the Docker engine, registry and Kubernetes cluster join it later.
+The stack's parts are in :mod:`shipyard.stack`; these commands drive and show them.
 """
 
 from __future__ import annotations
 
+import json
 import platform
 from typing import Annotated
 
@@ -16,12 +16,13 @@ from rich.table import Table
 from shipyard import __version__
 from shipyard.adapters.git import head_commit
 from shipyard.adapters.prefect import apply_deployments, check_project
-from shipyard.adapters.prefect_server import PrefectWorker
 from shipyard.cli import app
-from shipyard.cli.context import prefect_server, settings, store, use_prefect
-from shipyard.cli.errors import console
+from shipyard.cli.context import settings, store, use_prefect
+from shipyard.cli.errors import CommandFailed, console, err_console
 from shipyard.cli.pipelines import start_and_follow
 from shipyard.cli.render import runs_table
+from shipyard.stack.component import ComponentFailed
+from shipyard.stack.stack import COMPONENT_NAMES, LocalStack
 
 __all__ = ["deployments", "down", "status", "up", "version"]
 
@@ -38,58 +39,74 @@ def version() -> None:
                   f"python {platform.python_version()})", highlight=False)
 
 
-def _worker() -> PrefectWorker:
-    config = settings()
-    env = [("SHIPYARD_HOME", str(config.home))]
-    if config.database_url:
-        env.append(("SHIPYARD_DATABASE_URL", config.database_url))
-    return PrefectWorker(prefect_server(), config.work_pool, config.source_dir, tuple(env))
+def _stack(only: list[str] | None = None) -> LocalStack:
+    return LocalStack(settings(), only=tuple(only or ()))
+
+
+Only = Annotated[list[str] | None, typer.Option(
+    "--only", help=f"Only this component (repeat): {', '.join(COMPONENT_NAMES)}.")]
 
 
 @app.command()
-def up() -> None:
-    """Start the Prefect server, apply the deployments and start a worker (idempotent)."""
-    server = prefect_server()
-    with console.status("Starting the Prefect server…"):
-        started = server.start()
-    console.print(f"[green]✔[/] Prefect server {'started' if started else 'already up'} at "
-                  f"{server.api_url}")
-    use_prefect()
-    with console.status("Applying the deployments of prefect.yaml…"):
-        specs = apply_deployments(settings().source_dir, work_pool=settings().work_pool)
-    console.print(f"[green]✔[/] {len(specs)} deployments applied on work pool "
-                  f"{settings().work_pool!r}: {', '.join(s.name for s in specs)}")
-    worker = _worker()
-    started = worker.start()
-    console.print(f"[green]✔[/] worker {'started' if started else 'already running'} "
-                  f"(log {worker.log_file})")
+def up(only: Only = None) -> None:
+    """Bring the local stack up: what already works is left as it is (idempotent)."""
+    stack = _stack(only)
+    with console.status("Starting…") as spinner:
+        def progress(component: str, line: str) -> None:
+            spinner.update(f"[bold]{component}[/]: {line}…")
+
+        try:
+            results = stack.up(progress)
+        except ComponentFailed as err:
+            err_console.print(f"✘ {err.component}: {err.problem}", markup=False,
+                              highlight=False)
+            if err.log_tail:
+                err_console.print(f"  last lines of {err.log_file}:", markup=False)
+                for line in err.log_tail.splitlines():
+                    err_console.print(f"    {line}", markup=False, highlight=False)
+            raise CommandFailed(f"{err.component} did not start"
+                                + (f": {err.fix}" if err.fix else "")) from err
+    for result in results:
+        mark = "[green]✔[/]" if result.changed else "[dim]=[/]"
+        console.print(f"{mark} {result.name}: {result.message}")
+    if not any(r.changed for r in results):
+        console.print("Nothing to do: the stack was already up.")
     console.print(f"[green]✔[/] store {store().url}")
 
 
 @app.command()
-def down() -> None:
-    """Stop the worker and the Prefect server (the store and Prefect's history stay)."""
-    stopped_worker = _worker().stop()
-    stopped_server = prefect_server().stop()
-    console.print(f"worker {'stopped' if stopped_worker else 'was not running'}; "
-                  f"Prefect server {'stopped' if stopped_server else 'was not running'}")
+def down(
+    only: Only = None,
+    purge: Annotated[bool, typer.Option("--purge", help="Also delete the components' data "
+                                        "(the Prefect database, images, cluster state).")]
+    = False,
+) -> None:
+    """Stop what `shipyard up` started; data stays unless --purge."""
+    for name, stopped in _stack(only).down(purge=purge):
+        console.print(f"{name}: {'stopped' if stopped else 'was not running'}")
 
 
 @app.command()
-def status() -> None:
-    """Say what of the local stack runs."""
-    server = prefect_server()
-    table = Table(title="Shipyard stack", title_justify="left")
-    for column in ("COMPONENT", "STATE", "WHERE"):
-        table.add_column(column)
-    healthy = server.healthy()
-    table.add_row("prefect server", "✔ up" if healthy else "✘ down", server.api_url)
-    worker = _worker()
-    table.add_row("worker", "✔ running" if worker.running() else "✘ stopped",
-                  str(worker.log_file))
-    table.add_row("store", "✔", store().url)
-    console.print(table)
-    if not healthy:
+def status(
+    only: Only = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Show each component of the local stack: health, version, address. Exit 1 unless
+    every component is healthy."""
+    statuses = _stack(only).status()
+    if as_json:
+        console.print_json(json.dumps({"components": [s.as_json() for s in statuses],
+                                       "store": store().url}))
+    else:
+        table = Table(title="Shipyard stack", title_justify="left")
+        for column in ("COMPONENT", "HEALTH", "VERSION", "ADDRESS", "DETAIL"):
+            table.add_column(column)
+        for s in statuses:
+            table.add_row(s.name, "✔ healthy" if s.healthy else "✘ down", s.version,
+                          s.address, s.detail)
+        table.add_row("store", "✔", "", store().url, "")
+        console.print(table)
+    if not all(s.healthy for s in statuses):
         raise typer.Exit(1)
 
 

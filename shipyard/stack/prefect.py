@@ -1,0 +1,85 @@
+"""The Prefect part of the stack: the server, the deployments of prefect.yaml on the
+``shipyard`` work pool, and a process worker."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+
+from shipyard.adapters.background import BackgroundProcess
+from shipyard.adapters.prefect import PrefectError, apply_deployments
+from shipyard.adapters.prefect_server import PrefectServer, PrefectWorker, ProcessError
+from shipyard.settings import Settings
+from shipyard.stack.component import ComponentFailed, ComponentStatus, Progress, UpResult
+
+__all__ = ["PrefectComponent"]
+
+
+@dataclass
+class PrefectComponent:
+    settings: Settings
+    name: str = "prefect"
+
+    @property
+    def server(self) -> PrefectServer:
+        return PrefectServer(self.settings.prefect_home, self.settings.prefect_port)
+
+    @property
+    def worker(self) -> PrefectWorker:
+        env = [("SHIPYARD_HOME", str(self.settings.home))]
+        if self.settings.database_url:
+            env.append(("SHIPYARD_DATABASE_URL", self.settings.database_url))
+        return PrefectWorker(self.server, self.settings.work_pool, self.settings.source_dir,
+                             tuple(env))
+
+    def status(self) -> ComponentStatus:
+        server, worker = self.server, self.worker
+        healthy = server.healthy() and worker.running()
+        detail = ("server up" if server.healthy() else "server down") + ", " + (
+            f"worker polling pool {self.settings.work_pool!r}" if worker.running()
+            else "worker stopped")
+        return ComponentStatus(self.name, healthy, _prefect_version(),
+                               server.api_url.removesuffix("/api"), detail)
+
+    def up(self, progress: Progress) -> UpResult:
+        server = self.server
+        progress("starting the Prefect server")
+        try:
+            started = server.start()
+        except ProcessError as err:
+            raise ComponentFailed(self.name, str(err), fix="see the log; `shipyard down` "
+                                  "then `shipyard up` retries", log_tail=_log(server).log_tail(),
+                                  log_file=str(server.log_file)) from err
+        progress("applying the deployments of prefect.yaml")
+        try:
+            specs = apply_deployments(self.settings.source_dir,
+                                      work_pool=self.settings.work_pool,
+                                      prefect_env=server.env())
+        except PrefectError as err:
+            raise ComponentFailed(self.name, str(err), fix="fix prefect.yaml or the server, "
+                                  "then run `shipyard up` again") from err
+        progress("starting the worker")
+        worker_started = self.worker.start()
+        changed = started or worker_started
+        return UpResult(self.name, changed,
+                        f"server {'started' if started else 'already up'} at "
+                        f"{server.api_url}; {len(specs)} deployments applied; worker "
+                        f"{'started' if worker_started else 'already running'}")
+
+    def down(self, *, purge: bool = False) -> bool:
+        stopped = self.worker.stop()
+        stopped = self.server.stop() or stopped
+        if purge and self.settings.prefect_home.exists():
+            shutil.rmtree(self.settings.prefect_home)
+            stopped = True
+        return stopped
+
+
+def _prefect_version() -> str:
+    from importlib.metadata import version
+
+    return version("prefect")
+
+
+def _log(server: PrefectServer) -> BackgroundProcess:
+    return BackgroundProcess("prefect-server", server.home)

@@ -1,0 +1,64 @@
+"""The whole local stack: its components in start order, brought up and down together."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from shipyard.settings import Settings
+from shipyard.stack.component import Component, ComponentStatus, Progress, UpResult
+from shipyard.stack.prefect import PrefectComponent
+
+__all__ = ["COMPONENT_NAMES", "LocalStack", "UnknownComponent"]
+
+COMPONENT_NAMES = ("prefect",)
+"""Start order: a component may rely on those before it."""
+
+
+class UnknownComponent(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no stack component {name!r}; choose from "
+                         f"{', '.join(COMPONENT_NAMES)}")
+
+
+def _build(name: str, settings: Settings) -> Component:
+    factories: dict[str, Callable[[Settings], Component]] = {
+        "prefect": lambda s: PrefectComponent(s),
+    }
+    return factories[name](settings)
+
+
+@dataclass
+class LocalStack:
+    settings: Settings
+    only: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        for name in self.only:
+            if name not in COMPONENT_NAMES:
+                raise UnknownComponent(name)
+
+    def components(self) -> list[Component]:
+        names = [n for n in COMPONENT_NAMES if not self.only or n in self.only]
+        return [_build(name, self.settings) for name in names]
+
+    def up(self, progress: Callable[[str, str], None]) -> list[UpResult]:
+        """Bring every component up in order; the first failure stops the rest (raised as
+        :class:`~shipyard.stack.component.ComponentFailed`)."""
+        results = []
+        for component in self.components():
+            report: Progress = functools.partial(progress, component.name)
+            results.append(component.up(report))
+        return results
+
+    def down(self, *, purge: bool = False) -> list[tuple[str, bool]]:
+        """Stop the components in reverse order; returns (name, whether anything stopped)."""
+        return [(c.name, c.down(purge=purge)) for c in reversed(self.components())]
+
+    def status(self) -> list[ComponentStatus]:
+        return [c.status() for c in self.components()]
+
+
+def healthy(statuses: Iterable[ComponentStatus]) -> bool:
+    return all(s.healthy for s in statuses)
