@@ -1,0 +1,123 @@
+"""The Docker engine through the docker SDK: is it there, which version, images in and out.
+
+Every call names the engine it talks to (``DOCKER_HOST`` or the default socket) in its
+errors, so a stack failure says which engine refused.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import docker
+from docker.errors import DockerException, ImageNotFound
+
+__all__ = ["DockerEngine", "EngineError", "default_engine_url"]
+
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+
+
+class EngineError(RuntimeError):
+    """The engine is unreachable or refused; the message names the engine."""
+
+
+def default_engine_url() -> str:
+    """``DOCKER_HOST`` if set, else the standard socket."""
+    return os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
+
+
+@dataclass
+class DockerEngine:
+    url: str
+
+    def _client(self, timeout: float = 60) -> docker.DockerClient:
+        try:
+            return docker.DockerClient(base_url=self.url, timeout=int(timeout))
+        except DockerException as err:
+            raise EngineError(f"Docker engine at {self.url}: {err}") from err
+
+    def answers(self) -> bool:
+        """Whether an engine answers a ping within a few seconds."""
+        try:
+            return bool(self._client(timeout=3).ping())
+        except (EngineError, DockerException, OSError):
+            return False
+
+    def version(self) -> str:
+        try:
+            return str(self._client(timeout=10).version().get("Version", "?"))
+        except DockerException as err:
+            raise EngineError(f"Docker engine at {self.url}: {err}") from err
+
+    def has_image(self, reference: str) -> bool:
+        try:
+            self._client().images.get(reference)
+        except ImageNotFound:
+            return False
+        except DockerException as err:
+            raise EngineError(f"Docker engine at {self.url}: {err}") from err
+        return True
+
+    def image_size(self, reference: str) -> int:
+        return int(self._client().images.get(reference).attrs.get("Size", 0))
+
+    def import_rootfs(self, tarball: IO[bytes], reference: str,
+                      changes: list[str]) -> str:
+        """``docker import`` a root filesystem tarball as ``reference``; returns its id."""
+        repository, _, tag = reference.rpartition(":")
+        try:
+            client = self._client(timeout=600)
+            result = client.api.import_image_from_stream(
+                tarball, repository=repository, tag=tag, changes=changes)
+        except DockerException as err:
+            raise EngineError(f"importing {reference} into {self.url}: {err}") from err
+        return str(result)
+
+    def build(self, context: Path, reference: str, *, labels: Mapping[str, str] | None = None,
+              buildargs: Mapping[str, str] | None = None) -> Iterator[str]:
+        """Build ``context`` as ``reference``, yielding the build's output lines; the
+        build's own error is raised as :class:`EngineError`."""
+        client = self._client(timeout=1800)
+        try:
+            stream = client.api.build(path=str(context), tag=reference, rm=True,
+                                      forcerm=True, decode=True, labels=dict(labels or {}),
+                                      buildargs=dict(buildargs or {}), network_mode="none")
+            for chunk in stream:
+                if "error" in chunk:
+                    raise EngineError(f"building {reference}: {chunk['error'].strip()}")
+                text = chunk.get("stream", "")
+                if text.strip():
+                    yield text.rstrip("\n")
+        except DockerException as err:
+            raise EngineError(f"building {reference} on {self.url}: {err}") from err
+
+    def push(self, reference: str) -> str:
+        """Push ``reference`` (``host:port/repo:tag``) and return the manifest digest the
+        registry reported."""
+        repository, _, tag = reference.rpartition(":")
+        digest = ""
+        try:
+            for chunk in self._client(timeout=1800).api.push(repository, tag=tag, stream=True,
+                                                             decode=True):
+                if "error" in chunk:
+                    raise EngineError(f"pushing {reference}: {chunk['error']}")
+                aux: Any = chunk.get("aux") or {}
+                digest = str(aux.get("Digest", digest))
+        except DockerException as err:
+            raise EngineError(f"pushing {reference} from {self.url}: {err}") from err
+        if not digest:
+            raise EngineError(f"pushing {reference}: the registry reported no digest")
+        return digest
+
+    def run(self, reference: str, command: list[str]) -> str:
+        """Run ``command`` in a throw-away container of ``reference``, without network;
+        returns its output."""
+        try:
+            output = self._client(timeout=300).containers.run(
+                reference, command, remove=True, network_mode="none")
+        except DockerException as err:
+            raise EngineError(f"running {reference} on {self.url}: {err}") from err
+        return bytes(output).decode(errors="replace")
