@@ -34,8 +34,15 @@ class Settings(BaseSettings):
     work_pool: str = Field(default="shipyard", description="Prefect work pool of deployments")
     prefect_port: int = Field(default=4200, ge=1, le=65535,
                               description="port of the local Prefect server on 127.0.0.1")
+    stack_home: Path | None = Field(
+        default=None,
+        description="where the local stack keeps what is slow to make (engine data, "
+        "registry storage, base image, cluster); default: <home>/stack",
+    )
+    registry: str = Field(default="127.0.0.1:5000", pattern=r"^127\.0\.0\.1:\d{1,5}$",
+                          description="address of the local registry (loopback only)")
 
-    @field_validator("home", "project_dir", mode="after")
+    @field_validator("home", "project_dir", "stack_home", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
@@ -56,6 +63,11 @@ class Settings(BaseSettings):
     def git_cache_dir(self) -> Path:
         """One bare clone per repository, fetched rather than re-cloned."""
         return self.home / "git-cache"
+
+    @property
+    def stack_dir(self) -> Path:
+        """The local stack's long-lived state."""
+        return self.stack_home or self.home / "stack"
 
     @property
     def prefect_home(self) -> Path:

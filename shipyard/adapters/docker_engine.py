@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import docker
 from docker.errors import DockerException, ImageNotFound
@@ -64,14 +64,16 @@ class DockerEngine:
     def image_size(self, reference: str) -> int:
         return int(self._client().images.get(reference).attrs.get("Size", 0))
 
-    def import_rootfs(self, tarball: IO[bytes], reference: str,
-                      changes: list[str]) -> str:
-        """``docker import`` a root filesystem tarball as ``reference``; returns its id."""
+    def import_rootfs(self, tarball: Path, reference: str, changes: list[str]) -> str:
+        """``docker import`` a root filesystem tarball as ``reference``; returns the
+        engine's answer."""
         repository, _, tag = reference.rpartition(":")
         try:
             client = self._client(timeout=600)
-            result = client.api.import_image_from_stream(
-                tarball, repository=repository, tag=tag, changes=changes)
+            # From a file, not a stream: the SDK streams with chunked encoding, which
+            # dockerd 20.10 rejects ("invalid byte in chunk length").
+            result = client.api.import_image_from_file(
+                str(tarball), repository=repository, tag=tag, changes=changes)
         except DockerException as err:
             raise EngineError(f"importing {reference} into {self.url}: {err}") from err
         return str(result)

@@ -39,8 +39,9 @@ def version() -> None:
                   f"python {platform.python_version()})", highlight=False)
 
 
-def _stack(only: list[str] | None = None) -> LocalStack:
-    return LocalStack(settings(), only=tuple(only or ()))
+def _stack(only: list[str] | None = None, *, rebuild_base_image: bool = False) -> LocalStack:
+    return LocalStack(settings(), only=tuple(only or ()),
+                      rebuild_base_image=rebuild_base_image)
 
 
 Only = Annotated[list[str] | None, typer.Option(
@@ -48,9 +49,13 @@ Only = Annotated[list[str] | None, typer.Option(
 
 
 @app.command()
-def up(only: Only = None) -> None:
+def up(
+    only: Only = None,
+    rebuild_base_image: Annotated[bool, typer.Option(
+        "--rebuild-base-image", help="Build the base image again from Debian.")] = False,
+) -> None:
     """Bring the local stack up: what already works is left as it is (idempotent)."""
-    stack = _stack(only)
+    stack = _stack(only, rebuild_base_image=rebuild_base_image)
     with console.status("Starting…") as spinner:
         def progress(component: str, line: str) -> None:
             spinner.update(f"[bold]{component}[/]: {line}…")
@@ -132,7 +137,7 @@ def demo(
 ) -> None:
     """Bring the stack up and release an app of this checkout end to end: ci (checkout and
     tests), cd into staging, then a promote to prod."""
-    up()
+    up(only=["prefect"])
     source = settings().source_dir
     commit = head_commit(source)
     console.rule(f"release {app_name} at {commit[:12]} → staging")

@@ -7,12 +7,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from shipyard.settings import Settings
+from shipyard.stack.base_image import BaseImageComponent
 from shipyard.stack.component import Component, ComponentStatus, Progress, UpResult
+from shipyard.stack.docker_engine import DockerEngineComponent
 from shipyard.stack.prefect import PrefectComponent
+from shipyard.stack.registry import RegistryComponent
 
 __all__ = ["COMPONENT_NAMES", "LocalStack", "UnknownComponent"]
 
-COMPONENT_NAMES = ("prefect",)
+COMPONENT_NAMES = ("docker", "registry", "base-image", "prefect")
 """Start order: a component may rely on those before it."""
 
 
@@ -22,17 +25,21 @@ class UnknownComponent(ValueError):
                          f"{', '.join(COMPONENT_NAMES)}")
 
 
-def _build(name: str, settings: Settings) -> Component:
-    factories: dict[str, Callable[[Settings], Component]] = {
-        "prefect": lambda s: PrefectComponent(s),
+def _build(name: str, settings: Settings, rebuild_base_image: bool) -> Component:
+    factories: dict[str, Callable[[], Component]] = {
+        "docker": lambda: DockerEngineComponent(settings),
+        "registry": lambda: RegistryComponent(settings),
+        "base-image": lambda: BaseImageComponent(settings, rebuild=rebuild_base_image),
+        "prefect": lambda: PrefectComponent(settings),
     }
-    return factories[name](settings)
+    return factories[name]()
 
 
 @dataclass
 class LocalStack:
     settings: Settings
     only: Sequence[str] = ()
+    rebuild_base_image: bool = False
 
     def __post_init__(self) -> None:
         for name in self.only:
@@ -41,7 +48,7 @@ class LocalStack:
 
     def components(self) -> list[Component]:
         names = [n for n in COMPONENT_NAMES if not self.only or n in self.only]
-        return [_build(name, self.settings) for name in names]
+        return [_build(name, self.settings, self.rebuild_base_image) for name in names]
 
     def up(self, progress: Callable[[str, str], None]) -> list[UpResult]:
         """Bring every component up in order; the first failure stops the rest (raised as

@@ -8,6 +8,7 @@ this checkout's apps, with a good commit on ``main`` and a broken one on ``broke
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -156,3 +157,36 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     else:
         with fresh_postgres_database(postgres_base_url()) as url:
             yield url
+
+
+# -- the delivery stack: Docker engine, registry, base image --------------------------------
+
+STACK_CACHE = "/var/tmp/shipyard-ci/stack"
+DELIVERY_COMPONENTS = ("docker", "registry", "base-image")
+
+
+@pytest.fixture(scope="session")
+def delivery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The Docker engine, the registry and the base image, brought up with `shipyard up`
+    (reused when they already run). Their data lives in SHIPYARD_STACK_HOME, by default a
+    cache outside the clone, so the base image is built once per machine. What this
+    session started, it stops at the end."""
+    home = tmp_path_factory.mktemp("stack-home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
+    env.update(SHIPYARD_HOME=str(home), COLUMNS="200",
+               SHIPYARD_STACK_HOME=os.environ.get("SHIPYARD_STACK_HOME", STACK_CACHE))
+    only = [arg for name in DELIVERY_COMPONENTS for arg in ("--only", name)]
+
+    def shipyard(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*SHIPYARD, *args], env=env, cwd=PROJECT, capture_output=True,
+                              text=True, timeout=1800, check=False)
+
+    before = json.loads(shipyard("status", "--json", *only).stdout or "{}")
+    was_up = {c["name"] for c in before.get("components", []) if c["healthy"]}
+    started = shipyard("up", *only)
+    if started.returncode != 0:
+        pytest.fail(f"`shipyard up` failed:\n{started.stdout}\n{started.stderr}")
+    yield env
+    for name in DELIVERY_COMPONENTS:
+        if name not in was_up and name != "base-image":
+            shipyard("down", "--only", name)
