@@ -19,7 +19,7 @@ class DebianError(RuntimeError):
 
 
 def is_installed(package: str) -> bool:
-    done = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package],  # noqa: S607
+    done = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package],
                           capture_output=True, text=True, check=False)
     return done.returncode == 0 and done.stdout.endswith("installed")
 
@@ -78,7 +78,7 @@ _ROOTFS_EXCLUDES = ("./var/cache/apt/archives/*.deb", "./var/cache/apt/*.bin",
 def debootstrap(target: Path, *, suite: str, packages: Sequence[str], mirror: str) -> None:
     """Build a minimal Debian root filesystem into ``target`` (which must not exist)."""
     done = subprocess.run(
-        ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", suite,  # noqa: S607
+        ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", suite,
          str(target), mirror], capture_output=True, text=True, check=False, timeout=1800)
     if done.returncode != 0:
         tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-4:])
@@ -89,7 +89,7 @@ def pack_rootfs(rootfs: Path, tarball: Path) -> None:
     """Pack ``rootfs`` into ``tarball`` without caches and docs, numeric owners kept."""
     excludes = [f"--exclude={pattern}" for pattern in _ROOTFS_EXCLUDES]
     partial = tarball.with_suffix(".partial")
-    done = subprocess.run(["tar", "-C", str(rootfs), *excludes, "--numeric-owner",  # noqa: S607
+    done = subprocess.run(["tar", "-C", str(rootfs), *excludes, "--numeric-owner",
                            "-cf", str(partial), "."], capture_output=True, text=True,
                           check=False, timeout=600)
     if done.returncode != 0:

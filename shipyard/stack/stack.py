@@ -10,12 +10,13 @@ from shipyard.settings import Settings
 from shipyard.stack.base_image import BaseImageComponent
 from shipyard.stack.component import Component, ComponentStatus, Progress, UpResult
 from shipyard.stack.docker_engine import DockerEngineComponent
+from shipyard.stack.k8s_binaries import K8sBinariesComponent
 from shipyard.stack.prefect import PrefectComponent
 from shipyard.stack.registry import RegistryComponent
 
 __all__ = ["COMPONENT_NAMES", "LocalStack", "UnknownComponent"]
 
-COMPONENT_NAMES = ("docker", "registry", "base-image", "prefect")
+COMPONENT_NAMES = ("docker", "registry", "base-image", "k8s-binaries", "prefect")
 """Start order: a component may rely on those before it."""
 
 
@@ -30,6 +31,7 @@ def _build(name: str, settings: Settings, rebuild_base_image: bool) -> Component
         "docker": lambda: DockerEngineComponent(settings),
         "registry": lambda: RegistryComponent(settings),
         "base-image": lambda: BaseImageComponent(settings, rebuild=rebuild_base_image),
+        "k8s-binaries": lambda: K8sBinariesComponent(settings),
         "prefect": lambda: PrefectComponent(settings),
     }
     return factories[name]()
