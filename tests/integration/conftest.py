@@ -67,7 +67,7 @@ def prefect_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                SHIPYARD_PROJECT_DIR=str(PROJECT), COLUMNS="200",
                PREFECT_UI_ENABLED="false")
     stack = Stack(home, env, f"http://127.0.0.1:{port}/api")
-    started = stack.shipyard("up", timeout=300)
+    started = stack.shipyard("up", "--only", "prefect", timeout=300)
     if started.returncode != 0:
         log = home / "prefect" / "prefect-server.log"
         tail = log.read_text()[-3000:] if log.exists() else "(no server log)"
@@ -84,7 +84,7 @@ def prefect_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             os.environ.pop("SHIPYARD_HOME", None)
         else:
             os.environ["SHIPYARD_HOME"] = saved
-        stack.shipyard("down", timeout=120)
+        stack.shipyard("down", "--only", "prefect", timeout=120)
 
 
 @dataclass(frozen=True)
