@@ -105,6 +105,21 @@ class Kube:
                                 f"{timeout_seconds:.0f}s: {status.message}")
             time.sleep(0.5)
 
+    def wait_for_node_ready(self, name: str, *, timeout_seconds: float) -> None:
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            try:
+                node = client.CoreV1Api(self.api).read_node(name)
+                conditions = node.status.conditions or [] if node.status else []
+                if any(c.type == "Ready" and c.status == "True" for c in conditions):
+                    return
+            except ApiException as err:
+                if err.status != 404:
+                    raise KubeError(f"reading node {name}: {err.reason}") from err
+            if time.monotonic() > deadline:
+                raise KubeError(f"node {name} not Ready after {timeout_seconds:.0f}s")
+            time.sleep(0.5)
+
     def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         found = client.CoreV1Api(self.api).list_namespaced_pod(namespace,
                                                                label_selector=selector)

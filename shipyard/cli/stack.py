@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.table import Table
@@ -22,6 +22,7 @@ from shipyard.cli.errors import CommandFailed, console, err_console
 from shipyard.cli.pipelines import start_and_follow
 from shipyard.cli.render import runs_table
 from shipyard.stack.component import ComponentFailed
+from shipyard.stack.kubernetes import NodeMode
 from shipyard.stack.stack import COMPONENT_NAMES, LocalStack
 
 __all__ = ["deployments", "down", "status", "up", "version"]
@@ -39,9 +40,10 @@ def version() -> None:
                   f"python {platform.python_version()})", highlight=False)
 
 
-def _stack(only: list[str] | None = None, *, rebuild_base_image: bool = False) -> LocalStack:
+def _stack(only: list[str] | None = None, *, rebuild_base_image: bool = False,
+           nodes: NodeMode = "auto") -> LocalStack:
     return LocalStack(settings(), only=tuple(only or ()),
-                      rebuild_base_image=rebuild_base_image)
+                      rebuild_base_image=rebuild_base_image, nodes=nodes)
 
 
 Only = Annotated[list[str] | None, typer.Option(
@@ -53,9 +55,16 @@ def up(
     only: Only = None,
     rebuild_base_image: Annotated[bool, typer.Option(
         "--rebuild-base-image", help="Build the base image again from Debian.")] = False,
+    nodes: Annotated[str, typer.Option(
+        "--nodes", help="Cluster nodes: real (containerd + kubelet), kwok (simulated), or "
+        "auto (real where the machine allows it).")] = "auto",
 ) -> None:
     """Bring the local stack up: what already works is left as it is (idempotent)."""
-    stack = _stack(only, rebuild_base_image=rebuild_base_image)
+    if nodes not in ("auto", "real", "kwok"):
+        raise typer.BadParameter(f"{nodes!r} is not one of auto, real, kwok",
+                                 param_hint="--nodes")
+    stack = _stack(only, rebuild_base_image=rebuild_base_image,
+                   nodes=cast(NodeMode, nodes))
     with console.status("Starting…") as spinner:
         def progress(component: str, line: str) -> None:
             spinner.update(f"[bold]{component}[/]: {line}…")

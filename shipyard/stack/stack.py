@@ -11,12 +11,14 @@ from shipyard.stack.base_image import BaseImageComponent
 from shipyard.stack.component import Component, ComponentStatus, Progress, UpResult
 from shipyard.stack.docker_engine import DockerEngineComponent
 from shipyard.stack.k8s_binaries import K8sBinariesComponent
+from shipyard.stack.kubernetes import KubernetesComponent, NodeMode
 from shipyard.stack.prefect import PrefectComponent
 from shipyard.stack.registry import RegistryComponent
 
 __all__ = ["COMPONENT_NAMES", "LocalStack", "UnknownComponent"]
 
-COMPONENT_NAMES = ("docker", "registry", "base-image", "k8s-binaries", "prefect")
+COMPONENT_NAMES = ("docker", "registry", "base-image", "k8s-binaries", "kubernetes",
+                   "prefect")
 """Start order: a component may rely on those before it."""
 
 
@@ -26,12 +28,14 @@ class UnknownComponent(ValueError):
                          f"{', '.join(COMPONENT_NAMES)}")
 
 
-def _build(name: str, settings: Settings, rebuild_base_image: bool) -> Component:
+def _build(name: str, settings: Settings, rebuild_base_image: bool,
+           nodes: NodeMode) -> Component:
     factories: dict[str, Callable[[], Component]] = {
         "docker": lambda: DockerEngineComponent(settings),
         "registry": lambda: RegistryComponent(settings),
         "base-image": lambda: BaseImageComponent(settings, rebuild=rebuild_base_image),
         "k8s-binaries": lambda: K8sBinariesComponent(settings),
+        "kubernetes": lambda: KubernetesComponent(settings, nodes=nodes),
         "prefect": lambda: PrefectComponent(settings),
     }
     return factories[name]()
@@ -42,6 +46,7 @@ class LocalStack:
     settings: Settings
     only: Sequence[str] = ()
     rebuild_base_image: bool = False
+    nodes: NodeMode = "auto"
 
     def __post_init__(self) -> None:
         for name in self.only:
@@ -50,7 +55,8 @@ class LocalStack:
 
     def components(self) -> list[Component]:
         names = [n for n in COMPONENT_NAMES if not self.only or n in self.only]
-        return [_build(name, self.settings, self.rebuild_base_image) for name in names]
+        return [_build(name, self.settings, self.rebuild_base_image, self.nodes)
+                for name in names]
 
     def up(self, progress: Callable[[str, str], None]) -> list[UpResult]:
         """Bring every component up in order; the first failure stops the rest (raised as

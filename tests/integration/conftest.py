@@ -190,3 +190,30 @@ def delivery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     for name in DELIVERY_COMPONENTS:
         if name not in was_up and name != "base-image":
             shipyard("down", "--only", name)
+
+
+# -- the local Kubernetes cluster ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def kwok_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A local cluster with KWOK nodes, from `shipyard up` (reused when one runs); yields
+    its admin kubeconfig. What this session started, it stops at the end."""
+    home = tmp_path_factory.mktemp("cluster-home")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SHIPYARD_") and k != "KUBECONFIG"}
+    stack_home = os.environ.get("SHIPYARD_STACK_HOME", STACK_CACHE)
+    env.update(SHIPYARD_HOME=str(home), COLUMNS="200", SHIPYARD_STACK_HOME=stack_home)
+
+    def shipyard(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*SHIPYARD, *args], env=env, cwd=PROJECT, capture_output=True,
+                              text=True, timeout=3600, check=False)
+
+    was_up = shipyard("status", "--only", "kubernetes").returncode == 0
+    started = shipyard("up", "--only", "k8s-binaries", "--only", "kubernetes",
+                       "--nodes", "kwok")
+    if started.returncode != 0:
+        pytest.fail(f"`shipyard up` failed:\n{started.stdout}\n{started.stderr}")
+    yield Path(stack_home) / "cluster" / "admin.kubeconfig"
+    if not was_up:
+        shipyard("down", "--only", "kubernetes")

@@ -1,0 +1,297 @@
+"""The local Kubernetes cluster: etcd, kube-apiserver, kube-controller-manager and
+kube-scheduler from the multi-call binary, one component per process, and nodes that are
+either simulated by KWOK (``kwok``) or real (``real``: containerd and a kubelet).
+
+A cluster named by ``KUBECONFIG`` that answers is used as it is: nothing local starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from shipyard.adapters.background import BackgroundProcess
+from shipyard.adapters.go_build import KWOK_VERSION
+from shipyard.adapters.host_network import NetworkError, ensure_local_address, remove_device
+from shipyard.adapters.kube import Kube, KubeError
+from shipyard.adapters.pki import ClientIdentity, ClusterPKI
+from shipyard.adapters.probe import http_ok
+from shipyard.settings import Settings
+from shipyard.stack.component import ComponentFailed, ComponentStatus, Progress, UpResult
+
+__all__ = ["KubernetesComponent", "NodeMode"]
+
+NodeMode = Literal["auto", "real", "kwok"]
+
+ADVERTISE_DEVICE = "shipyard0"
+ADVERTISE_ADDRESS = "10.200.0.1"
+API_PORT = 6443
+SERVICE_CIDR = "10.96.0.0/16"
+SERVICE_API_ADDRESS = "10.96.0.1"
+CLUSTER_CIDR = "10.244.0.0/16"
+KWOK_NODE = "kwok-node-0"
+START_TIMEOUT_SECONDS = 120
+
+CLIENTS = (
+    ClientIdentity("admin", "shipyard-admin", ("system:masters",)),
+    ClientIdentity("kcm", "system:kube-controller-manager"),
+    ClientIdentity("scheduler", "system:kube-scheduler"),
+    ClientIdentity("apiserver-kubelet-client", "kube-apiserver-kubelet-client",
+                   ("system:masters",)),
+    ClientIdentity("kwok", "kwok", ("system:masters",)),
+)
+
+# The stages KWOK v0.8.0 needs told explicitly (it no longer falls back to defaults): the
+# files of its own module, so they match the binary.
+KWOK_STAGES = ("node/fast/node-initialize.yaml",
+               "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+               "pod/fast/pod-ready.yaml", "pod/fast/pod-complete.yaml",
+               "pod/fast/pod-delete.yaml", "pod/chaos/pod-container-running-failed.yaml",
+               "node/chaos/node-not-ready.yaml")
+
+
+@dataclass
+class KubernetesComponent:
+    settings: Settings
+    nodes: NodeMode = "auto"
+    name: str = "kubernetes"
+    _pki: ClusterPKI = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._pki = ClusterPKI(self.state / "pki")
+
+    @property
+    def state(self) -> Path:
+        return self.settings.stack_dir / "cluster"
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.state / "bin"
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.state / "admin.kubeconfig"
+
+    @property
+    def server(self) -> str:
+        return f"https://{ADVERTISE_ADDRESS}:{API_PORT}"
+
+    def _process(self, name: str) -> BackgroundProcess:
+        return BackgroundProcess(name, self.state / "run")
+
+    def _external(self) -> Path | None:
+        named = os.environ.get("KUBECONFIG")
+        return Path(named) if named else None
+
+    # -- status -----------------------------------------------------------------------
+
+    def status(self) -> ComponentStatus:
+        external = self._external()
+        kubeconfig = external or self.admin_kubeconfig
+        if not kubeconfig.exists():
+            return ComponentStatus(self.name, False, "", self.server, "not set up yet")
+        try:
+            kube = Kube.from_kubeconfig(kubeconfig)
+            ready = kube.ready()
+            version = kube.version() if ready else ""
+        except KubeError as err:
+            return ComponentStatus(self.name, False, "", str(kubeconfig), str(err))
+        mode = "external cluster" if external else f"nodes: {self._mode_file()}"
+        return ComponentStatus(self.name, ready, version, f"kubeconfig {kubeconfig}",
+                               mode if ready else "API server not ready")
+
+    def _mode_file(self) -> str:
+        try:
+            return (self.state / "node-mode").read_text().strip()
+        except OSError:
+            return "?"
+
+    # -- up ---------------------------------------------------------------------------
+
+    def up(self, progress: Progress) -> UpResult:
+        external = self._external()
+        if external is not None:
+            kube = Kube.from_kubeconfig(external)
+            if not kube.ready():
+                raise ComponentFailed(self.name, f"KUBECONFIG={external} names a cluster that "
+                                      "does not answer", fix="fix that cluster, or unset "
+                                      "KUBECONFIG to use the local one")
+            return UpResult(self.name, False, f"using the cluster of KUBECONFIG={external} "
+                            f"({kube.version()}); no local cluster started")
+        if not (self.bin_dir / "k8s").exists():
+            raise ComponentFailed(self.name, "the Kubernetes binaries are not built",
+                                  fix="`shipyard up --only k8s-binaries` builds them")
+        mode = self._choose_mode()
+        started: list[str] = []
+        try:
+            self._prepare(progress)
+            started += self._control_plane(progress)
+            started += self._kwok_nodes(progress)
+        except ComponentFailed:
+            raise
+        except (KubeError, NetworkError, OSError) as err:
+            raise ComponentFailed(self.name, str(err)) from err
+        (self.state / "node-mode").write_text(mode)
+        kube = Kube.from_kubeconfig(self.admin_kubeconfig)
+        if not started:
+            return UpResult(self.name, False, f"{kube.version()} already running ({mode} "
+                            f"nodes); kubeconfig {self.admin_kubeconfig}")
+        return UpResult(self.name, True, f"{kube.version()} with {mode} nodes; started "
+                        f"{', '.join(started)}; kubeconfig {self.admin_kubeconfig}")
+
+    def _choose_mode(self) -> str:
+        if self.nodes == "real":
+            raise ComponentFailed(self.name, "real nodes are not available yet on this "
+                                  "machine", fix="use --nodes kwok (or auto)")
+        return "kwok"
+
+    def _prepare(self, progress: Progress) -> None:
+        progress("certificates and kubeconfigs")
+        self._pki.ensure(server_names=["localhost", "kubernetes", "kubernetes.default",
+                                       "kubernetes.default.svc",
+                                       "kubernetes.default.svc.cluster.local"],
+                         server_ips=["127.0.0.1", ADVERTISE_ADDRESS, SERVICE_API_ADDRESS],
+                         clients=CLIENTS)
+        for client in ("admin", "kcm", "scheduler", "kwok"):
+            self._pki.kubeconfig(client, self.server, self.state / f"{client}.kubeconfig")
+        ensure_local_address(ADVERTISE_DEVICE, ADVERTISE_ADDRESS)
+
+    def _start(self, name: str, args: list[str], ready: Callable[[], bool],
+               progress: Progress) -> bool:
+        """Start component ``name`` unless it runs; wait until ``ready``. Returns whether
+        it was started now."""
+        process = self._process(name)
+        if process.running() and ready():
+            return False
+        if not process.running():
+            progress(f"starting {name}")
+            binary = self.bin_dir / ("kwok" if name == "kwok" else "k8s")
+            argv = [str(binary), *([] if name == "kwok" else [name]), *args]
+            process.spawn(argv, cwd=self.state)
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while not ready():
+            if not process.running() or time.monotonic() > deadline:
+                process.stop()
+                raise ComponentFailed(f"{self.name}/{name}", "did not become ready",
+                                      fix="see its log; `shipyard down --only kubernetes` "
+                                      "then `shipyard up` starts over",
+                                      log_tail=process.log_tail(),
+                                      log_file=str(process.log_file))
+            time.sleep(0.3)
+        return True
+
+    def _control_plane(self, progress: Progress) -> list[str]:
+        pki, state = self._pki, self.state
+        started = []
+        if self._start("etcd", [
+            "--name=shipyard", f"--data-dir={state / 'etcd'}",
+            "--listen-client-urls=http://127.0.0.1:2379",
+            "--advertise-client-urls=http://127.0.0.1:2379",
+            "--listen-peer-urls=http://127.0.0.1:2380",
+            "--initial-advertise-peer-urls=http://127.0.0.1:2380",
+            "--initial-cluster=shipyard=http://127.0.0.1:2380",
+            # A throw-away local cluster: durability is not worth an fsync per write.
+            "--unsafe-no-fsync=true", "--auto-compaction-retention=1",
+            "--quota-backend-bytes=4294967296", "--log-level=warn",
+        ], lambda: http_ok("http://127.0.0.1:2379/health", expect='"health":"true"'),
+                progress):
+            started.append("etcd")
+        admin = Kube.from_kubeconfig(self.admin_kubeconfig)
+        if self._start("kube-apiserver", [
+            f"--advertise-address={ADVERTISE_ADDRESS}", f"--bind-address={ADVERTISE_ADDRESS}",
+            f"--secure-port={API_PORT}", "--etcd-servers=http://127.0.0.1:2379",
+            "--authorization-mode=Node,RBAC", "--allow-privileged=true",
+            "--enable-admission-plugins=NodeRestriction",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--client-ca-file={pki.path('ca', 'crt')}",
+            f"--tls-cert-file={pki.path('apiserver', 'crt')}",
+            f"--tls-private-key-file={pki.path('apiserver', 'key')}",
+            f"--kubelet-client-certificate={pki.path('apiserver-kubelet-client', 'crt')}",
+            f"--kubelet-client-key={pki.path('apiserver-kubelet-client', 'key')}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki.path('sa', 'key')}",
+            f"--service-account-signing-key-file={pki.path('sa', 'key')}",
+            f"--cert-dir={state / 'apiserver-certs'}",
+        ], admin.ready, progress):
+            started.append("kube-apiserver")
+        if self._start("kube-controller-manager", [
+            f"--kubeconfig={state / 'kcm.kubeconfig'}",
+            f"--authentication-kubeconfig={state / 'kcm.kubeconfig'}",
+            f"--authorization-kubeconfig={state / 'kcm.kubeconfig'}",
+            "--bind-address=127.0.0.1", "--secure-port=10257",
+            "--use-service-account-credentials=true", "--controllers=*",
+            f"--root-ca-file={pki.path('ca', 'crt')}",
+            f"--service-account-private-key-file={pki.path('sa', 'key')}",
+            f"--cluster-signing-cert-file={pki.path('ca', 'crt')}",
+            f"--cluster-signing-key-file={pki.path('ca', 'key')}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}", "--allocate-node-cidrs=true",
+            f"--cluster-cidr={CLUSTER_CIDR}", "--node-cidr-mask-size=24",
+            "--leader-elect=false",
+        ], lambda: http_ok("https://127.0.0.1:10257/healthz", expect="ok"), progress):
+            started.append("kube-controller-manager")
+        if self._start("kube-scheduler", [
+            f"--kubeconfig={state / 'scheduler.kubeconfig'}",
+            f"--authentication-kubeconfig={state / 'scheduler.kubeconfig'}",
+            f"--authorization-kubeconfig={state / 'scheduler.kubeconfig'}",
+            "--bind-address=127.0.0.1", "--secure-port=10259", "--leader-elect=false",
+        ], lambda: http_ok("https://127.0.0.1:10259/healthz", expect="ok"), progress):
+            started.append("kube-scheduler")
+        return started
+
+    def _kwok_nodes(self, progress: Progress) -> list[str]:
+        stages = self.state / "kwok-stages.yaml"
+        if not stages.exists():
+            stages.write_text(_kwok_stages())
+        admin = Kube.from_kubeconfig(self.admin_kubeconfig)
+        started = self._start("kwok", [
+            f"--kubeconfig={self.state / 'kwok.kubeconfig'}", f"--config={stages}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--cidr=10.245.0.0/16", "--node-ip=10.200.0.2",
+            "--node-lease-duration-seconds=40",
+        ], self._process("kwok").running, progress)
+        admin.create({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": KWOK_NODE,
+                         "annotations": {"kwok.x-k8s.io/node": "fake",
+                                         "node.alpha.kubernetes.io/ttl": "0"},
+                         "labels": {"kubernetes.io/hostname": KWOK_NODE,
+                                    "kubernetes.io/os": "linux",
+                                    "kubernetes.io/arch": "amd64", "type": "kwok"}},
+            "status": {"allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
+                       "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"}},
+        })
+        progress(f"waiting for node {KWOK_NODE} to be Ready")
+        admin.wait_for_node_ready(KWOK_NODE, timeout_seconds=START_TIMEOUT_SECONDS)
+        return ["kwok"] if started else []
+
+    # -- down -------------------------------------------------------------------------
+
+    def down(self, *, purge: bool = False) -> bool:
+        stopped = False
+        for name in ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver",
+                     "etcd"):
+            stopped = self._process(name).stop(grace_seconds=20) or stopped
+        with contextlib.suppress(NetworkError):
+            stopped = remove_device(ADVERTISE_DEVICE) or stopped
+        if purge:
+            for path in (self.state / "etcd", self.state / "pki", self.state / "run"):
+                if path.exists():
+                    shutil.rmtree(path)
+                    stopped = True
+        return stopped
+
+
+def _kwok_stages() -> str:
+    done = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True,
+                          check=True)
+    root = Path(done.stdout.strip()) / f"sigs.k8s.io/kwok@{KWOK_VERSION}/kustomize/stage"
+    return "".join(f"---\n{(root / stage).read_text()}" for stage in KWOK_STAGES)
