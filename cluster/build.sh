@@ -26,6 +26,7 @@ mkdir -p "$OUT"
 go build -trimpath -v -ldflags "$LDFLAGS" -o "$OUT/k8s.new" ./cmd/k8s 2>&1 |
   awk -v total="$total" '{ n++; printf("[%5d/%d] %s\n", n, total, $0); fflush() }' >&2
 mv -f "$OUT/k8s.new" "$OUT/k8s"
+go build -trimpath -ldflags "-s -w" -o "$OUT/pause" ./cmd/pause
 for c in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
   ln -sf k8s "$OUT/$c"
 done

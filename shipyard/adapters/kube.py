@@ -85,6 +85,14 @@ class Kube:
                 raise KubeError(f"creating {kind} {manifest['metadata']['name']}: "
                                 f"{err.status} {err.reason}: {err.body}") from err
 
+    def patch_node(self, name: str, patch: Mapping[str, Any]) -> None:
+        """Strategic-merge ``patch`` into node ``name`` (e.g. its taints)."""
+        body: Any = dict(patch)
+        try:
+            client.CoreV1Api(self.api).patch_node(name, body)
+        except ApiException as err:
+            raise KubeError(f"patching node {name}: {err.reason}") from err
+
     def deployment(self, namespace: str, name: str) -> dict[str, Any]:
         try:
             return self._json(client.AppsV1Api(self.api).read_namespaced_deployment(
@@ -119,6 +127,13 @@ class Kube:
             if time.monotonic() > deadline:
                 raise KubeError(f"node {name} not Ready after {timeout_seconds:.0f}s")
             time.sleep(0.5)
+
+    def service(self, namespace: str, name: str) -> dict[str, Any]:
+        try:
+            return self._json(client.CoreV1Api(self.api).read_namespaced_service(name,
+                                                                                  namespace))
+        except ApiException as err:
+            raise KubeError(f"reading service {namespace}/{name}: {err.reason}") from err
 
     def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         found = client.CoreV1Api(self.api).list_namespaced_pod(namespace,

@@ -72,6 +72,14 @@ class ClusterPKI:
                 self._issue(client.name, client.user, client.groups,
                             ExtendedKeyUsageOID.CLIENT_AUTH, [])
 
+    def ensure_serving(self, name: str, common_name: str, *, names: Sequence[str],
+                       ips: Sequence[str]) -> None:
+        """A serving certificate (e.g. the kubelet's) unless it exists."""
+        if not self.path(name, "crt").exists():
+            sans: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
+            sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+            self._issue(name, common_name, (), ExtendedKeyUsageOID.SERVER_AUTH, sans)
+
     def kubeconfig(self, client: str, server: str, destination: Path) -> Path:
         """Write a kubeconfig for ``client`` (a client certificate made by ``ensure``)."""
         config = {

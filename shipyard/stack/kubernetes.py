@@ -1,6 +1,7 @@
 """The local Kubernetes cluster: etcd, kube-apiserver, kube-controller-manager and
 kube-scheduler from the multi-call binary, one component per process, and nodes that are
-either simulated by KWOK (``kwok``) or real (``real``: containerd and a kubelet).
+simulated by KWOK (always: cheap, for scale tests; tainted so only workloads that ask land
+there) and, unless ``--nodes kwok``, a real one (containerd and a kubelet).
 
 A cluster named by ``KUBECONFIG`` that answers is used as it is: nothing local starts.
 """
@@ -18,13 +19,16 @@ from pathlib import Path
 from typing import Literal
 
 from shipyard.adapters.background import BackgroundProcess
+from shipyard.adapters.debian import DebianError
 from shipyard.adapters.go_build import KWOK_VERSION
+from shipyard.adapters.host_firewall import FirewallError
 from shipyard.adapters.host_network import NetworkError, ensure_local_address, remove_device
 from shipyard.adapters.kube import Kube, KubeError
 from shipyard.adapters.pki import ClientIdentity, ClusterPKI
 from shipyard.adapters.probe import http_ok
 from shipyard.settings import Settings
 from shipyard.stack.component import ComponentFailed, ComponentStatus, Progress, UpResult
+from shipyard.stack.real_node import NODE_NAME, RealNode
 
 __all__ = ["KubernetesComponent", "NodeMode"]
 
@@ -46,6 +50,8 @@ CLIENTS = (
     ClientIdentity("apiserver-kubelet-client", "kube-apiserver-kubelet-client",
                    ("system:masters",)),
     ClientIdentity("kwok", "kwok", ("system:masters",)),
+    ClientIdentity("kubelet", f"system:node:{NODE_NAME}", ("system:nodes",)),
+    ClientIdentity("kube-proxy", "system:kube-proxy"),
 )
 
 # The stages KWOK v0.8.0 needs told explicitly (it no longer falls back to defaults): the
@@ -128,7 +134,6 @@ class KubernetesComponent:
         if not (self.bin_dir / "k8s").exists():
             raise ComponentFailed(self.name, "the Kubernetes binaries are not built",
                                   fix="`shipyard up --only k8s-binaries` builds them")
-        mode = self._choose_mode()
         started: list[str] = []
         try:
             self._prepare(progress)
@@ -138,6 +143,8 @@ class KubernetesComponent:
             raise
         except (KubeError, NetworkError, OSError) as err:
             raise ComponentFailed(self.name, str(err)) from err
+        mode, real_started = self._real_node(progress)
+        started += real_started
         (self.state / "node-mode").write_text(mode)
         kube = Kube.from_kubeconfig(self.admin_kubeconfig)
         if not started:
@@ -146,11 +153,37 @@ class KubernetesComponent:
         return UpResult(self.name, True, f"{kube.version()} with {mode} nodes; started "
                         f"{', '.join(started)}; kubeconfig {self.admin_kubeconfig}")
 
-    def _choose_mode(self) -> str:
-        if self.nodes == "real":
-            raise ComponentFailed(self.name, "real nodes are not available yet on this "
-                                  "machine", fix="use --nodes kwok (or auto)")
-        return "kwok"
+    def _real(self) -> RealNode:
+        return RealNode(self.state, self.bin_dir, self._pki, self.server, ADVERTISE_ADDRESS,
+                        SERVICE_CIDR, self.settings.registry)
+
+    def _real_node(self, progress: Progress) -> tuple[str, list[str]]:
+        """Add the real node unless asked for KWOK only. In ``auto`` mode a machine that
+        cannot run it falls back to KWOK nodes alone, saying why; asked for ``real``, the
+        failure is the component's."""
+        if self.nodes == "kwok":
+            return "kwok", []
+        try:
+            started = self._real().up(self._start_program, progress)
+            progress(f"waiting for node {NODE_NAME} to be Ready")
+            Kube.from_kubeconfig(self.admin_kubeconfig).wait_for_node_ready(
+                NODE_NAME, timeout_seconds=START_TIMEOUT_SECONDS)
+        except (ComponentFailed, KubeError, DebianError, FirewallError, OSError,
+                subprocess.CalledProcessError) as err:
+            self._real().down(self._stop)
+            if self.nodes == "real":
+                if isinstance(err, ComponentFailed):
+                    raise
+                raise ComponentFailed(self.name, f"the real node did not start: {err}",
+                                      fix="see the kubelet and containerd logs in "
+                                      f"{self.state / 'run'}; --nodes kwok works without "
+                                      "it") from err
+            progress(f"real node unavailable here ({err}); using KWOK nodes only")
+            return f"kwok (real node unavailable: {str(err)[:200]})", []
+        return "real+kwok", started
+
+    def _stop(self, name: str) -> bool:
+        return self._process(name).stop(grace_seconds=20)
 
     def _prepare(self, progress: Progress) -> None:
         progress("certificates and kubeconfigs")
@@ -165,16 +198,18 @@ class KubernetesComponent:
 
     def _start(self, name: str, args: list[str], ready: Callable[[], bool],
                progress: Progress) -> bool:
-        """Start component ``name`` unless it runs; wait until ``ready``. Returns whether
-        it was started now."""
+        """Start cluster component ``name`` (a name the multi-call binary or KWOK
+        answers to) unless it runs; wait until ``ready``. Returns whether it started now."""
+        return self._start_program(name, [name, *args], ready, progress, self.bin_dir)
+
+    def _start_program(self, name: str, argv: list[str], ready: Callable[[], bool],
+                       progress: Progress, bin_dir: Path) -> bool:
         process = self._process(name)
         if process.running() and ready():
             return False
         if not process.running():
             progress(f"starting {name}")
-            binary = self.bin_dir / ("kwok" if name == "kwok" else "k8s")
-            argv = [str(binary), *([] if name == "kwok" else [name]), *args]
-            process.spawn(argv, cwd=self.state)
+            process.spawn([str(bin_dir / argv[0]), *argv[1:]], cwd=self.state)
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while not ready():
             if not process.running() or time.monotonic() > deadline:
@@ -269,6 +304,10 @@ class KubernetesComponent:
             "status": {"allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
                        "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"}},
         })
+        # Only workloads that ask for simulated pods land here (scale tests); set on a node
+        # kept from an earlier cluster too.
+        admin.patch_node(KWOK_NODE, {"spec": {"taints": [
+            {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}]}})
         progress(f"waiting for node {KWOK_NODE} to be Ready")
         admin.wait_for_node_ready(KWOK_NODE, timeout_seconds=START_TIMEOUT_SECONDS)
         return ["kwok"] if started else []
@@ -277,13 +316,17 @@ class KubernetesComponent:
 
     def down(self, *, purge: bool = False) -> bool:
         stopped = False
+        if (self.state / "containerd").exists():
+            stopped = self._real().down(self._stop)
         for name in ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver",
                      "etcd"):
             stopped = self._process(name).stop(grace_seconds=20) or stopped
         with contextlib.suppress(NetworkError):
             stopped = remove_device(ADVERTISE_DEVICE) or stopped
         if purge:
-            for path in (self.state / "etcd", self.state / "pki", self.state / "run"):
+            for path in (self.state / "etcd", self.state / "pki", self.state / "run",
+                         self.state / "containerd", self.state / "kubelet",
+                         self.state / "cni", self.state / "images"):
                 if path.exists():
                     shutil.rmtree(path)
                     stopped = True

@@ -195,11 +195,8 @@ def delivery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
 # -- the local Kubernetes cluster ------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def kwok_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A local cluster with KWOK nodes, from `shipyard up` (reused when one runs); yields
-    its admin kubeconfig. What this session started, it stops at the end."""
-    home = tmp_path_factory.mktemp("cluster-home")
+def _cluster(tmp_path_factory: pytest.TempPathFactory, nodes: str) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp(f"cluster-home-{nodes}")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("SHIPYARD_") and k != "KUBECONFIG"}
     stack_home = os.environ.get("SHIPYARD_STACK_HOME", STACK_CACHE)
@@ -211,9 +208,24 @@ def kwok_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
     was_up = shipyard("status", "--only", "kubernetes").returncode == 0
     started = shipyard("up", "--only", "k8s-binaries", "--only", "kubernetes",
-                       "--nodes", "kwok")
+                       "--nodes", nodes)
     if started.returncode != 0:
         pytest.fail(f"`shipyard up` failed:\n{started.stdout}\n{started.stderr}")
     yield Path(stack_home) / "cluster" / "admin.kubeconfig"
     if not was_up:
         shipyard("down", "--only", "kubernetes")
+
+
+@pytest.fixture(scope="session")
+def kwok_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A local cluster with KWOK nodes, from `shipyard up` (reused when one runs); yields
+    its admin kubeconfig. What this session started, it stops at the end."""
+    yield from _cluster(tmp_path_factory, "kwok")
+
+
+@pytest.fixture(scope="session")
+def real_cluster(tmp_path_factory: pytest.TempPathFactory,
+                 delivery_stack: dict[str, str]) -> Iterator[Path]:
+    """The local cluster with its real node (containerd and a kubelet) as well, pulling
+    from the local registry."""
+    yield from _cluster(tmp_path_factory, "real")

@@ -21,8 +21,13 @@ def deployment(name: str, namespace: str, replicas: int) -> dict[str, Any]:
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                 "template": {"metadata": {"labels": labels}, "spec": {"containers": [
-                     {"name": name, "image": "shipyard/does-not-run-under-kwok:1"}]}}},
+                 "template": {"metadata": {"labels": labels}, "spec": {
+                     # Simulated pods: only the KWOK node takes them.
+                     "nodeSelector": {"type": "kwok"},
+                     "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists",
+                                      "effect": "NoSchedule"}],
+                     "containers": [{"name": name,
+                                     "image": "shipyard/does-not-run-under-kwok:1"}]}}},
     }
 
 

@@ -1,0 +1,119 @@
+"""The local cluster's real node: an image built on the base image and pushed to the local
+registry runs as three pods that answer HTTP through a Service."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shipyard.adapters.docker_engine import DockerEngine, default_engine_url
+from shipyard.adapters.kube import Kube
+from shipyard.stack.base_image import BASE_IMAGE
+
+pytestmark = pytest.mark.integration
+
+REGISTRY = "127.0.0.1:5000"
+SERVER = """\
+import http.server, socket
+class Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = f"hello from {socket.gethostname()}\\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.ThreadingHTTPServer(("", 8080), Hello).serve_forever()
+"""
+
+
+@pytest.fixture(scope="module")
+def hello_image(real_cluster: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    context = tmp_path_factory.mktemp("hello-server")
+    (context / "server.py").write_text(SERVER)
+    (context / "Dockerfile").write_text(
+        f'FROM {BASE_IMAGE}\nCOPY server.py /app/server.py\nEXPOSE 8080\n'
+        'CMD ["python3", "-u", "/app/server.py"]\n')
+    engine = DockerEngine(default_engine_url())
+    reference = f"{REGISTRY}/shipyard-test/hello-server:{uuid.uuid4().hex[:10]}"
+    list(engine.build(context, reference))
+    engine.push(reference)
+    return reference
+
+
+def workload(name: str, namespace: str, image: str) -> list[dict[str, Any]]:
+    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/managed-by": "shipyard"}
+    probe = {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}
+    return [
+        {"apiVersion": "apps/v1", "kind": "Deployment",
+         "metadata": {"name": name, "namespace": namespace, "labels": labels},
+         "spec": {"replicas": 3, "selector": {"matchLabels": labels},
+                  "template": {"metadata": {"labels": labels}, "spec": {"containers": [{
+                      "name": name, "image": image, "imagePullPolicy": "IfNotPresent",
+                      "ports": [{"containerPort": 8080}], "readinessProbe": probe}]}}}},
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": name, "namespace": namespace, "labels": labels},
+         "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]}},
+    ]
+
+
+@pytest.fixture
+def hello(real_cluster: Path, hello_image: str) -> tuple[Kube, str]:
+    kube = Kube.from_kubeconfig(real_cluster)
+    namespace = f"real-{uuid.uuid4().hex[:8]}"
+    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    for manifest in workload("hello", namespace, hello_image):
+        kube.create(manifest)
+    status = kube.wait_for_rollout(namespace, "hello", timeout_seconds=180)
+    assert status.done, status.message
+    return kube, namespace
+
+
+def test_three_real_pods_answer_through_the_service(hello):
+    kube, namespace = hello
+    pods = kube.pods(namespace, "app.kubernetes.io/name=hello")
+    names = {p["metadata"]["name"] for p in pods}
+    assert len(names) == 3
+    assert all(p["spec"]["nodeName"] == "shipyard-node" for p in pods)
+    answered = set()
+    for _ in range(30):  # the Service spreads requests over its endpoints
+        answer = kube.service_proxy_get(namespace, "hello:80", "/")
+        assert answer.startswith("hello from ")
+        answered.add(answer.split()[-1])
+    assert answered <= names and len(answered) >= 2
+
+
+def test_the_cluster_ip_answers_from_the_host_through_kube_proxy(hello):
+    kube, namespace = hello
+    cluster_ip = kube.service(namespace, "hello")["spec"]["clusterIP"]
+    deadline = time.monotonic() + 30  # kube-proxy writes the Service's rules within seconds
+    while True:
+        done = subprocess.run(["curl", "-sS", "--max-time", "3", f"http://{cluster_ip}/"],
+                              capture_output=True, text=True, check=False, timeout=30)
+        if done.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("hello from hello-")
+
+
+def test_a_deleted_real_pod_is_replaced(hello):
+    kube, namespace = hello
+    before = {p["metadata"]["name"] for p in kube.pods(namespace, "app.kubernetes.io/name=hello")}
+    victim = sorted(before)[0]
+    kube.delete_pod(namespace, victim)
+    deadline = time.monotonic() + 90
+    ready: set[str] = set()
+    while time.monotonic() < deadline:
+        ready = {p["metadata"]["name"] for p in kube.pods(namespace, "app.kubernetes.io/name=hello")
+                 if not p["metadata"].get("deletionTimestamp") and any(
+                     c["type"] == "Ready" and c["status"] == "True"
+                     for c in p["status"].get("conditions") or [])}
+        if victim not in ready and len(ready) == 3:
+            break
+        time.sleep(0.5)
+    assert victim not in ready and len(ready) == 3
