@@ -9,8 +9,11 @@ notes on each setting.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -207,6 +210,7 @@ conntrack: {{maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}}
         if (self.bin_dir / "kube-proxy").exists():
             subprocess.run([str(self.bin_dir / "kube-proxy"), "--cleanup"],
                            capture_output=True, check=False, timeout=60)
+        stopped = _remove_containers(self.socket) or stopped
         stopped = stop("containerd") or stopped
         remove_pod_bridge_rules(POD_BRIDGE)
         remove_kubelet_chains()
@@ -215,6 +219,43 @@ conntrack: {{maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}}
         for leftover in ("/var/lib/cni/results", "/run/containerd/runc/k8s.io"):
             shutil.rmtree(leftover, ignore_errors=True)
         return stopped
+
+
+RUNC_ROOT = "/run/containerd/runc/k8s.io"
+
+
+def _remove_containers(socket: Path) -> bool:
+    """Kill and delete the pods' containers and their shims: they live in sessions of their
+    own, so stopping containerd leaves them running."""
+    listed = subprocess.run(["runc", "--root", RUNC_ROOT, "list", "-q"], capture_output=True,
+                            text=True, check=False, timeout=60)
+    containers = listed.stdout.split() if listed.returncode == 0 else []
+    for container in containers:
+        subprocess.run(["runc", "--root", RUNC_ROOT, "delete", "--force", container],
+                       capture_output=True, check=False, timeout=60)
+    shims = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"containerd-shim-runc-v2") and (
+                str(socket).encode() in argv):
+            shims.append(int(cmdline.parent.name))
+    # Whatever still runs in the pods' cgroups (containers whose runc state is gone).
+    leftovers = {int(pid) for procs in Path("/sys/fs/cgroup").glob("*/kubepods*/**/cgroup.procs")
+                 for pid in _read(procs).split()}
+    for pid in {*shims, *leftovers}:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return bool(containers or shims or leftovers)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def _write(path: Path, text: str) -> None:
