@@ -3,6 +3,10 @@ manager and scheduler from the multi-call binary; simulated nodes and pods."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -80,3 +84,37 @@ def test_a_200_replica_deployment_rolls_out(kwok_cluster: Path, namespace: str):
     status = kube.wait_for_rollout(namespace, "wide", timeout_seconds=300)
     assert status.done
     assert kube.deployment(namespace, "wide")["status"]["availableReplicas"] == 200
+
+
+def test_a_reachable_kubeconfig_cluster_is_used_and_nothing_local_starts(
+        kwok_cluster: Path, tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
+    env.update(SHIPYARD_HOME=str(tmp_path), SHIPYARD_STACK_HOME=str(tmp_path / "stack"),
+               KUBECONFIG=str(kwok_cluster), COLUMNS="200")
+    up = subprocess.run([sys.executable, "-m", "shipyard.cli", "up", "--only", "kubernetes"],
+                        env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert up.returncode == 0, up.stderr
+    assert f"using the cluster of KUBECONFIG={kwok_cluster}" in up.stdout
+    assert not (tmp_path / "stack" / "cluster").exists()  # nothing local was set up
+    status = subprocess.run([sys.executable, "-m", "shipyard.cli", "status", "--json",
+                             "--only", "kubernetes"], env=env, capture_output=True,
+                            text=True, timeout=120, check=False)
+    [component] = json.loads(status.stdout)["components"]
+    assert component["healthy"] and component["detail"] == "external cluster"
+    assert component["version"] == "v1.34.4"
+
+
+def test_an_unreachable_kubeconfig_cluster_is_a_clear_error(tmp_path: Path):
+    kubeconfig = tmp_path / "elsewhere.kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+        "clusters: [{name: x, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: x, user: {token: nothing}}]\n"
+        "contexts: [{name: x, context: {cluster: x, user: x}}]\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
+    env.update(SHIPYARD_HOME=str(tmp_path), SHIPYARD_STACK_HOME=str(tmp_path / "stack"),
+               KUBECONFIG=str(kubeconfig))
+    up = subprocess.run([sys.executable, "-m", "shipyard.cli", "up", "--only", "kubernetes"],
+                        env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert up.returncode == 1
+    assert "does not answer" in up.stderr and "unset KUBECONFIG" in up.stderr
