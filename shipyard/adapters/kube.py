@@ -85,6 +85,15 @@ class Kube:
                 raise KubeError(f"creating {kind} {manifest['metadata']['name']}: "
                                 f"{err.status} {err.reason}: {err.body}") from err
 
+    def delete_namespace(self, name: str) -> None:
+        """Delete a namespace and everything in it (the API finishes it in the background);
+        a missing one is fine."""
+        try:
+            client.CoreV1Api(self.api).delete_namespace(name)
+        except ApiException as err:
+            if err.status != 404:
+                raise KubeError(f"deleting namespace {name}: {err.reason}") from err
+
     def patch_node(self, name: str, patch: Mapping[str, Any]) -> None:
         """Strategic-merge ``patch`` into node ``name`` (e.g. its taints)."""
         body: Any = dict(patch)

@@ -212,6 +212,7 @@ conntrack: {{maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}}
                            capture_output=True, check=False, timeout=60)
         stopped = _remove_containers(self.socket) or stopped
         stopped = stop("containerd") or stopped
+        _unmount_under(self.state)
         remove_pod_bridge_rules(POD_BRIDGE)
         remove_kubelet_chains()
         subprocess.run(["ip", "link", "delete", POD_BRIDGE], capture_output=True,
@@ -249,6 +250,16 @@ def _remove_containers(socket: Path) -> bool:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return bool(containers or shims or leftovers)
+
+
+def _unmount_under(root: Path) -> None:
+    """Unmount what containerd and the kubelet mounted under ``root`` (pod shm, overlay
+    rootfs, volumes), deepest first, so the state can be deleted."""
+    mounts = [line.split()[1] for line in _read(Path("/proc/self/mounts")).splitlines()]
+    prefix = str(root) + "/"
+    for mount in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "--lazy", mount], capture_output=True, check=False,
+                       timeout=30)
 
 
 def _read(path: Path) -> str:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,14 @@ def deployment(name: str, namespace: str, replicas: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-def namespace(kwok_cluster: Path) -> str:
+def namespace(kwok_cluster: Path) -> Iterator[str]:
+    """A namespace of the test's own, deleted afterwards (a reused cluster would otherwise
+    fill its node with pods of earlier runs)."""
     name = f"t-{uuid.uuid4().hex[:8]}"
-    Kube.from_kubeconfig(kwok_cluster).create(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    return name
+    kube = Kube.from_kubeconfig(kwok_cluster)
+    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+    kube.delete_namespace(name)
 
 
 def test_the_cluster_reports_its_kubernetes_version(kwok_cluster: Path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ def workload(name: str, namespace: str, image: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def hello(real_cluster: Path, hello_image: str) -> tuple[Kube, str]:
+def hello(real_cluster: Path, hello_image: str) -> Iterator[tuple[Kube, str]]:
     kube = Kube.from_kubeconfig(real_cluster)
     namespace = f"real-{uuid.uuid4().hex[:8]}"
     kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
@@ -70,7 +71,8 @@ def hello(real_cluster: Path, hello_image: str) -> tuple[Kube, str]:
         kube.create(manifest)
     status = kube.wait_for_rollout(namespace, "hello", timeout_seconds=180)
     assert status.done, status.message
-    return kube, namespace
+    yield kube, namespace
+    kube.delete_namespace(namespace)
 
 
 def test_three_real_pods_answer_through_the_service(hello):
