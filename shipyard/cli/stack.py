@@ -11,6 +11,15 @@ import platform
 from typing import Annotated, cast
 
 import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from shipyard import __version__
@@ -65,9 +74,18 @@ def up(
                                  param_hint="--nodes")
     stack = _stack(only, rebuild_base_image=rebuild_base_image,
                    nodes=cast(NodeMode, nodes))
-    with console.status("Starting…") as spinner:
-        def progress(component: str, line: str) -> None:
-            spinner.update(f"[bold]{component}[/]: {line}…")
+    bars = Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[component]}[/]"),
+                    TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=True)
+    with bars:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(component: str, line: str, done: int | None = None,
+                     total: int | None = None) -> None:
+            if component not in tasks:
+                tasks[component] = bars.add_task(line, total=None, component=component)
+            bars.update(tasks[component], description=line[:70], completed=done or 0,
+                        total=total)
 
         try:
             results = stack.up(progress)

@@ -7,14 +7,17 @@ asked to purge. ``status`` never changes anything.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 __all__ = ["Component", "ComponentFailed", "ComponentStatus", "Progress", "UpResult"]
 
-Progress = Callable[[str], None]
-"""Receives one line of what a component is doing now (shown live by the CLI)."""
+class Progress(Protocol):
+    """Receives what a component is doing now (shown live by the CLI), with
+    ``done``/``total`` when the work is countable (packages compiled, say)."""
+
+    def __call__(self, line: str, done: int | None = None,
+                 total: int | None = None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

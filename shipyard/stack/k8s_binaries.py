@@ -66,8 +66,7 @@ class K8sBinariesComponent:
         try:
             if not self._current():
                 def report(count: int, total: int, package: str) -> None:
-                    progress(f"building Kubernetes: {count}/{total} packages "
-                             f"({100 * count // total}%) {package}")
+                    progress(f"building Kubernetes ({package})", count, total)
 
                 build_kubernetes(self.cluster_dir, self.bin_dir, report)
                 self.stamp.write_text(cluster_source_hash(self.cluster_dir))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from shipyard.settings import Settings
 from shipyard.stack.base_image import BaseImageComponent
@@ -58,12 +59,12 @@ class LocalStack:
         return [_build(name, self.settings, self.rebuild_base_image, self.nodes)
                 for name in names]
 
-    def up(self, progress: Callable[[str, str], None]) -> list[UpResult]:
+    def up(self, progress: Callable[..., None]) -> list[UpResult]:
         """Bring every component up in order; the first failure stops the rest (raised as
         :class:`~shipyard.stack.component.ComponentFailed`)."""
         results = []
         for component in self.components():
-            report: Progress = functools.partial(progress, component.name)
+            report = cast(Progress, functools.partial(progress, component.name))
             results.append(component.up(report))
         return results
 
