@@ -2,7 +2,7 @@
 
 ``begin_run`` records the run (or adopts one recorded earlier, e.g. by the webhook, which
 records a queued run before it asks Prefect) and links it to the flow run executing it;
-``extend_run`` adds stages known only once the run is under way; ``end_run`` settles the
+``extend_run`` adds stages known only once the run is under way; ``running`` settles the
 run from its stages and raises :class:`PipelineFailed` so Prefect marks the flow run failed
 too. Flows call these three; stages record themselves (see :mod:`stages.runtime`).
 """

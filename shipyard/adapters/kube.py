@@ -127,7 +127,7 @@ class Kube:
         while True:
             try:
                 node = client.CoreV1Api(self.api).read_node(name)
-                conditions = node.status.conditions or [] if node.status else []
+                conditions = (node.status.conditions or []) if node.status else []
                 if any(c.type == "Ready" and c.status == "True" for c in conditions):
                     return
             except ApiException as err:

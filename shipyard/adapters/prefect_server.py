@@ -58,6 +58,9 @@ class PrefectServer:
     def log_file(self) -> Path:
         return self._process.log_file
 
+    def log_tail(self) -> str:
+        return self._process.log_tail()
+
     def env(self) -> dict[str, str]:
         return prefect_env(self.home, self.api_url)
 

@@ -139,8 +139,6 @@ class KubernetesComponent:
             self._prepare(progress)
             started += self._control_plane(progress)
             started += self._kwok_nodes(progress)
-        except ComponentFailed:
-            raise
         except (KubeError, NetworkError, OSError) as err:
             raise ComponentFailed(self.name, str(err)) from err
         mode, real_started = self._real_node(progress)

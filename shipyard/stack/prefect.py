@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 
-from shipyard.adapters.background import BackgroundProcess
 from shipyard.adapters.prefect import PrefectError, apply_deployments
 from shipyard.adapters.prefect_server import PrefectServer, PrefectWorker, ProcessError
 from shipyard.settings import Settings
@@ -48,7 +47,7 @@ class PrefectComponent:
             started = server.start()
         except ProcessError as err:
             raise ComponentFailed(self.name, str(err), fix="see the log; `shipyard down` "
-                                  "then `shipyard up` retries", log_tail=_log(server).log_tail(),
+                                  "then `shipyard up` retries", log_tail=server.log_tail(),
                                   log_file=str(server.log_file)) from err
         progress("applying the deployments of prefect.yaml")
         try:
@@ -79,7 +78,3 @@ def _prefect_version() -> str:
     from importlib.metadata import version
 
     return version("prefect")
-
-
-def _log(server: PrefectServer) -> BackgroundProcess:
-    return BackgroundProcess("prefect-server", server.home)
