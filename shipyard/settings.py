@@ -39,6 +39,8 @@ class Settings(BaseSettings):
         description="where the local stack keeps what is slow to make (engine data, "
         "registry storage, base image, cluster); default: <home>/stack",
     )
+    postgres_port: int = Field(default=54320, ge=1, le=65535,
+                               description="port of the stack's PostgreSQL on 127.0.0.1")
     registry: str = Field(default="127.0.0.1:5000", pattern=r"^127\.0\.0\.1:\d{1,5}$",
                           description="address of the local registry (loopback only)")
 
@@ -49,10 +51,21 @@ class Settings(BaseSettings):
 
     @property
     def store_url(self) -> str:
-        """The store's SQLAlchemy URL: the configured one, or SQLite under ``home``."""
+        """The store's SQLAlchemy URL: the configured one; else the stack's PostgreSQL
+        while ``shipyard up`` has it (see :attr:`stack_database_file`); else SQLite under
+        ``home``."""
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{self.home / 'shipyard.db'}"
+        try:
+            return self.stack_database_file.read_text().strip()
+        except FileNotFoundError:
+            return f"sqlite:///{self.home / 'shipyard.db'}"
+
+    @property
+    def stack_database_file(self) -> Path:
+        """Holds the store URL on the stack's PostgreSQL: written by ``shipyard up``,
+        removed by ``shipyard down``, so without the stack SQLite stays the default."""
+        return self.stack_dir / "postgres" / "store.url"
 
     @property
     def workspaces_dir(self) -> Path:

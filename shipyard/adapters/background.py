@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BackgroundProcess"]
+__all__ = ["BackgroundProcess", "tail_file"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +84,16 @@ class BackgroundProcess:
 
     def log_tail(self, lines: int = 15) -> str:
         """The last ``lines`` lines of the log, for error messages."""
-        try:
-            text = self.log_file.read_text(errors="replace")
-        except OSError:
-            return f"(no log at {self.log_file})"
-        return "\n".join(text.rstrip().splitlines()[-lines:])
+        return tail_file(self.log_file, lines)
+
+
+def tail_file(path: Path, lines: int = 15) -> str:
+    """The last ``lines`` lines of a log file, for error messages."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
 def _start_time(pid: int) -> str | None:

@@ -41,10 +41,12 @@ def prefect_env(home: Path, api_url: str) -> dict[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class PrefectServer:
-    """A Prefect API server on 127.0.0.1:``port`` with its database under ``home``."""
+    """A Prefect API server on 127.0.0.1:``port``; its database is ``database_url``
+    (``postgresql+asyncpg://...``) or, without one, a SQLite file under ``home``."""
 
     home: Path
     port: int = 4200
+    database_url: str | None = None
 
     @property
     def api_url(self) -> str:
@@ -64,6 +66,12 @@ class PrefectServer:
     def env(self) -> dict[str, str]:
         return prefect_env(self.home, self.api_url)
 
+    def server_env(self) -> dict[str, str]:
+        """What the server process alone needs on top of :meth:`env`: its database."""
+        if self.database_url is None:
+            return self.env()
+        return {**self.env(), "PREFECT_SERVER_DATABASE_CONNECTION_URL": self.database_url}
+
     def healthy(self) -> bool:
         try:
             return httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200
@@ -74,9 +82,14 @@ class PrefectServer:
         """Start the server unless one answers already; wait until it is healthy.
         Returns True if it was started now."""
         if self.healthy():
-            return False
+            if self._process.pid() is None or self._database_in_use() == self._database():
+                return False
+            # Ours, but on another database (the stack's PostgreSQL came or went).
+            self._process.stop()
         if self._process.pid() is None:
-            env = {**os.environ, **self.env()}
+            env = {**os.environ, **self.server_env()}
+            self.home.mkdir(parents=True, exist_ok=True)
+            self._database_file.write_text(self._database())
             self._process.spawn(
                 [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                  "--port", str(self.port)], env=env, cwd=self.home)
@@ -92,6 +105,19 @@ class PrefectServer:
 
     def stop(self) -> bool:
         return self._process.stop()
+
+    @property
+    def _database_file(self) -> Path:
+        return self.home / "prefect-server.database"
+
+    def _database(self) -> str:
+        return self.database_url or "sqlite"
+
+    def _database_in_use(self) -> str | None:
+        try:
+            return self._database_file.read_text()
+        except FileNotFoundError:
+            return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +142,17 @@ class PrefectWorker:
         return self._process.pid() is not None
 
     def start(self) -> bool:
-        """Start the worker unless ours runs already. Returns True if it was started now."""
+        """Start the worker unless ours runs already with this configuration (a worker
+        started with another store or project is restarted). Returns True if it was
+        started now."""
+        configuration = repr((self.pool, str(self.project_dir), sorted(self.extra_env)))
         if self.running():
-            return False
+            if self._configuration_file.exists() and \
+                    self._configuration_file.read_text() == configuration:
+                return False
+            self.stop()
+        self.server.home.mkdir(parents=True, exist_ok=True)
+        self._configuration_file.write_text(configuration)
         env = {**os.environ, **self.server.env(), **dict(self.extra_env),
                "PREFECT_WORKER_QUERY_SECONDS": "1",
                "SHIPYARD_PROJECT_DIR": str(self.project_dir)}
@@ -129,3 +163,7 @@ class PrefectWorker:
 
     def stop(self) -> bool:
         return self._process.stop(terms=2)
+
+    @property
+    def _configuration_file(self) -> Path:
+        return self.server.home / f"prefect-worker-{self.pool}.configuration"

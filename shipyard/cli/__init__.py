@@ -6,7 +6,10 @@ Exit codes: 0 success, 1 failure (including a run that did not succeed when wait
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -26,6 +29,19 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
 )
+
+
+@app.callback()
+def _options(
+    kubeconfig: Annotated[Path | None, typer.Option(
+        "--kubeconfig", help="Deploy to the cluster of this kubeconfig instead of the local "
+        "one (as KUBECONFIG does); nothing local is started for Kubernetes.",
+        exists=True, dir_okay=False, resolve_path=True)] = None,
+) -> None:
+    # Through the environment, so every component and the processes the stack starts (the
+    # worker's flows) see the same cluster.
+    if kubeconfig is not None:
+        os.environ["KUBECONFIG"] = str(kubeconfig)
 
 
 def _register() -> None:

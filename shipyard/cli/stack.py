@@ -164,7 +164,7 @@ def demo(
 ) -> None:
     """Bring the stack up and release an app of this checkout end to end: ci (checkout and
     tests), cd into staging, then a promote to prod."""
-    up(only=["prefect"])
+    up(only=["postgres", "prefect"])
     source = settings().source_dir
     commit = head_commit(source)
     console.rule(f"release {app_name} at {commit[:12]} → staging")

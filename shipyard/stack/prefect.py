@@ -10,6 +10,7 @@ from shipyard.adapters.prefect import PrefectError, apply_deployments
 from shipyard.adapters.prefect_server import PrefectServer, PrefectWorker, ProcessError
 from shipyard.settings import Settings
 from shipyard.stack.component import ComponentFailed, ComponentStatus, Progress, UpResult
+from shipyard.stack.postgres import prefect_database_url
 
 __all__ = ["PrefectComponent"]
 
@@ -21,13 +22,14 @@ class PrefectComponent:
 
     @property
     def server(self) -> PrefectServer:
-        return PrefectServer(self.settings.prefect_home, self.settings.prefect_port)
+        return PrefectServer(self.settings.prefect_home, self.settings.prefect_port,
+                             prefect_database_url(self.settings))
 
     @property
     def worker(self) -> PrefectWorker:
-        env = [("SHIPYARD_HOME", str(self.settings.home))]
-        if self.settings.database_url:
-            env.append(("SHIPYARD_DATABASE_URL", self.settings.database_url))
+        # The flows record into the same store as the CLI that started the worker.
+        env = [("SHIPYARD_HOME", str(self.settings.home)),
+               ("SHIPYARD_DATABASE_URL", self.settings.store_url)]
         return PrefectWorker(self.server, self.settings.work_pool, self.settings.source_dir,
                              tuple(env))
 

@@ -199,7 +199,10 @@ clusterCIDR: {POD_CIDR}
 bindAddress: {self.node_ip}
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
-nodePortAddresses: ["{self.node_ip}/32"]
+# 127.0.0.1 too: the host reaches a NodePort Service at 127.0.0.1:<nodePort> (kube-proxy
+# sets route_localnet for it), and nothing listens beyond loopback and the node address.
+nodePortAddresses: ["{self.node_ip}/32", "127.0.0.1/32"]
+iptables: {{localhostNodePorts: true}}
 conntrack: {{maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}}
 """)
 

@@ -1,9 +1,11 @@
 """The real services integration tests run against, started once per session.
 
-``prefect_stack`` brings up what ``shipyard up`` brings up (a Prefect server on a free port
-with its own home, the deployments of prefect.yaml, a process worker) by running that very
-command, and ``shipyard down`` at the end. ``source_repo`` is a real git repository holding
-this checkout's apps, with a good commit on ``main`` and a broken one on ``broken``.
+``stack_postgres`` is the stack's PostgreSQL (``shipyard up --only postgres``, on a free
+port, data in a temporary home); ``prefect_stack`` adds what ``shipyard up`` brings up for
+Prefect (a server on that PostgreSQL, the deployments of prefect.yaml, a process worker) by
+running that very command, and ``shipyard down`` at the end. ``source_repo`` is a real git
+repository holding this checkout's apps, with a good commit on ``main`` and a broken one on
+``broken``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from shipyard.settings import Settings
+
 PROJECT = Path(__file__).resolve().parents[2]
 SHIPYARD = [sys.executable, "-m", "shipyard.cli"]
 
@@ -42,7 +46,13 @@ class Stack:
 
     home: Path
     env: dict[str, str]
-    api_url: str
+    api_url: str = ""
+
+    @property
+    def store_url(self) -> str:
+        """The store the stack's commands and flows record into."""
+        return Settings(home=self.home, stack_home=self.home / "stack",
+                        database_url=None).store_url
 
     def shipyard(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         """Run the ``shipyard`` CLI against this stack; never raises on a non-zero exit."""
@@ -58,24 +68,52 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def prefect_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack_home(tmp_path_factory: pytest.TempPathFactory) -> Stack:
+    """A home of its own for the session's stack, with free ports, nothing started."""
     home = tmp_path_factory.mktemp("shipyard-home")
-    port = free_port()
+    prefect_port = free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PREFECT_", "SHIPYARD_"))}
-    env.update(SHIPYARD_HOME=str(home), SHIPYARD_PREFECT_PORT=str(port),
-               SHIPYARD_PROJECT_DIR=str(PROJECT), COLUMNS="200",
-               PREFECT_UI_ENABLED="false")
-    stack = Stack(home, env, f"http://127.0.0.1:{port}/api")
-    started = stack.shipyard("up", "--only", "prefect", timeout=300)
+    env.update(SHIPYARD_HOME=str(home), SHIPYARD_PREFECT_PORT=str(prefect_port),
+               SHIPYARD_POSTGRES_PORT=str(free_port()), SHIPYARD_PROJECT_DIR=str(PROJECT),
+               COLUMNS="200", PREFECT_UI_ENABLED="false")
+    return Stack(home, env, f"http://127.0.0.1:{prefect_port}/api")
+
+
+POSTGRES_HOWTO = (
+    "the stack's PostgreSQL needs Debian's postgresql package (root installs it), or set "
+    "SHIPYARD_TEST_POSTGRES_URL to a server whose role may CREATE DATABASE"
+)
+
+
+@pytest.fixture(scope="session")
+def stack_postgres(stack_home: Stack) -> Iterator[str]:
+    """The stack's PostgreSQL, started by `shipyard up --only postgres`; yields the store
+    URL on it. Skips where it cannot run, but fails in CI, where it must."""
+    started = stack_home.shipyard("up", "--only", "postgres", timeout=900)
     if started.returncode != 0:
-        log = home / "prefect" / "prefect-server.log"
+        message = f"`shipyard up --only postgres` failed:\n{started.stdout}\n{started.stderr}"
+        if os.environ.get("CI", "").lower() in ("true", "1") or os.geteuid() == 0:
+            pytest.fail(message)
+        pytest.skip(f"{message}\n{POSTGRES_HOWTO}")
+    try:
+        yield stack_home.store_url
+    finally:
+        stack_home.shipyard("down", "--only", "postgres", timeout=120)
+
+
+@pytest.fixture(scope="session")
+def prefect_stack(stack_home: Stack, stack_postgres: str) -> Iterator[Stack]:
+    stack = stack_home
+    started = stack.shipyard("up", "--only", "postgres", "--only", "prefect", timeout=300)
+    if started.returncode != 0:
+        log = stack.home / "prefect" / "prefect-server.log"
         tail = log.read_text()[-3000:] if log.exists() else "(no server log)"
         pytest.fail(f"`shipyard up` failed:\n{started.stdout}\n{started.stderr}\n{tail}")
     saved = os.environ.get("SHIPYARD_HOME")
     # In-process flows and Prefect clients in the tests reach the same server and store.
     # Prefect reads its settings once at import, so the URL goes in through its context.
-    os.environ["SHIPYARD_HOME"] = str(home)
+    os.environ["SHIPYARD_HOME"] = str(stack.home)
     try:
         with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
             yield stack
@@ -115,20 +153,11 @@ def source_repo(tmp_path_factory: pytest.TempPathFactory) -> SourceRepo:
 
 # -- databases for the store tests --------------------------------------------------------
 
-POSTGRES_HOWTO = (
-    "set SHIPYARD_TEST_POSTGRES_URL to a PostgreSQL server whose role may CREATE DATABASE; "
-    'as root, `eval "export $(bash .ci/postgres.sh | tail -1)"` starts one and sets it'
-)
-
-
-def postgres_base_url() -> str:
-    """The test server's URL; skip without one, but fail in CI, where it must be there."""
-    url = os.environ.get("SHIPYARD_TEST_POSTGRES_URL")
-    if url:
-        return url
-    if os.environ.get("CI", "").lower() in ("true", "1"):
-        pytest.fail(f"CI must run the PostgreSQL tests, never skip them: {POSTGRES_HOWTO}")
-    pytest.skip(f"no PostgreSQL to test against: {POSTGRES_HOWTO}")
+def postgres_base_url(request: pytest.FixtureRequest) -> str:
+    """A PostgreSQL server for the store tests: SHIPYARD_TEST_POSTGRES_URL, else the
+    stack's (started on first use)."""
+    return os.environ.get("SHIPYARD_TEST_POSTGRES_URL") or str(
+        request.getfixturevalue("stack_postgres"))
 
 
 @contextmanager
@@ -155,7 +184,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'shipyard.db'}"
     else:
-        with fresh_postgres_database(postgres_base_url()) as url:
+        with fresh_postgres_database(postgres_base_url(request)) as url:
             yield url
 
 

@@ -90,17 +90,24 @@ def test_a_200_replica_deployment_rolls_out(kwok_cluster: Path, namespace: str):
     assert kube.deployment(namespace, "wide")["status"]["availableReplicas"] == 200
 
 
+@pytest.mark.parametrize("named_by", ["KUBECONFIG", "--kubeconfig"])
 def test_a_reachable_kubeconfig_cluster_is_used_and_nothing_local_starts(
-        kwok_cluster: Path, tmp_path: Path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
+        kwok_cluster: Path, tmp_path: Path, named_by: str):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SHIPYARD_") and k != "KUBECONFIG"}
     env.update(SHIPYARD_HOME=str(tmp_path), SHIPYARD_STACK_HOME=str(tmp_path / "stack"),
-               KUBECONFIG=str(kwok_cluster), COLUMNS="200")
-    up = subprocess.run([sys.executable, "-m", "shipyard.cli", "up", "--only", "kubernetes"],
+               COLUMNS="200")
+    shipyard = [sys.executable, "-m", "shipyard.cli"]
+    if named_by == "KUBECONFIG":
+        env["KUBECONFIG"] = str(kwok_cluster)
+    else:
+        shipyard += ["--kubeconfig", str(kwok_cluster)]
+    up = subprocess.run([*shipyard, "up", "--only", "kubernetes"],
                         env=env, capture_output=True, text=True, timeout=120, check=False)
     assert up.returncode == 0, up.stderr
     assert f"using the cluster of KUBECONFIG={kwok_cluster}" in up.stdout
     assert not (tmp_path / "stack" / "cluster").exists()  # nothing local was set up
-    status = subprocess.run([sys.executable, "-m", "shipyard.cli", "status", "--json",
+    status = subprocess.run([*shipyard, "status", "--json",
                              "--only", "kubernetes"], env=env, capture_output=True,
                             text=True, timeout=120, check=False)
     [component] = json.loads(status.stdout)["components"]

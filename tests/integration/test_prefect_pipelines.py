@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 def open_store(stack) -> Store:
-    return Store.open(f"sqlite:///{stack.home / 'shipyard.db'}")
+    return Store.open(stack.store_url)
 
 
 def newest_run(stack, pipeline: str) -> RunRecord:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from shipyard.adapters.docker_engine import DockerEngine, default_engine_url
@@ -101,6 +102,28 @@ def test_the_cluster_ip_answers_from_the_host_through_kube_proxy(hello):
         time.sleep(0.5)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("hello from hello-")
+
+
+def test_a_node_port_answers_on_the_host_loopback(hello):
+    kube, namespace = hello
+    labels = {"app.kubernetes.io/name": "hello", "app.kubernetes.io/managed-by": "shipyard"}
+    kube.create({"apiVersion": "v1", "kind": "Service",
+                 "metadata": {"name": "hello-nodeport", "namespace": namespace},
+                 "spec": {"type": "NodePort", "selector": labels,
+                          "ports": [{"port": 80, "targetPort": 8080}]}})
+    node_port = kube.service(namespace, "hello-nodeport")["spec"]["ports"][0]["nodePort"]
+    url = f"http://127.0.0.1:{node_port}/"
+    deadline = time.monotonic() + 30  # kube-proxy writes the Service's rules within seconds
+    while True:
+        try:
+            answer = httpx.get(url, timeout=3)
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    assert answer.status_code == 200
+    assert answer.text.startswith("hello from hello-")
 
 
 def test_a_deleted_real_pod_is_replaced(hello):

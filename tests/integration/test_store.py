@@ -1,7 +1,7 @@
 """The store against real databases: every test runs on SQLite and on PostgreSQL.
 
-PostgreSQL comes from ``SHIPYARD_TEST_POSTGRES_URL``; each test gets a database of its own,
-created for it and dropped after it.
+PostgreSQL is the stack's (``shipyard up --only postgres``) or ``SHIPYARD_TEST_POSTGRES_URL``;
+each test gets a database of its own, created for it and dropped after it.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from shipyard.settings import Settings, load_settings
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No SHIPYARD_* variable of the developer's leaks in, and ~ is a fresh directory."""
     for name in ("SHIPYARD_HOME", "SHIPYARD_DATABASE_URL", "SHIPYARD_PROJECT_DIR",
-                 "SHIPYARD_WORK_POOL"):
+                 "SHIPYARD_WORK_POOL", "SHIPYARD_STACK_HOME", "SHIPYARD_POSTGRES_PORT"):
         monkeypatch.delenv(name, raising=False)
     home = tmp_path / "user"
     home.mkdir()
@@ -106,3 +106,19 @@ def test_settings_cannot_be_changed_once_loaded() -> None:
     settings = Settings()
     with pytest.raises(pydantic.ValidationError, match="frozen"):
         settings.work_pool = "other"
+
+
+def test_the_stacks_postgres_is_the_store_while_recorded(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path))
+    record = Settings().stack_database_file
+    assert record == tmp_path.resolve() / "stack" / "postgres" / "store.url"
+    record.parent.mkdir(parents=True)
+    record.write_text("postgresql+psycopg://shipyard@127.0.0.1:54320/shipyard\n")
+
+    assert Settings().store_url == "postgresql+psycopg://shipyard@127.0.0.1:54320/shipyard"
+    monkeypatch.setenv("SHIPYARD_DATABASE_URL", "sqlite:////elsewhere.db")
+    assert Settings().store_url == "sqlite:////elsewhere.db", "an explicit URL wins"
+    monkeypatch.delenv("SHIPYARD_DATABASE_URL")
+    record.unlink()
+    assert Settings().store_url == f"sqlite:///{tmp_path.resolve() / 'shipyard.db'}"
