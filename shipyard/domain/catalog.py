@@ -13,14 +13,54 @@ from typing import Any
 
 from shipyard.domain.pipeline import PipelineGraph, StageSpec
 
-__all__ = ["APP_NAME", "AppDescriptor", "InvalidDescriptor", "deploy_stages",
-           "parse_descriptor", "validate_app_name"]
+__all__ = ["APP_NAME", "AppDescriptor", "CanaryMetric", "InvalidDescriptor", "Resources",
+           "Slo", "deploy_stages", "parse_descriptor", "validate_app_name"]
 
 APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,38}[a-z0-9]")
 
 
 class InvalidDescriptor(ValueError):
     """An ``app.yaml`` that cannot be used; the message names the field."""
+
+
+METRIC_KINDS = ("error_rate", "latency", "rate")
+"""How a canary metric is computed from the standard series every app exports
+(``<prefix>_http_requests_total``, ``<prefix>_http_request_duration_seconds``):
+``error_rate``, the share of requests answered 5xx; ``latency``, a quantile of the request
+duration in seconds; ``rate``, requests per second."""
+DIRECTIONS = ("increase", "decrease", "either")
+"""Which change fails the canary (Kayenta's ``direction``): a rise, a fall, or either."""
+QUANTITY = re.compile(r"\d+(\.\d+)?(m|k|Ki|Mi|Gi)?")
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryMetric:
+    """One metric the canary judge compares between baseline and canary."""
+
+    name: str
+    kind: str
+    direction: str = "increase"
+    quantile: float | None = None
+    critical: bool = False
+    group: str = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Slo:
+    """What the chaos gate's steady-state hypothesis holds the app to."""
+
+    availability: float = 0.99
+    latency_p99_seconds: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """Kubernetes quantities for the app's container."""
+
+    cpu_request: str = "50m"
+    memory_request: str = "64Mi"
+    cpu_limit: str = "500m"
+    memory_limit: str = "256Mi"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +71,10 @@ class AppDescriptor:
     readiness_path: str
     depends_on: tuple[str, ...]
     replicas: Mapping[str, int] = field(default_factory=dict)
+    metrics_prefix: str = ""
+    canary_metrics: tuple[CanaryMetric, ...] = ()
+    slo: Slo = field(default_factory=Slo)
+    resources: Resources = field(default_factory=Resources)
 
 
 def validate_app_name(name: str) -> str:
@@ -74,8 +118,88 @@ def parse_descriptor(raw: object, *, source: str) -> AppDescriptor:
     ):
         raise InvalidDescriptor(
             f"{source}: replicas: must map environment names to replica counts (>= 0)")
+    prefix = raw.get("metrics_prefix", name.replace("-", "_"))
+    if not isinstance(prefix, str) or not re.fullmatch(r"[a-z_][a-z0-9_]*", prefix):
+        raise InvalidDescriptor(f"{source}: metrics_prefix: must be a Prometheus name "
+                                "(lowercase letters, digits, '_')")
     return AppDescriptor(name=name, port=port, liveness_path=paths[0], readiness_path=paths[1],
-                         depends_on=tuple(depends_on), replicas=dict(replicas))
+                         depends_on=tuple(depends_on), replicas=dict(replicas),
+                         metrics_prefix=prefix,
+                         canary_metrics=_canary_metrics(raw.get("canary", {}), source),
+                         slo=_slo(raw.get("slo", {}), source),
+                         resources=_resources(raw.get("resources", {}), source))
+
+
+def _canary_metrics(raw: object, source: str) -> tuple[CanaryMetric, ...]:
+    if not isinstance(raw, Mapping):
+        raise InvalidDescriptor(f"{source}: canary: must be a mapping with 'metrics'")
+    entries = raw.get("metrics", [])
+    if not isinstance(entries, list):
+        raise InvalidDescriptor(f"{source}: canary.metrics: must be a list")
+    metrics = []
+    for index, entry in enumerate(entries):
+        where = f"{source}: canary.metrics[{index}]"
+        if not isinstance(entry, Mapping):
+            raise InvalidDescriptor(f"{where}: must be a mapping")
+        name, kind = entry.get("name"), entry.get("kind")
+        if not isinstance(name, str) or not name:
+            raise InvalidDescriptor(f"{where}.name: missing; name the metric")
+        if kind not in METRIC_KINDS:
+            raise InvalidDescriptor(f"{where}.kind: must be one of {', '.join(METRIC_KINDS)}")
+        direction = entry.get("direction", "increase")
+        if direction not in DIRECTIONS:
+            raise InvalidDescriptor(f"{where}.direction: must be one of {', '.join(DIRECTIONS)}")
+        quantile = entry.get("quantile")
+        if kind == "latency":
+            if not isinstance(quantile, float | int) or not 0 < quantile < 1:
+                raise InvalidDescriptor(f"{where}.quantile: a latency metric needs a quantile "
+                                        "between 0 and 1 (e.g. 0.95)")
+            quantile = float(quantile)
+        elif quantile is not None:
+            raise InvalidDescriptor(f"{where}.quantile: only a latency metric has one")
+        critical = entry.get("critical", False)
+        group = entry.get("group", "default")
+        if not isinstance(critical, bool) or not isinstance(group, str):
+            raise InvalidDescriptor(f"{where}: critical must be true or false, group a name")
+        metrics.append(CanaryMetric(name, kind, direction, quantile, critical, group))
+    names = [m.name for m in metrics]
+    if len(set(names)) != len(names):
+        raise InvalidDescriptor(f"{source}: canary.metrics: names must be unique")
+    return tuple(metrics)
+
+
+def _slo(raw: object, source: str) -> Slo:
+    if not isinstance(raw, Mapping):
+        raise InvalidDescriptor(f"{source}: slo: must be a mapping")
+    defaults = Slo()
+    availability = raw.get("availability", defaults.availability)
+    latency = raw.get("latency_p99_seconds", defaults.latency_p99_seconds)
+    if not isinstance(availability, float | int) or not 0 < availability <= 1:
+        raise InvalidDescriptor(f"{source}: slo.availability: a share of successful requests "
+                                "in (0, 1], e.g. 0.995")
+    if not isinstance(latency, float | int) or not latency > 0:
+        raise InvalidDescriptor(f"{source}: slo.latency_p99_seconds: must be a positive "
+                                "number of seconds")
+    return Slo(float(availability), float(latency))
+
+
+def _resources(raw: object, source: str) -> Resources:
+    if not isinstance(raw, Mapping):
+        raise InvalidDescriptor(f"{source}: resources: must be a mapping")
+    defaults = Resources()
+    values = {}
+    for section in ("requests", "limits"):
+        given = raw.get(section, {})
+        if not isinstance(given, Mapping):
+            raise InvalidDescriptor(f"{source}: resources.{section}: must be a mapping")
+        for resource in ("cpu", "memory"):
+            key = f"{resource}_{section[:-1]}"
+            value = given.get(resource, getattr(defaults, key))
+            if not isinstance(value, str) or not QUANTITY.fullmatch(value):
+                raise InvalidDescriptor(f"{source}: resources.{section}.{resource}: must be a "
+                                        "Kubernetes quantity in quotes, e.g. '100m' or '128Mi'")
+            values[key] = value
+    return Resources(**values)
 
 
 def _field(raw: Mapping[str, Any], key: str, kind: type, source: str) -> Any:

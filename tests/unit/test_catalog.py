@@ -8,7 +8,10 @@ import pytest
 
 from shipyard.domain.catalog import (
     AppDescriptor,
+    CanaryMetric,
     InvalidDescriptor,
+    Resources,
+    Slo,
     deploy_stages,
     parse_descriptor,
     validate_app_name,
@@ -60,6 +63,7 @@ def test_a_complete_descriptor_is_parsed() -> None:
     assert parse_descriptor(descriptor(), source=SOURCE) == AppDescriptor(
         name="gateway", port=8080, liveness_path="/healthz", readiness_path="/readyz",
         depends_on=("discovery",), replicas={"staging": 1, "prod": 3},
+        metrics_prefix="gateway",
     )
 
 
@@ -176,3 +180,58 @@ def test_apps_that_depend_on_each_other_in_a_cycle_are_refused() -> None:
         deploy_stages([app("api", "web"), app("web", "api")], after="release")
     assert "cd:api" in str(raised.value)
     assert "cd:web" in str(raised.value)
+
+
+# -- what the gates use: canary metrics, SLOs, resources -------------------------------------
+
+
+def test_canary_metrics_slos_and_resources_are_parsed() -> None:
+    parsed = parse_descriptor(descriptor(
+        metrics_prefix="edge",
+        canary={"metrics": [
+            {"name": "errors", "kind": "error_rate", "critical": True},
+            {"name": "p95", "kind": "latency", "quantile": 0.95, "group": "latency"},
+            {"name": "throughput", "kind": "rate", "direction": "decrease"},
+        ]},
+        slo={"availability": 0.995, "latency_p99_seconds": 0.3},
+        resources={"requests": {"cpu": "100m"}, "limits": {"memory": "512Mi"}},
+    ), source=SOURCE)
+
+    assert parsed.metrics_prefix == "edge"
+    assert parsed.canary_metrics == (
+        CanaryMetric("errors", "error_rate", "increase", None, True, "default"),
+        CanaryMetric("p95", "latency", "increase", 0.95, False, "latency"),
+        CanaryMetric("throughput", "rate", "decrease", None, False, "default"),
+    )
+    assert parsed.slo == Slo(0.995, 0.3)
+    assert parsed.resources == Resources(cpu_request="100m", memory_request="64Mi",
+                                         cpu_limit="500m", memory_limit="512Mi")
+
+
+def test_the_metrics_prefix_defaults_to_the_name_in_prometheus_spelling() -> None:
+    assert parse_descriptor(descriptor(name="data-api"), source=SOURCE).metrics_prefix == \
+        "data_api"
+
+
+@pytest.mark.parametrize(("overrides", "field"), [
+    ({"canary": {"metrics": [{"name": "x", "kind": "p99"}]}}, "canary.metrics[0].kind"),
+    ({"canary": {"metrics": [{"kind": "rate"}]}}, "canary.metrics[0].name"),
+    ({"canary": {"metrics": [{"name": "x", "kind": "latency"}]}},
+     "canary.metrics[0].quantile"),
+    ({"canary": {"metrics": [{"name": "x", "kind": "latency", "quantile": 1.5}]}},
+     "canary.metrics[0].quantile"),
+    ({"canary": {"metrics": [{"name": "x", "kind": "rate", "quantile": 0.5}]}},
+     "canary.metrics[0].quantile"),
+    ({"canary": {"metrics": [{"name": "x", "kind": "rate", "direction": "up"}]}},
+     "canary.metrics[0].direction"),
+    ({"canary": {"metrics": [{"name": "x", "kind": "rate"}, {"name": "x", "kind": "rate"}]}},
+     "names must be unique"),
+    ({"slo": {"availability": 99.5}}, "slo.availability"),
+    ({"slo": {"latency_p99_seconds": 0}}, "slo.latency_p99_seconds"),
+    ({"resources": {"limits": {"memory": 256}}}, "resources.limits.memory"),
+    ({"resources": {"requests": {"cpu": "lots"}}}, "resources.requests.cpu"),
+    ({"metrics_prefix": "Edge-1"}, "metrics_prefix"),
+])
+def test_a_bad_gate_field_is_refused_naming_it(overrides: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidDescriptor, match=field.replace("[", r"\[").replace("]", r"\]")):
+        parse_descriptor(descriptor(**overrides), source=SOURCE)
