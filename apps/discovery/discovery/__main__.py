@@ -1,14 +1,9 @@
-"""`python -m discovery`: serve on PORT (default 8761) on all interfaces."""
+"""`python -m discovery`: serve on HOST:PORT (default 0.0.0.0:8761) with servicekit's
+graceful shutdown and JSON logs."""
 
-import logging
-import os
-
-import uvicorn
+from servicekit import run_service
 
 from discovery.api import create_app
 
 if __name__ == "__main__":
-    # uvicorn configures only its own loggers; this makes eviction logs visible too.
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    # All interfaces: inside a container the pod IP is the only way in.
-    uvicorn.run(create_app(), host="0.0.0.0", port=int(os.environ.get("PORT", "8761")))  # noqa: S104
+    run_service(create_app, default_port=8761)

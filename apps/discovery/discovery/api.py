@@ -1,7 +1,9 @@
-"""HTTP API: a FastAPI app factory over a Registry.
+"""HTTP API: a FastAPI app factory over a Registry, built on servicekit.
 
-Handlers are plain `def` so FastAPI runs them in its threadpool: the registry uses a
-blocking lock, which must not stall the event loop.
+servicekit supplies /healthz, /readyz, /metrics and /version, the request metrics, JSON
+logs, error answers and the body size limit; this module adds the registry's routes and
+its eviction loop. Handlers are plain `def` so FastAPI runs them in its threadpool: the
+registry uses a blocking lock, which must not stall the event loop.
 """
 
 from __future__ import annotations
@@ -11,20 +13,13 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.routing import Match
-from starlette.types import Scope
+from fastapi import FastAPI, HTTPException, Path, Query, Response
+from servicekit import ServiceConfig, build_service, service_metrics
 
-from discovery import __version__
-from discovery.config import MAX_BODY_BYTES, Settings
-from discovery.metrics import Metrics
-from discovery.middleware import BodyLimitMiddleware, MetricsMiddleware
+from discovery.config import Settings
+from discovery.metrics import RegistryMetrics
 from discovery.registry import Clock, Registry, UnknownInstanceError
 from discovery.schemas import (
     NAME_PATTERN,
@@ -43,47 +38,42 @@ AppName = Annotated[str, Path(pattern=NAME_PATTERN)]
 InstanceId = Annotated[str, Path(pattern=NAME_PATTERN)]
 
 
-@dataclass
-class Lifecycle:
-    """Ready between lifespan startup and shutdown; False again while draining."""
+def create_app(
+    config: ServiceConfig | None = None,
+    *,
+    settings: Settings | None = None,
+    registry: Registry | None = None,
+    clock: Clock | None = None,
+) -> FastAPI:
+    """Build the app. `config` and `settings` default to the environment's; `clock` feeds
+    the registry built here, so pass `registry` or `clock`, not both.
 
-    ready: bool = False
-
-
-def create_app(registry: Registry | None = None, clock: Clock | None = None) -> FastAPI:
-    """Build the app. `clock` feeds the registry built here; pass one or the other.
-
-    Raises ValueError on invalid LEASE_SECONDS / EVICTION_INTERVAL_SECONDS so a bad
-    deployment fails at startup, not at the first eviction.
+    Raises ValueError on an invalid setting (LEASE_SECONDS, EVICTION_INTERVAL_SECONDS or
+    any of servicekit's) so a bad deployment fails at startup, not at the first eviction.
     """
-    settings = Settings.from_env()
+    config = config or ServiceConfig.from_env(default_port=8761)
+    settings = settings or Settings.from_env()
     if registry is None:
         registry = Registry(clock or time.monotonic, settings.lease_seconds)
     elif clock is not None:
         raise ValueError("pass clock only when create_app builds the registry")
     reg = registry  # narrowed for the closures below
-    metrics = Metrics(__version__, reg.count)
-    lifecycle = Lifecycle()
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def evict_expired(app: FastAPI) -> AsyncIterator[None]:
+        metrics: RegistryMetrics = app.state.registry_metrics
         task = asyncio.create_task(_evict_forever(reg, metrics, settings.eviction_interval_seconds))
-        lifecycle.ready = True
         try:
             yield
         finally:
-            lifecycle.ready = False
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    app = FastAPI(title="discovery", version=__version__, lifespan=lifespan)
+    app = build_service("discovery", config, lifespans=[evict_expired])
     app.state.registry = reg
-    app.state.lifecycle = lifecycle
-    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
-    # Added last = outermost: metrics also see the 413s answered by the body limit.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
-    app.add_middleware(MetricsMiddleware, metrics=metrics, route_of=lambda s: _route_of(app, s))
+    # On the app, not in the lifespan: series can be registered only once per app.
+    app.state.registry_metrics = RegistryMetrics(service_metrics(app), reg.count)
 
     @app.post("/eureka/apps/{app_name}", status_code=201)
     def register(app_name: AppName, body: RegisterRequest) -> LeaseOut:
@@ -136,27 +126,10 @@ def create_app(registry: Registry | None = None, clock: Clock | None = None) -> 
             app=app_name, version=version, instances=[InstanceOut.of(i) for i in instances]
         )
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    def readyz() -> JSONResponse:
-        code = 200 if lifecycle.ready else 503
-        return JSONResponse({"ready": lifecycle.ready}, status_code=code)
-
-    @app.get("/version")
-    def version() -> dict[str, str]:
-        return {"version": __version__}
-
-    @app.get("/metrics")
-    def metrics_endpoint() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
     return app
 
 
-async def _evict_forever(registry: Registry, metrics: Metrics, interval: float) -> None:
+async def _evict_forever(registry: Registry, metrics: RegistryMetrics, interval: float) -> None:
     """Evict expired leases every `interval` seconds until cancelled; never dies on error."""
     while True:
         await asyncio.sleep(interval)
@@ -174,29 +147,3 @@ async def _evict_forever(registry: Registry, metrics: Metrics, interval: float) 
 def _not_registered(exc: UnknownInstanceError) -> HTTPException:
     # The message tells the client what to do: a 404 heartbeat means "register again".
     return HTTPException(404, f"{exc.args[0]}; re-register with POST /eureka/apps/{exc.app}")
-
-
-def _route_of(app: FastAPI, scope: Scope) -> str:
-    """The route template for a request, mirroring the router's FULL-then-PARTIAL rule.
-
-    Templates, not raw paths, keep metric cardinality bounded by the route table.
-    """
-    partial: str | None = None
-    for route in app.router.routes:
-        match, _ = route.matches(scope)
-        path = str(getattr(route, "path", "unmatched"))
-        if match is Match.FULL:
-            return path
-        if match is Match.PARTIAL and partial is None:
-            partial = path
-    return partial or "unmatched"
-
-
-async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    """422 whose `detail` names each offending field, e.g. "body.port: Input should be..."."""
-    errors = [
-        {"field": ".".join(str(part) for part in err["loc"]), "message": str(err["msg"])}
-        for err in exc.errors()
-    ]
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-    return JSONResponse({"detail": detail, "errors": errors}, status_code=422)

@@ -1,4 +1,7 @@
-"""Runtime settings read from the environment, validated once at startup."""
+"""Discovery's own settings, read from the environment and validated once at startup.
+
+The settings every service shares (APP_VERSION, PORT, ...) are servicekit's ServiceConfig.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-MAX_BODY_BYTES = 64 * 1024
-
-
-def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not value > 0:  # also rejects NaN
-        raise ValueError(f"{name} must be positive, got {raw!r}")
-    return value
+from servicekit.config import env_positive_float
 
 
 @dataclass(frozen=True)
@@ -32,6 +22,7 @@ class Settings:
         """Read LEASE_SECONDS and EVICTION_INTERVAL_SECONDS; raise ValueError naming a bad one."""
         source = os.environ if env is None else env
         return cls(
-            lease_seconds=_positive_float(source, "LEASE_SECONDS", 30.0),
-            eviction_interval_seconds=_positive_float(source, "EVICTION_INTERVAL_SECONDS", 5.0),
+            lease_seconds=env_positive_float(source, "LEASE_SECONDS", cls.lease_seconds),
+            eviction_interval_seconds=env_positive_float(
+                source, "EVICTION_INTERVAL_SECONDS", cls.eviction_interval_seconds),
         )

@@ -3,16 +3,19 @@
 from collections.abc import Iterator
 
 import pytest
-from discovery import __version__
 from discovery.api import create_app
 from fastapi.testclient import TestClient
+from servicekit.testing import config_for_tests
+
+VERSION = "1.4.2"
 
 ORDERS_1 = {"instance_id": "orders-1", "host": "10.0.0.1", "port": 8080, "status": "UP"}
 
 
 @pytest.fixture
 def client() -> Iterator[TestClient]:
-    with TestClient(create_app(clock=lambda: 0.0)) as client:
+    app = create_app(config_for_tests(APP_VERSION=VERSION), clock=lambda: 0.0)
+    with TestClient(app) as client:
         yield client
 
 
@@ -53,10 +56,11 @@ def test_invalid_app_name_answers_422_naming_the_path_parameter(client: TestClie
     assert "path.app_name" in response.json()["detail"]
 
 
-def test_malformed_json_answers_422(client: TestClient) -> None:
+def test_malformed_json_answers_400_saying_so(client: TestClient) -> None:
     headers = {"content-type": "application/json"}
     response = client.post("/eureka/apps/orders", content=b"{not json", headers=headers)
-    assert response.status_code == 422
+    assert response.status_code == 400
+    assert "not valid JSON" in response.json()["detail"]
 
 
 def test_body_over_64_kib_answers_413(client: TestClient) -> None:
@@ -77,14 +81,16 @@ def test_delta_returns_changes_after_the_given_version(client: TestClient) -> No
 
 
 def test_readiness_is_true_only_while_the_app_is_running() -> None:
-    client = TestClient(create_app())
+    client = TestClient(create_app(config_for_tests()))
     with client:
         assert client.get("/readyz").status_code == 200
     assert client.get("/readyz").status_code == 503
 
 
-def test_version_endpoint_reports_the_package_version(client: TestClient) -> None:
-    assert client.get("/version").json() == {"version": __version__}
+def test_version_endpoint_reports_the_app_version_from_the_environment(
+    client: TestClient,
+) -> None:
+    assert client.get("/version").json() == {"app": "discovery", "version": VERSION}
 
 
 def test_metrics_count_requests_by_route_template_with_version_label(client: TestClient) -> None:
@@ -92,7 +98,7 @@ def test_metrics_count_requests_by_route_template_with_version_label(client: Tes
     text = client.get("/metrics").text
     expected = (
         'discovery_http_requests_total{method="PUT",route="/eureka/apps/{app_name}/{instance_id}",'
-        f'status="404",version="{__version__}"}} 1.0'
+        f'status="404",version="{VERSION}"}} 1.0'
     )
     assert expected in text
 
@@ -100,4 +106,4 @@ def test_metrics_count_requests_by_route_template_with_version_label(client: Tes
 def test_metrics_report_the_number_of_registered_instances(client: TestClient) -> None:
     client.post("/eureka/apps/orders", json=ORDERS_1)
     text = client.get("/metrics").text
-    assert f'discovery_registered_instances{{version="{__version__}"}} 1.0' in text
+    assert f'discovery_registered_instances{{version="{VERSION}"}} 1.0' in text
