@@ -83,6 +83,12 @@ class Settings(BaseSettings):
         return self.stack_home or self.home / "stack"
 
     @property
+    def pip_cache_dir(self) -> Path:
+        """pip's cache for gathering the apps' wheels: kept with the stack, so a rebuild
+        downloads nothing."""
+        return self.stack_dir / "pip-cache"
+
+    @property
     def prefect_home(self) -> Path:
         """The local Prefect server's home: its database, logs and pid files."""
         return self.home / "prefect"

@@ -61,6 +61,12 @@ class DockerEngine:
             raise EngineError(f"Docker engine at {self.url}: {err}") from err
         return True
 
+    def image_id(self, reference: str) -> str:
+        try:
+            return str(self._client().images.get(reference).id)
+        except DockerException as err:
+            raise EngineError(f"inspecting {reference} on {self.url}: {err}") from err
+
     def image_size(self, reference: str) -> int:
         return int(self._client().images.get(reference).attrs.get("Size", 0))
 
@@ -123,3 +129,42 @@ class DockerEngine:
         except DockerException as err:
             raise EngineError(f"running {reference} on {self.url}: {err}") from err
         return bytes(output).decode(errors="replace")
+
+    def serve(self, reference: str, port: int, *,
+              environment: Mapping[str, str] | None = None) -> tuple[str, int]:
+        """Start a container of ``reference`` in the background with its ``port`` published
+        on a free port of 127.0.0.1 (never beyond loopback); returns (container id, host
+        port). :meth:`remove` ends it."""
+        try:
+            # (address,) alone asks the engine for a free port on that address; the SDK's
+            # type stubs know only (address, port).
+            containers: Any = self._client().containers
+            container = containers.run(reference, detach=True,
+                                       environment=dict(environment or {}),
+                                       ports={f"{port}/tcp": ("127.0.0.1",)})
+            container.reload()
+            bindings = container.attrs["NetworkSettings"]["Ports"][f"{port}/tcp"]
+            return str(container.id), int(bindings[0]["HostPort"])
+        except (DockerException, KeyError, IndexError, TypeError) as err:
+            raise EngineError(f"serving {reference} on {self.url}: {err}") from err
+
+    def logs(self, container_id: str) -> str:
+        try:
+            output = self._client().containers.get(container_id).logs()
+        except DockerException as err:
+            raise EngineError(f"reading the logs of {container_id[:12]}: {err}") from err
+        return bytes(output).decode(errors="replace")
+
+    def remove(self, container_id: str, *, stop_timeout: int = 10) -> int | None:
+        """Stop (SIGTERM, then SIGKILL after ``stop_timeout`` s) and remove a container;
+        returns its exit code, or None if it was already gone."""
+        try:
+            container = self._client().containers.get(container_id)
+            container.stop(timeout=stop_timeout)
+            code = container.wait(timeout=stop_timeout + 30).get("StatusCode")
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            return None
+        except DockerException as err:
+            raise EngineError(f"removing {container_id[:12]} on {self.url}: {err}") from err
+        return int(code) if code is not None else None
