@@ -1,0 +1,1 @@
+"""Shipyard's edge gateway: routes /api/<app>/... to healthy instances found in discovery."""
