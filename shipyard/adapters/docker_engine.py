@@ -148,6 +148,15 @@ class DockerEngine:
         except (DockerException, KeyError, IndexError, TypeError) as err:
             raise EngineError(f"serving {reference} on {self.url}: {err}") from err
 
+    def address(self, container_id: str) -> str:
+        """The container's address on the engine's bridge network (reachable from other
+        containers and from this host)."""
+        try:
+            container = self._client().containers.get(container_id)
+            return str(container.attrs["NetworkSettings"]["IPAddress"])
+        except (DockerException, KeyError) as err:
+            raise EngineError(f"reading the address of {container_id[:12]}: {err}") from err
+
     def logs(self, container_id: str) -> str:
         try:
             output = self._client().containers.get(container_id).logs()

@@ -13,9 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,78 +26,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from shipyard.settings import Settings
-
-PROJECT = Path(__file__).resolve().parents[2]
-SHIPYARD = [sys.executable, "-m", "shipyard.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class Stack:
-    """A running stack and the environment that reaches it."""
-
-    home: Path
-    env: dict[str, str]
-    api_url: str = ""
-
-    @property
-    def store_url(self) -> str:
-        """The store the stack's commands and flows record into."""
-        return Settings(home=self.home, stack_home=self.home / "stack",
-                        database_url=None).store_url
-
-    def shipyard(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        """Run the ``shipyard`` CLI against this stack; never raises on a non-zero exit."""
-        return self.shipyard_with(self.env, *args, timeout=timeout)
-
-    def shipyard_with(self, env: dict[str, str], *args: str,
-                      timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        """Run the CLI with another environment (e.g. another project directory)."""
-        return subprocess.run(
-            [*SHIPYARD, *args], env=env, cwd=PROJECT, capture_output=True, text=True,
-            timeout=timeout, check=False,
-        )
-
-
-@pytest.fixture(scope="session")
-def stack_home(tmp_path_factory: pytest.TempPathFactory) -> Stack:
-    """A home of its own for the session's stack, with free ports, nothing started."""
-    home = tmp_path_factory.mktemp("shipyard-home")
-    prefect_port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PREFECT_", "SHIPYARD_"))}
-    env.update(SHIPYARD_HOME=str(home), SHIPYARD_PREFECT_PORT=str(prefect_port),
-               SHIPYARD_POSTGRES_PORT=str(free_port()), SHIPYARD_PROJECT_DIR=str(PROJECT),
-               COLUMNS="200", PREFECT_UI_ENABLED="false")
-    return Stack(home, env, f"http://127.0.0.1:{prefect_port}/api")
-
-
-POSTGRES_HOWTO = (
-    "the stack's PostgreSQL needs Debian's postgresql package (root installs it), or set "
-    "SHIPYARD_TEST_POSTGRES_URL to a server whose role may CREATE DATABASE"
-)
-
-
-@pytest.fixture(scope="session")
-def stack_postgres(stack_home: Stack) -> Iterator[str]:
-    """The stack's PostgreSQL, started by `shipyard up --only postgres`; yields the store
-    URL on it. Skips where it cannot run, but fails in CI, where it must."""
-    started = stack_home.shipyard("up", "--only", "postgres", timeout=900)
-    if started.returncode != 0:
-        message = f"`shipyard up --only postgres` failed:\n{started.stdout}\n{started.stderr}"
-        if os.environ.get("CI", "").lower() in ("true", "1") or os.geteuid() == 0:
-            pytest.fail(message)
-        pytest.skip(f"{message}\n{POSTGRES_HOWTO}")
-    try:
-        yield stack_home.store_url
-    finally:
-        stack_home.shipyard("down", "--only", "postgres", timeout=120)
+from tests.support.stack import PROJECT, SHIPYARD, Stack
 
 
 @pytest.fixture(scope="session")

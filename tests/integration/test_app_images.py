@@ -1,16 +1,18 @@
 """Every app's image builds from its Dockerfile on the local engine, hermetically (the build
 has no network: wheels come from the context), and the container it makes serves: health,
-readiness, version, metrics; and it stops cleanly on SIGTERM."""
+readiness (with discovery, itself in a container, where the app depends on it), version,
+metrics; it registers with discovery, runs as an ordinary user and stops cleanly on
+SIGTERM."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from shipyard.adapters.app_image import (
     build_app_image,
@@ -18,13 +20,16 @@ from shipyard.adapters.app_image import (
     prepare_build_context,
 )
 from shipyard.adapters.docker_engine import DockerEngine, default_engine_url
+from stages.catalog import read_descriptor
+from tests.support.stack import PROJECT
 
-from .conftest import PROJECT, STACK_CACHE
+from .conftest import STACK_CACHE
 
 pytestmark = pytest.mark.integration
 
 APPS = sorted(p.parent for p in (PROJECT / "apps").glob("*/app.yaml"))
 PIP_CACHE = Path(STACK_CACHE) / "pip-cache"
+VERSION = f"9.9.{uuid.uuid4().int % 1000}"
 
 
 def test_every_app_has_a_dockerfile() -> None:
@@ -46,34 +51,72 @@ def wait_for(url: str, seconds: float = 30) -> httpx.Response:
         time.sleep(0.2)
 
 
+class Images:
+    """Builds each app's image once per module, and serves containers of them."""
+
+    def __init__(self, engine: DockerEngine, work: Path) -> None:
+        self.engine, self.work = engine, work
+        self.built: dict[str, str] = {}
+        self.build_output: dict[str, list[str]] = {}
+
+    def build(self, app: str) -> str:
+        if app not in self.built:
+            lines = self.build_output.setdefault(app, [])
+            context = prepare_build_context(PROJECT / "apps" / app, self.work / app,
+                                            packages=local_packages(PROJECT / "apps"),
+                                            pip_cache=PIP_CACHE, on_line=lines.append)
+            assert not (context / "tests").exists(), "tests stay out of the image"
+            assert list((context / "wheels").glob("*.whl")), "the wheels are in the context"
+            reference = f"shipyard-test/{app}:{VERSION}"
+            built = build_app_image(self.engine, context, reference, version=VERSION,
+                                    labels={"dev.shipyard.commit": "0" * 40},
+                                    on_line=lines.append)
+            assert built.size_bytes > 0
+            self.built[app] = reference
+        return self.built[app]
+
+
+@pytest.fixture(scope="module")
+def images(delivery_stack: dict[str, str],
+           tmp_path_factory: pytest.TempPathFactory) -> Images:
+    return Images(DockerEngine(default_engine_url()), tmp_path_factory.mktemp("contexts"))
+
+
+@pytest.fixture(scope="module")
+def discovery(images: Images) -> Iterator[tuple[str, str]]:
+    """A discovery container: (its URL for other containers, its URL from the host)."""
+    engine = images.engine
+    container, host_port = engine.serve(images.build("discovery"), 8761,
+                                        environment={"DRAIN_SECONDS": "0.2"})
+    try:
+        wait_for(f"http://127.0.0.1:{host_port}/readyz")
+        yield (f"http://{engine.address(container)}:8761", f"http://127.0.0.1:{host_port}")
+    finally:
+        engine.remove(container)
+
+
 @pytest.mark.parametrize("app_dir", [a for a in APPS if (a / "Dockerfile").exists()],
                          ids=lambda p: p.name)
-def test_the_image_builds_offline_and_serves(app_dir: Path, delivery_stack: dict[str, str],
-                                             tmp_path: Path) -> None:
-    lines: list[str] = []
-    context = prepare_build_context(app_dir, tmp_path / "context",
-                                    packages=local_packages(PROJECT / "apps"),
-                                    pip_cache=PIP_CACHE, on_line=lines.append)
-    assert not (context / "tests").exists(), "tests stay out of the image"
-    assert list((context / "wheels").glob("*.whl")), "the wheels are in the context"
-
-    engine = DockerEngine(default_engine_url())
-    version = f"9.9.{uuid.uuid4().int % 1000}"
-    reference = f"shipyard-test/{app_dir.name}:{version}"
-    built = build_app_image(engine, context, reference, version=version,
-                            labels={"dev.shipyard.commit": "0" * 40}, on_line=lines.append)
-    assert built.size_bytes > 0
-
-    port = int(yaml.safe_load((app_dir / "app.yaml").read_text())["port"])
-    container, host_port = engine.serve(reference, port, environment={"DRAIN_SECONDS": "0.2"})
+def test_the_image_builds_offline_and_serves(app_dir: Path, images: Images,
+                                             discovery: tuple[str, str]) -> None:
+    descriptor = read_descriptor(PROJECT, app_dir.name)
+    reference = images.build(app_dir.name)
+    in_network, from_host = discovery
+    engine = images.engine
+    container, host_port = engine.serve(reference, descriptor.port, environment={
+        "DRAIN_SECONDS": "0.2", "DISCOVERY_URL": in_network,
+        "DISCOVERY_HEARTBEAT_SECONDS": "1", "DISCOVERY_REFRESH_SECONDS": "1"})
     try:
         base = f"http://127.0.0.1:{host_port}"
-        wait_for(f"{base}/healthz")
-        wait_for(f"{base}/readyz")
-        assert httpx.get(f"{base}/version").json()["version"] == version
+        wait_for(base + descriptor.liveness_path)
+        wait_for(base + descriptor.readiness_path)
+        assert httpx.get(f"{base}/version").json()["version"] == VERSION
         metrics = httpx.get(f"{base}/metrics").text
-        assert f'version="{version}"' in metrics
-        assert "_http_requests_total{" in metrics
+        assert f'version="{VERSION}"' in metrics
+        assert f"{descriptor.metrics_prefix}_http_requests_total{{" in metrics
+        if "discovery" in descriptor.depends_on:
+            registered = wait_for(f"{from_host}/eureka/apps/{app_dir.name}").json()
+            assert registered["instances"], "the app registered itself with discovery"
         user = engine.run(reference, ["id", "-u"]).strip()
         assert user != "0", "the app runs as an ordinary user"
     finally:

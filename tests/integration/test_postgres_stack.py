@@ -16,8 +16,7 @@ from shipyard.adapters.postgres import PostgresServer
 from shipyard.domain.pipeline import StageSpec
 from shipyard.settings import Settings
 from shipyard.store import Store
-
-from .conftest import PROJECT, free_port
+from tests.support.stack import PROJECT, free_port
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 and not list(Path("/usr/lib/postgresql").glob("*/bin/postgres")),
