@@ -119,9 +119,15 @@ class ServiceState:
 async def _run_check(check: ReadinessCheck) -> str | None:
     """None if the check passes, else why not."""
     try:
-        outcome = check.probe()
-        if inspect.isawaitable(outcome):
-            outcome = await asyncio.wait_for(outcome, check.timeout_seconds)
+        if inspect.iscoroutinefunction(check.probe):
+            outcome = await asyncio.wait_for(check.probe(), check.timeout_seconds)
+        else:
+            # A plain function may block (a database ping): it runs in a thread, so the
+            # event loop keeps serving and the timeout holds.
+            outcome = await asyncio.wait_for(asyncio.to_thread(check.probe),
+                                             check.timeout_seconds)
+            if inspect.isawaitable(outcome):
+                outcome = await asyncio.wait_for(outcome, check.timeout_seconds)
     except TimeoutError:
         return f"no answer within {check.timeout_seconds} s"
     except Exception as err:

@@ -1,6 +1,7 @@
 """Readiness conditions and drain hooks, on a ServiceState alone."""
 
 import asyncio
+import threading
 
 import pytest
 from servicekit.config import FaultConfig
@@ -53,6 +54,27 @@ def test_a_check_that_does_not_answer_in_time_fails() -> None:
 
     assert failed(state(ReadinessCheck("db", hangs, timeout_seconds=0.01))) == {
         "db": "no answer within 0.01 s"}
+
+
+def test_a_blocking_check_runs_off_the_event_loop_and_its_timeout_holds() -> None:
+    released = threading.Event()
+
+    def blocks() -> bool:
+        released.wait(5)
+        return True
+
+    async def probe_while_the_loop_stays_free() -> tuple[dict[str, str], bool]:
+        service = state(ReadinessCheck("db", blocks, timeout_seconds=0.05))
+        readiness = asyncio.create_task(service.readiness())
+        await asyncio.sleep(0)  # the loop runs other work while the check blocks
+        loop_was_free = not readiness.done()
+        result = await readiness
+        released.set()
+        return result.failed, loop_was_free
+
+    failures, loop_was_free = asyncio.run(probe_while_the_loop_stays_free())
+    assert failures == {"db": "no answer within 0.05 s"}
+    assert loop_was_free
 
 
 def test_a_readiness_fault_is_counted() -> None:
