@@ -33,8 +33,9 @@ from gateway.metrics import GatewayMetrics
 from gateway.proxy import Forward, Proxy, make_upstream_client
 from gateway.upstreams import Upstreams
 
-__all__ = ["PROXIED_METHODS", "create_app"]
+__all__ = ["NAME", "PROXIED_METHODS", "create_app"]
 
+NAME = "gateway"
 PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
@@ -65,10 +66,9 @@ def create_app(
             app.state.proxy = Proxy(http, upstreams, gateway_metrics, settings)
             yield
 
-    # The gateway only reads the registry: clients reach it through its Service, and an
-    # entry of its own would invite routing /api/gateway/... back into itself.
-    app = build_service("gateway", config, lifespans=[
-        discovery_lifespan(config, register=False), upstream_client])
+    # Registered like every app, so the registry shows what runs (and draining leaves it);
+    # clients still come through the Service, and /api/gateway/... is refused below.
+    app = build_service(NAME, config, lifespans=[discovery_lifespan(config), upstream_client])
     upstreams = Upstreams(lambda name: discovery_client(app).instances(name),
                           make_balancer(settings.balancer), settings.breaker,
                           weights.current, rand, breaker_clock)
@@ -102,6 +102,8 @@ def create_app(
             raise HTTPException(400, "the path must start with /api/<app>/")
         app_name, path = split
         _check_app_name(app_name)
+        if app_name == NAME:  # a request routed into itself would loop until it timed out
+            raise HTTPException(400, f"the {NAME} does not route to itself")
         query = request.scope.get("query_string", b"").decode("latin-1")
         client = request.client.host if request.client else None
         forward = Forward(

@@ -240,6 +240,15 @@ def test_an_invalid_app_name_answers_400(world: World, path: str) -> None:
     assert "invalid app name" in answer.json()["detail"]
 
 
+def test_it_registers_itself_but_never_routes_to_itself(world: World) -> None:
+    gateway = world.gateway(INSTANCE_ID="gateway-1")
+    eventually(lambda: httpx.get(f"{world.discovery}/eureka/apps/gateway").status_code == 200,
+               "the gateway's registration")
+    answer = gateway.get("/api/gateway/api/gateway/")
+    assert answer.status_code == 400
+    assert "does not route to itself" in answer.json()["detail"]
+
+
 def test_a_body_over_the_limit_answers_413_without_reaching_an_instance(world: World) -> None:
     echo = world.echo("echo-1")
     gateway = world.gateway(MAX_BODY_BYTES="100")
