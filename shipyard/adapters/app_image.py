@@ -12,6 +12,7 @@ clone, so a second build downloads nothing.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
 import shutil
 import subprocess
@@ -97,11 +98,11 @@ def _installed_versions() -> str:
 
 def build_app_image(engine: DockerEngine, context: Path, reference: str, *,
                     labels: Mapping[str, str], version: str,
-                    on_line: Callable[[str], None]) -> BuiltImage:
+                    on_line: Callable[[str], None], nocache: bool = False) -> BuiltImage:
     """Build ``context`` (from :func:`prepare_build_context`) as ``reference`` without
     network, with ``version`` as the ``VERSION`` build argument."""
     for line in engine.build(context, reference, labels=labels,
-                             buildargs={"VERSION": version}):
+                             buildargs={"VERSION": version}, nocache=nocache):
         on_line(line)
     return BuiltImage(reference, engine.image_id(reference), engine.image_size(reference))
 
@@ -109,8 +110,11 @@ def build_app_image(engine: DockerEngine, context: Path, reference: str, *,
 def _pip(args: list[str], cache: Path, on_line: Callable[[str], None]) -> None:
     command = [sys.executable, "-m", "pip", *args, "--cache-dir", str(cache),
                "--disable-pip-version-check", "--progress-bar", "off"]
+    # A fixed timestamp inside the wheels built here (servicekit's): the same source gives
+    # the same bytes, so the engine's layer cache still matches on a rebuild.
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+                               text=True, env=env)
     assert process.stdout is not None
     tail: list[str] = []
     for raw in process.stdout:

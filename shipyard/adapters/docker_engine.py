@@ -85,14 +85,16 @@ class DockerEngine:
         return str(result)
 
     def build(self, context: Path, reference: str, *, labels: Mapping[str, str] | None = None,
-              buildargs: Mapping[str, str] | None = None) -> Iterator[str]:
+              buildargs: Mapping[str, str] | None = None,
+              nocache: bool = False) -> Iterator[str]:
         """Build ``context`` as ``reference``, yielding the build's output lines; the
-        build's own error is raised as :class:`EngineError`."""
+        build's own error is raised as :class:`EngineError`. ``nocache`` reuses no layer."""
         client = self._client(timeout=1800)
         try:
             stream = client.api.build(path=str(context), tag=reference, rm=True,
                                       forcerm=True, decode=True, labels=dict(labels or {}),
-                                      buildargs=dict(buildargs or {}), network_mode="none")
+                                      buildargs=dict(buildargs or {}), network_mode="none",
+                                      nocache=nocache)
             for chunk in stream:
                 if "error" in chunk:
                     raise EngineError(f"building {reference}: {chunk['error'].strip()}")
