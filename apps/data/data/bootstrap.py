@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI
 from servicekit import ReadinessCheck
+from servicekit.background import in_background
 
 from data.database import describe_error
 from data.store import ActivityStore
@@ -44,13 +45,10 @@ class SchemaBootstrap:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(self._create_schema())
         try:
-            yield
+            async with in_background(self._create_schema()):
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             self.store.close()
 
     def readiness_check(self) -> ReadinessCheck:

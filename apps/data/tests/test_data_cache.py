@@ -9,14 +9,7 @@ from collections.abc import Callable
 
 import pytest
 from data.cache import EvictionReason, ReadThroughCache
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from servicekit.testing import FakeClock
 
 
 class Recorder:

@@ -17,6 +17,7 @@ from typing import Annotated
 
 from fastapi import FastAPI, HTTPException, Path, Query, Response
 from servicekit import ServiceConfig, build_service, service_metrics
+from servicekit.background import in_background
 
 from discovery.config import Settings
 from discovery.metrics import RegistryMetrics
@@ -62,13 +63,9 @@ def create_app(
     @contextlib.asynccontextmanager
     async def evict_expired(app: FastAPI) -> AsyncIterator[None]:
         metrics: RegistryMetrics = app.state.registry_metrics
-        task = asyncio.create_task(_evict_forever(reg, metrics, settings.eviction_interval_seconds))
-        try:
+        async with in_background(
+                _evict_forever(reg, metrics, settings.eviction_interval_seconds)):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     app = build_service("discovery", config, lifespans=[evict_expired])
     app.state.registry = reg

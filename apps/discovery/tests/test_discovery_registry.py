@@ -5,14 +5,7 @@ import threading
 
 import pytest
 from discovery.registry import Action, Registry, Status, UnknownInstanceError
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from servicekit.testing import FakeClock
 
 
 @pytest.fixture

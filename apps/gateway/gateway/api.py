@@ -85,9 +85,11 @@ def create_app(
 
     @app.get("/gateway/upstreams")
     async def all_upstreams() -> dict[str, Any]:
-        """Every app routed to so far: its instances, their outstanding requests, breaker
-        state and version; plus the routing settings in force."""
-        return _view(upstreams.describe(), settings, weights)
+        """Every app registered and UP in discovery, routed to yet or not (but the gateway
+        itself, which it never routes to): its instances, their outstanding requests,
+        breaker state and version; plus the routing settings in force."""
+        routable = [name for name in discovery_client(app).apps() if name != NAME]
+        return _view(upstreams.describe(routable), settings, weights)
 
     @app.get("/gateway/upstreams/{app_name}")
     async def app_upstreams(app_name: str) -> dict[str, Any]:

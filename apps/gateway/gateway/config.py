@@ -19,10 +19,13 @@ from typing import Annotated, Any
 
 from pydantic import Field, StrictInt, TypeAdapter, ValidationError
 from servicekit.config import (
+    env_choice,
+    env_non_negative_int,
     env_positive_float,
     env_positive_int,
     env_probability,
 )
+from servicekit.watched_file import WatchedFile
 
 from gateway.balancer import BALANCERS, BalancerKind
 from gateway.breaker import BreakerPolicy
@@ -82,27 +85,6 @@ def _env_weights(env: Env) -> Weights:
     return parse_weights(loaded, "GATEWAY_WEIGHTS")
 
 
-def _env_count(env: Env, name: str, default: int) -> int:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    if not (raw.isascii() and raw.isdigit()):
-        raise ValueError(f"{name}={raw!r} is invalid: it must be a whole number of at least 0; "
-                         f"set it to e.g. 1, or unset it to use the default ({default})")
-    return int(raw)
-
-
-def _env_balancer(env: Env) -> BalancerKind:
-    raw = (env.get("GATEWAY_BALANCER") or "").strip().lower()
-    if not raw:
-        return "least-outstanding"
-    for kind in BALANCERS:
-        if raw == kind:
-            return kind
-    raise ValueError(f"GATEWAY_BALANCER={raw!r} is invalid: it must be one of "
-                     f"{', '.join(BALANCERS)}; unset it to use least-outstanding")
-
-
 @dataclass(frozen=True)
 class GatewaySettings:
     """Each setting from one variable (defaults in brackets):
@@ -135,12 +117,12 @@ class GatewaySettings:
         policy = BreakerPolicy()
         config_file = (env.get("GATEWAY_CONFIG_FILE") or "").strip()
         return cls(
-            balancer=_env_balancer(env),
+            balancer=env_choice(env, "GATEWAY_BALANCER", BALANCERS, cls.balancer),
             connect_timeout_seconds=env_positive_float(
                 env, "GATEWAY_CONNECT_TIMEOUT_SECONDS", cls.connect_timeout_seconds),
             timeout_seconds=env_positive_float(env, "GATEWAY_TIMEOUT_SECONDS",
                                                cls.timeout_seconds),
-            retries=_env_count(env, "GATEWAY_RETRIES", cls.retries),
+            retries=env_non_negative_int(env, "GATEWAY_RETRIES", cls.retries),
             max_connections=env_positive_int(env, "GATEWAY_MAX_CONNECTIONS",
                                              cls.max_connections),
             max_response_bytes=env_positive_int(env, "GATEWAY_MAX_RESPONSE_BYTES",
@@ -170,38 +152,18 @@ class WeightsSource:
     """The weights in force now: GATEWAY_CONFIG_FILE's when that file exists, else
     GATEWAY_WEIGHTS'.
 
-    Like servicekit's fault file, `current()` stats the file on each call and re-reads it
-    when its mtime, inode or size changed (a ConfigMap update swaps a symlink). A missing
-    file means the environment's weights; an invalid one is logged and the last good
-    weights stay, because a typo in a ConfigMap must not take routing down.
+    The file is re-read when it changes (a WatchedFile, as servicekit's fault file): a
+    missing file means the environment's weights; an invalid one is logged and the last
+    good weights stay, because a typo in a ConfigMap must not take routing down.
     """
 
     def __init__(self, base: Weights, path: Path | None = None) -> None:
         self.base = base
         self.path = path
-        self._signature: tuple[int, int, int] | None = None
-        self._current = base
+        self._file = None if path is None else WatchedFile(
+            path, lambda text: parse_routing_file(text, str(path)), base,
+            what="routing file", logger=logger,
+            describe=lambda weights: {app: dict(w) for app, w in weights.items()})
 
     def current(self) -> Weights:
-        if self.path is None:
-            return self.base
-        try:
-            stat = self.path.stat()
-            signature: tuple[int, int, int] | None = (stat.st_mtime_ns, stat.st_ino,
-                                                      stat.st_size)
-        except OSError:
-            signature = None
-        if signature != self._signature:
-            self._signature = signature
-            self._current = self._load(self.path) if signature else self.base
-        return self._current
-
-    def _load(self, path: Path) -> Weights:
-        try:
-            weights = parse_routing_file(path.read_text(encoding="utf-8"), str(path))
-        except (OSError, UnicodeDecodeError, ValueError) as err:
-            logger.error("routing file ignored, keeping the previous weights: %s", err)
-            return self._current
-        logger.warning("version weights from %s: %s", path,
-                       {app: dict(w) for app, w in weights.items()})
-        return weights
+        return self.base if self._file is None else self._file.current()

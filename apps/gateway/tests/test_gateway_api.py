@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import random
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +29,13 @@ from gateway.breaker import BreakerPolicy
 from gateway.config import GatewaySettings, parse_weights
 from gateway.weights import eligible_versions
 from servicekit import ServiceConfig, build_service, discovery_lifespan
-from servicekit.testing import config_for_tests, running_server
+from servicekit.testing import (
+    FakeClock,
+    config_for_tests,
+    eventually,
+    free_port,
+    running_server,
+)
 from starlette.responses import JSONResponse, Response
 
 
@@ -44,20 +49,6 @@ def discovery_app(config: ServiceConfig) -> FastAPI:
 
 def seeded(seed: int) -> Callable[[], float]:
     return random.Random(seed).random  # noqa: S311 (repeatable draws, not secrets)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def eventually(condition: Callable[[], Any], what: str, seconds: float = 5.0) -> Any:
-    deadline = time.monotonic() + seconds
-    while not (result := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-    return result
 
 
 @dataclass
@@ -129,14 +120,6 @@ class Gateway:
         return [self.get(path).json()["instance"] for _ in range(count)]
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class World:
     def __init__(self, stack: contextlib.ExitStack) -> None:
         self.stack = stack
@@ -156,15 +139,15 @@ class World:
         self.echoes.append(echo)
         return echo
 
-    def dead_echo(self, instance_id: str) -> None:
+    def dead_instance(self, instance_id: str, app: str = "echo") -> None:
         """Registered and UP in discovery, but nothing listens at its address."""
         body = {"instance_id": instance_id, "host": "127.0.0.1", "port": free_port(),
                 "status": "UP", "metadata": {"version": "1.0.0"}}
-        httpx.post(f"{self.discovery}/eureka/apps/echo", json=body).raise_for_status()
+        httpx.post(f"{self.discovery}/eureka/apps/{app}", json=body).raise_for_status()
 
     def gateway(self, settings: GatewaySettings | None = None,
                 rand: Callable[[], float] = random.random, **variables: str) -> Gateway:
-        clock = FakeClock()
+        clock = FakeClock(now=0.0)
         config = config_for_tests({"DISCOVERY_URL": self.discovery,
                                    "DISCOVERY_REFRESH_SECONDS": "0.02", **variables})
         app = create_app(config, settings=settings or GatewaySettings(), breaker_clock=clock,
@@ -278,7 +261,7 @@ def test_an_answer_over_the_response_limit_answers_502(world: World) -> None:
 # -- retries, breakers, timeouts ----------------------------------------------------------
 
 def test_a_get_to_a_dead_instance_is_retried_on_another(world: World) -> None:
-    world.dead_echo("echo-0")
+    world.dead_instance("echo-0")
     world.echo("echo-1")
     gateway = world.gateway()
     gateway.wait_for(2)
@@ -290,7 +273,7 @@ def test_a_get_to_a_dead_instance_is_retried_on_another(world: World) -> None:
 
 
 def test_a_post_to_a_dead_instance_is_not_retried(world: World) -> None:
-    world.dead_echo("echo-0")
+    world.dead_instance("echo-0")
     live = world.echo("echo-1")
     gateway = world.gateway()
     gateway.wait_for(2)
@@ -393,6 +376,20 @@ def test_the_upstream_view_lists_instances_with_load_breaker_and_version(
         "balancer": "least-outstanding",
         "weights": {},
     }
+
+
+def test_the_upstream_view_lists_every_registered_app_asked_about_or_not(
+        world: World) -> None:
+    world.echo("echo-1")
+    gateway = world.gateway()
+    eventually(lambda: httpx.get(f"{world.discovery}/eureka/apps/gateway").status_code == 200,
+               "the gateway's own registration")
+    world.dead_instance("billing-1", app="billing")  # nothing ever asks for billing
+    listed = eventually(lambda: gateway.get("/gateway/upstreams").json()["apps"].get("billing"),
+                        "billing in the upstream view")
+    assert [instance["instance_id"] for instance in listed] == ["billing-1"]
+    # Registered before billing, so in this copy of the registry too; never routed to.
+    assert sorted(gateway.get("/gateway/upstreams").json()["apps"]) == ["billing", "echo"]
 
 
 def test_each_proxied_request_logs_its_upstream(world: World,

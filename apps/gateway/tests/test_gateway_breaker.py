@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import pytest
 from gateway.breaker import BreakerPolicy, BreakerState, CircuitBreaker
+from servicekit.testing import FakeClock
 
 POLICY = BreakerPolicy(consecutive_failures=3, failure_ratio=0.5, window=10,
                        cooldown_seconds=30)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

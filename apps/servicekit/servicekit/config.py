@@ -13,9 +13,10 @@ import math
 import os
 import re
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -24,8 +25,10 @@ __all__ = [
     "ServiceConfig",
     "detect_primary_address",
     "env_bool",
+    "env_choice",
     "env_list",
     "env_non_negative_float",
+    "env_non_negative_int",
     "env_port",
     "env_positive_float",
     "env_positive_int",
@@ -33,6 +36,8 @@ __all__ = [
 ]
 
 Env = Mapping[str, str]
+Choice = TypeVar("Choice", bound=str)
+Number = TypeVar("Number", int, float)
 
 FAULT_KEYS = (
     "FAULT_ERROR_RATE",
@@ -65,18 +70,38 @@ def _invalid(name: str, raw: str, must: str, example: str, default: object) -> V
     )
 
 
-def _float(env: Env, name: str, default: float, must: str, example: str,
-           accept: Callable[[float], bool]) -> float:
+def _number(env: Env, name: str, default: Number, must: str, example: str,
+            convert: Callable[[str], Number | None], accept: Callable[[Number], bool]) -> Number:
     raw = _raw(env, name)
     if raw is None:
         return default
+    value = convert(raw)
+    if value is None or not accept(value):
+        raise _invalid(name, raw, must, example, default)
+    return value
+
+
+def _finite_float(raw: str) -> float | None:
     try:
         value = float(raw)
     except ValueError:
-        raise _invalid(name, raw, must, example, default) from None
-    if not math.isfinite(value) or not accept(value):
-        raise _invalid(name, raw, must, example, default)
-    return value
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _whole_number(raw: str) -> int | None:
+    # isdigit alone would take "²"; int() would take "-1", "+1" and "1_000".
+    return int(raw) if raw.isascii() and raw.isdigit() else None
+
+
+def _float(env: Env, name: str, default: float, must: str, example: str,
+           accept: Callable[[float], bool]) -> float:
+    return _number(env, name, default, must, example, _finite_float, accept)
+
+
+def _int(env: Env, name: str, default: int, must: str, example: str,
+         accept: Callable[[int], bool]) -> int:
+    return _number(env, name, default, must, example, _whole_number, accept)
 
 
 def env_positive_float(env: Env, name: str, default: float) -> float:
@@ -97,22 +122,30 @@ def env_probability(env: Env, name: str, default: float) -> float:
 
 def env_positive_int(env: Env, name: str, default: int) -> int:
     """A whole number greater than 0."""
-    raw = _raw(env, name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or int(raw) == 0:
-        raise _invalid(name, raw, "a whole number greater than 0", "65536", default)
-    return int(raw)
+    return _int(env, name, default, "a whole number greater than 0", "65536", lambda v: v > 0)
+
+
+def env_non_negative_int(env: Env, name: str, default: int) -> int:
+    """A whole number of at least 0 (e.g. a count of retries, where 0 means none)."""
+    return _int(env, name, default, "a whole number of at least 0", "1", lambda v: v >= 0)
 
 
 def env_port(env: Env, name: str, default: int) -> int:
     """A TCP port, 1 to 65535."""
+    return _int(env, name, default, "a TCP port between 1 and 65535", "8080",
+                lambda v: 1 <= v <= 65535)
+
+
+def env_choice(env: Env, name: str, choices: Sequence[Choice], default: Choice) -> Choice:
+    """One of `choices`, in any case; the matching choice is returned as spelled there,
+    so a tuple of Literal values gives a Literal."""
     raw = _raw(env, name)
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 65535:
-        raise _invalid(name, raw, "a TCP port between 1 and 65535", "8080", default)
-    return int(raw)
+    for choice in choices:
+        if raw.lower() == choice.lower():
+            return choice
+    raise _invalid(name, raw, f"one of {', '.join(choices)}", default, default)
 
 
 def env_bool(env: Env, name: str, default: bool) -> bool:
@@ -274,10 +307,6 @@ class ServiceConfig:
         ADVERTISE_HOST are unset, so tests can pin them.
         """
         env = os.environ if env is None else env
-        log_level = (_raw(env, "LOG_LEVEL") or "INFO").upper()
-        if log_level not in _LOG_LEVELS:
-            raise _invalid("LOG_LEVEL", log_level, f"one of {', '.join(_LOG_LEVELS)}", "INFO",
-                           "INFO")
         fault_file = _raw(env, "FAULT_CONFIG_FILE")
         instance_id = _raw(env, "INSTANCE_ID")
         if instance_id is not None and not _INSTANCE_ID.match(instance_id):
@@ -293,7 +322,7 @@ class ServiceConfig:
             drain_seconds=env_non_negative_float(env, "DRAIN_SECONDS", cls.drain_seconds),
             shutdown_timeout_seconds=env_positive_int(
                 env, "SHUTDOWN_TIMEOUT_SECONDS", cls.shutdown_timeout_seconds),
-            log_level=log_level,
+            log_level=env_choice(env, "LOG_LEVEL", _LOG_LEVELS, cls.log_level),
             discovery_urls=_discovery_urls(env),
             heartbeat_seconds=env_positive_float(
                 env, "DISCOVERY_HEARTBEAT_SECONDS", cls.heartbeat_seconds),

@@ -29,6 +29,7 @@ import httpx
 from fastapi import FastAPI
 
 from servicekit.app import Lifespan, service_state
+from servicekit.background import cancel_and_wait
 from servicekit.config import ServiceConfig
 from servicekit.httpclient import make_http_client
 
@@ -255,6 +256,10 @@ class RegistryCache:
         known = self._apps.get(app, {})
         return [known[key] for key in sorted(known) if known[key].status == "UP"]
 
+    def apps(self) -> list[str]:
+        """The apps with at least one UP instance, sorted by name."""
+        return sorted(app for app in self._apps if self.instances(app))
+
     def apply_snapshot(self, payload: Mapping[str, Any]) -> None:
         """Replace the cache with a GET /eureka/apps answer."""
         apps = {
@@ -354,9 +359,12 @@ class DiscoveryClient:
 
     def instances(self, app: str) -> list[Instance]:
         """The UP instances of `app` from the cache (see RegistryCache.instances)."""
-        if self.cache is None:
-            raise RuntimeError("this DiscoveryClient does not watch the registry (watch=False)")
-        return self.cache.instances(app)
+        return self._cache().instances(app)
+
+    def apps(self) -> list[str]:
+        """The apps with at least one UP instance in the cache, sorted (see
+        RegistryCache.apps)."""
+        return self._cache().apps()
 
     async def start(self) -> None:
         if self.registrar is not None:
@@ -370,26 +378,23 @@ class DiscoveryClient:
         if self._left or self.registrar is None:
             return
         self._left = True
-        await _cancel(self._heartbeats)
+        await cancel_and_wait(self._heartbeats)
         outcomes = await self.registrar.deregister_all()
         logger.info("left discovery: %s", {url: str(o) for url, o in outcomes.items()})
 
     async def stop(self) -> None:
         await self.leave()
-        await _cancel(self._refreshes)
+        await cancel_and_wait(self._refreshes)
+
+    def _cache(self) -> RegistryCache:
+        if self.cache is None:
+            raise RuntimeError("this DiscoveryClient does not watch the registry (watch=False)")
+        return self.cache
 
     async def _refresh_later(self) -> None:
         assert self.cache is not None
         await self.sleep(self.refresh_seconds)
         await self.cache.run(self.refresh_seconds, self.sleep)
-
-
-async def _cancel(task: asyncio.Task[None] | None) -> None:
-    if task is None:
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 def discovery_lifespan(

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from servicekit.config import FAULT_KEYS, FaultConfig
 from servicekit.metrics import ServiceMetrics
 from servicekit.routes import OPERATIONAL_PATHS
+from servicekit.watched_file import WatchedFile
 
 __all__ = [
     "FaultInjectionMiddleware",
@@ -71,46 +72,20 @@ def parse_fault_file(text: str) -> dict[str, str]:
 class FaultSource:
     """The fault settings in force now.
 
-    `current()` returns `base` (from the environment) with the keys of `path` laid over it.
-    It stats the file on each call and re-reads it when its mtime, inode or size changed
-    (a ConfigMap update swaps a symlink, so the inode changes even within one mtime tick).
-    A missing file means "no overrides"; an invalid one is logged and the last good
-    settings stay in force, because a typo in a ConfigMap must not take the service down.
+    `current()` returns `base` (from the environment) with the keys of the file at `path`
+    laid over it, re-read when it changes (a WatchedFile): a missing file means "no
+    overrides", an invalid one is logged and the last good settings stay in force.
     """
 
     def __init__(self, base: FaultConfig, path: Path | None = None) -> None:
         self.base = base
         self.path = path
-        self._signature: tuple[int, int, int] | None = None
-        self._current = base
+        self._file = None if path is None else WatchedFile(
+            path, lambda text: FaultConfig.from_env(parse_fault_file(text), base=base), base,
+            what="fault file", logger=logger)
 
     def current(self) -> FaultConfig:
-        if self.path is None:
-            return self.base
-        try:
-            stat = self.path.stat()
-            signature: tuple[int, int, int] | None = (stat.st_mtime_ns, stat.st_ino,
-                                                      stat.st_size)
-        except OSError:  # absent, or unreadable: no overrides either way
-            signature = None
-        if signature != self._signature:
-            self._signature = signature
-            self._current = self._load(self.path) if signature else self._absent(self.path)
-        return self._current
-
-    def _absent(self, path: Path) -> FaultConfig:
-        logger.info("fault file %s is absent: faults from the environment only", path)
-        return self.base
-
-    def _load(self, path: Path) -> FaultConfig:
-        try:
-            overrides = parse_fault_file(path.read_text(encoding="utf-8"))
-            loaded = FaultConfig.from_env(overrides, base=self.base)
-        except (OSError, UnicodeDecodeError, ValueError) as err:
-            logger.error("fault file %s ignored, keeping the previous settings: %s", path, err)
-            return self._current
-        logger.warning("fault settings from %s: %s", path, loaded)
-        return loaded
+        return self.base if self._file is None else self._file.current()
 
 
 @dataclass(frozen=True)

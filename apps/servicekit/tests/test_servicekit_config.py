@@ -6,8 +6,10 @@ import pytest
 from servicekit.config import (
     FaultConfig,
     env_bool,
+    env_choice,
     env_list,
     env_non_negative_float,
+    env_non_negative_int,
     env_port,
     env_positive_float,
     env_positive_int,
@@ -58,6 +60,28 @@ def test_port_rejects_what_is_not_1_to_65535(raw: str) -> None:
 def test_positive_int_rejects_zero() -> None:
     with pytest.raises(ValueError, match="MAX_BODY_BYTES"):
         env_positive_int({"MAX_BODY_BYTES": "0"}, "MAX_BODY_BYTES", 1)
+
+
+def test_non_negative_int_accepts_zero() -> None:
+    assert env_non_negative_int({"RETRIES": "0"}, "RETRIES", 1) == 0
+
+
+@pytest.mark.parametrize("raw", ["-1", "1.5", "some", "²"])
+def test_non_negative_int_rejects_what_is_not_a_whole_number_naming_the_fix(raw: str) -> None:
+    with pytest.raises(ValueError, match=r"RETRIES=.* is invalid.*whole number of at least 0"
+                                         r".*unset it to use the default \(1\)"):
+        env_non_negative_int({"RETRIES": raw}, "RETRIES", 1)
+
+
+def test_choice_matches_in_any_case_and_answers_the_choice_as_spelled() -> None:
+    assert env_choice({"MODE": " Never "}, "MODE", ("always", "never"), "always") == "never"
+    assert env_choice({"MODE": ""}, "MODE", ("always", "never"), "always") == "always"
+
+
+def test_choice_rejects_another_word_listing_the_choices() -> None:
+    with pytest.raises(ValueError, match=r"MODE='sometimes' is invalid.*one of always, never;"
+                                         r" set it to e.g. always"):
+        env_choice({"MODE": "sometimes"}, "MODE", ("always", "never"), "always")
 
 
 @pytest.mark.parametrize(("raw", "value"), [("TRUE", True), ("yes", True), ("on", True),
@@ -120,6 +144,10 @@ def test_discovery_url_must_be_a_base_url(url: str) -> None:
 def test_log_level_is_checked() -> None:
     with pytest.raises(ValueError, match="LOG_LEVEL"):
         config_for_tests(LOG_LEVEL="chatty")
+
+
+def test_log_level_is_read_in_any_case() -> None:
+    assert config_for_tests(LOG_LEVEL="debug").log_level == "DEBUG"
 
 
 def test_faults_are_off_by_default() -> None:

@@ -199,6 +199,25 @@ def test_an_unknown_app_has_no_instances(cache: RegistryCache) -> None:
     assert cache.instances("billing") == []
 
 
+def test_the_apps_are_those_with_an_up_instance_sorted() -> None:
+    cache = RegistryCache(httpx.AsyncClient(), [])
+    cache.apply_snapshot(snapshot("e1", 3, instance_json("s-1", app="stock"),
+                                  instance_json("b-1", status="DOWN", app="billing"),
+                                  instance_json("o-1", app="orders")))
+    assert cache.apps() == ["orders", "stock"]
+
+
+def test_an_app_whose_last_instance_left_is_no_longer_listed(cache: RegistryCache) -> None:
+    cache.apply_delta(delta("e1", 4, change(3, "DELETED", "orders-1"),
+                            change(4, "DELETED", "orders-2")))
+    assert cache.apps() == []
+
+
+def test_the_client_lists_the_apps_of_its_cache(cache: RegistryCache) -> None:
+    client = DiscoveryClient(None, cache, heartbeat_seconds=1, refresh_seconds=1)
+    assert client.apps() == ["orders"]
+
+
 def test_a_delta_adds_and_removes_instances(cache: RegistryCache) -> None:
     assert cache.apply_delta(delta("e1", 4, change(3, "ADDED", "orders-3"),
                                    change(4, "DELETED", "orders-1")))
@@ -294,3 +313,5 @@ def test_instances_from_a_client_that_does_not_watch_is_an_error() -> None:
     client = DiscoveryClient(None, None, heartbeat_seconds=1, refresh_seconds=1)
     with pytest.raises(RuntimeError, match="watch=False"):
         client.instances("orders")
+    with pytest.raises(RuntimeError, match="watch=False"):
+        client.apps()

@@ -2,78 +2,48 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from servicekit.testing import ModuleProcess, eventually, module_process
 
 HERE = Path(__file__).resolve().parent
 DEADLINE_SECONDS = 20.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_for(condition: Callable[[], bool], what: str) -> None:
-    """Poll `condition` until it holds; fail naming `what` after DEADLINE_SECONDS."""
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    eventually(condition, what, DEADLINE_SECONDS, interval=0.02)
 
 
 @dataclass
 class Service:
-    process: subprocess.Popen[str]
-    url: str
+    process: ModuleProcess
     release: Path
-    log: list[dict[str, object]]
+
+    @property
+    def url(self) -> str:
+        return self.process.base_url
 
     def messages(self) -> list[str]:
-        return [str(entry["message"]) for entry in list(self.log)]
+        return [str(entry["message"]) for entry in self.process.log_entries()]
 
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent), "HOST": "127.0.0.1",
-           "PORT": str(port), "DRAIN_SECONDS": "3", "SHUTDOWN_TIMEOUT_SECONDS": "20",
-           "APP_VERSION": "9.9.9", "RELEASE_FILE": str(tmp_path / "release")}
-    process = subprocess.Popen([sys.executable, str(HERE / "slow_service.py")], env=env,
-                               stderr=subprocess.PIPE, text=True)
-    log: list[dict[str, object]] = []
-
-    def read_log() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            log.append(json.loads(line))  # a line that is not JSON fails the test here
-
-    reader = threading.Thread(target=read_log, daemon=True)
-    reader.start()
-    service = Service(process, f"http://127.0.0.1:{port}", tmp_path / "release", log)
-    try:
-        wait_for(lambda: answers(service.url + "/readyz") == 200, "readiness")
-        yield service
-    finally:
-        service.release.touch()
-        if process.poll() is None:
-            process.kill()
-        process.wait(DEADLINE_SECONDS)
-        reader.join(DEADLINE_SECONDS)
+    """tests/slow_service.py as `python -m slow_service`, ready."""
+    release = tmp_path / "release"
+    env = {"DRAIN_SECONDS": "3", "SHUTDOWN_TIMEOUT_SECONDS": "20", "APP_VERSION": "9.9.9",
+           "RELEASE_FILE": str(release)}
+    with module_process("slow_service", HERE, env) as process:
+        try:
+            yield Service(process, release)
+        finally:
+            release.touch()
 
 
 def answers(url: str) -> int | None:
@@ -99,7 +69,7 @@ def test_sigterm_drains_then_finishes_the_in_flight_request_then_shuts_down(
     wait_for(lambda: answers(service.url + "/readyz") == 503, "readiness to turn false")
     # After DRAIN_SECONDS the listener closes while /slow is still in flight.
     wait_for(lambda: answers(service.url + "/healthz") is None, "new connections refused")
-    assert caller.is_alive() and service.process.poll() is None
+    assert caller.is_alive() and service.process.popen.poll() is None
 
     service.release.touch()
     caller.join(DEADLINE_SECONDS)
@@ -114,7 +84,8 @@ def test_every_log_line_is_json_carrying_app_and_version(service: Service) -> No
     httpx.get(service.url + "/version", headers={"X-Request-ID": "req-log"})
     service.process.send_signal(signal.SIGTERM)
     service.process.wait(DEADLINE_SECONDS)
-    access = [e for e in service.log if e.get("request_id") == "req-log"]
+    log = service.process.log_entries()
+    access = [e for e in log if e.get("request_id") == "req-log"]
     assert [(e["app"], e["version"], e["route"], e["status"]) for e in access] == [
         ("slow", "9.9.9", "/version", 200)]
-    assert all(e["app"] == "slow" for e in service.log)
+    assert all(e["app"] == "slow" for e in log)

@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from servicekit.config import env_non_negative_float, env_positive_float, env_positive_int
+from servicekit.config import (
+    env_choice,
+    env_non_negative_float,
+    env_positive_float,
+    env_positive_int,
+)
 
 from streaming.log import NAME_PATTERN, is_valid_name
 
@@ -48,7 +53,8 @@ class Settings:
         source = os.environ if env is None else env
         settings = cls(
             data_dir=Path((source.get("DATA_DIR") or "").strip() or cls.data_dir),
-            fsync_policy=_fsync_policy(source),
+            fsync_policy=env_choice(source, "FSYNC_POLICY", _FSYNC_POLICIES,
+                                    cls.fsync_policy),
             default_partitions=env_positive_int(source, "DEFAULT_PARTITIONS",
                                                 cls.default_partitions),
             max_partitions=env_positive_int(source, "MAX_PARTITIONS", cls.max_partitions),
@@ -96,15 +102,3 @@ def _topic(env: Mapping[str, str]) -> str:
             f"{NAME_PATTERN}; set it to e.g. views, or unset it to use the default "
             f"({Settings.aggregation_topic})")
     return raw
-
-
-def _fsync_policy(env: Mapping[str, str]) -> FsyncPolicy:
-    raw = (env.get("FSYNC_POLICY") or "").strip().lower()
-    if not raw:
-        return Settings.fsync_policy
-    for policy in _FSYNC_POLICIES:
-        if raw == policy:
-            return policy
-    raise ValueError(
-        f"FSYNC_POLICY={raw!r} is invalid: it must be one of {', '.join(_FSYNC_POLICIES)}; "
-        f"set it to e.g. always, or unset it to use the default ({Settings.fsync_policy})")
