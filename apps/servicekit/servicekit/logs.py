@@ -76,4 +76,8 @@ def configure_logging(app_name: str, version: str, *, level: str = "INFO",
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
+        # Another logging setup in the process (a dictConfig with disable_existing_loggers,
+        # a level of its own) must not silence them: the root's level decides.
+        uvicorn_logger.disabled = False
+        uvicorn_logger.setLevel(logging.NOTSET)
     return handler

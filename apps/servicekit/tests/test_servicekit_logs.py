@@ -36,6 +36,23 @@ def test_a_record_is_one_json_line_with_app_and_version(stream: io.StringIO) -> 
         "message": "pool main exhausted"}
 
 
+def test_uvicorn_records_are_json_even_after_another_setup_silenced_them() -> None:
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    saved = (uvicorn_error.disabled, uvicorn_error.level)
+    uvicorn_error.disabled, uvicorn_error.level = True, logging.CRITICAL
+    root = logging.getLogger()
+    kept = (list(root.handlers), root.level)
+    buffer = io.StringIO()
+    try:
+        configure_logging("orders", "1.2.3", stream=buffer)
+        uvicorn_error.info("Started server process [%d]", 7)
+    finally:
+        root.handlers[:] = kept[0]
+        root.setLevel(kept[1])
+        uvicorn_error.disabled, uvicorn_error.level = saved
+    assert lines(buffer)[0]["message"] == "Started server process [7]"
+
+
 def test_uvicorn_records_are_json_too(stream: io.StringIO) -> None:
     logging.getLogger("uvicorn.error").info("Started server process [%d]", 7)
     assert lines(stream)[0]["message"] == "Started server process [7]"
