@@ -41,10 +41,16 @@ class Settings(BaseSettings):
     )
     postgres_port: int = Field(default=54320, ge=1, le=65535,
                                description="port of the stack's PostgreSQL on 127.0.0.1")
+    pip_cache: Path | None = Field(
+        default=None, description="pip's cache for the apps' wheels; default <stack>/pip-cache")
+    push_branches: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="branches whose ci runs push images (shell patterns, JSON list); "
+        "elsewhere push is skipped with WhenNotMet")
     registry: str = Field(default="127.0.0.1:5000", pattern=r"^127\.0\.0\.1:\d{1,5}$",
                           description="address of the local registry (loopback only)")
 
-    @field_validator("home", "project_dir", "stack_home", mode="after")
+    @field_validator("home", "project_dir", "stack_home", "pip_cache", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
@@ -84,9 +90,9 @@ class Settings(BaseSettings):
 
     @property
     def pip_cache_dir(self) -> Path:
-        """pip's cache for gathering the apps' wheels: kept with the stack, so a rebuild
-        downloads nothing."""
-        return self.stack_dir / "pip-cache"
+        """pip's cache for gathering the apps' wheels: ``SHIPYARD_PIP_CACHE``, else kept
+        with the stack, so a rebuild downloads nothing."""
+        return self.pip_cache or self.stack_dir / "pip-cache"
 
     @property
     def prefect_home(self) -> Path:

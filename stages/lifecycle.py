@@ -21,7 +21,8 @@ from shipyard.domain.states import State
 from shipyard.store import RunRecord
 from stages.runtime import RunContext, open_store
 
-__all__ = ["PipelineFailed", "begin_run", "child_stage", "extend_run", "running"]
+__all__ = ["PipelineFailed", "begin_run", "child_stage", "extend_run", "running",
+           "skip_stage"]
 
 
 class PipelineFailed(RuntimeError):
@@ -70,6 +71,13 @@ async def extend_run(run: RunContext, stages: Iterable[StageSpec]) -> None:
     """Add stages to a run under way; the whole graph is validated again."""
     store = await asyncio.to_thread(open_store)
     await asyncio.to_thread(store.add_stages, run.run_id, tuple(stages))
+
+
+async def skip_stage(run: RunContext, ref: str, *, reason: str, message: str) -> None:
+    """Skip a queued stage that will not run (a ``when`` condition not met)."""
+    store = await asyncio.to_thread(open_store)
+    await asyncio.to_thread(store.transition_stage, run.run_id, ref, State.SKIPPED,
+                            reason=reason, message=message)
 
 
 @asynccontextmanager

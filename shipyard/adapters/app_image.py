@@ -23,8 +23,8 @@ from pathlib import Path
 
 from shipyard.adapters.docker_engine import DockerEngine
 
-__all__ = ["AppImageError", "BuiltImage", "build_app_image", "local_packages",
-           "prepare_build_context"]
+__all__ = ["AppImageError", "BuiltImage", "build_app_image", "installed_versions",
+           "local_packages", "prepare_build_context"]
 
 IGNORED = shutil.ignore_patterns("tests", "conftest.py", "__pycache__", "*.pyc", ".*_cache",
                                  "wheels", "*.egg-info", "build", "dist", "deploy")
@@ -76,7 +76,7 @@ def prepare_build_context(app_dir: Path, out: Path, *, packages: Mapping[str, Pa
     # The versions the tests ran with (this environment's), not whatever the index has
     # newest today: an image holds what was tested.
     constraints = out / ".constraints.txt"
-    constraints.write_text(_installed_versions())
+    constraints.write_text(installed_versions())
     _pip(["wheel", "--wheel-dir", str(wheels), "-r", str(host_requirements),
           "-c", str(constraints)], pip_cache, on_line)
     host_requirements.unlink()
@@ -84,7 +84,7 @@ def prepare_build_context(app_dir: Path, out: Path, *, packages: Mapping[str, Pa
     return out
 
 
-def _installed_versions() -> str:
+def installed_versions() -> str:
     """``name==version`` of every distribution installed in this environment, except
     those installed from a folder (this project, the apps' local packages)."""
     lines = set()

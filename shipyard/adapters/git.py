@@ -16,8 +16,8 @@ from pathlib import Path
 
 from git import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError, Repo
 
-__all__ = ["CheckedOut", "CommitInfo", "GitCheckout", "GitError", "head_commit", "validate_ref",
-           "validate_repo_url"]
+__all__ = ["CheckedOut", "CommitInfo", "GitCheckout", "GitError", "files_changed",
+           "head_commit", "tree_hash", "validate_ref", "validate_repo_url"]
 
 # git check-ref-format's rules, in short: no "..", no control characters or " ~^:?*[\",
 # no leading "-" or "/", no trailing "/" or ".lock", no "@{".
@@ -153,6 +153,32 @@ def _commit_info(commit: object) -> CommitInfo:
 def _git_message(err: GitCommandError) -> str:
     stderr = str(err.stderr or "").strip().replace("stderr: ", "").strip("'\n ")
     return stderr.splitlines()[-1] if stderr else str(err)
+
+
+def tree_hash(workspace: Path, path: str) -> str | None:
+    """The git tree hash of ``path`` at the commit checked out in ``workspace``, or None
+    if the commit has no such folder."""
+    try:
+        entry = Repo(workspace).head.commit.tree / path
+    except KeyError:
+        return None
+    return str(entry.hexsha)
+
+
+def files_changed(workspace: Path, base: str, head: str) -> list[str] | None:
+    """The paths that differ between commits ``base`` and ``head`` of the repository of
+    ``workspace``; None when ``base`` is not in it (another repository, or gone)."""
+    repo = Repo(workspace)
+    try:
+        repo.commit(base)
+    except (BadName, ValueError, GitCommandError):
+        return None
+    try:
+        output = repo.git.diff("--name-only", "--no-renames", base, head)
+    except GitCommandError as err:
+        raise GitError(f"cannot compare {base[:12]} with {head[:12]}: "
+                       f"{_git_message(err)}") from err
+    return [line for line in output.splitlines() if line]
 
 
 def head_commit(path: Path) -> str:

@@ -48,10 +48,13 @@ Actor = Annotated[str | None, typer.Option("--actor", help="Who asks (default: y
 
 @app.command()
 def ci(repo: Repo = ".", ref: Ref = "main", apps: Apps = None, wait: Wait = True,
-       timeout: Timeout = 1800, actor: Actor = None) -> None:
-    """Check out a commit and run the tests of its apps."""
+       timeout: Timeout = 1800, actor: Actor = None,
+       all_apps: Annotated[bool, typer.Option(
+           "--all", help="Test, build and push every app, changed or not.")] = False) -> None:
+    """Check out a commit; test, build and push the apps it changes."""
     repo = _repo(repo)
-    start_and_follow("ci", {"repo": repo, "ref": ref, "apps": _apps(apps)}, repo_url=repo,
+    start_and_follow("ci", {"repo": repo, "ref": ref, "apps": _apps(apps),
+                            "all_apps": all_apps}, repo_url=repo,
                      ref=ref, app_name=_single(apps), wait=wait, timeout=timeout,
                      actor=actor)
 

@@ -162,9 +162,9 @@ def deployments_apply() -> None:
 def demo(
     app_name: Annotated[str, typer.Option("--app", help="The app to release.")] = "discovery",
 ) -> None:
-    """Bring the stack up and release an app of this checkout end to end: ci (checkout and
-    tests), cd into staging, then a promote to prod."""
-    up(only=["postgres", "prefect"])
+    """Bring the stack up and release an app of this checkout end to end: ci (checkout,
+    tests, image build and push), cd into staging, then a promote to prod."""
+    up(only=["docker", "registry", "base-image", "postgres", "prefect"])
     source = settings().source_dir
     commit = head_commit(source)
     console.rule(f"release {app_name} at {commit[:12]} → staging")

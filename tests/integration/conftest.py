@@ -26,11 +26,14 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.support.stack import PROJECT, SHIPYARD, Stack
+from tests.support.stack import PIP_CACHE, PROJECT, SHIPYARD, STACK_CACHE, Stack
 
 
 @pytest.fixture(scope="session")
-def prefect_stack(stack_home: Stack, stack_postgres: str) -> Iterator[Stack]:
+def prefect_stack(stack_home: Stack, stack_postgres: str,
+                  delivery_stack: dict[str, str]) -> Iterator[Stack]:
+    """Prefect on the stack's PostgreSQL, with the Docker engine and the registry the ci
+    pipeline builds and pushes with."""
     stack = stack_home
     started = stack.shipyard("up", "--only", "postgres", "--only", "prefect", timeout=300)
     if started.returncode != 0:
@@ -38,6 +41,7 @@ def prefect_stack(stack_home: Stack, stack_postgres: str) -> Iterator[Stack]:
         tail = log.read_text()[-3000:] if log.exists() else "(no server log)"
         pytest.fail(f"`shipyard up` failed:\n{started.stdout}\n{started.stderr}\n{tail}")
     saved = os.environ.get("SHIPYARD_HOME")
+    os.environ["SHIPYARD_PIP_CACHE"] = PIP_CACHE
     # In-process flows and Prefect clients in the tests reach the same server and store.
     # Prefect reads its settings once at import, so the URL goes in through its context.
     os.environ["SHIPYARD_HOME"] = str(stack.home)
@@ -117,7 +121,6 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 # -- the delivery stack: Docker engine, registry, base image --------------------------------
 
-STACK_CACHE = "/var/tmp/shipyard-ci/stack"
 DELIVERY_COMPONENTS = ("docker", "registry", "base-image")
 
 

@@ -21,14 +21,13 @@ from shipyard.adapters.app_image import (
 )
 from shipyard.adapters.docker_engine import DockerEngine, default_engine_url
 from stages.catalog import read_descriptor
+from tests.support.stack import PIP_CACHE as SHARED_PIP_CACHE
 from tests.support.stack import PROJECT
-
-from .conftest import STACK_CACHE
 
 pytestmark = pytest.mark.integration
 
 APPS = sorted(p.parent for p in (PROJECT / "apps").glob("*/app.yaml"))
-PIP_CACHE = Path(STACK_CACHE) / "pip-cache"
+PIP_CACHE = Path(SHARED_PIP_CACHE)
 VERSION = f"9.9.{uuid.uuid4().int % 1000}"
 
 

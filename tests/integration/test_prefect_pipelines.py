@@ -35,16 +35,22 @@ def prefect_state(flow_run_id: str) -> str:
     return asyncio.run(read())
 
 
-def test_ci_checks_out_and_tests_one_app_through_prefect(prefect_stack, source_repo):
+def test_ci_checks_out_tests_builds_and_pushes_one_app_through_prefect(prefect_stack,
+                                                                     source_repo):
     done = prefect_stack.shipyard("ci", "--repo", str(source_repo.path), "--ref", "main",
-                                  "--app", "discovery")
+                                  "--app", "discovery", "--all")
     assert done.returncode == 0, done.stderr
     run = newest_run(prefect_stack, "ci")
     assert run.state is State.SUCCEEDED
     assert run.trigger == "cli"
     assert run.commit_sha == source_repo.good
     assert [(s.ref, s.state) for s in run.stages] == [
-        ("checkout", State.SUCCEEDED), ("test:discovery", State.SUCCEEDED)]
+        ("checkout", State.SUCCEEDED), ("changes", State.SUCCEEDED),
+        ("test:discovery", State.SUCCEEDED), ("build:discovery", State.SUCCEEDED),
+        ("push:discovery", State.SUCCEEDED)]
+    [artifact] = Ledger(open_store(prefect_stack)).artifacts(run_id=run.id)
+    assert artifact.app == "discovery" and artifact.commit_sha == source_repo.good
+    assert artifact.digest == run.stage("push:discovery").outputs["digest"]
     tests = run.stage("test:discovery")
     assert tests.outputs["passed"] > 0 and tests.outputs["failed"] == 0
     assert tests.duration_seconds is not None and tests.duration_seconds > 0
@@ -62,11 +68,11 @@ def test_runs_and_show_list_a_flow_run_with_its_stages(prefect_stack, source_rep
 
     shown = prefect_stack.shipyard("show", run.short_id)
     assert shown.returncode == 0
-    for text in ("checkout", "test:discovery", "✔ succeeded", run.prefect_flow_run_id,
+    for text in ("checkout", "changes", "✔ succeeded", run.prefect_flow_run_id,
                  source_repo.good[:12]):
         assert text in shown.stdout
-    logs = prefect_stack.shipyard("logs", run.short_id, "test:discovery")
-    assert "passed" in logs.stdout
+    logs = prefect_stack.shipyard("logs", run.short_id, "changes")
+    assert "discovery: " in logs.stdout
 
 
 def test_a_failing_test_fails_the_run_and_says_which(prefect_stack, source_repo):

@@ -18,7 +18,12 @@ import pytest
 
 from shipyard.settings import Settings
 
-__all__ = ["PROJECT", "SHIPYARD", "Stack", "free_port", "in_ci"]
+__all__ = ["PIP_CACHE", "PROJECT", "SHIPYARD", "STACK_CACHE", "Stack", "free_port", "in_ci"]
+
+STACK_CACHE = "/var/tmp/shipyard-ci/stack"
+"""What is slow to make (the base image, the cluster's binaries, pip's cache) is kept here,
+outside the clone, so the next session on this machine reuses it."""
+PIP_CACHE = f"{STACK_CACHE}/pip-cache"
 
 PROJECT = Path(__file__).resolve().parents[2]
 SHIPYARD = [sys.executable, "-m", "shipyard.cli"]
@@ -66,7 +71,7 @@ def stack_home(tmp_path_factory: pytest.TempPathFactory) -> Stack:
            if not k.startswith(("PREFECT_", "SHIPYARD_"))}
     env.update(SHIPYARD_HOME=str(home), SHIPYARD_PREFECT_PORT=str(prefect_port),
                SHIPYARD_POSTGRES_PORT=str(free_port()), SHIPYARD_PROJECT_DIR=str(PROJECT),
-               COLUMNS="200", PREFECT_UI_ENABLED="false")
+               SHIPYARD_PIP_CACHE=PIP_CACHE, COLUMNS="200", PREFECT_UI_ENABLED="false")
     return Stack(home, env, f"http://127.0.0.1:{prefect_port}/api")
 
 

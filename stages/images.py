@@ -1,0 +1,100 @@
+"""Image build and push: hermetic builds from the checked-out commit (wheels gathered on the
+host, no network in the build), pushed to the local registry; the digest the registry
+reports is recorded as the run's artifact."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+from shipyard.adapters.app_image import (
+    AppImageError,
+    build_app_image,
+    local_packages,
+    prepare_build_context,
+)
+from shipyard.adapters.docker_engine import DockerEngine, EngineError, default_engine_url
+from shipyard.domain.changes import source_tag
+from shipyard.store import Ledger
+from stages.changes import image_repository
+from stages.runtime import StageContext, StageFailure, StageResult, stage
+
+__all__ = ["BuildResult", "PushResult", "build_image", "push_image"]
+
+BUILD_TIMEOUT_SECONDS = 1200
+
+
+class BuildResult(StageResult):
+    app: str
+    reference: str
+    image_id: str
+    size_bytes: int
+    version: str
+
+    def summary(self) -> str:
+        return f"{self.reference} ({self.size_bytes / 2**20:.0f} MiB)"
+
+
+class PushResult(StageResult):
+    app: str
+    reference: str
+    digest: str
+
+    def summary(self) -> str:
+        return f"{self.reference}@{self.digest[:19]}"
+
+
+def _reference(registry: str, app: str, key: str) -> str:
+    return f"{registry}/{image_repository(app)}:{source_tag(key)}"
+
+
+@stage("build", timeout_seconds=BUILD_TIMEOUT_SECONDS)
+async def build_image(ctx: StageContext, workspace: str, app: str, commit: str,
+                      key: str) -> BuildResult:
+    """Build ``apps/<app>`` of the checked-out ``commit``; its version is the commit."""
+    root = Path(workspace)
+    context = ctx.settings.home / "build" / ctx.run_id / app
+    reference = _reference(ctx.settings.registry, app, key)
+    version = commit[:12]
+    loop = asyncio.get_running_loop()
+
+    def log(line: str) -> None:
+        asyncio.run_coroutine_threadsafe(ctx.log(line), loop)
+
+    try:
+        await ctx.log(f"gathering wheels for apps/{app}")
+        await asyncio.to_thread(prepare_build_context, root / "apps" / app, context,
+                                packages=local_packages(root / "apps"),
+                                pip_cache=ctx.settings.pip_cache_dir, on_line=log)
+        await ctx.log(f"building {reference} (no network)")
+        labels = {"org.opencontainers.image.revision": commit,
+                  "org.opencontainers.image.created": datetime.now(UTC).isoformat(),
+                  "org.opencontainers.image.version": version,
+                  "dev.shipyard.run": ctx.run_id, "dev.shipyard.app": app,
+                  "dev.shipyard.source-key": key}
+        built = await asyncio.to_thread(build_app_image, DockerEngine(default_engine_url()),
+                                        context, reference, labels=labels, version=version,
+                                        on_line=log)
+    except AppImageError as err:
+        raise StageFailure("WheelsFailed", str(err)) from err
+    except EngineError as err:
+        raise StageFailure("BuildFailed", str(err)) from err
+    return BuildResult(app=app, reference=reference, image_id=built.image_id,
+                       size_bytes=built.size_bytes, version=version)
+
+
+@stage("push", retries=2, retry_delay_seconds=2, timeout_seconds=600)
+async def push_image(ctx: StageContext, app: str, reference: str, commit: str) -> PushResult:
+    """Push ``reference`` and record the registry's digest as the run's artifact."""
+    await ctx.log(f"pushing {reference}")
+    try:
+        digest = await asyncio.to_thread(DockerEngine(default_engine_url()).push, reference)
+    except EngineError as err:
+        raise StageFailure("PushFailed", str(err)) from err
+    repository, _, tag = reference.rpartition(":")
+    await asyncio.to_thread(Ledger(ctx.store).record_artifact, run_id=ctx.run_id,
+                            stage_ref=ctx.ref, app=app, name=repository, tag=tag,
+                            digest=digest, commit_sha=commit)
+    await ctx.log(f"pushed {repository}@{digest}")
+    return PushResult(app=app, reference=reference, digest=digest)
