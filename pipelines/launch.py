@@ -1,10 +1,11 @@
-"""Starting a pipeline from outside Prefect (the CLI, later the webhook) and following it.
+"""Starting a pipeline from outside Prefect (the CLI, the webhook, ``shipyard trigger``)
+and following it.
 
 The run is recorded as queued first, with the pipeline's first stages, and then handed to
-Prefect (``run_deployment`` without waiting, the run id as idempotency key, so a retried
-hand-over never makes a second flow run). The flow adopts the recorded run. Following a run
-reads the store, and asks Prefect too, so a flow run that crashed before it could record
-anything does not leave its run queued forever.
+Prefect (:mod:`pipelines.handover`: ``run_deployment`` without waiting, the run id as
+idempotency key, so a retried hand-over never makes a second flow run). The flow adopts the
+recorded run. Following a run reads the store, and asks Prefect too, so a flow run that
+crashed before it could record anything does not leave its run queued forever.
 """
 
 from __future__ import annotations
@@ -13,42 +14,32 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from pipelines.handover import HandOverFailed, OnRefusal, StartDeployment, hand_over
 from shipyard.adapters.prefect import flow_run_state, start_deployment
 from shipyard.domain.deployments import FIRST_STAGES
 from shipyard.domain.states import State
 from shipyard.store import RunRecord, Store
 
-__all__ = ["HandOverFailed", "follow_run", "launch"]
-
-
-class HandOverFailed(RuntimeError):
-    """Prefect did not take the run; it was recorded and then cancelled, saying why."""
+__all__ = ["HandOverFailed", "OnRefusal", "follow_run", "launch"]
 
 
 async def launch(store: Store, pipeline: str, parameters: Mapping[str, Any], *,
                  trigger: str, actor: str = "", app: str | None = None,
-                 repo_url: str | None = None, ref: str | None = None) -> RunRecord:
-    """Record a queued ``pipeline`` run and hand it to its Prefect deployment."""
+                 repo_url: str | None = None, ref: str | None = None,
+                 on_refusal: OnRefusal = OnRefusal.CANCEL,
+                 start: StartDeployment = start_deployment) -> RunRecord:
+    """Record a queued ``pipeline`` run and hand it to its Prefect deployment.
+
+    Raises :class:`HandOverFailed` if Prefect does not take it, after cancelling the run
+    or keeping it queued for the reconciler, as ``on_refusal`` says.
+    """
     if pipeline not in FIRST_STAGES:
         raise ValueError(f"pipeline {pipeline!r} does not exist; choose one of "
                          f"{', '.join(FIRST_STAGES)}")
     record = await asyncio.to_thread(
         store.create_run, pipeline, FIRST_STAGES[pipeline], trigger=trigger, actor=actor,
         app=app, repo_url=repo_url, ref=ref, parameters=dict(parameters))
-    flow_parameters = {**parameters, "run_id": record.id, "trigger": trigger, "actor": actor}
-    try:
-        flow_run_id = await start_deployment(f"{pipeline}/{pipeline}", flow_parameters,
-                                             idempotency_key=record.id)
-    except Exception as err:
-        await asyncio.to_thread(
-            store.transition_run, record.id, State.CANCELLED, reason="HandOverFailed",
-            message=f"Prefect did not take the run: {type(err).__name__}: {err}")
-        raise HandOverFailed(
-            f"Prefect did not take {pipeline} run {record.short_id} ({type(err).__name__}: "
-            f"{err}); is the Prefect server up and are the deployments applied? "
-            "`shipyard up` does both") from err
-    await asyncio.to_thread(store.link_flow_run, record.id, flow_run_id)
-    return await asyncio.to_thread(store.get_run, record.id)
+    return await hand_over(store, record, on_refusal=on_refusal, start=start)
 
 
 async def follow_run(store: Store, run_id: str, *, poll_seconds: float = 0.5,

@@ -7,10 +7,15 @@ with any SQLAlchemy URL (``postgresql+psycopg://user@host/db``).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shipyard.domain.globs import GlobSet, InvalidPattern
+from shipyard.domain.push_triggers import TriggerRules
 
 __all__ = ["Settings", "load_settings"]
 
@@ -49,11 +54,63 @@ class Settings(BaseSettings):
         "elsewhere push is skipped with WhenNotMet")
     registry: str = Field(default="127.0.0.1:5000", pattern=r"^127\.0\.0\.1:\d{1,5}$",
                           description="address of the local registry (loopback only)")
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="the GitHub webhook's secret; when set, a delivery without "
+        "a valid X-Hub-Signature-256 is refused (401)")
+    trigger_branches: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["main"],
+        description="branches whose pushes start ci (globs; JSON list or comma-separated)")
+    trigger_tags: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="tags whose pushes start ci (globs); none by default")
+    trigger_paths: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="a branch push starts ci only if it changes a file matching one of these "
+        "globs; none: any change")
+    webhook_max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, le=64 * 1024 * 1024,
+        description="largest webhook body accepted; a bigger one is refused (413)")
+    hand_over_interval_seconds: float = Field(
+        default=5.0, gt=0, le=3600,
+        description="how often `shipyard ui` hands queued runs Prefect has not taken yet")
 
     @field_validator("home", "project_dir", "stack_home", "pip_cache", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("trigger_branches", "trigger_tags", "trigger_paths", mode="before")
+    @classmethod
+    def _pattern_list(cls, value: Any, info: ValidationInfo) -> Any:
+        variable = f"SHIPYARD_{(info.field_name or '').upper()}"
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except ValueError as err:
+                    raise ValueError(f"{variable}: {text!r} is not a JSON list of patterns "
+                                     f"({err}); write '[\"main\", \"release/*\"]' or "
+                                     "'main,release/*'") from err
+            else:
+                value = [part.strip() for part in text.split(",") if part.strip()]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{variable}: must be a list of glob patterns")
+        try:
+            GlobSet.of(value)
+        except InvalidPattern as err:
+            raise ValueError(f"{variable}: {err}") from err
+        return list(value)
+
+    @property
+    def trigger_rules(self) -> TriggerRules:
+        """Which pushes start a pipeline (see :mod:`shipyard.domain.push_triggers`)."""
+        return TriggerRules.of(branches=self.trigger_branches, tags=self.trigger_tags,
+                               paths=self.trigger_paths)
 
     @property
     def store_url(self) -> str:

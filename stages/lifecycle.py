@@ -49,21 +49,24 @@ async def begin_run(
     ``stages`` it does not have yet), and link it to the current Prefect flow run."""
     store = await asyncio.to_thread(open_store)
     specs = tuple(stages)
+    linked = str(flow_run.id) if flow_run.id else None
     if run_id is None:
+        # Linked as it is written: a queued run without a flow run is one still waiting
+        # to be handed to Prefect (pipelines.handover), which this one is not.
         record = await asyncio.to_thread(
             store.create_run, pipeline, specs, trigger=trigger, actor=actor, app=app,
-            repo_url=repo_url, ref=ref, parameters=parameters)
-    else:
-        record = await asyncio.to_thread(store.get_run, run_id)
-        if record.state is not State.QUEUED:
-            raise ValueError(f"run {record.short_id} is {record.state.value}, not queued: "
-                             "a run is executed once; restart it to run it again")
-        known = {s.ref for s in record.stages}
-        missing = [s for s in specs if s.ref not in known]
-        if missing:
-            record = await asyncio.to_thread(store.add_stages, record.id, missing)
-    if flow_run.id:
-        await asyncio.to_thread(store.link_flow_run, record.id, str(flow_run.id))
+            repo_url=repo_url, ref=ref, parameters=parameters, prefect_flow_run_id=linked)
+        return RunContext(record.id)
+    record = await asyncio.to_thread(store.get_run, run_id)
+    if record.state is not State.QUEUED:
+        raise ValueError(f"run {record.short_id} is {record.state.value}, not queued: "
+                         "a run is executed once; restart it to run it again")
+    known = {s.ref for s in record.stages}
+    missing = [s for s in specs if s.ref not in known]
+    if missing:
+        record = await asyncio.to_thread(store.add_stages, record.id, missing)
+    if linked:
+        await asyncio.to_thread(store.link_flow_run, record.id, linked)
     return RunContext(record.id)
 
 

@@ -18,15 +18,18 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import httpx
 import yaml
 from prefect.client.orchestration import get_client
 from prefect.deployments.flow_runs import arun_deployment
+from prefect.exceptions import ObjectNotFound
 
 from shipyard.domain.deployments import DeploymentSpec, InvalidProjectFile, parse_prefect_yaml
 
 __all__ = [
     "FlowRunOutcome",
     "PrefectError",
+    "PrefectUnavailable",
     "apply_deployments",
     "check_project",
     "ensure_work_pool",
@@ -40,6 +43,11 @@ _FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 class PrefectError(RuntimeError):
     """The Prefect server refused or could not be reached; the message says which."""
+
+
+class PrefectUnavailable(PrefectError):
+    """The Prefect server could not be reached, or answered that it cannot serve now (5xx):
+    asking again later may work, asking again at once will not."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +66,23 @@ async def start_deployment(name: str, parameters: dict[str, Any], *,
     """Create a flow run of deployment ``name`` ("flow/deployment") without waiting for it.
 
     With ``idempotency_key``, asking twice returns the first flow run instead of a second.
+    Raises :class:`PrefectUnavailable` when the server cannot be reached or fails, and
+    :class:`PrefectError` when the deployment does not exist.
     """
-    flow_run = await arun_deployment(name, parameters=parameters, timeout=0,
-                                     idempotency_key=idempotency_key)
+    try:
+        flow_run = await arun_deployment(name, parameters=parameters, timeout=0,
+                                         idempotency_key=idempotency_key)
+    except httpx.TransportError as err:
+        raise PrefectUnavailable(f"the Prefect server cannot be reached: "
+                                 f"{type(err).__name__}: {err}") from err
+    except httpx.HTTPStatusError as err:
+        if err.response.status_code >= 500:
+            raise PrefectUnavailable(f"the Prefect server failed: HTTP "
+                                     f"{err.response.status_code}") from err
+        raise
+    except ObjectNotFound as err:
+        raise PrefectError(f"Prefect has no deployment {name!r}; `shipyard deployments "
+                           "apply` (or `shipyard up`) registers it") from err
     return str(flow_run.id)
 
 

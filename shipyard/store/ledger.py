@@ -4,13 +4,14 @@ the audit trail. Append-only: history is corrected by a new record, never by an 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from shipyard.domain.pipeline import PipelineGraph, StageSpec
 from shipyard.store.models import Approval, Artifact, AuditEvent, Release, WebhookDelivery
 from shipyard.store.records import (
     ArtifactRecord,
@@ -135,13 +136,54 @@ class Ledger:
             session.flush()
             return _delivery(row)
 
+        return self._once(delivery_id, work)
+
+    def accept_delivery(self, *, delivery_id: str, event: str, detail: str,
+                        pipeline: str, stages: Iterable[StageSpec], trigger: str,
+                        actor: str = "", repo_url: str | None = None, ref: str | None = None,
+                        commit_sha: str | None = None,
+                        parameters: Mapping[str, Any] | None = None,
+                        ) -> tuple[DeliveryRecord, bool]:
+        """Record a delivery that starts a run, and the queued run, in one transaction.
+
+        Returns the stored delivery (its ``run_id`` the run's) and whether it was new. A
+        redelivery, even one racing the first, writes nothing and returns the first's
+        record: the unique delivery id refuses the second insert, which rolls the second
+        run back with it, so no run is ever recorded without its delivery.
+        """
+        graph = PipelineGraph.of(stages)
+        known = self.delivery(delivery_id)
+        if known is not None:
+            return known, False
+        at = self.store.clock()
+
+        def work(session: Session) -> DeliveryRecord:
+            run_id = self.store.add_run(session, pipeline, graph, trigger=trigger, actor=actor,
+                                        repo_url=repo_url, ref=ref, commit_sha=commit_sha,
+                                        parameters=parameters)
+            row = WebhookDelivery(delivery_id=delivery_id, event=event, received_at=at,
+                                  outcome="accepted", detail=detail, run_id=run_id)
+            session.add(row)
+            session.flush()
+            return _delivery(row)
+
+        return self._once(delivery_id, work)
+
+    def delivery(self, delivery_id: str) -> DeliveryRecord | None:
+        """The delivery recorded under ``delivery_id``, if any."""
+        with self.store.reading() as session:
+            row = session.get(WebhookDelivery, delivery_id)
+            return _delivery(row) if row is not None else None
+
+    def _once(self, delivery_id: str, work: Callable[[Session], DeliveryRecord]
+              ) -> tuple[DeliveryRecord, bool]:
         try:
             return self.store.writing(work), True
         except IntegrityError:
-            with self.store.reading() as session:
-                existing = session.get(WebhookDelivery, delivery_id)
-                assert existing is not None, "unique violation without a row"
-                return _delivery(existing), False
+            existing = self.delivery(delivery_id)
+            if existing is None:  # the violation was not the delivery id's: a real error
+                raise
+            return existing, False
 
     # -- audit --------------------------------------------------------------------------
 

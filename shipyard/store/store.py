@@ -13,6 +13,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, select
@@ -95,26 +96,47 @@ class Store:
     ) -> RunRecord:
         """Record a queued run with its stage DAG; the graph is validated first."""
         graph = PipelineGraph.of(stages)
+        run_id = self.writing(lambda session: self.add_run(
+            session, pipeline, graph, trigger=trigger, actor=actor, app=app,
+            repo_url=repo_url, ref=ref, commit_sha=commit_sha, parameters=parameters,
+            prefect_flow_run_id=prefect_flow_run_id, restarted_from=restarted_from))
+        return self.get_run(run_id)
+
+    def add_run(
+        self,
+        session: Session,
+        pipeline: str,
+        graph: PipelineGraph,
+        *,
+        trigger: str,
+        actor: str = "",
+        app: str | None = None,
+        repo_url: str | None = None,
+        ref: str | None = None,
+        commit_sha: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        prefect_flow_run_id: str | None = None,
+        restarted_from: str | None = None,
+    ) -> str:
+        """Add a queued run to the write transaction of ``session`` (see :meth:`writing`)
+        and return its id: for records that must be written together with the run, or not
+        at all (the webhook delivery that asked for it)."""
         now = self.clock()
         run_id = uuid.uuid4().hex
-
-        def work(session: Session) -> None:
-            run = PipelineRun(
-                id=run_id, pipeline=pipeline, app=app, trigger=trigger, actor=actor,
-                repo_url=repo_url, ref=ref, commit_sha=commit_sha,
-                parameters=dict(parameters or {}), state=State.QUEUED.value,
-                reason="Created", message=f"{pipeline} run created by {trigger}",
-                created_at=now, prefect_flow_run_id=prefect_flow_run_id,
-                restarted_from=restarted_from,
-            )
-            session.add(run)
-            session.add(StateTransition(run_id=run_id, stage_ref="", from_state=None,
-                                        to_state=State.QUEUED.value, reason="Created",
-                                        message=run.message, at=now))
-            self._add_stage_rows(session, run_id, graph.stages, start_position=0)
-
-        self.writing(work)
-        return self.get_run(run_id)
+        run = PipelineRun(
+            id=run_id, pipeline=pipeline, app=app, trigger=trigger, actor=actor,
+            repo_url=repo_url, ref=ref, commit_sha=commit_sha,
+            parameters=dict(parameters or {}), state=State.QUEUED.value,
+            reason="Created", message=f"{pipeline} run created by {trigger}",
+            created_at=now, prefect_flow_run_id=prefect_flow_run_id,
+            restarted_from=restarted_from,
+        )
+        session.add(run)
+        session.add(StateTransition(run_id=run_id, stage_ref="", from_state=None,
+                                    to_state=State.QUEUED.value, reason="Created",
+                                    message=run.message, at=now))
+        self._add_stage_rows(session, run_id, graph.stages, start_position=0)
+        return run_id
 
     def add_stages(self, run_id: str, stages: Iterable[StageSpec]) -> RunRecord:
         """Append stages to a run whose later stages are known only once it runs (e.g. one
@@ -146,6 +168,72 @@ class Store:
             self._load_run(session, run_id, for_update=True).prefect_flow_run_id = flow_run_id
 
         self.writing(work)
+
+    # -- handing runs to Prefect --------------------------------------------------------
+
+    def awaiting_hand_over(self, *, created_before: datetime | None = None,
+                           limit: int = 100) -> list[RunRecord]:
+        """Queued runs that no Prefect flow run has taken yet, oldest first, without their
+        stages; only those created before ``created_before`` if given."""
+        query = (select(PipelineRun)
+                 .where(PipelineRun.state == State.QUEUED.value,
+                        PipelineRun.prefect_flow_run_id.is_(None))
+                 .order_by(PipelineRun.created_at, PipelineRun.id).limit(limit))
+        if created_before is not None:
+            query = query.where(PipelineRun.created_at < created_before)
+        with self.reading() as session:
+            return [_run_record(run, with_stages=False) for run in session.scalars(query)]
+
+    def note_hand_over_refused(self, run_ids: Iterable[str], error: str) -> int:
+        """Say on each run (still queued, not yet taken) that Prefect did not take it.
+
+        The run keeps its state; its reason becomes ``AwaitingPrefect`` and its message the
+        error, so ``shipyard show`` explains the wait. The history gets a ``HandOverFailed``
+        entry (queued to queued) the first time and whenever the error changes, not on
+        every retry. Returns how many runs were noted. One transaction for all.
+        """
+        message = (f"Prefect did not take the run: {error}; it stays queued and is handed "
+                   "over when Prefect answers")
+        ids = list(run_ids)
+
+        def work(session: Session) -> int:
+            runs = session.scalars(
+                select(PipelineRun).where(PipelineRun.id.in_(ids),
+                                          PipelineRun.state == State.QUEUED.value,
+                                          PipelineRun.prefect_flow_run_id.is_(None))
+                .order_by(PipelineRun.id).with_for_update())
+            noted = 0
+            for run in runs:
+                if run.reason != "AwaitingPrefect" or run.message != message:
+                    self._note_queued(session, run, "HandOverFailed", message)
+                    run.reason, run.message = "AwaitingPrefect", message
+                    noted += 1
+            return noted
+
+        return self.writing(work) if ids else 0
+
+    def record_hand_over(self, run_id: str, flow_run_id: str) -> RunRecord:
+        """Link the run to the Prefect flow run that took it. A run that was waiting for
+        Prefect says so in its history and its reason becomes ``HandedOver``."""
+
+        def work(session: Session) -> None:
+            run = self._load_run(session, run_id, for_update=True)
+            run.prefect_flow_run_id = flow_run_id
+            if run.state == State.QUEUED.value and run.reason == "AwaitingPrefect":
+                message = f"Prefect took the run as flow run {flow_run_id}"
+                self._note_queued(session, run, "HandedOver", message)
+                run.reason, run.message = "HandedOver", message
+
+        self.writing(work)
+        return self.get_run(run_id)
+
+    def _note_queued(self, session: Session, run: PipelineRun, reason: str,
+                     message: str) -> None:
+        # A note in the history of a queued run, not a change of state: the table of
+        # transitions is not asked, and from and to are both queued.
+        session.add(StateTransition(run_id=run.id, stage_ref="",
+                                    from_state=State.QUEUED.value, to_state=State.QUEUED.value,
+                                    reason=reason, message=message, at=self.clock()))
 
     def record_commit(self, run_id: str, commit_sha: str) -> None:
         """Remember the exact commit a run checked out (its ref may move later)."""

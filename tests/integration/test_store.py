@@ -6,9 +6,11 @@ each test gets a database of its own, created for it and dropped after it.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -789,6 +791,150 @@ def test_distinct_deliveries_are_each_new(ledger: Ledger) -> None:
     results = [ledger.record_delivery(delivery_id=f"d-{i}", event="push", outcome="ignored")
                for i in range(3)]
     assert [new for _, new in results] == [True, True, True]
+
+
+CI_STAGES = (StageSpec("checkout"),)
+
+
+def accept(ledger: Ledger, delivery_id: str = "d-1", **fields: Any):
+    return ledger.accept_delivery(
+        delivery_id=delivery_id, event="push", detail="branch 'main' matches",
+        pipeline="ci", stages=CI_STAGES, trigger="push", actor="octocat",
+        repo_url="https://example.com/acme/shop.git", ref="main", commit_sha=SHA,
+        parameters={"repo": "https://example.com/acme/shop.git", "ref": SHA}, **fields)
+
+
+def test_an_accepted_delivery_records_its_queued_run_with_it(store: Store,
+                                                              ledger: Ledger) -> None:
+    delivery, new = accept(ledger)
+
+    assert new is True
+    assert (delivery.delivery_id, delivery.outcome, delivery.received_at) == (
+        "d-1", "accepted", START)
+    run = store.get_run(str(delivery.run_id))
+    assert (run.pipeline, run.state, run.trigger, run.actor, run.ref, run.commit_sha) == (
+        "ci", State.QUEUED, "push", "octocat", "main", SHA)
+    assert run.parameters == {"repo": "https://example.com/acme/shop.git", "ref": SHA}
+    assert [s.ref for s in run.stages] == ["checkout"]
+
+
+def test_a_redelivered_push_answers_the_first_run_and_records_no_other(
+        store: Store, ledger: Ledger) -> None:
+    first, _ = accept(ledger)
+    again, new = accept(ledger)
+    assert new is False
+    assert again == first
+    assert [r.id for r in store.list_runs()] == [first.run_id]
+
+
+def test_a_redelivery_that_loses_the_race_leaves_no_orphan_run(
+        store: Store, ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, _ = accept(ledger)
+    # The second copy looked before the first was committed, so it tries to insert too.
+    real, looks = ledger.delivery, []
+
+    def stale_first_look(delivery_id: str):
+        looks.append(delivery_id)
+        return None if len(looks) == 1 else real(delivery_id)
+
+    monkeypatch.setattr(ledger, "delivery", stale_first_look)
+
+    again, new = accept(ledger)
+
+    assert new is False
+    assert again.run_id == first.run_id
+    assert looks == ["d-1", "d-1"]  # it did try to insert, and read the winner after
+    assert [r.id for r in store.list_runs()] == [first.run_id]
+
+
+def test_simultaneous_copies_of_a_delivery_record_one_run(store: Store,
+                                                          ledger: Ledger) -> None:
+    copies = 10
+    barrier = threading.Barrier(copies)
+
+    def deliver(_: int):
+        barrier.wait()
+        return accept(ledger)
+
+    with ThreadPoolExecutor(copies) as pool:
+        results = list(pool.map(deliver, range(copies)))
+
+    assert sum(new for _, new in results) == 1
+    assert len({d.run_id for d, _ in results}) == 1
+    assert len(store.list_runs(limit=100)) == 1
+
+
+def test_runs_awaiting_hand_over_are_the_queued_ones_no_flow_run_took(
+        store: Store, clock: FrozenClock) -> None:
+    older = diamond_run(store)
+    clock.advance(1)
+    newer = diamond_run(store)
+    clock.advance(1)
+    taken = diamond_run(store)
+    store.record_hand_over(taken, "f" * 36)
+    clock.advance(1)
+    cancelled = diamond_run(store)
+    store.transition_run(cancelled, State.CANCELLED, reason="Cancelled")
+
+    assert [r.id for r in store.awaiting_hand_over()] == [older, newer]
+    assert [r.id for r in store.awaiting_hand_over(limit=1)] == [older]
+    assert [r.id for r in store.awaiting_hand_over(
+        created_before=START + timedelta(seconds=1))] == [older]
+
+
+def test_a_refused_hand_over_is_noted_without_changing_state(store: Store) -> None:
+    run_id = diamond_run(store)
+
+    noted = store.note_hand_over_refused([run_id], "ConnectError: refused")
+
+    run = store.get_run(run_id)
+    assert noted == 1
+    assert (run.state, run.reason) == (State.QUEUED, "AwaitingPrefect")
+    assert run.message.startswith("Prefect did not take the run: ConnectError: refused;")
+    last = store.transitions(run_id)[-1]
+    assert (last.from_state, last.to_state, last.reason) == (
+        State.QUEUED, State.QUEUED, "HandOverFailed")
+
+
+def test_the_same_refusal_again_adds_no_history_but_a_new_one_does(store: Store) -> None:
+    run_id = diamond_run(store)
+    store.note_hand_over_refused([run_id], "ConnectError: refused")
+    written = len(store.transitions(run_id))
+
+    assert store.note_hand_over_refused([run_id], "ConnectError: refused") == 0
+    assert len(store.transitions(run_id)) == written
+    assert store.note_hand_over_refused([run_id], "HTTP 503") == 1
+    assert len(store.transitions(run_id)) == written + 1
+
+
+def test_a_refusal_is_not_noted_on_a_run_already_taken_or_finished(store: Store) -> None:
+    taken, cancelled = diamond_run(store), diamond_run(store)
+    store.record_hand_over(taken, "f" * 36)
+    store.transition_run(cancelled, State.CANCELLED, reason="Cancelled")
+
+    assert store.note_hand_over_refused([taken, cancelled], "late error") == 0
+    assert store.get_run(taken).reason == "Created"
+    assert store.get_run(cancelled).reason == "Cancelled"
+
+
+def test_a_run_that_waited_for_prefect_says_when_it_was_taken(store: Store) -> None:
+    run_id = diamond_run(store)
+    store.note_hand_over_refused([run_id], "ConnectError: refused")
+    flow_run_id = str(uuid.uuid4())
+
+    run = store.record_hand_over(run_id, flow_run_id)
+
+    assert run.prefect_flow_run_id == flow_run_id
+    assert (run.state, run.reason) == (State.QUEUED, "HandedOver")
+    assert [t.reason for t in store.transitions(run_id)] == [
+        "Created", "HandOverFailed", "HandedOver"]
+
+
+def test_a_run_taken_at_once_is_linked_without_history(store: Store) -> None:
+    run_id = diamond_run(store)
+    run = store.record_hand_over(run_id, "f" * 36)
+    assert (run.prefect_flow_run_id, run.reason) == ("f" * 36, "Created")
+    assert len(store.transitions(run_id)) == 1
 
 
 def test_the_audit_trail_is_newest_first_and_filterable(ledger: Ledger,

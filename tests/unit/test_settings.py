@@ -15,7 +15,10 @@ from shipyard.settings import Settings, load_settings
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No SHIPYARD_* variable of the developer's leaks in, and ~ is a fresh directory."""
     for name in ("SHIPYARD_HOME", "SHIPYARD_DATABASE_URL", "SHIPYARD_PROJECT_DIR",
-                 "SHIPYARD_WORK_POOL", "SHIPYARD_STACK_HOME", "SHIPYARD_POSTGRES_PORT"):
+                 "SHIPYARD_WORK_POOL", "SHIPYARD_STACK_HOME", "SHIPYARD_POSTGRES_PORT",
+                 "SHIPYARD_WEBHOOK_SECRET", "SHIPYARD_TRIGGER_BRANCHES",
+                 "SHIPYARD_TRIGGER_TAGS", "SHIPYARD_TRIGGER_PATHS",
+                 "SHIPYARD_WEBHOOK_MAX_BODY_BYTES"):
         monkeypatch.delenv(name, raising=False)
     home = tmp_path / "user"
     home.mkdir()
@@ -122,3 +125,58 @@ def test_the_stacks_postgres_is_the_store_while_recorded(monkeypatch: pytest.Mon
     monkeypatch.delenv("SHIPYARD_DATABASE_URL")
     record.unlink()
     assert Settings().store_url == f"sqlite:///{tmp_path.resolve() / 'shipyard.db'}"
+
+
+def test_pushes_to_main_trigger_by_default_and_deliveries_need_no_signature() -> None:
+    settings = Settings()
+    assert (settings.trigger_branches, settings.trigger_tags, settings.trigger_paths) == (
+        ["main"], [], [])
+    assert settings.webhook_secret is None
+    assert settings.webhook_max_body_bytes == 1024 * 1024
+
+
+def test_the_webhook_secret_is_read_and_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHIPYARD_WEBHOOK_SECRET", "s3cret")
+    settings = Settings()
+    assert settings.webhook_secret is not None
+    assert settings.webhook_secret.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(settings)
+
+
+def test_an_empty_webhook_secret_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHIPYARD_WEBHOOK_SECRET", "")
+    assert Settings().webhook_secret is None
+
+
+@pytest.mark.parametrize("value", ['["main", "release/*"]', "main, release/*", "main,release/*,"])
+def test_trigger_patterns_are_a_json_list_or_comma_separated(
+        monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("SHIPYARD_TRIGGER_BRANCHES", value)
+    assert Settings().trigger_branches == ["main", "release/*"]
+
+
+def test_the_trigger_rules_are_built_from_the_patterns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHIPYARD_TRIGGER_TAGS", "v*")
+    monkeypatch.setenv("SHIPYARD_TRIGGER_PATHS", '["apps/**", "!**/*.md"]')
+    rules = Settings().trigger_rules
+    assert rules.tags.matches("v1.0") and not rules.tags.matches("nightly")
+    assert rules.paths.matches("apps/x.py") and not rules.paths.matches("apps/README.md")
+
+
+@pytest.mark.parametrize(("variable", "value", "problem"), [
+    ("SHIPYARD_TRIGGER_BRANCHES", "release/[0-9", "never closes"),
+    ("SHIPYARD_TRIGGER_TAGS", '["v*", 3]', "must be a list of glob patterns"),
+    ("SHIPYARD_TRIGGER_PATHS", "[apps/**", "is not a JSON list"),
+])
+def test_a_bad_trigger_pattern_is_refused_naming_the_variable(
+        monkeypatch: pytest.MonkeyPatch, variable: str, value: str, problem: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(pydantic.ValidationError, match=problem) as raised:
+        Settings()
+    assert f"{variable}: " in str(raised.value)
+
+
+def test_a_tiny_body_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHIPYARD_WEBHOOK_MAX_BODY_BYTES", "10")
+    with pytest.raises(pydantic.ValidationError, match="webhook_max_body_bytes"):
+        Settings()
