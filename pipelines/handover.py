@@ -142,6 +142,7 @@ class Reconciler:
         self._woken = asyncio.Event()
         self._fresh: set[str] = set()
         self._retry_at: dict[str, tuple[int, float]] = {}  # run id: (refusals, when)
+        self._prefect_down = False
 
     def wake(self, run_id: str | None = None) -> None:
         """A run was just recorded (by this process): hand it over now, not at the next
@@ -188,6 +189,13 @@ class Reconciler:
             await asyncio.to_thread(self.store.note_hand_over_refused, silent,
                                     report.unavailable)
         self._fresh.difference_update(report.handed_over, report.refused)
+        if report.unavailable is not None and not self._prefect_down:
+            self._prefect_down = True
+            log.warning("Prefect cannot take runs (%s); %d wait, asking again every %.0fs",
+                        report.unavailable, len(waiting), self.interval)
+        elif report.handed_over and self._prefect_down:
+            self._prefect_down = False
+            log.info("Prefect takes runs again")
         report.more = full and bool(report.handed_over) and report.unavailable is None
         return report
 

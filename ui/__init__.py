@@ -1,0 +1,1 @@
+"""Shipyard's web application (FastAPI): :func:`ui.app.create_app`."""

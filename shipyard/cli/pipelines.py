@@ -1,4 +1,5 @@
-"""Starting pipelines: ``shipyard ci``, ``release``, ``deploy``, ``promote``, ``rollback``.
+"""Starting pipelines: ``shipyard ci``, ``release``, ``deploy``, ``promote``, ``rollback``,
+and ``trigger`` (ci by hand, as a push starts it).
 
 Each records the run, hands it to its Prefect deployment and, unless ``--no-wait``, follows
 it live (a progress bar over the stages and the stage table) until it is final. A waited
@@ -24,7 +25,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from pipelines.launch import follow_run, launch
+from pipelines.launch import OnRefusal, follow_run, launch
+from shipyard.adapters.git import validate_ref, validate_repo_url
 from shipyard.cli import app
 from shipyard.cli.context import prefect_ui_url, store, use_prefect
 from shipyard.cli.errors import CommandFailed, console
@@ -33,7 +35,7 @@ from shipyard.domain.catalog import validate_app_name
 from shipyard.domain.states import State
 from shipyard.store import RunRecord
 
-__all__ = ["ci", "deploy", "promote", "release", "rollback", "start_and_follow"]
+__all__ = ["ci", "deploy", "promote", "release", "rollback", "start_and_follow", "trigger"]
 
 Repo = Annotated[str, typer.Option("--repo", help="Git URL or local path of the repository.")]
 Ref = Annotated[str, typer.Option("--ref", help="Branch, tag or commit to build.")]
@@ -112,16 +114,37 @@ def rollback(app_name: Annotated[str, typer.Argument(metavar="APP")],
                      app_name=app_name, wait=wait, timeout=timeout, actor=actor)
 
 
+@app.command()
+def trigger(
+    repo: Annotated[str, typer.Option("--repo", help="Git URL or local path of the "
+                                      "repository.", show_default=False)],
+    ref: Annotated[str, typer.Option("--ref", help="Branch, tag or commit to build.",
+                                     show_default=False)],
+    follow: Annotated[bool, typer.Option("--follow", help="Follow the run until it "
+                                         "ends.")] = False,
+    timeout: Timeout = 1800, actor: Actor = None,
+) -> None:
+    """Start ci by hand, the way a push does: recorded first, then handed to Prefect; if
+    Prefect cannot take it, it stays queued and `shipyard ui` hands it over later."""
+    repo = validate_repo_url(_repo(repo))
+    validate_ref(ref)
+    start_and_follow("ci", {"repo": repo, "ref": ref}, repo_url=repo, ref=ref, wait=follow,
+                     timeout=timeout, actor=actor, trigger="manual",
+                     on_refusal=OnRefusal.KEEP_QUEUED)
+
+
 def start_and_follow(pipeline: str, parameters: dict[str, Any], *, wait: bool,
                      timeout: float, actor: str | None, app_name: str | None = None,
                      repo_url: str | None = None, ref: str | None = None,
-                     trigger: str = "cli") -> RunRecord:
+                     trigger: str = "cli",
+                     on_refusal: OnRefusal = OnRefusal.CANCEL) -> RunRecord:
     """Launch ``pipeline`` and, with ``wait``, follow it live; raise CommandFailed when a
     followed run does not succeed."""
     use_prefect()
     who = actor or getpass.getuser()
     record = asyncio.run(launch(store(), pipeline, parameters, trigger=trigger, actor=who,
-                                app=app_name, repo_url=repo_url, ref=ref))
+                                app=app_name, repo_url=repo_url, ref=ref,
+                                on_refusal=on_refusal))
     console.print(f"{pipeline} run [bold]{record.short_id}[/] queued "
                   f"(Prefect flow run {record.prefect_flow_run_id})")
     if not wait:

@@ -1,0 +1,50 @@
+"""Serving the web application: ``shipyard ui``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from shipyard.cli import app
+from shipyard.cli.context import settings, store, use_prefect
+from shipyard.cli.errors import console, err_console
+
+__all__ = ["serve_ui"]
+
+
+@app.command("ui")
+def serve_ui(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535,
+                                      help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the web application with uvicorn: the GitHub webhook (POST /hooks/github)
+    that starts ci on a push. Runs Prefect has not taken yet are handed to it in the
+    background, from startup on, until Ctrl-C."""
+    import uvicorn
+
+    from ui.app import create_app
+
+    prefect_api = use_prefect()
+    config = settings()
+    opened = store()  # a bad database URL fails here, in one line, before serving
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    shipyard_log = logging.getLogger("shipyard")
+    shipyard_log.addHandler(handler)
+    shipyard_log.setLevel(logging.INFO)
+    if config.webhook_secret is None:
+        err_console.print("warning: SHIPYARD_WEBHOOK_SECRET is not set, so webhook "
+                          "deliveries are accepted without a signature", markup=False,
+                          highlight=False)
+    rules = config.trigger_rules
+    console.print(f"Shipyard UI on http://{host}:{port} (GitHub webhook: POST /hooks/github)",
+                  markup=False, highlight=False)
+    console.print(f"store {opened.url}; Prefect {prefect_api}; pushes start ci on branches "
+                  f"{rules.branches.describe()}, tags {rules.tags.describe()}, paths "
+                  f"{rules.paths.describe() if rules.paths else 'any'}", markup=False,
+                  highlight=False)
+    uvicorn.run(create_app(config, store=opened), host=host, port=port,
+                log_level="warning", access_log=False)
