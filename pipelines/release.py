@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from graphlib import TopologicalSorter
-from pathlib import Path
 from typing import Any
 
 from prefect import flow
@@ -20,7 +19,7 @@ from pipelines.ci import ci_flow
 from shipyard.domain.catalog import deploy_stages, validate_app_name
 from shipyard.domain.deployments import FIRST_STAGES
 from shipyard.domain.pipeline import StageSpec
-from stages.catalog import read_descriptor
+from stages.catalog import descriptors_at
 from stages.lifecycle import begin_run, child_stage, extend_run, running
 from stages.runtime import RunContext, open_store
 
@@ -52,8 +51,8 @@ async def release_flow(
             outputs.update(child_run_id=built["run_id"], commit=built["commit"],
                            summary=f"ci run {built['run_id'][:8]} at {built['commit'][:12]}")
         await asyncio.to_thread(open_store().record_commit, run.run_id, built["commit"])
-        workspace = await _workspace(built["run_id"])
-        descriptors = [read_descriptor(workspace, app) for app in sorted(built["tests"])]
+        # Every app asked for that has an image now: rebuilt, or unchanged and reused.
+        descriptors = await descriptors_at(repo, built["commit"], sorted(built["images"]))
         stages = deploy_stages(descriptors, after="ci")
         await extend_run(run, stages)
         released = await _deploy_in_order(run, stages, built["run_id"], environment, actor)
@@ -96,8 +95,3 @@ async def _deploy(run: RunContext, ref: str, ci_run_id: str, environment: str,
         outputs.update(child_run_id=result["run_id"], release_id=result["release_id"],
                        summary=f"{app} {result['version']} in {environment}")
     return result
-
-
-async def _workspace(ci_run_id: str) -> Path:
-    ci_run = await asyncio.to_thread(open_store().get_run, ci_run_id)
-    return Path(ci_run.stage("checkout").outputs["workspace"])

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import yaml
 
+from shipyard.adapters.git import GitCheckout, GitError
 from shipyard.domain.catalog import AppDescriptor, InvalidDescriptor, parse_descriptor
 
-__all__ = ["discover_apps", "read_descriptor"]
+__all__ = ["descriptors_at", "discover_apps", "read_descriptor", "read_descriptor_at"]
 
 
 def discover_apps(root: Path) -> list[str]:
@@ -22,13 +24,41 @@ def read_descriptor(root: Path, app: str) -> AppDescriptor:
     the file and field on any problem."""
     path = root / "apps" / app / "app.yaml"
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise InvalidDescriptor(f"{path}: missing; there is no app named {app!r}") from err
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = None
+    return _descriptor(text, str(path), app)
+
+
+def read_descriptor_at(git: GitCheckout, repo: str, commit: str, app: str) -> AppDescriptor:
+    """The same, read from ``commit`` of ``repo`` (no worktree needed)."""
+    path = f"apps/{app}/app.yaml"
+    try:
+        text = git.read_file(repo, commit, path)
+    except GitError as err:
+        raise InvalidDescriptor(f"{repo}@{commit[:12]}:{path}: {err}") from err
+    return _descriptor(text, f"{repo}@{commit[:12]}:{path}", app)
+
+
+def _descriptor(text: str | None, source: str, app: str) -> AppDescriptor:
+    if text is None:
+        raise InvalidDescriptor(f"{source}: missing; there is no app named {app!r}")
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise InvalidDescriptor(f"{path}: not valid YAML: {err}") from err
-    descriptor = parse_descriptor(raw, source=str(path))
+        raise InvalidDescriptor(f"{source}: not valid YAML: {err}") from err
+    descriptor = parse_descriptor(raw, source=source)
     if descriptor.name != app:
-        raise InvalidDescriptor(
-            f"{path}: name: is {descriptor.name!r} but the directory is {app!r}; make them equal")
+        raise InvalidDescriptor(f"{source}: name: is {descriptor.name!r} but the directory "
+                                f"is {app!r}; make them equal")
     return descriptor
+
+
+async def descriptors_at(repo: str, commit: str, apps: list[str]) -> list[AppDescriptor]:
+    """The descriptors of ``apps`` at ``commit`` of ``repo``, read from the cached mirror."""
+    # Here, not at the top: the runtime imports Prefect, which `shipyard apps` need not load.
+    from stages.runtime import current_settings
+
+    settings = current_settings()
+    git = GitCheckout(settings.git_cache_dir, settings.workspaces_dir)
+    return [await asyncio.to_thread(read_descriptor_at, git, repo, commit, app) for app in apps]

@@ -8,12 +8,12 @@ red/black) joins as stages of its own, between plan and record, with the CD pipe
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
+from shipyard.adapters.git import GitCheckout
 from shipyard.domain.catalog import InvalidDescriptor, validate_app_name
 from shipyard.domain.states import State
 from shipyard.store import Ledger, ReleaseRecord, RunNotFound
-from stages.catalog import read_descriptor
+from stages.catalog import read_descriptor_at
 from stages.runtime import StageContext, StageFailure, StageResult, stage
 
 __all__ = ["ReleasePlan", "ReleaseResult", "plan_release", "promote_release",
@@ -65,23 +65,23 @@ async def plan_release(ctx: StageContext, app: str, ci_run_id: str,
         raise StageFailure("BuildNotReleasable",
                            f"run {ci_run.short_id} is a {ci_run.pipeline} run in state "
                            f"{ci_run.state.value}; only a succeeded ci run can be released")
-    tested = {s.ref for s in ci_run.stages if s.state is State.SUCCEEDED}
-    if f"test:{app}" not in tested:
-        raise StageFailure("AppNotBuilt", f"ci run {ci_run.short_id} did not test {app}")
-    if not ci_run.commit_sha:
+    if not ci_run.commit_sha or not ci_run.repo_url:
         raise StageFailure("BuildNotReleasable", f"ci run {ci_run.short_id} has no commit")
+    succeeded = {s.ref for s in ci_run.stages if s.state is State.SUCCEEDED}
+    reused = ci_run.stage("changes").outputs.get("reused", {}) if "changes" in succeeded \
+        else {}
+    if f"test:{app}" not in succeeded and app not in reused:
+        raise StageFailure("AppNotBuilt", f"ci run {ci_run.short_id} neither built nor "
+                           f"reused an image of {app}")
     await asyncio.to_thread(ctx.store.record_commit, ctx.run_id, ci_run.commit_sha)
-    workspace = ci_run.stage("checkout").outputs.get("workspace", "")
-    if not workspace or not Path(workspace).is_dir():
-        raise StageFailure("WorkspaceGone",
-                           f"the checkout of ci run {ci_run.short_id} ({workspace or 'none'}) "
-                           "no longer exists; run ci again")
+    git = GitCheckout(ctx.settings.git_cache_dir, ctx.settings.workspaces_dir)
     try:
-        descriptor = await asyncio.to_thread(read_descriptor, Path(workspace), app)
+        descriptor = await asyncio.to_thread(read_descriptor_at, git, ci_run.repo_url,
+                                             ci_run.commit_sha, app)
     except InvalidDescriptor as err:
         raise StageFailure("InvalidDescriptor", str(err)) from err
     images = await asyncio.to_thread(Ledger(ctx.store).artifacts, app=app, run_id=ci_run.id)
-    digest = next((a.digest for a in images if a.kind == "image"), "")
+    digest = next((a.digest for a in images if a.kind == "image"), reused.get(app, ""))
     await ctx.log(f"{app} at {ci_run.commit_sha[:12]} from ci run {ci_run.short_id}; "
                   f"image {digest or 'not built yet'}")
     return ReleasePlan(app=app, environment=environment, version=ci_run.commit_sha[:12],

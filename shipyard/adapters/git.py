@@ -122,6 +122,19 @@ class GitCheckout:
             raise GitError(f"cannot check out {commit.hexsha[:12]}: {_git_message(err)}") from err
         return CheckedOut(workspace=dest, commit=_commit_info(commit))
 
+    def read_file(self, repo_url: str, commit: str, path: str) -> str | None:
+        """The text of ``path`` at ``commit`` of ``repo_url`` (from the cached mirror, no
+        worktree needed), or None if the commit has no such file."""
+        validate_ref(commit)
+        repo = self.mirror(repo_url)
+        try:
+            blob = repo.commit(commit).tree / path
+        except KeyError:
+            return None
+        except (BadName, ValueError, GitCommandError) as err:
+            raise GitError(f"{repo_url} has no commit {commit!r}") from err
+        return bytes(blob.data_stream.read()).decode("utf-8")
+
     def remove_workspace(self, repo_url: str, workspace_name: str) -> None:
         """Delete a run's worktree; the cached mirror stays."""
         repo = self.mirror(repo_url)
