@@ -119,6 +119,18 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             yield url
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_store_url(request: pytest.FixtureRequest,
+                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """As ``store_url``, shared by one module's tests (for a server started once per
+    module, such as ``shipyard ui``)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('store') / 'shipyard.db'}"
+    else:
+        with fresh_postgres_database(postgres_base_url(request)) as url:
+            yield url
+
+
 # -- the delivery stack: Docker engine, registry, base image --------------------------------
 
 DELIVERY_COMPONENTS = ("docker", "registry", "base-image")

@@ -1,0 +1,635 @@
+"""The GitHub webhook as GitHub meets it: ``shipyard ui`` served by real uvicorn on a
+loopback port, real signed HTTP requests, a real store (SQLite and PostgreSQL) and, where
+runs must run, the real Prefect server and worker.
+
+The first group pins what each delivery is answered and what it records. Its ui's Prefect
+is a closed port, as when Prefect is down, so accepted runs stay queued (and say why).
+The last group hands runs to the real Prefect server and follows the ci flow on a real git
+repository: a bare clone of ``source_repo`` is the remote, commits are pushed to it, and
+each push is told to the webhook the way GitHub tells it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from git import Actor, Repo
+
+from pipelines.launch import follow_run
+from shipyard.adapters.prefect import flow_run_state
+from shipyard.domain.states import State
+from shipyard.domain.webhooks import sign
+from shipyard.store import Ledger, RunRecord, Store
+from tests.support.stack import PROJECT, SHIPYARD, free_port
+
+pytestmark = pytest.mark.integration
+
+T = TypeVar("T")
+
+SECRET = "It's a Secret to Everybody"
+ZERO = "0" * 40
+CLONE_URL = "https://github.com/acme/shop.git"
+
+
+# -- serving and sending ------------------------------------------------------------------
+
+
+@dataclass
+class Ui:
+    url: str
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+@contextmanager
+def serve_ui(env: dict[str, str], log_dir: Path) -> Iterator[Ui]:
+    """``shipyard ui`` on a free loopback port, ready when it answers /healthz."""
+    port = free_port()
+    log = log_dir / f"ui-{port}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen([*SHIPYARD, "ui", "--port", str(port)], env=env,
+                                   cwd=PROJECT, stdout=sink, stderr=subprocess.STDOUT)
+    ui = Ui(f"http://127.0.0.1:{port}", log, process)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"`shipyard ui` exited with {process.returncode}:\n{ui.output()}")
+            try:
+                if httpx.get(f"{ui.url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"`shipyard ui` did not answer within 60s:\n{ui.output()}")
+            time.sleep(0.1)
+        yield ui
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def ui_env(base: dict[str, str], **settings: str) -> dict[str, str]:
+    env = {k: v for k, v in base.items() if not k.startswith("PREFECT_API")}
+    env.update(SHIPYARD_WEBHOOK_SECRET=SECRET, SHIPYARD_HAND_OVER_INTERVAL_SECONDS="1",
+               **settings)
+    return env
+
+
+class GitHub:
+    """Sends deliveries as GitHub does: a JSON body, the event and delivery id in headers,
+    signed with the webhook's secret."""
+
+    def __init__(self, url: str, secret: str = SECRET) -> None:
+        self.url = f"{url}/hooks/github"
+        self.secret = secret.encode()
+
+    def send(self, event: str, payload: Any = None, *, body: bytes | None = None,
+             delivery: str | None = "new", signature: str | None = "sign",
+             headers: dict[str, str] | None = None, timeout: float = 30) -> httpx.Response:
+        content = body if body is not None else json.dumps(payload).encode()
+        sent = {"X-GitHub-Event": event, "Content-Type": "application/json",
+                "User-Agent": "GitHub-Hookshot/test"}
+        if delivery is not None:
+            sent["X-GitHub-Delivery"] = str(uuid.uuid4()) if delivery == "new" else delivery
+        if signature is not None:
+            sent["X-Hub-Signature-256"] = (sign(self.secret, content) if signature == "sign"
+                                           else signature)
+        sent.update(headers or {})
+        return httpx.post(self.url, content=content, headers=sent, timeout=timeout)
+
+
+def push(ref: str = "refs/heads/main", *, after: str | None = None, before: str = "a" * 40,
+         files: tuple[str, ...] = ("apps/discovery/discovery/api.py",),
+         clone_url: str = CLONE_URL, **extra: Any) -> dict[str, Any]:
+    """A push payload in GitHub's format, one commit changing ``files``."""
+    after = after or uuid.uuid4().hex + uuid.uuid4().hex[:8]
+    commit = {"id": after, "message": "Change things", "timestamp": "2026-03-01T12:00:00Z",
+              "author": {"name": "Ada Tester", "email": "ada@example.com"},
+              "added": [], "modified": list(files), "removed": [], "distinct": True}
+    payload: dict[str, Any] = {
+        "ref": ref, "before": before, "after": after, "created": False, "deleted": False,
+        "forced": False, "base_ref": None, "compare": f"{CLONE_URL[:-4]}/compare",
+        "commits": [commit], "head_commit": commit,
+        "repository": {"name": "shop", "full_name": "acme/shop", "clone_url": clone_url},
+        "pusher": {"name": "Ada Tester", "email": "ada@example.com"},
+        "sender": {"login": "ada"},
+    }
+    payload.update(extra)
+    return payload
+
+
+def awaiting_prefect(store: Store, run_id: str, what: str) -> RunRecord:
+    """The run, once it says it waits for Prefect."""
+    return eventually(lambda: next((r for r in [store.get_run(run_id)]
+                                    if r.reason == "AwaitingPrefect"), None),
+                      seconds=30, what=what)
+
+
+def eventually(check: Callable[[], T | None], *, seconds: float, what: str) -> T:
+    deadline = time.monotonic() + seconds
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            pytest.fail(f"still waiting after {seconds:.0f}s for {what}")
+        time.sleep(0.2)
+
+
+# -- what a delivery is answered, and what it records --------------------------------------
+
+
+@dataclass
+class Hooks:
+    ui: Ui
+    github: GitHub
+    store: Store
+    ledger: Ledger
+
+    def runs(self) -> int:
+        return len(self.store.list_runs(limit=10_000))
+
+
+@pytest.fixture(scope="module")
+def hooks(module_store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hooks]:
+    """One ui per store backend: triggers on main and release/*, tags v*, changes under
+    apps/ other than Markdown; its Prefect is a port nothing listens on."""
+    home = tmp_path_factory.mktemp("ui-home")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SHIPYARD_"))}
+    env = ui_env(base, SHIPYARD_HOME=str(home), SHIPYARD_DATABASE_URL=module_store_url,
+                 SHIPYARD_TRIGGER_BRANCHES='["main", "release/*"]',
+                 SHIPYARD_TRIGGER_TAGS="v*", SHIPYARD_TRIGGER_PATHS="apps/**,!**/*.md",
+                 PREFECT_API_URL=f"http://127.0.0.1:{free_port()}/api")
+    with serve_ui(env, home) as ui:
+        store = Store.open(module_store_url)
+        try:
+            yield Hooks(ui, GitHub(ui.url), store, Ledger(store))
+        finally:
+            store.close()
+
+
+def test_a_ping_is_answered_200(hooks: Hooks) -> None:
+    answer = hooks.github.send("ping", {"zen": "Design for failure.", "hook_id": 1})
+    assert answer.status_code == 200
+    assert answer.json() == {"pong": True, "zen": "Design for failure."}
+
+
+def test_a_signed_push_to_main_is_recorded_as_a_queued_ci_run(hooks: Hooks) -> None:
+    payload = push()
+    answer = hooks.github.send("push", payload, delivery="push-main-1")
+
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    assert body == {"run_id": body["run_id"], "pipeline": "ci", "delivery": "push-main-1"}
+    run = hooks.store.get_run(body["run_id"])
+    assert (run.pipeline, run.state, run.trigger, run.actor) == (
+        "ci", State.QUEUED, "push", "Ada Tester")
+    assert (run.repo_url, run.ref, run.commit_sha) == (CLONE_URL, "main", payload["after"])
+    assert run.parameters == {"repo": CLONE_URL, "ref": payload["after"], "branch": "main"}
+    assert [s.ref for s in run.stages] == ["checkout"]
+    delivery = hooks.ledger.delivery("push-main-1")
+    assert delivery is not None
+    assert (delivery.event, delivery.outcome, delivery.run_id) == ("push", "accepted", run.id)
+
+
+def test_a_run_prefect_cannot_take_stays_queued_and_says_why(hooks: Hooks) -> None:
+    run_id = hooks.github.send("push", push()).json()["run_id"]
+
+    run = awaiting_prefect(hooks.store, run_id, "the refused hand-over to be noted")
+
+    assert run.state is State.QUEUED and run.prefect_flow_run_id is None
+    assert "Prefect did not take the run" in run.message and "stays queued" in run.message
+    assert "HandOverFailed" in [t.reason for t in hooks.store.transitions(run_id)]
+
+
+def test_a_redelivery_answers_the_first_run_and_records_nothing_new(hooks: Hooks) -> None:
+    payload = push()
+    first = hooks.github.send("push", payload, delivery="redelivered-1")
+    runs = hooks.runs()
+
+    again = hooks.github.send("push", payload, delivery="redelivered-1")
+
+    assert again.status_code == 202
+    assert again.json() == {**first.json(), "redelivery": True}
+    assert hooks.runs() == runs
+
+
+def test_ten_simultaneous_copies_of_a_delivery_start_one_run(hooks: Hooks) -> None:
+    payload = push()
+    copies = 10
+    barrier = threading.Barrier(copies)
+    runs = hooks.runs()
+
+    def deliver(_: int) -> httpx.Response:
+        barrier.wait()
+        return hooks.github.send("push", payload, delivery="simultaneous-1")
+
+    with ThreadPoolExecutor(copies) as pool:
+        answers = list(pool.map(deliver, range(copies)))
+
+    assert [a.status_code for a in answers] == [202] * copies
+    assert len({a.json()["run_id"] for a in answers}) == 1
+    assert sum("redelivery" not in a.json() for a in answers) == 1
+    assert hooks.runs() == runs + 1
+
+
+@pytest.mark.parametrize("signature", [
+    None, "sha256=" + "0" * 64, "sha1=" + "0" * 40, "garbage",
+    sign(b"another secret", b"anything"),
+], ids=["missing", "zeros", "sha1", "garbage", "other-secret"])
+def test_a_missing_or_forged_signature_is_refused_and_records_nothing(
+        hooks: Hooks, signature: str | None) -> None:
+    runs = hooks.runs()
+    delivery = f"forged-{uuid.uuid4()}"
+
+    answer = hooks.github.send("push", push(), delivery=delivery, signature=signature)
+
+    assert answer.status_code == 401
+    assert "X-Hub-Signature-256" in answer.json()["error"]
+    assert hooks.ledger.delivery(delivery) is None
+    assert hooks.runs() == runs
+
+
+def test_a_body_changed_after_signing_is_refused(hooks: Hooks) -> None:
+    signed = json.dumps(push()).encode()
+    tampered = signed.replace(b"refs/heads/main", b"refs/heads/evil")
+    answer = hooks.github.send("push", body=tampered,
+                               signature=sign(SECRET.encode(), signed))
+    assert answer.status_code == 401
+
+
+def test_malformed_json_is_400_and_records_nothing(hooks: Hooks) -> None:
+    runs = hooks.runs()
+    answer = hooks.github.send("push", body=b'{"ref": "refs/heads/main",', delivery="bad-json")
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith("the body is not valid JSON")
+    assert hooks.ledger.delivery("bad-json") is None and hooks.runs() == runs
+
+
+def test_a_body_over_the_limit_is_413(hooks: Hooks) -> None:
+    padded = push(padding="x" * (1024 * 1024))
+    answer = hooks.github.send("push", padded)
+    assert answer.status_code == 413
+    assert "larger than 1048576 bytes" in answer.json()["error"]
+
+
+def test_a_streamed_body_over_the_limit_is_413_without_a_content_length(
+        hooks: Hooks) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(160):
+            yield b" " * 8192  # JSON whitespace: ~1.3 MB in all
+
+    answer = httpx.post(hooks.github.url, content=chunks(), timeout=30,
+                        headers={"X-GitHub-Event": "push", "X-GitHub-Delivery": "streamed",
+                                 "X-Hub-Signature-256": "sha256=" + "0" * 64})
+    assert answer.request.headers.get("transfer-encoding") == "chunked"
+    assert answer.status_code == 413
+
+
+def test_an_unknown_event_is_202_and_ignored_with_the_reason(hooks: Hooks) -> None:
+    answer = hooks.github.send("issues", {"action": "opened"})
+    assert answer.status_code == 202
+    assert answer.json() == {"ignored": "event 'issues' is not handled; Shipyard starts "
+                                        "pipelines on push (and answers ping)"}
+
+
+def test_a_push_without_a_delivery_id_is_400(hooks: Hooks) -> None:
+    runs = hooks.runs()
+    answer = hooks.github.send("push", push(), delivery=None)
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith("X-GitHub-Delivery is missing")
+    assert hooks.runs() == runs
+
+
+def test_a_push_missing_a_field_is_422_naming_it(hooks: Hooks) -> None:
+    payload = push()
+    del payload["repository"]["clone_url"]
+    answer = hooks.github.send("push", payload)
+    assert answer.status_code == 422
+    assert answer.json()["field"] == "repository.clone_url"
+
+
+def test_a_branch_deletion_starts_nothing_and_says_so(hooks: Hooks) -> None:
+    runs = hooks.runs()
+    deletion = push(after=ZERO, deleted=True, commits=[], head_commit=None)
+
+    answer = hooks.github.send("push", deletion, delivery="deleted-main")
+
+    assert answer.status_code == 202
+    assert answer.json() == {"ignored": "branch 'main' was deleted; a deletion starts "
+                                        "nothing", "delivery": "deleted-main"}
+    assert hooks.runs() == runs
+    delivery = hooks.ledger.delivery("deleted-main")
+    assert delivery is not None and (delivery.outcome, delivery.run_id) == ("ignored", None)
+
+
+def test_a_tag_matching_a_tag_pattern_starts_a_run(hooks: Hooks) -> None:
+    tag = push("refs/tags/v1.2.0", before=ZERO, commits=[], created=True)
+    answer = hooks.github.send("push", tag)
+    assert answer.status_code == 202, answer.text
+    run = hooks.store.get_run(answer.json()["run_id"])
+    assert (run.ref, run.commit_sha) == ("v1.2.0", tag["after"])
+    assert run.parameters["branch"] is None
+
+
+def test_a_tag_matching_no_tag_pattern_is_ignored(hooks: Hooks) -> None:
+    answer = hooks.github.send("push", push("refs/tags/nightly-7", before=ZERO, commits=[]))
+    assert answer.status_code == 202
+    assert answer.json()["ignored"] == "tag 'nightly-7' matches no trigger tag pattern (v*)"
+
+
+def test_a_push_to_another_branch_is_ignored_but_a_release_branch_is_not(
+        hooks: Hooks) -> None:
+    feature = hooks.github.send("push", push("refs/heads/feature/login"))
+    release = hooks.github.send("push", push("refs/heads/release/2.0"))
+    assert feature.json()["ignored"] == ("branch 'feature/login' matches no trigger branch "
+                                         "pattern (main, release/*)")
+    assert "run_id" in release.json()
+
+
+def test_a_push_changing_only_documentation_is_ignored_for_its_paths(hooks: Hooks) -> None:
+    docs = push(files=("README.md", "apps/gateway/README.md"))
+    answer = hooks.github.send("push", docs)
+    assert answer.status_code == 202
+    assert answer.json()["ignored"] == (
+        "no changed file matches the trigger paths (apps/**, !**/*.md); changed: "
+        "README.md, apps/gateway/README.md")
+
+
+@pytest.mark.parametrize("body", [
+    b"[]", b'"push"', b"null", b"{}", b"[" * 100_000 + b"]" * 100_000,
+    b'{"ref": 1' + b"0" * 5000 + b"}",
+    json.dumps(push(ref="refs/heads/" + "m" * 300)).encode(),
+    json.dumps(push(clone_url="-uploadpack=touch /tmp/pwned")).encode(),
+    json.dumps(push(clone_url="/" + "d" * 400)).encode(),
+    json.dumps(push(clone_url="~no-such-user/repo")).encode(),
+    json.dumps(push(clone_url="/tmp/a\u0000b")).encode(),
+    json.dumps(push(pusher={"name": "x" * 1000})).encode(),
+    json.dumps(push(commits=[{"added": [1, 2]}])).encode(),
+    json.dumps({**push(), "after": "A" * 40}).encode(),
+    "{\"ref\": \"\udcff\"}".encode("utf-8", "surrogatepass"),
+], ids=["list", "string", "null", "empty", "deep", "huge-number", "long-ref",
+        "option-url", "long-path", "unknown-home", "nul", "long-pusher", "bad-files",
+        "upper-sha", "bad-utf8"])
+def test_bad_input_is_never_a_server_error(hooks: Hooks, body: bytes) -> None:
+    answer = hooks.github.send("push", body=body)
+    assert 400 <= answer.status_code < 500 or answer.status_code == 202, answer.text
+    assert hooks.ui.process.poll() is None
+
+
+# -- through the real Prefect server and worker ---------------------------------------------
+
+
+@dataclass
+class Remote:
+    """A bare repository standing in for GitHub, and a clone that pushes to it."""
+
+    bare: Path
+    work: Repo
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.bare}"
+
+    def push_commit(self, message: str, *, write: dict[str, str] | None = None,
+                    remove: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Commit, push to main, and return the push as GitHub would describe it."""
+        before = self.work.head.commit.hexsha
+        for path, text in (write or {}).items():
+            (Path(str(self.work.working_tree_dir)) / path).write_text(text)
+            self.work.index.add([path])
+        if remove:
+            self.work.index.remove(list(remove), r=True, working_tree=True)
+        author = Actor("Ada Tester", "ada@example.com")
+        after = self.work.index.commit(message, author=author, committer=author).hexsha
+        self.work.remote("origin").push("HEAD:refs/heads/main")
+        return self.describe(before, after)
+
+    def describe(self, before: str, after: str, ref: str = "refs/heads/main") -> dict[str, Any]:
+        repo = Repo(self.bare)
+        commits = []
+        for commit in reversed(list(repo.iter_commits(f"{before}..{after}"))):
+            files: dict[str, list[str]] = {"added": [], "modified": [], "removed": []}
+            listing = repo.git.diff_tree("--no-commit-id", "--name-status", "-r", commit.hexsha)
+            for line in listing.splitlines():
+                status, path = line.split("\t", 1)
+                files[{"A": "added", "D": "removed"}.get(status[0], "modified")].append(path)
+            commits.append({"id": commit.hexsha, "message": commit.message,
+                            "timestamp": commit.committed_datetime.isoformat(),
+                            "author": {"name": commit.author.name,
+                                       "email": commit.author.email},
+                            "distinct": True, **files})
+        return {"ref": ref, "before": before, "after": after, "created": False,
+                "deleted": False, "forced": False, "base_ref": None, "commits": commits,
+                "head_commit": commits[-1] if commits else None,
+                "repository": {"name": "shop", "full_name": "acme/shop",
+                               "clone_url": self.url},
+                "pusher": {"name": "Ada Tester", "email": "ada@example.com"},
+                "sender": {"login": "ada"}}
+
+
+@pytest.fixture(scope="module")
+def remote(source_repo: Any, tmp_path_factory: pytest.TempPathFactory) -> Remote:
+    """The remote, with the apps reduced to discovery (and the kit it builds on), so each
+    ci run tests and builds one app."""
+    root = tmp_path_factory.mktemp("remote")
+    Repo.clone_from(str(source_repo.path), root / "shop.git", bare=True)
+    work = Repo.clone_from(str(root / "shop.git"), root / "work")
+    remote = Remote(root / "shop.git", work)
+    remote.push_commit("Keep only discovery", remove=tuple(
+        f"apps/{app}" for app in ("gateway", "data", "streaming")))
+    return remote
+
+
+@pytest.fixture
+def prefect_ui_env(prefect_stack: Any, tmp_path: Path) -> dict[str, str]:
+    """The environment of a ui on the stack's store, whose flows the stack's worker runs."""
+    return ui_env(prefect_stack.env)
+
+
+def follow(store: Store, run_id: str, seconds: float = 900) -> RunRecord:
+    async def last() -> RunRecord:
+        return [r async for r in follow_run(store, run_id, timeout_seconds=seconds)][-1]
+
+    return asyncio.run(last())
+
+
+def assert_ci_ran_the_pushed_commit(store: Store, run_id: str, after: str) -> RunRecord:
+    run = follow(store, run_id)
+    assert run.state is State.SUCCEEDED, (run.reason, run.message)
+    assert run.commit_sha == after
+    checkout = run.stage("checkout")
+    assert checkout.state is State.SUCCEEDED and checkout.outputs["sha"] == after
+    assert run.prefect_flow_run_id is not None
+    assert asyncio.run(flow_run_state(run.prefect_flow_run_id)).state == "COMPLETED"
+    return run
+
+
+def test_a_signed_push_runs_ci_through_prefect_on_the_pushed_commit(
+        prefect_stack: Any, prefect_ui_env: dict[str, str], remote: Remote,
+        tmp_path: Path) -> None:
+    store = Store.open(prefect_stack.store_url)
+    described = remote.push_commit("Stamp discovery", write={
+        "apps/discovery/STAMP": f"webhook test {uuid.uuid4()}\n"})
+    with serve_ui(prefect_ui_env, tmp_path) as ui:
+        answer = GitHub(ui.url).send("push", described)
+        assert answer.status_code == 202, answer.text
+        run_id = answer.json()["run_id"]
+        linked = eventually(lambda: store.get_run(run_id).prefect_flow_run_id, seconds=60,
+                            what=f"the hand-over to Prefect\n{ui.output()}")
+        run = assert_ci_ran_the_pushed_commit(store, run_id, described["after"])
+    assert run.prefect_flow_run_id == linked
+    assert (run.trigger, run.actor, run.ref) == ("push", "Ada Tester", "main")
+    assert run.stage("test:discovery").state is State.SUCCEEDED
+    assert run.stage("push:discovery").state is State.SUCCEEDED
+
+
+class TcpProxy:
+    """A loopback port forwarded to another, closed until :meth:`open`: Prefect "down",
+    then "back", at one address."""
+
+    def __init__(self, target_port: int) -> None:
+        self.port = free_port()
+        self.target_port = target_port
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self._stop: asyncio.Event
+
+    def open(self) -> None:
+        ready = threading.Event()
+        stop = asyncio.Event()
+
+        async def serve() -> None:
+            server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
+            self._stop = stop
+            ready.set()
+            async with server:
+                await stop.wait()
+            pipes = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pipes:
+                task.cancel()
+            await asyncio.gather(*pipes, return_exceptions=True)
+
+        self._thread = threading.Thread(target=self._loop.run_until_complete,
+                                        args=(serve(),), daemon=True)
+        self._thread.start()
+        assert ready.wait(10)
+
+    async def _pipe(self, client_in: asyncio.StreamReader,
+                    client_out: asyncio.StreamWriter) -> None:
+        server_in, server_out = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            finally:
+                sink.close()
+
+        await asyncio.gather(copy(client_in, server_out), copy(server_in, client_out),
+                             return_exceptions=True)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(10)
+        self._loop.close()
+
+
+def test_a_run_waits_while_prefect_is_down_and_is_handed_over_when_it_answers(
+        prefect_stack: Any, remote: Remote, tmp_path: Path) -> None:
+    store = Store.open(prefect_stack.store_url)
+    proxy = TcpProxy(int(prefect_stack.api_url.split(":")[-1].split("/")[0]))
+    env = ui_env(prefect_stack.env, PREFECT_API_URL=f"http://127.0.0.1:{proxy.port}/api")
+    described = remote.push_commit("Say hello", write={"HELLO.txt": "hello\n"})
+    try:
+        with serve_ui(env, tmp_path) as ui:
+            answer = GitHub(ui.url).send("push", described)
+            assert answer.status_code == 202, answer.text
+            run_id = answer.json()["run_id"]
+            waiting = awaiting_prefect(store, run_id, "the refusal to be noted")
+            assert waiting.state is State.QUEUED and waiting.prefect_flow_run_id is None
+
+            proxy.open()
+            eventually(lambda: store.get_run(run_id).prefect_flow_run_id, seconds=60,
+                       what=f"the reconciler's hand-over\n{ui.output()}")
+            run = assert_ci_ran_the_pushed_commit(store, run_id, described["after"])
+    finally:
+        proxy.close()
+    reasons = [t.reason for t in store.transitions(run.id)]
+    assert reasons[:3] == ["Created", "HandOverFailed", "HandedOver"]
+
+
+def test_trigger_starts_ci_by_hand_and_follows_it(prefect_stack: Any, remote: Remote) -> None:
+    store = Store.open(prefect_stack.store_url)
+    described = remote.push_commit("By hand", write={"HAND.txt": "by hand\n"})
+
+    done = prefect_stack.shipyard("trigger", "--repo", remote.url, "--ref", "main",
+                                  "--follow", timeout=900)
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    run = store.list_runs(limit=1, pipeline="ci")[0]
+    assert (run.trigger, run.ref, run.commit_sha, run.state) == (
+        "manual", "main", described["after"], State.SUCCEEDED)
+
+
+def test_a_triggered_run_prefect_cannot_take_stays_queued_until_the_ui_hands_it_over(
+        prefect_stack: Any, prefect_ui_env: dict[str, str], remote: Remote,
+        tmp_path: Path) -> None:
+    store = Store.open(prefect_stack.store_url)
+    described = remote.push_commit("While Prefect is away", write={"AWAY.txt": "away\n"})
+    down = {**prefect_stack.env, "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"}
+
+    refused = prefect_stack.shipyard_with(down, "trigger", "--repo", remote.url, "--ref",
+                                          described["after"])
+
+    assert refused.returncode == 1
+    assert "stays queued" in refused.stderr and "`shipyard ui`" in refused.stderr
+    waiting = store.list_runs(limit=1, pipeline="ci")[0]
+    assert (waiting.state, waiting.reason) == (State.QUEUED, "AwaitingPrefect")
+    with serve_ui(prefect_ui_env, tmp_path) as ui:  # its first pass, at startup
+        eventually(lambda: store.get_run(waiting.id).prefect_flow_run_id, seconds=60,
+                   what=f"the startup hand-over\n{ui.output()}")
+        assert_ci_ran_the_pushed_commit(store, waiting.id, described["after"])
+
+
+@pytest.mark.parametrize(("repo", "ref", "problem"), [
+    ("-oProxyCommand=x", "main", "must not start with '-'"),
+    ("/no/such/repository", "main", "neither a URL"),
+    (".", "--upload-pack=x", "not a valid branch"),
+    (".", "main..other", "not a valid branch"),
+])
+def test_trigger_refuses_a_bad_repository_or_ref_and_records_nothing(
+        tmp_path: Path, repo: str, ref: str, problem: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SHIPYARD_"))}
+    env.update(SHIPYARD_HOME=str(tmp_path), SHIPYARD_PREFECT_PORT=str(free_port()))
+    done = subprocess.run([*SHIPYARD, "trigger", "--repo", repo, "--ref", ref], env=env,
+                          cwd=PROJECT, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and problem in done.stderr
+    assert not (tmp_path / "shipyard.db").exists() or not Store.open(
+        f"sqlite:///{tmp_path / 'shipyard.db'}").list_runs()
