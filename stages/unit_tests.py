@@ -53,7 +53,8 @@ async def unit_tests(ctx: StageContext, workspace: str, app: str) -> TestResult:
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "pytest", str(app_dir), "-q", "-p", "no:cacheprovider",
-            "--rootdir", str(app_dir), f"--junitxml={report_path}", "-o", "addopts="]
+            "--rootdir", str(app_dir), f"--junitxml={report_path}", "-o", "addopts=",
+            "--import-mode=importlib"]
     await ctx.log(f"$ pytest apps/{app}")
     # The app's own suite, as a developer runs it: not the worker's CI flag (an app may
     # demand services in CI that this pipeline does not provide).

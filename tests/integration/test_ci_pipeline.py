@@ -1,0 +1,128 @@
+"""The ci pipeline on a real repository (a bare "remote" that commits are pushed to), the real
+Docker engine and registry and the real Prefect server: only the apps a commit changes are
+tested, built and pushed; the others keep their image; ``when`` skips the push off the
+release branches."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from git import Actor, Repo
+
+from pipelines.ci import ci_flow
+from shipyard.domain.states import State
+from shipyard.store import Ledger, RunRecord, Store
+from tests.support.stack import PROJECT
+
+pytestmark = pytest.mark.integration
+
+APPS = ("discovery", "streaming")
+AUTHOR = Actor("Grace Pusher", "grace@example.com")
+
+
+class Remote:
+    """A bare repository and a working clone that commits and pushes to it."""
+
+    def __init__(self, root: Path) -> None:
+        self.bare = Repo.init(root / "remote.git", bare=True, initial_branch="main")
+        self.work = Repo.init(root / "work", initial_branch="main")
+        shutil.copytree(PROJECT / "apps", root / "work" / "apps", ignore=shutil.ignore_patterns(
+            "__pycache__", ".*_cache", "*.egg-info", "streaming-data", "*.db"))
+        # Sources no other test has built: every app's key is new to the shared store.
+        (root / "work" / "apps" / "servicekit" / "BUILD-NONCE").write_text(uuid.uuid4().hex)
+        self.work.create_remote("origin", str(root / "remote.git"))
+        self.commit("Add the apps")
+
+    @property
+    def url(self) -> str:
+        return str(Path(self.bare.git_dir))
+
+    def commit(self, message: str, **files: str) -> str:
+        for path, text in files.items():
+            target = Path(self.work.working_dir) / path
+            target.write_text(text)
+        self.work.git.add("-A")
+        sha = self.work.index.commit(message, author=AUTHOR, committer=AUTHOR).hexsha
+        self.work.git.push("origin", "main")
+        return str(sha)
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory: pytest.TempPathFactory) -> Remote:
+    return Remote(tmp_path_factory.mktemp("ci-remote"))
+
+
+def ci(stack, remote: Remote, *extra: str) -> RunRecord:
+    apps = [arg for app in APPS for arg in ("--app", app)]
+    done = stack.shipyard("ci", "--repo", remote.url, "--ref", "main", *apps, *extra)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr
+    store = Store.open(stack.store_url)
+    return store.get_run(store.list_runs(limit=1, pipeline="ci")[0].id)
+
+
+def stage_refs(run: RunRecord) -> list[str]:
+    return [s.ref for s in run.stages]
+
+
+def test_a_new_commit_builds_and_pushes_every_app_the_registry_serves(prefect_stack, remote):
+    run = ci(prefect_stack, remote)
+    assert run.state is State.SUCCEEDED
+    for app in APPS:
+        assert {f"test:{app}", f"build:{app}", f"push:{app}"} <= set(stage_refs(run))
+    artifacts = {a.app: a for a in Ledger(Store.open(prefect_stack.store_url))
+                 .artifacts(run_id=run.id)}
+    assert set(artifacts) == set(APPS)
+    for app, artifact in artifacts.items():
+        served = httpx.head(f"http://127.0.0.1:5000/v2/shipyard/{app}/manifests/{artifact.tag}",
+                            headers={"Accept": "application/vnd.docker.distribution.manifest"
+                                     ".v2+json"}, timeout=10)
+        assert served.headers["Docker-Content-Digest"] == artifact.digest
+        assert artifact.commit_sha == run.commit_sha
+
+
+def test_the_same_commit_again_rebuilds_nothing(prefect_stack, remote):
+    first = ci(prefect_stack, remote)
+    again = ci(prefect_stack, remote)
+    assert stage_refs(again) == ["checkout", "changes"]
+    reused = again.stage("changes").outputs["reused"]
+    assert set(reused) == set(APPS)
+    store = Store.open(prefect_stack.store_url)
+    built = {a.app: a.digest for a in Ledger(store).artifacts(limit=20)
+             if a.commit_sha == first.commit_sha}
+    assert reused == {app: built[app] for app in APPS}
+
+
+def test_a_change_to_one_app_rebuilds_only_that_app(prefect_stack, remote):
+    ci(prefect_stack, remote)
+    remote.commit("Document discovery", **{"apps/discovery/NOTES.md": "leases\n"})
+    run = ci(prefect_stack, remote)
+    assert "build:discovery" in stage_refs(run) and "build:streaming" not in stage_refs(run)
+    changes = run.stage("changes").outputs
+    assert changes["changed"] == ["discovery"] and list(changes["reused"]) == ["streaming"]
+    assert "apps/discovery/NOTES.md" in changes["reasons"]["discovery"]
+
+
+def test_a_change_to_the_shared_kit_rebuilds_every_app_that_uses_it(prefect_stack, remote):
+    ci(prefect_stack, remote)
+    remote.commit("Tune the kit", **{"apps/servicekit/NOTES.md": "shared\n"})
+    run = ci(prefect_stack, remote)
+    assert sorted(run.stage("changes").outputs["changed"]) == sorted(APPS)
+
+
+def test_off_the_release_branches_the_push_is_skipped_when_not_met(
+        prefect_stack, remote, monkeypatch):
+    monkeypatch.setenv("SHIPYARD_PUSH_BRANCHES", '["main"]')
+    sha = remote.commit("Try something", **{"apps/discovery/TRY.md": "maybe\n"})
+    result = asyncio.run(ci_flow(repo=remote.url, ref=sha, apps=["discovery"],
+                                 branch="refs/heads/feature/try", trigger="test"))
+    run = Store.open(prefect_stack.store_url).get_run(result["run_id"])
+    assert run.state is State.SUCCEEDED
+    push = run.stage("push:discovery")
+    assert (push.state, push.reason) == (State.SKIPPED, "WhenNotMet")
+    assert run.stage("build:discovery").state is State.SUCCEEDED
+    assert "discovery" not in result["images"]
