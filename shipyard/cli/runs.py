@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import typer
@@ -13,6 +14,8 @@ from shipyard.cli.render import run_detail, runs_table, transitions_table
 from shipyard.domain.states import State
 
 __all__ = ["logs", "runs", "show"]
+
+FOLLOW_SECONDS = 0.5
 
 RunId = Annotated[str, typer.Argument(metavar="RUN", help="Run id or its first 4+ characters.")]
 
@@ -50,12 +53,29 @@ def show(
 def logs(
     run_id: RunId,
     stage: Annotated[str | None, typer.Argument(help="Only this stage's log.")] = None,
+    follow: Annotated[bool, typer.Option(
+        "--follow", "-f", help="Keep printing new output until the run ends.")] = False,
 ) -> None:
-    """Print the logs a run's stages recorded."""
-    chunks = store().read_logs(run_id, stage)
-    current = None
-    for chunk in chunks:
-        if chunk.stage_ref != current:
-            current = chunk.stage_ref
-            console.rule(current, align="left")
-        console.out(chunk.text, end="", highlight=False)
+    """Print the logs a run's stages recorded; with --follow, as they are written."""
+    runs_store = store()
+    run = runs_store.get_run(run_id)
+    last_id, current = 0, None
+    while True:
+        # The state is read before the logs: a run final here has written all its output.
+        run = runs_store.get_run(run.id)
+        if stage is not None and stage not in {s.ref for s in run.stages}:
+            if not follow or run.state.is_terminal:
+                runs_store.read_logs(run.id, stage)  # raises: names the stages it has
+            time.sleep(FOLLOW_SECONDS)  # a stage the pipeline has not added yet
+            continue
+        for chunk in runs_store.read_logs(run.id, stage, after_id=last_id):
+            if chunk.stage_ref != current:
+                current = chunk.stage_ref
+                console.rule(current, align="left")
+            console.out(chunk.text, end="", highlight=False)
+            last_id = chunk.id
+        if not follow or run.state.is_terminal:
+            break
+        time.sleep(FOLLOW_SECONDS)
+    if follow:
+        console.print(f"run {run.short_id} {run.state.value}", highlight=False)

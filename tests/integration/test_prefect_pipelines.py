@@ -178,3 +178,18 @@ def test_the_readme_demo_releases_and_promotes_an_app_of_this_checkout(prefect_s
     assert release.state is promote.state is State.SUCCEEDED
     prod = Ledger(open_store(prefect_stack)).current_release("discovery", "prod")
     assert prod is not None and prod.run_id == promote.id
+
+
+def test_logs_follow_streams_a_stage_until_the_run_ends(prefect_stack, source_repo):
+    started = prefect_stack.shipyard("ci", "--repo", str(source_repo.path), "--app",
+                                     "discovery", "--all", "--no-wait")
+    assert started.returncode == 0, started.stderr
+    run = newest_run(prefect_stack, "ci")
+    assert not run.state.is_terminal, "followed from before the end"
+    # test:discovery does not exist yet: the pipeline adds it after change detection.
+    followed = prefect_stack.shipyard("logs", run.short_id, "test:discovery", "--follow",
+                                      timeout=900)
+    assert followed.returncode == 0, followed.stderr
+    assert "passed" in followed.stdout
+    assert followed.stdout.rstrip().endswith(f"run {run.short_id} succeeded")
+    assert newest_run(prefect_stack, "ci").state is State.SUCCEEDED
