@@ -27,7 +27,6 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from git import Actor, Repo
 
 from pipelines.launch import follow_run
 from shipyard.adapters.prefect import flow_run_state
@@ -35,59 +34,22 @@ from shipyard.domain.states import State
 from shipyard.domain.webhooks import sign
 from shipyard.store import Ledger, RunRecord, Store
 from tests.support.stack import PROJECT, SHIPYARD, free_port
+from tests.support.webhooks import (
+    CLONE_URL,
+    SECRET,
+    GitHub,
+    Remote,
+    Ui,
+    UiFailed,
+    push_payload,
+    serve_ui,
+)
 
 pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
 
-SECRET = "It's a Secret to Everybody"
 ZERO = "0" * 40
-CLONE_URL = "https://github.com/acme/shop.git"
-
-
-# -- serving and sending ------------------------------------------------------------------
-
-
-@dataclass
-class Ui:
-    url: str
-    log: Path
-    process: subprocess.Popen[bytes]
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-
-@contextmanager
-def serve_ui(env: dict[str, str], log_dir: Path) -> Iterator[Ui]:
-    """``shipyard ui`` on a free loopback port, ready when it answers /healthz."""
-    port = free_port()
-    log = log_dir / f"ui-{port}.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen([*SHIPYARD, "ui", "--port", str(port)], env=env,
-                                   cwd=PROJECT, stdout=sink, stderr=subprocess.STDOUT)
-    ui = Ui(f"http://127.0.0.1:{port}", log, process)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"`shipyard ui` exited with {process.returncode}:\n{ui.output()}")
-            try:
-                if httpx.get(f"{ui.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"`shipyard ui` did not answer within 60s:\n{ui.output()}")
-            time.sleep(0.1)
-        yield ui
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def ui_env(base: dict[str, str], **settings: str) -> dict[str, str]:
@@ -97,47 +59,13 @@ def ui_env(base: dict[str, str], **settings: str) -> dict[str, str]:
     return env
 
 
-class GitHub:
-    """Sends deliveries as GitHub does: a JSON body, the event and delivery id in headers,
-    signed with the webhook's secret."""
-
-    def __init__(self, url: str, secret: str = SECRET) -> None:
-        self.url = f"{url}/hooks/github"
-        self.secret = secret.encode()
-
-    def send(self, event: str, payload: Any = None, *, body: bytes | None = None,
-             delivery: str | None = "new", signature: str | None = "sign",
-             headers: dict[str, str] | None = None, timeout: float = 30) -> httpx.Response:
-        content = body if body is not None else json.dumps(payload).encode()
-        sent = {"X-GitHub-Event": event, "Content-Type": "application/json",
-                "User-Agent": "GitHub-Hookshot/test"}
-        if delivery is not None:
-            sent["X-GitHub-Delivery"] = str(uuid.uuid4()) if delivery == "new" else delivery
-        if signature is not None:
-            sent["X-Hub-Signature-256"] = (sign(self.secret, content) if signature == "sign"
-                                           else signature)
-        sent.update(headers or {})
-        return httpx.post(self.url, content=content, headers=sent, timeout=timeout)
-
-
-def push(ref: str = "refs/heads/main", *, after: str | None = None, before: str = "a" * 40,
-         files: tuple[str, ...] = ("apps/discovery/discovery/api.py",),
-         clone_url: str = CLONE_URL, **extra: Any) -> dict[str, Any]:
-    """A push payload in GitHub's format, one commit changing ``files``."""
-    after = after or uuid.uuid4().hex + uuid.uuid4().hex[:8]
-    commit = {"id": after, "message": "Change things", "timestamp": "2026-03-01T12:00:00Z",
-              "author": {"name": "Ada Tester", "email": "ada@example.com"},
-              "added": [], "modified": list(files), "removed": [], "distinct": True}
-    payload: dict[str, Any] = {
-        "ref": ref, "before": before, "after": after, "created": False, "deleted": False,
-        "forced": False, "base_ref": None, "compare": f"{CLONE_URL[:-4]}/compare",
-        "commits": [commit], "head_commit": commit,
-        "repository": {"name": "shop", "full_name": "acme/shop", "clone_url": clone_url},
-        "pusher": {"name": "Ada Tester", "email": "ada@example.com"},
-        "sender": {"login": "ada"},
-    }
-    payload.update(extra)
-    return payload
+@contextmanager
+def serving(env: dict[str, str], log_dir: Path) -> Iterator[Ui]:
+    try:
+        with serve_ui(env, log_dir) as ui:
+            yield ui
+    except UiFailed as err:
+        pytest.fail(str(err))
 
 
 def awaiting_prefect(store: Store, run_id: str, what: str) -> RunRecord:
@@ -182,7 +110,7 @@ def hooks(module_store_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
                  SHIPYARD_TRIGGER_BRANCHES='["main", "release/*"]',
                  SHIPYARD_TRIGGER_TAGS="v*", SHIPYARD_TRIGGER_PATHS="apps/**,!**/*.md",
                  PREFECT_API_URL=f"http://127.0.0.1:{free_port()}/api")
-    with serve_ui(env, home) as ui:
+    with serving(env, home) as ui:
         store = Store.open(module_store_url)
         try:
             yield Hooks(ui, GitHub(ui.url), store, Ledger(store))
@@ -197,7 +125,7 @@ def test_a_ping_is_answered_200(hooks: Hooks) -> None:
 
 
 def test_a_signed_push_to_main_is_recorded_as_a_queued_ci_run(hooks: Hooks) -> None:
-    payload = push()
+    payload = push_payload()
     answer = hooks.github.send("push", payload, delivery="push-main-1")
 
     assert answer.status_code == 202, answer.text
@@ -215,7 +143,7 @@ def test_a_signed_push_to_main_is_recorded_as_a_queued_ci_run(hooks: Hooks) -> N
 
 
 def test_a_run_prefect_cannot_take_stays_queued_and_says_why(hooks: Hooks) -> None:
-    run_id = hooks.github.send("push", push()).json()["run_id"]
+    run_id = hooks.github.send("push", push_payload()).json()["run_id"]
 
     run = awaiting_prefect(hooks.store, run_id, "the refused hand-over to be noted")
 
@@ -225,7 +153,7 @@ def test_a_run_prefect_cannot_take_stays_queued_and_says_why(hooks: Hooks) -> No
 
 
 def test_a_redelivery_answers_the_first_run_and_records_nothing_new(hooks: Hooks) -> None:
-    payload = push()
+    payload = push_payload()
     first = hooks.github.send("push", payload, delivery="redelivered-1")
     runs = hooks.runs()
 
@@ -237,7 +165,7 @@ def test_a_redelivery_answers_the_first_run_and_records_nothing_new(hooks: Hooks
 
 
 def test_ten_simultaneous_copies_of_a_delivery_start_one_run(hooks: Hooks) -> None:
-    payload = push()
+    payload = push_payload()
     copies = 10
     barrier = threading.Barrier(copies)
     runs = hooks.runs()
@@ -264,7 +192,7 @@ def test_a_missing_or_forged_signature_is_refused_and_records_nothing(
     runs = hooks.runs()
     delivery = f"forged-{uuid.uuid4()}"
 
-    answer = hooks.github.send("push", push(), delivery=delivery, signature=signature)
+    answer = hooks.github.send("push", push_payload(), delivery=delivery, signature=signature)
 
     assert answer.status_code == 401
     assert "X-Hub-Signature-256" in answer.json()["error"]
@@ -273,7 +201,7 @@ def test_a_missing_or_forged_signature_is_refused_and_records_nothing(
 
 
 def test_a_body_changed_after_signing_is_refused(hooks: Hooks) -> None:
-    signed = json.dumps(push()).encode()
+    signed = json.dumps(push_payload()).encode()
     tampered = signed.replace(b"refs/heads/main", b"refs/heads/evil")
     answer = hooks.github.send("push", body=tampered,
                                signature=sign(SECRET.encode(), signed))
@@ -289,7 +217,7 @@ def test_malformed_json_is_400_and_records_nothing(hooks: Hooks) -> None:
 
 
 def test_a_body_over_the_limit_is_413(hooks: Hooks) -> None:
-    padded = push(padding="x" * (1024 * 1024))
+    padded = push_payload(padding="x" * (1024 * 1024))
     answer = hooks.github.send("push", padded)
     assert answer.status_code == 413
     assert "larger than 1048576 bytes" in answer.json()["error"]
@@ -317,14 +245,14 @@ def test_an_unknown_event_is_202_and_ignored_with_the_reason(hooks: Hooks) -> No
 
 def test_a_push_without_a_delivery_id_is_400(hooks: Hooks) -> None:
     runs = hooks.runs()
-    answer = hooks.github.send("push", push(), delivery=None)
+    answer = hooks.github.send("push", push_payload(), delivery=None)
     assert answer.status_code == 400
     assert answer.json()["error"].startswith("X-GitHub-Delivery is missing")
     assert hooks.runs() == runs
 
 
 def test_a_push_missing_a_field_is_422_naming_it(hooks: Hooks) -> None:
-    payload = push()
+    payload = push_payload()
     del payload["repository"]["clone_url"]
     answer = hooks.github.send("push", payload)
     assert answer.status_code == 422
@@ -333,7 +261,7 @@ def test_a_push_missing_a_field_is_422_naming_it(hooks: Hooks) -> None:
 
 def test_a_branch_deletion_starts_nothing_and_says_so(hooks: Hooks) -> None:
     runs = hooks.runs()
-    deletion = push(after=ZERO, deleted=True, commits=[], head_commit=None)
+    deletion = push_payload(after=ZERO, deleted=True, commits=[], head_commit=None)
 
     answer = hooks.github.send("push", deletion, delivery="deleted-main")
 
@@ -346,7 +274,7 @@ def test_a_branch_deletion_starts_nothing_and_says_so(hooks: Hooks) -> None:
 
 
 def test_a_tag_matching_a_tag_pattern_starts_a_run(hooks: Hooks) -> None:
-    tag = push("refs/tags/v1.2.0", before=ZERO, commits=[], created=True)
+    tag = push_payload("refs/tags/v1.2.0", before=ZERO, commits=[], created=True)
     answer = hooks.github.send("push", tag)
     assert answer.status_code == 202, answer.text
     run = hooks.store.get_run(answer.json()["run_id"])
@@ -355,22 +283,22 @@ def test_a_tag_matching_a_tag_pattern_starts_a_run(hooks: Hooks) -> None:
 
 
 def test_a_tag_matching_no_tag_pattern_is_ignored(hooks: Hooks) -> None:
-    answer = hooks.github.send("push", push("refs/tags/nightly-7", before=ZERO, commits=[]))
+    answer = hooks.github.send("push", push_payload("refs/tags/nightly-7", before=ZERO, commits=[]))
     assert answer.status_code == 202
     assert answer.json()["ignored"] == "tag 'nightly-7' matches no trigger tag pattern (v*)"
 
 
 def test_a_push_to_another_branch_is_ignored_but_a_release_branch_is_not(
         hooks: Hooks) -> None:
-    feature = hooks.github.send("push", push("refs/heads/feature/login"))
-    release = hooks.github.send("push", push("refs/heads/release/2.0"))
+    feature = hooks.github.send("push", push_payload("refs/heads/feature/login"))
+    release = hooks.github.send("push", push_payload("refs/heads/release/2.0"))
     assert feature.json()["ignored"] == ("branch 'feature/login' matches no trigger branch "
                                          "pattern (main, release/*)")
     assert "run_id" in release.json()
 
 
 def test_a_push_changing_only_documentation_is_ignored_for_its_paths(hooks: Hooks) -> None:
-    docs = push(files=("README.md", "apps/gateway/README.md"))
+    docs = push_payload(files=("README.md", "apps/gateway/README.md"))
     answer = hooks.github.send("push", docs)
     assert answer.status_code == 202
     assert answer.json()["ignored"] == (
@@ -381,14 +309,14 @@ def test_a_push_changing_only_documentation_is_ignored_for_its_paths(hooks: Hook
 @pytest.mark.parametrize("body", [
     b"[]", b'"push"', b"null", b"{}", b"[" * 100_000 + b"]" * 100_000,
     b'{"ref": 1' + b"0" * 5000 + b"}",
-    json.dumps(push(ref="refs/heads/" + "m" * 300)).encode(),
-    json.dumps(push(clone_url="-uploadpack=touch /tmp/pwned")).encode(),
-    json.dumps(push(clone_url="/" + "d" * 400)).encode(),
-    json.dumps(push(clone_url="~no-such-user/repo")).encode(),
-    json.dumps(push(clone_url="/tmp/a\u0000b")).encode(),
-    json.dumps(push(pusher={"name": "x" * 1000})).encode(),
-    json.dumps(push(commits=[{"added": [1, 2]}])).encode(),
-    json.dumps({**push(), "after": "A" * 40}).encode(),
+    json.dumps(push_payload(ref="refs/heads/" + "m" * 300)).encode(),
+    json.dumps(push_payload(clone_url="-uploadpack=touch /tmp/pwned")).encode(),
+    json.dumps(push_payload(clone_url="/" + "d" * 400)).encode(),
+    json.dumps(push_payload(clone_url="~no-such-user/repo")).encode(),
+    json.dumps(push_payload(clone_url="/tmp/a\u0000b")).encode(),
+    json.dumps(push_payload(pusher={"name": "x" * 1000})).encode(),
+    json.dumps(push_payload(commits=[{"added": [1, 2]}])).encode(),
+    json.dumps({**push_payload(), "after": "A" * 40}).encode(),
     "{\"ref\": \"\udcff\"}".encode("utf-8", "surrogatepass"),
 ], ids=["list", "string", "null", "empty", "deep", "huge-number", "long-ref",
         "option-url", "long-path", "unknown-home", "nul", "long-pusher", "bad-files",
@@ -402,62 +330,11 @@ def test_bad_input_is_never_a_server_error(hooks: Hooks, body: bytes) -> None:
 # -- through the real Prefect server and worker ---------------------------------------------
 
 
-@dataclass
-class Remote:
-    """A bare repository standing in for GitHub, and a clone that pushes to it."""
-
-    bare: Path
-    work: Repo
-
-    @property
-    def url(self) -> str:
-        return f"file://{self.bare}"
-
-    def push_commit(self, message: str, *, write: dict[str, str] | None = None,
-                    remove: tuple[str, ...] = ()) -> dict[str, Any]:
-        """Commit, push to main, and return the push as GitHub would describe it."""
-        before = self.work.head.commit.hexsha
-        for path, text in (write or {}).items():
-            (Path(str(self.work.working_tree_dir)) / path).write_text(text)
-            self.work.index.add([path])
-        if remove:
-            self.work.index.remove(list(remove), r=True, working_tree=True)
-        author = Actor("Ada Tester", "ada@example.com")
-        after = self.work.index.commit(message, author=author, committer=author).hexsha
-        self.work.remote("origin").push("HEAD:refs/heads/main")
-        return self.describe(before, after)
-
-    def describe(self, before: str, after: str, ref: str = "refs/heads/main") -> dict[str, Any]:
-        repo = Repo(self.bare)
-        commits = []
-        for commit in reversed(list(repo.iter_commits(f"{before}..{after}"))):
-            files: dict[str, list[str]] = {"added": [], "modified": [], "removed": []}
-            listing = repo.git.diff_tree("--no-commit-id", "--name-status", "-r", commit.hexsha)
-            for line in listing.splitlines():
-                status, path = line.split("\t", 1)
-                files[{"A": "added", "D": "removed"}.get(status[0], "modified")].append(path)
-            commits.append({"id": commit.hexsha, "message": commit.message,
-                            "timestamp": commit.committed_datetime.isoformat(),
-                            "author": {"name": commit.author.name,
-                                       "email": commit.author.email},
-                            "distinct": True, **files})
-        return {"ref": ref, "before": before, "after": after, "created": False,
-                "deleted": False, "forced": False, "base_ref": None, "commits": commits,
-                "head_commit": commits[-1] if commits else None,
-                "repository": {"name": "shop", "full_name": "acme/shop",
-                               "clone_url": self.url},
-                "pusher": {"name": "Ada Tester", "email": "ada@example.com"},
-                "sender": {"login": "ada"}}
-
-
 @pytest.fixture(scope="module")
 def remote(source_repo: Any, tmp_path_factory: pytest.TempPathFactory) -> Remote:
     """The remote, with the apps reduced to discovery (and the kit it builds on), so each
     ci run tests and builds one app."""
-    root = tmp_path_factory.mktemp("remote")
-    Repo.clone_from(str(source_repo.path), root / "shop.git", bare=True)
-    work = Repo.clone_from(str(root / "shop.git"), root / "work")
-    remote = Remote(root / "shop.git", work)
+    remote = Remote.clone(source_repo.path, tmp_path_factory.mktemp("remote"))
     remote.push_commit("Keep only discovery", remove=tuple(
         f"apps/{app}" for app in ("gateway", "data", "streaming")))
     return remote
@@ -493,7 +370,7 @@ def test_a_signed_push_runs_ci_through_prefect_on_the_pushed_commit(
     store = Store.open(prefect_stack.store_url)
     described = remote.push_commit("Stamp discovery", write={
         "apps/discovery/STAMP": f"webhook test {uuid.uuid4()}\n"})
-    with serve_ui(prefect_ui_env, tmp_path) as ui:
+    with serving(prefect_ui_env, tmp_path) as ui:
         answer = GitHub(ui.url).send("push", described)
         assert answer.status_code == 202, answer.text
         run_id = answer.json()["run_id"]
@@ -566,7 +443,7 @@ def test_a_run_waits_while_prefect_is_down_and_is_handed_over_when_it_answers(
     env = ui_env(prefect_stack.env, PREFECT_API_URL=f"http://127.0.0.1:{proxy.port}/api")
     described = remote.push_commit("Say hello", write={"HELLO.txt": "hello\n"})
     try:
-        with serve_ui(env, tmp_path) as ui:
+        with serving(env, tmp_path) as ui:
             answer = GitHub(ui.url).send("push", described)
             assert answer.status_code == 202, answer.text
             run_id = answer.json()["run_id"]
@@ -610,7 +487,7 @@ def test_a_triggered_run_prefect_cannot_take_stays_queued_until_the_ui_hands_it_
     assert "stays queued" in refused.stderr and "`shipyard ui`" in refused.stderr
     waiting = store.list_runs(limit=1, pipeline="ci")[0]
     assert (waiting.state, waiting.reason) == (State.QUEUED, "AwaitingPrefect")
-    with serve_ui(prefect_ui_env, tmp_path) as ui:  # its first pass, at startup
+    with serving(prefect_ui_env, tmp_path) as ui:  # its first pass, at startup
         eventually(lambda: store.get_run(waiting.id).prefect_flow_run_id, seconds=60,
                    what=f"the startup hand-over\n{ui.output()}")
         assert_ci_ran_the_pushed_commit(store, waiting.id, described["after"])
