@@ -27,7 +27,8 @@ async def launch(store: Store, pipeline: str, parameters: Mapping[str, Any], *,
                  trigger: str, actor: str = "", app: str | None = None,
                  repo_url: str | None = None, ref: str | None = None,
                  on_refusal: OnRefusal = OnRefusal.CANCEL,
-                 start: StartDeployment = start_deployment) -> RunRecord:
+                 start: StartDeployment = start_deployment,
+                 restarted_from: str | None = None) -> RunRecord:
     """Record a queued ``pipeline`` run and hand it to its Prefect deployment.
 
     Raises :class:`HandOverFailed` if Prefect does not take it, after cancelling the run
@@ -38,7 +39,8 @@ async def launch(store: Store, pipeline: str, parameters: Mapping[str, Any], *,
                          f"{', '.join(FIRST_STAGES)}")
     record = await asyncio.to_thread(
         store.create_run, pipeline, FIRST_STAGES[pipeline], trigger=trigger, actor=actor,
-        app=app, repo_url=repo_url, ref=ref, parameters=dict(parameters))
+        app=app, repo_url=repo_url, ref=ref, parameters=dict(parameters),
+        restarted_from=restarted_from)
     return await hand_over(store, record, on_refusal=on_refusal, start=start)
 
 

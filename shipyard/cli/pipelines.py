@@ -34,6 +34,7 @@ from shipyard.cli.render import run_detail
 from shipyard.domain.catalog import validate_app_name
 from shipyard.domain.states import State
 from shipyard.store import RunRecord
+from stages.restart import RestartRefused, check_restart
 
 __all__ = ["ci", "deploy", "promote", "release", "rollback", "start_and_follow", "trigger"]
 
@@ -133,18 +134,47 @@ def trigger(
                      on_refusal=OnRefusal.KEEP_QUEUED)
 
 
+@app.command()
+def restart(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id or its first 4+ "
+                                          "characters.")],
+    from_stage: Annotated[str, typer.Option(
+        "--from", help="The stage to run again, with everything after it; the stages "
+        "before it reuse the run's outputs.", show_default=False)],
+    wait: Wait = True, timeout: Timeout = 1800, actor: Actor = None,
+) -> None:
+    """Restart a ci run from a stage: a new run at the same commit with the same
+    parameters, reusing what the stages before that one produced."""
+    original = store().get_run(run_id)
+    if original.pipeline != "ci":
+        raise CommandFailed(f"run {original.short_id} is a {original.pipeline} run; restart "
+                            "from a stage is for ci runs (start the others again)")
+    try:
+        check_restart(original, from_stage)
+    except RestartRefused as err:
+        raise CommandFailed(str(err)) from err
+    assert original.repo_url and original.commit_sha  # check_restart made sure
+    parameters = {**original.parameters, "repo": original.repo_url,
+                  "ref": original.commit_sha, "restart_of": original.id,
+                  "restart_from": from_stage}
+    start_and_follow("ci", parameters, repo_url=original.repo_url, ref=original.commit_sha,
+                     app_name=original.app, wait=wait, timeout=timeout, actor=actor,
+                     trigger="restart", restarted_from=original.id)
+
+
 def start_and_follow(pipeline: str, parameters: dict[str, Any], *, wait: bool,
                      timeout: float, actor: str | None, app_name: str | None = None,
                      repo_url: str | None = None, ref: str | None = None,
                      trigger: str = "cli",
-                     on_refusal: OnRefusal = OnRefusal.CANCEL) -> RunRecord:
+                     on_refusal: OnRefusal = OnRefusal.CANCEL,
+                     restarted_from: str | None = None) -> RunRecord:
     """Launch ``pipeline`` and, with ``wait``, follow it live; raise CommandFailed when a
     followed run does not succeed."""
     use_prefect()
     who = actor or getpass.getuser()
     record = asyncio.run(launch(store(), pipeline, parameters, trigger=trigger, actor=who,
                                 app=app_name, repo_url=repo_url, ref=ref,
-                                on_refusal=on_refusal))
+                                on_refusal=on_refusal, restarted_from=restarted_from))
     console.print(f"{pipeline} run [bold]{record.short_id}[/] queued "
                   f"(Prefect flow run {record.prefect_flow_run_id})")
     if not wait:

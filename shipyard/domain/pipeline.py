@@ -121,6 +121,17 @@ class PipelineGraph:
         """Stages that list ``ref`` directly among their requirements, in graph order."""
         return tuple(r for r in self._order if ref in self._by_ref[r].requires)
 
+    def downstream(self, ref: str) -> frozenset[str]:
+        """``ref`` and every stage that requires it, directly or through others: what a
+        restart from ``ref`` runs again."""
+        found, pending = {ref}, [ref]
+        while pending:
+            for dependent in self.dependents(pending.pop()):
+                if dependent not in found:
+                    found.add(dependent)
+                    pending.append(dependent)
+        return frozenset(found)
+
     def ready(self, states: Mapping[str, State]) -> tuple[str, ...]:
         """Queued stages whose requirements have all succeeded: these may start now."""
         return tuple(

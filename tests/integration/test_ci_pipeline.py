@@ -126,3 +126,33 @@ def test_off_the_release_branches_the_push_is_skipped_when_not_met(
     assert (push.state, push.reason) == (State.SKIPPED, "WhenNotMet")
     assert run.stage("build:discovery").state is State.SUCCEEDED
     assert "discovery" not in result["images"]
+
+
+def test_restart_from_a_stage_reuses_what_came_before_and_runs_the_rest(prefect_stack,
+                                                                          remote):
+    remote.commit("Touch discovery", **{"apps/discovery/RESTART.md": "again\n"})
+    done = prefect_stack.shipyard("ci", "--repo", remote.url, "--ref", "main", "--app",
+                                  "discovery")
+    assert done.returncode == 0, done.stderr
+    store = Store.open(prefect_stack.store_url)
+    original = store.get_run(store.list_runs(limit=1, pipeline="ci")[0].id)
+    assert "build:discovery" in stage_refs(original)
+
+    refused = prefect_stack.shipyard("restart", original.short_id, "--from", "deploy")
+    assert refused.returncode == 1
+    assert "has no stage 'deploy'; its stages are: checkout, changes" in refused.stderr
+
+    restarted = prefect_stack.shipyard("restart", original.short_id, "--from",
+                                       "build:discovery")
+    assert restarted.returncode == 0, restarted.stdout[-2000:] + restarted.stderr
+    again = store.get_run(store.list_runs(limit=1, pipeline="ci")[0].id)
+    assert again.id != original.id and again.restarted_from == original.id
+    assert again.commit_sha == original.commit_sha and again.trigger == "restart"
+    reasons = {s.ref: (s.state, s.reason) for s in again.stages}
+    assert reasons["changes"] == (State.SUCCEEDED, "Reused")
+    assert reasons["test:discovery"] == (State.SUCCEEDED, "Reused")
+    assert again.stage("test:discovery").outputs == original.stage("test:discovery").outputs
+    assert reasons["build:discovery"][0] is State.SUCCEEDED
+    assert reasons["build:discovery"][1] != "Reused" and reasons["push:discovery"][1] != "Reused"
+    rebuilt = again.stage("push:discovery").outputs["digest"]
+    assert rebuilt.startswith("sha256:")

@@ -239,3 +239,15 @@ def test_a_stage_that_already_finished_is_never_skipped(diamond: PipelineGraph) 
 )
 def test_the_run_outcome_adds_up_its_stages(states: list[State], outcome: State | None) -> None:
     assert run_outcome(states) is outcome
+
+
+def test_downstream_is_the_stage_and_everything_that_needs_it() -> None:
+    graph = PipelineGraph.of([
+        StageSpec("checkout"), StageSpec("changes", ("checkout",)),
+        StageSpec("test:a", ("changes",)), StageSpec("build:a", ("test:a",)),
+        StageSpec("push:a", ("build:a",)), StageSpec("test:b", ("changes",)),
+        StageSpec("build:b", ("test:b",)), StageSpec("report", ("push:a", "build:b")),
+    ])
+    assert graph.downstream("build:a") == {"build:a", "push:a", "report"}
+    assert graph.downstream("report") == {"report"}
+    assert graph.downstream("changes") == set(graph.order) - {"checkout"}
