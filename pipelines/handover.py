@@ -118,9 +118,10 @@ class Reconciler:
     One pass runs at start, then one every ``interval_seconds``, and one as soon as
     :meth:`wake` says a new run was recorded. A pass stops at the first sign that Prefect
     is unreachable (asking for every run would only repeat the answer) and notes the
-    waiting runs, and the next pass waits for the full interval, however often it is
-    woken. A run Prefect refuses for itself (say, its deployment is missing) is retried
-    with a backoff of its own, so it never holds the others up.
+    waiting runs; the next pass waits for the full interval, however often it is woken,
+    and sends one run ahead to see whether Prefect is back before the others. A run
+    Prefect refuses for itself (say, its deployment is missing) is retried with a backoff
+    of its own, so it never holds the others up.
 
     Runs recorded by other processes in the last ``grace_seconds`` are left to their own
     hand-over; the idempotency key would make a race harmless, but not free.
@@ -181,6 +182,10 @@ class Reconciler:
         due = [r for r in waiting
                if (r.id in self._fresh or r.created_at < cutoff)
                and self._retry_at.get(r.id, (0, now))[1] <= now]
+        if self._prefect_down and due:
+            # One run asks whether Prefect is back; the others follow only if it is.
+            await self._try(due[0], report)
+            due = due[1:] if report.unavailable is None else []
         await asyncio.gather(*(self._try(record, report) for record in due))
         if report.unavailable is not None:
             # Say on every waiting run why it waits; those already saying so are skipped.

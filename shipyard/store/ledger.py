@@ -152,9 +152,6 @@ class Ledger:
         run back with it, so no run is ever recorded without its delivery.
         """
         graph = PipelineGraph.of(stages)
-        known = self.delivery(delivery_id)
-        if known is not None:
-            return known, False
         at = self.store.clock()
 
         def work(session: Session) -> DeliveryRecord:

@@ -129,8 +129,8 @@ def test_a_push_is_read_into_what_decides_the_build() -> None:
 
 
 def test_the_changed_paths_are_every_pushed_commits_added_modified_and_removed() -> None:
-    assert parse_push(push_payload()).changed_paths == {
-        "apps/gateway/new.py", "README.md", "apps/data/old.py"}
+    assert parse_push(push_payload()).changed_paths == frozenset({
+        "apps/gateway/new.py", "README.md", "apps/data/old.py"})
 
 
 def test_a_tag_push_is_a_tag_by_its_name() -> None:
