@@ -80,9 +80,11 @@ class GitHub:
     """Sends deliveries as GitHub does: a JSON body, the event and delivery id in headers,
     signed with the webhook's secret."""
 
-    def __init__(self, url: str, secret: str = SECRET) -> None:
+    def __init__(self, url: str, secret: str = SECRET,
+                 client: httpx.Client | None = None) -> None:
         self.url = f"{url}/hooks/github"
         self.secret = secret.encode()
+        self.client = client  # reused connections; else one per delivery
 
     def headers(self, event: str, body: bytes, *, delivery: str | None = "new",
                 signature: str | None = "sign") -> dict[str, str]:
@@ -101,9 +103,11 @@ class GitHub:
              delivery: str | None = "new", signature: str | None = "sign",
              timeout: float = 30) -> httpx.Response:
         content = body if body is not None else json.dumps(payload).encode()
-        return httpx.post(self.url, content=content, timeout=timeout,
-                          headers=self.headers(event, content, delivery=delivery,
-                                               signature=signature))
+        headers = self.headers(event, content, delivery=delivery, signature=signature)
+        if self.client is not None:
+            return self.client.post(self.url, content=content, headers=headers,
+                                    timeout=timeout)
+        return httpx.post(self.url, content=content, headers=headers, timeout=timeout)
 
 
 def push_payload(ref: str = "refs/heads/main", *, after: str | None = None,
