@@ -7,12 +7,19 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shipyard.domain.pipeline import PipelineGraph, StageSpec
-from shipyard.store.models import Approval, Artifact, AuditEvent, Release, WebhookDelivery
+from shipyard.store.models import (
+    Approval,
+    Artifact,
+    AuditEvent,
+    Base,
+    Release,
+    WebhookDelivery,
+)
 from shipyard.store.records import (
     ArtifactRecord,
     AuditRecord,
@@ -24,6 +31,7 @@ from shipyard.store.store import Store
 __all__ = ["Ledger"]
 
 _DECISIONS = ("approved", "rejected")
+_INSERT_DELIVERY = insert(Base.metadata.tables[WebhookDelivery.__tablename__])
 _RELEASE_KINDS = ("deploy", "promote", "rollback")
 
 
@@ -158,11 +166,10 @@ class Ledger:
             run_id = self.store.add_run(session, pipeline, graph, trigger=trigger, actor=actor,
                                         repo_url=repo_url, ref=ref, commit_sha=commit_sha,
                                         parameters=parameters)
-            row = WebhookDelivery(delivery_id=delivery_id, event=event, received_at=at,
-                                  outcome="accepted", detail=detail, run_id=run_id)
-            session.add(row)
-            session.flush()
-            return _delivery(row)
+            session.connection().execute(_INSERT_DELIVERY, {
+                "delivery_id": delivery_id, "event": event, "received_at": at,
+                "outcome": "accepted", "detail": detail, "run_id": run_id})
+            return DeliveryRecord(delivery_id, event, at, "accepted", detail, run_id)
 
         return self._once(delivery_id, work)
 

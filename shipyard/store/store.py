@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from shipyard.domain.clock import Clock, system_clock
@@ -26,7 +26,7 @@ from shipyard.domain.states import State, transition
 from shipyard.store.engine import WRITE, open_engine, retry_when_locked
 from shipyard.store.errors import AmbiguousRunId, RunNotFound, StageNotFound
 from shipyard.store.migrate import upgrade_to_head
-from shipyard.store.models import PipelineRun, StageLog, StageRun, StateTransition
+from shipyard.store.models import Base, PipelineRun, StageLog, StageRun, StateTransition
 from shipyard.store.records import LogChunk, RunRecord, StageRecord, TransitionRecord
 
 __all__ = ["Store"]
@@ -34,6 +34,10 @@ __all__ = ["Store"]
 T = TypeVar("T")
 
 _MIN_PREFIX = 4
+
+_INSERT_RUN = insert(Base.metadata.tables[PipelineRun.__tablename__])
+_INSERT_TRANSITION = insert(Base.metadata.tables[StateTransition.__tablename__])
+_INSERT_STAGE = insert(Base.metadata.tables[StageRun.__tablename__])
 
 
 class Store:
@@ -129,18 +133,20 @@ class Store:
         at all (the webhook delivery that asked for it)."""
         now = self.clock()
         run_id = uuid.uuid4().hex
-        run = PipelineRun(
-            id=run_id, pipeline=pipeline, app=app, trigger=trigger, actor=actor,
-            repo_url=repo_url, ref=ref, commit_sha=commit_sha,
-            parameters=dict(parameters or {}), state=State.QUEUED.value,
-            reason="Created", message=f"{pipeline} run created by {trigger}",
-            created_at=now, prefect_flow_run_id=prefect_flow_run_id,
-            restarted_from=restarted_from,
-        )
-        session.add(run)
-        session.add(StateTransition(run_id=run_id, stage_ref="", from_state=None,
-                                    to_state=State.QUEUED.value, reason="Created",
-                                    message=run.message, at=now))
+        message = f"{pipeline} run created by {trigger}"
+        # Plain INSERTs: the webhook answers once this commits, and the unit of work costs
+        # three times as much CPU for objects nobody reads back.
+        connection = session.connection()
+        connection.execute(_INSERT_RUN, {
+            "id": run_id, "pipeline": pipeline, "app": app, "trigger": trigger,
+            "actor": actor, "repo_url": repo_url, "ref": ref, "commit_sha": commit_sha,
+            "parameters": dict(parameters or {}), "state": State.QUEUED.value,
+            "reason": "Created", "message": message, "created_at": now,
+            "prefect_flow_run_id": prefect_flow_run_id, "restarted_from": restarted_from})
+        connection.execute(_INSERT_TRANSITION, {
+            "run_id": run_id, "stage_ref": "", "from_state": None,
+            "to_state": State.QUEUED.value, "reason": "Created", "message": message,
+            "at": now})
         self._add_stage_rows(session, run_id, graph.stages, start_position=0)
         return run_id
 
@@ -160,12 +166,12 @@ class Store:
 
     def _add_stage_rows(self, session: Session, run_id: str, specs: Iterable[StageSpec],
                         *, start_position: int) -> None:
-        for position, spec in enumerate(specs, start=start_position):
-            session.add(StageRun(
-                run_id=run_id, ref=spec.ref, name=spec.title, position=position,
-                requires=list(spec.requires), state=State.QUEUED.value, reason="Created",
-                message="", attempts=0, outputs={},
-            ))
+        rows = [{"run_id": run_id, "ref": spec.ref, "name": spec.title, "position": position,
+                 "requires": list(spec.requires), "state": State.QUEUED.value,
+                 "reason": "Created", "message": "", "attempts": 0, "outputs": {}}
+                for position, spec in enumerate(specs, start=start_position)]
+        if rows:
+            session.connection().execute(_INSERT_STAGE, rows)
 
     def link_flow_run(self, run_id: str, flow_run_id: str) -> None:
         """Remember which Prefect flow run executes this run (for drill-down links)."""
