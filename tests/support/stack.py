@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from shipyard.adapters.postgres import PostgresServer
 from shipyard.settings import Settings
 
 __all__ = ["PIP_CACHE", "PROJECT", "SHIPYARD", "STACK_CACHE", "Stack", "free_port", "in_ci"]
@@ -91,6 +92,13 @@ def stack_postgres(stack_home: Stack) -> Iterator[str]:
         if in_ci() or os.geteuid() == 0:
             pytest.fail(message)
         pytest.skip(f"{message}\n{POSTGRES_HOWTO}")
+    # The tests drop their databases WITH (FORCE). An autovacuum worker busy in one belongs
+    # to no role the shipyard role is a member of, and PostgreSQL refuses to end it without
+    # pg_signal_backend: the drop failed now and then.
+    server = PostgresServer(stack_home.home / "stack" / "postgres",
+                            int(stack_home.env["SHIPYARD_POSTGRES_PORT"]))
+    with server.connect() as admin:
+        admin.execute("GRANT pg_signal_backend TO shipyard")
     try:
         yield stack_home.store_url
     finally:
