@@ -8,6 +8,7 @@ with any SQLAlchemy URL (``postgresql+psycopg://user@host/db``).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -73,7 +74,27 @@ class Settings(BaseSettings):
         default=5.0, gt=0, le=3600,
         description="how often `shipyard ui` hands queued runs Prefect has not taken yet")
 
-    @field_validator("home", "project_dir", "stack_home", "pip_cache", mode="after")
+    kubeconfig: Path | None = Field(
+        default=None, description="kubeconfig of the cluster the cd pipelines deploy to; "
+        "default: KUBECONFIG, else the local stack's cluster")
+    namespace_prefix: str = Field(
+        default="shipyard-", pattern=r"^[a-z0-9]([a-z0-9-]{0,30})$",
+        description="an environment's namespace is this prefix plus its name "
+        "(shipyard-staging, shipyard-prod)")
+    rollout_timeout_seconds: float = Field(
+        default=300.0, gt=0, le=86400,
+        description="how long a deploy waits for its rollout before it fails")
+    warm_seconds: float = Field(
+        default=120.0, ge=0, le=7 * 86400,
+        description="how long the previous production version stays scaled after a "
+        "red/black switch, for an instant rollback")
+    keep_versions: int = Field(
+        default=2, ge=0, le=50,
+        description="how many earlier production versions (scaled down) are kept for a "
+        "rollback by re-apply; older ones are deleted")
+
+    @field_validator("home", "project_dir", "stack_home", "pip_cache", "kubeconfig",
+                     mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
@@ -129,6 +150,19 @@ class Settings(BaseSettings):
         """Holds the store URL on the stack's PostgreSQL: written by ``shipyard up``,
         removed by ``shipyard down``, so without the stack SQLite stays the default."""
         return self.stack_dir / "postgres" / "store.url"
+
+    @property
+    def kubeconfig_file(self) -> Path:
+        """The cluster the cd pipelines deploy to: ``SHIPYARD_KUBECONFIG``, else
+        ``KUBECONFIG``, else the local stack's admin kubeconfig."""
+        if self.kubeconfig:
+            return self.kubeconfig
+        named = os.environ.get("KUBECONFIG")
+        return Path(named) if named else self.stack_dir / "cluster" / "admin.kubeconfig"
+
+    def namespace_for(self, environment: str) -> str:
+        """The Kubernetes namespace of ``environment``."""
+        return f"{self.namespace_prefix}{environment}"
 
     @property
     def workspaces_dir(self) -> Path:

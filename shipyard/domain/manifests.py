@@ -4,15 +4,19 @@ The contract between Shipyard and ``apps/<name>/deploy/*.yaml.j2``: every templa
 rendered with the variables of :class:`BakeValues` (``app`` is the descriptor) plus
 ``labels`` (the standard labels of the objects of this track), ``selector`` (what the
 Deployment of this track selects), ``service_selector`` (what the app's Services select:
-every track, so canary and baseline pods take their share of the traffic) and
-``service_labels`` (the labels of objects every track shares, such as Services: without
-track, version or release, so bakes of different tracks render them identically). An
-undefined variable is an error, never an empty string. Templates render in name order and
+every track, so canary and baseline pods take their share of the traffic; for a versioned
+red/black bake only that version's pods, so applying the Service switches traffic),
+``app_selector`` (every pod of the app, whatever its track or version: for peer
+discovery), ``service_labels`` (the labels of objects every track shares, such as
+Services: without track, version or release, so bakes of different tracks render them
+identically) and ``progress_deadline_seconds``. An undefined variable is an error, never
+an empty string. Templates render in name order and
 the same inputs give the same bytes, so a bake can be compared and stored.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,11 +27,13 @@ import yaml
 
 from shipyard.domain.catalog import AppDescriptor
 
-__all__ = ["TRACKS", "BakeValues", "InvalidManifest", "parse_manifests", "render_manifests",
+__all__ = ["SLOT_LABEL", "TRACKS", "BakeValues", "InvalidManifest", "parse_manifests", "render_manifests",
            "standard_labels"]
 
 TRACKS = ("stable", "canary", "baseline")
 MANAGED_BY = "shipyard"
+SLOT_LABEL = "shipyard.dev/slot"
+SLOT = re.compile(r"v\d{3,6}")
 
 
 class InvalidManifest(ValueError):
@@ -47,29 +53,43 @@ class BakeValues:
     track: str = "stable"
     replicas: int = 1
     config: Mapping[str, str] = field(default_factory=dict)
+    slot: str = ""
+    """For red/black: the versioned name of this stable bake (``v007``). The Deployment is
+    then ``<app>-v007`` beside the earlier ones, and the app's Services select only its
+    pods, so applying the Services is the traffic switch."""
+    progress_deadline_seconds: int = 120
 
     @property
     def name(self) -> str:
-        """The Deployment's name: the app's for the stable track, ``<app>-<track>`` else."""
+        """The Deployment's name: ``<app>-<slot>`` for a versioned bake, the app's for the
+        stable track, ``<app>-<track>`` else."""
+        if self.slot:
+            return f"{self.app.name}-{self.slot}"
         return self.app.name if self.track == "stable" else f"{self.app.name}-{self.track}"
 
 
 def standard_labels(values: BakeValues) -> dict[str, str]:
     """The labels of every object Shipyard applies (``kubectl get -L`` shows what Shipyard
     did): name, version, managed-by, track and release."""
-    return {
+    labels = {
         "app.kubernetes.io/name": values.app.name,
         "app.kubernetes.io/version": _label_value(values.version),
         "app.kubernetes.io/managed-by": MANAGED_BY,
         "shipyard.dev/track": values.track,
         "shipyard.dev/release": _label_value(values.release),
     }
+    if values.slot:
+        labels[SLOT_LABEL] = values.slot
+    return labels
 
 
 def render_manifests(templates: Mapping[str, str], values: BakeValues) -> str:
     """Render ``templates`` (file name -> Jinja2 text) into one YAML stream, documents
     separated by ``---``, in file-name order. Raises :class:`InvalidManifest` naming the
     template and the problem."""
+    if values.slot and (values.track != "stable" or not SLOT.fullmatch(values.slot)):
+        raise InvalidManifest(f"slot {values.slot!r} must look like v007 and is for the "
+                              "stable track only")
     if values.track not in TRACKS:
         raise InvalidManifest(f"track {values.track!r} is not one of {', '.join(TRACKS)}")
     environment = jinja2.sandbox.ImmutableSandboxedEnvironment(
@@ -103,15 +123,21 @@ def parse_manifests(stream: str) -> list[dict[str, Any]]:
 
 def _variables(values: BakeValues) -> dict[str, Any]:
     labels = standard_labels(values)
+    selector = {"app.kubernetes.io/name": values.app.name, "shipyard.dev/track": values.track}
+    service_selector = {"app.kubernetes.io/name": values.app.name}
+    if values.slot:
+        selector[SLOT_LABEL] = values.slot
+        service_selector = dict(selector)
     return {
         "app": values.app, "environment": values.environment, "namespace": values.namespace,
         "version": values.version, "image": values.image, "release": values.release,
         "track": values.track, "replicas": values.replicas, "name": values.name,
         "config": dict(sorted(values.config.items())),
         "labels": labels,
-        "selector": {"app.kubernetes.io/name": values.app.name,
-                     "shipyard.dev/track": values.track},
-        "service_selector": {"app.kubernetes.io/name": values.app.name},
+        "selector": selector,
+        "service_selector": service_selector,
+        "app_selector": {"app.kubernetes.io/name": values.app.name},
+        "progress_deadline_seconds": values.progress_deadline_seconds,
         "service_labels": {"app.kubernetes.io/name": values.app.name,
                            "app.kubernetes.io/managed-by": MANAGED_BY},
     }

@@ -75,7 +75,7 @@ class Ledger:
 
     def record_release(self, *, app: str, version: str, environment: str, kind: str,
                        digest: str, actor: str, why: str, manifests: str = "",
-                       run_id: str | None = None,
+                       run_id: str | None = None, slot: str = "",
                        source_release_id: int | None = None) -> ReleaseRecord:
         """Record that ``version`` of ``app`` is now what ``environment`` should run."""
         if kind not in _RELEASE_KINDS:
@@ -86,7 +86,7 @@ class Ledger:
 
         def work(session: Session) -> ReleaseRecord:
             row = Release(app=app, version=version, environment=environment, kind=kind,
-                          digest=digest, manifests=manifests, run_id=run_id,
+                          digest=digest, manifests=manifests, run_id=run_id, slot=slot,
                           source_release_id=source_release_id, actor=actor, why=why,
                           created_at=at)
             session.add(row)
@@ -220,7 +220,7 @@ def _artifact(row: Artifact) -> ArtifactRecord:
 def _release(row: Release) -> ReleaseRecord:
     return ReleaseRecord(row.id, row.app, row.version, row.environment, row.kind, row.digest,
                          row.manifests, row.run_id, row.source_release_id, row.actor, row.why,
-                         row.created_at)
+                         row.created_at, row.slot)
 
 
 def _delivery(row: WebhookDelivery) -> DeliveryRecord:

@@ -193,6 +193,8 @@ class Release(Base):
     kind: Mapped[str] = mapped_column(String(20))  # deploy, promote, rollback
     digest: Mapped[str] = mapped_column(String(80))
     manifests: Mapped[str] = mapped_column(Text, default="")
+    # The versioned Deployment of a red/black release (v007); empty for a rolling one.
+    slot: Mapped[str] = mapped_column(String(16), default="")
     run_id: Mapped[str | None] = mapped_column(ForeignKey("pipeline_runs.id"))
     source_release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
     actor: Mapped[str] = mapped_column(String(120))

@@ -136,6 +136,7 @@ class ReleaseRecord:
     actor: str
     why: str
     created_at: datetime
+    slot: str = ""
 
 
 @dataclass(frozen=True, slots=True)
