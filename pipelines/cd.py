@@ -1,9 +1,6 @@
-"""The ``cd`` pipeline (Spinnaker's role) for one app: plan the release from a CI run,
-then record it as what the environment should run.
-
-Stage graph today: ``plan`` → ``record``. Bake, deploy, canary, chaos, judgment and
-red/black join between the two with the CD pipeline issue.
-"""
+"""The ``cd`` pipeline (Spinnaker's role) for one app built by a ci run: plan, then the
+delivery stages (see :mod:`pipelines.delivery`): bake, staging, then red/black into
+production, rolled back by itself if anything fails."""
 
 from __future__ import annotations
 
@@ -11,31 +8,36 @@ from typing import Any
 
 from prefect import flow
 
+from pipelines.delivery import DeliveryOptions, deliver
 from shipyard.domain.catalog import validate_app_name
 from shipyard.domain.deployments import FIRST_STAGES
 from stages.lifecycle import begin_run, running
-from stages.releases import plan_release, record_release
+from stages.releases import plan_release
 
 __all__ = ["cd_flow"]
 
 
-@flow(name="cd", flow_run_name="cd {app} → {environment}")
+@flow(name="cd", flow_run_name="cd {app}")
 async def cd_flow(
     app: str,
     ci_run_id: str,
-    environment: str = "staging",
+    environments: list[str] | None = None,
     run_id: str | None = None,
     trigger: str = "manual",
     actor: str = "",
     why: str = "",
+    warm_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """Release ``app`` as built and tested by ``ci_run_id`` into ``environment``."""
+    """Deliver ``app`` as built and tested by ``ci_run_id`` through ``environments``
+    (default staging, then prod)."""
     validate_app_name(app)
+    options = DeliveryOptions(environments=environments or ["staging", "prod"],
+                              warm_seconds=warm_seconds, actor=actor,
+                              why=why or f"ci run {ci_run_id[:8]}")
     run = await begin_run("cd", FIRST_STAGES["cd"], run_id=run_id, trigger=trigger, actor=actor,
                           app=app, parameters={"ci_run_id": ci_run_id,
-                                               "environment": environment})
+                                               "environments": options.environments})
     async with running(run):
-        plan = await plan_release(run, app, ci_run_id, environment)
-        release = await record_release(run, plan, actor, why)
-    return {"run_id": run.run_id, "release_id": release.release_id,
-            "version": release.version, "environment": environment}
+        plan = await plan_release(run, app, ci_run_id, options.environments[0])
+        delivered = await deliver(run, [plan], options, planned_by={app: "plan"})
+    return {"run_id": run.run_id, "version": plan.version, "delivered": delivered}

@@ -1,4 +1,5 @@
-"""The ``promote`` pipeline: make one environment run what another runs now."""
+"""The ``promote`` pipeline: the production part of a delivery for a version that passed
+staging (bake for the target, red/black, scale-down; rolled back by itself on failure)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from typing import Any
 
 from prefect import flow
 
+from pipelines.delivery import DeliveryOptions, deliver
 from shipyard.domain.catalog import validate_app_name
 from shipyard.domain.deployments import FIRST_STAGES
 from stages.lifecycle import begin_run, running
-from stages.releases import promote_release
+from stages.releases import plan_promotion
 
 __all__ = ["promote_flow"]
 
@@ -19,17 +21,25 @@ async def promote_flow(
     app: str,
     from_env: str = "staging",
     to_env: str = "prod",
+    version: str | None = None,
     run_id: str | None = None,
     trigger: str = "manual",
     actor: str = "",
     why: str = "",
+    warm_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """Promote ``app``'s current release in ``from_env`` to ``to_env``."""
+    """Take ``app`` into ``to_env`` at the version ``from_env`` runs (or ``version``, if
+    it ran there)."""
     validate_app_name(app)
     run = await begin_run("promote", FIRST_STAGES["promote"], run_id=run_id, trigger=trigger,
                           actor=actor, app=app,
-                          parameters={"from_env": from_env, "to_env": to_env, "why": why})
+                          parameters={"from_env": from_env, "to_env": to_env,
+                                      "version": version, "why": why})
     async with running(run):
-        release = await promote_release(run, app, from_env, to_env, actor, why)
-    return {"run_id": run.run_id, "release_id": release.release_id,
-            "version": release.version, "environment": to_env}
+        plan = await plan_promotion(run, app, from_env, to_env, version)
+        options = DeliveryOptions(environments=[to_env], warm_seconds=warm_seconds,
+                                  actor=actor, why=why or f"promoted from {from_env}")
+        delivered = await deliver(run, [plan], options, planned_by={app: "plan"},
+                                  kind="promote")
+    return {"run_id": run.run_id, "version": plan.version, "environment": to_env,
+            "delivered": delivered}

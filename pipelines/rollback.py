@@ -1,4 +1,5 @@
-"""The ``rollback`` pipeline: make an environment run an earlier release of an app again."""
+"""The ``rollback`` pipeline: make an environment run an earlier release of an app again —
+at once when that version is still warm, else by re-applying its recorded manifests."""
 
 from __future__ import annotations
 
@@ -18,19 +19,19 @@ __all__ = ["rollback_flow"]
 async def rollback_flow(
     app: str,
     environment: str = "prod",
-    to_release: int | None = None,
+    to: str | None = None,
     run_id: str | None = None,
     trigger: str = "manual",
     actor: str = "",
     why: str = "",
 ) -> dict[str, Any]:
-    """Roll ``app`` in ``environment`` back to ``to_release`` or the previous version."""
+    """Roll ``app`` in ``environment`` back to ``to`` (a release id or a version) or the
+    previous version."""
     validate_app_name(app)
     run = await begin_run("rollback", FIRST_STAGES["rollback"], run_id=run_id,
                           trigger=trigger, actor=actor, app=app,
-                          parameters={"environment": environment, "to_release": to_release,
-                                      "why": why})
+                          parameters={"environment": environment, "to": to, "why": why})
     async with running(run):
-        release = await rollback_release(run, app, environment, to_release, actor, why)
+        release = await rollback_release(run, app, environment, to, actor, why)
     return {"run_id": run.run_id, "release_id": release.release_id,
-            "version": release.version, "environment": environment}
+            "version": release.version, "environment": environment, "mode": release.mode}

@@ -1,8 +1,6 @@
-"""Stages over the release ledger: plan a release from a CI run, record it, promote it to
-the next environment, roll it back.
-
-These record what was decided and why; applying it to Kubernetes (bake, deploy, canary,
-red/black) joins as stages of its own, between plan and record, with the CD pipeline issue.
+"""Stages over the release ledger: plan a release from a ci run, plan a promotion of a
+version that passed an environment, and roll an environment back to a recorded release
+(in the cluster, then in the ledger). The deploys themselves are in :mod:`stages.deploy`.
 """
 
 from __future__ import annotations
@@ -10,14 +8,17 @@ from __future__ import annotations
 import asyncio
 
 from shipyard.adapters.git import GitCheckout
-from shipyard.domain.catalog import InvalidDescriptor, validate_app_name
+from shipyard.domain.catalog import AppDescriptor, InvalidDescriptor, validate_app_name
 from shipyard.domain.states import State
 from shipyard.store import Ledger, ReleaseRecord, RunNotFound
 from stages.catalog import read_descriptor_at
+from stages.changes import image_repository
+from stages.cluster import open_kube
+from stages.rollouts import restore_release
 from stages.runtime import StageContext, StageFailure, StageResult, stage
 
-__all__ = ["ReleasePlan", "ReleaseResult", "plan_release", "promote_release",
-           "record_release", "rollback_release"]
+__all__ = ["ReleasePlan", "ReleaseResult", "plan_promotion", "plan_release",
+           "rollback_release"]
 
 
 class ReleasePlan(StageResult):
@@ -30,6 +31,9 @@ class ReleasePlan(StageResult):
     commit_sha: str
     ci_run_id: str
     depends_on: list[str]
+    repo_url: str = ""
+    image: str = ""
+    descriptor: AppDescriptor | None = None
 
     def summary(self) -> str:
         return f"{self.app} {self.version} → {self.environment}"
@@ -43,12 +47,14 @@ class ReleaseResult(StageResult):
     environment: str
     version: str
     kind: str
+    mode: str = ""
     source_release_id: int | None = None
 
     def summary(self) -> str:
         source = f" (from release #{self.source_release_id})" if self.source_release_id else ""
+        how = f", {self.mode}" if self.mode else ""
         return (f"release #{self.release_id}: {self.app} {self.version} in "
-                f"{self.environment}, {self.kind}{source}")
+                f"{self.environment}, {self.kind}{source}{how}")
 
 
 @stage("plan")
@@ -84,75 +90,92 @@ async def plan_release(ctx: StageContext, app: str, ci_run_id: str,
     digest = next((a.digest for a in images if a.kind == "image"), reused.get(app, ""))
     await ctx.log(f"{app} at {ci_run.commit_sha[:12]} from ci run {ci_run.short_id}; "
                   f"image {digest or 'not built yet'}")
+    image = (f"{ctx.settings.registry}/{image_repository(app)}@{digest}"
+             if digest.startswith("sha256:") else "")
     return ReleasePlan(app=app, environment=environment, version=ci_run.commit_sha[:12],
                        digest=digest, commit_sha=ci_run.commit_sha, ci_run_id=ci_run.id,
-                       depends_on=list(descriptor.depends_on))
+                       depends_on=list(descriptor.depends_on), repo_url=ci_run.repo_url,
+                       image=image, descriptor=descriptor)
 
 
-@stage("record")
-async def record_release(ctx: StageContext, plan: ReleasePlan, actor: str,
-                         why: str) -> ReleaseResult:
-    """Record the planned version as what ``plan.environment`` should run."""
-    row = await asyncio.to_thread(
-        Ledger(ctx.store).record_release, app=plan.app, version=plan.version,
-        environment=plan.environment, kind="deploy", digest=plan.digest,
-        actor=actor or "shipyard", why=why or f"ci run {plan.ci_run_id[:8]}",
-        run_id=ctx.run_id)
-    return _result(row)
-
-
-@stage("promote")
-async def promote_release(ctx: StageContext, app: str, from_env: str, to_env: str,
-                          actor: str, why: str) -> ReleaseResult:
-    """Make ``to_env`` run what ``from_env`` runs now."""
+@stage("plan")
+async def plan_promotion(ctx: StageContext, app: str, from_env: str, to_env: str,
+                         version: str | None = None) -> ReleasePlan:
+    """Plan taking ``app`` into ``to_env`` at the version ``from_env`` runs now, or at
+    ``version`` if ``from_env`` ran it: only a version that passed ``from_env`` goes on."""
     _check_names(app, from_env, to_env)
     if from_env == to_env:
         raise StageFailure("InvalidInput", "promote needs two different environments")
     ledger = Ledger(ctx.store)
-    source = await asyncio.to_thread(ledger.current_release, app, from_env)
-    if source is None:
+    history = await asyncio.to_thread(ledger.releases, app, from_env, limit=500)
+    if not history:
         raise StageFailure("NothingToPromote", f"{app} has no release in {from_env} yet")
-    current = await asyncio.to_thread(ledger.current_release, app, to_env)
-    if current is not None and current.version == source.version:
-        await ctx.log(f"{to_env} already runs {app} {source.version}; recording it again")
-    row = await asyncio.to_thread(
-        ledger.record_release, app=app, version=source.version, environment=to_env,
-        kind="promote", digest=source.digest, manifests=source.manifests,
-        actor=actor or "shipyard", why=why or f"promoted from {from_env}",
-        run_id=ctx.run_id, source_release_id=source.id)
-    return _result(row)
+    source = history[0] if version is None else next(
+        (r for r in history if r.version == version or r.version.startswith(version)), None)
+    if source is None:
+        known = ", ".join(dict.fromkeys(r.version for r in history[:10]))
+        raise StageFailure("NothingToPromote", f"{app} {version} never ran in {from_env}; "
+                           f"versions that did: {known}")
+    origin = await asyncio.to_thread(ctx.store.get_run, source.run_id) if source.run_id \
+        else None
+    if origin is None or not origin.commit_sha or not origin.repo_url:
+        raise StageFailure("NothingToPromote", f"release #{source.id} of {app} has no "
+                           "commit on record to bake from")
+    git = GitCheckout(ctx.settings.git_cache_dir, ctx.settings.workspaces_dir)
+    try:
+        descriptor = await asyncio.to_thread(read_descriptor_at, git, origin.repo_url,
+                                             origin.commit_sha, app)
+    except InvalidDescriptor as err:
+        raise StageFailure("InvalidDescriptor", str(err)) from err
+    await asyncio.to_thread(ctx.store.record_commit, ctx.run_id, origin.commit_sha)
+    await ctx.log(f"{app} {source.version} passed {from_env} (release #{source.id}); "
+                  f"promoting to {to_env}")
+    image = (f"{ctx.settings.registry}/{image_repository(app)}@{source.digest}"
+             if source.digest.startswith("sha256:") else "")
+    return ReleasePlan(app=app, environment=to_env, version=source.version,
+                       digest=source.digest, commit_sha=origin.commit_sha,
+                       ci_run_id=origin.id, depends_on=list(descriptor.depends_on),
+                       repo_url=origin.repo_url, image=image, descriptor=descriptor)
 
 
 @stage("rollback")
 async def rollback_release(ctx: StageContext, app: str, environment: str,
-                           to_release: int | None, actor: str, why: str) -> ReleaseResult:
-    """Make ``environment`` run an earlier release again: ``to_release`` (an id from the
-    app's history there) or, by default, the newest one with another version than now."""
+                           to: str | None, actor: str, why: str) -> ReleaseResult:
+    """Make ``environment`` run an earlier release again: ``to`` (a release id from the
+    app's history there, or a version) or, by default, the newest one with another
+    version than now. The previous version, still warm, gets the traffic back at once;
+    otherwise its recorded manifests are applied again."""
     _check_names(app, environment)
     ledger = Ledger(ctx.store)
-    history = await asyncio.to_thread(ledger.releases, app, environment, limit=200)
+    history = await asyncio.to_thread(ledger.releases, app, environment, limit=500)
     if not history:
         raise StageFailure("NothingToRollBack", f"{app} has no release in {environment}")
     current = history[0]
-    target = _rollback_target(history, to_release)
+    target = _rollback_target(history, to)
     if target is None:
-        wanted = f"release #{to_release}" if to_release else "an earlier version"
+        wanted = f"release {to}" if to else "an earlier version"
         raise StageFailure("NothingToRollBack",
                            f"{app} in {environment} has no {wanted} to roll back to "
                            f"(now {current.version}, release #{current.id})")
+    kube = await open_kube(ctx)
+    await ctx.log(f"{app} in {environment}: {current.version} → {target.version} "
+                  f"(release #{target.id}{', ' + target.slot if target.slot else ''})")
+    mode = await restore_release(kube, app, ctx.settings.namespace_for(environment), target,
+                                 ctx.log, timeout_seconds=ctx.settings.rollout_timeout_seconds)
     row = await asyncio.to_thread(
         ledger.record_release, app=app, version=target.version, environment=environment,
-        kind="rollback", digest=target.digest, manifests=target.manifests,
+        kind="rollback", digest=target.digest, manifests=target.manifests, slot=target.slot,
         actor=actor or "shipyard", why=why or f"rollback from {current.version}",
         run_id=ctx.run_id, source_release_id=target.id)
-    await ctx.log(f"{app} in {environment}: {current.version} → {target.version}")
-    return _result(row)
+    return _result(row, mode=mode)
 
 
-def _rollback_target(history: list[ReleaseRecord], to_release: int | None) -> ReleaseRecord | None:
+def _rollback_target(history: list[ReleaseRecord], to: str | None) -> ReleaseRecord | None:
     current = history[0]
-    if to_release is not None:
-        return next((r for r in history[1:] if r.id == to_release), None)
+    if to:
+        if to.isdigit():
+            return next((r for r in history[1:] if r.id == int(to)), None)
+        return next((r for r in history[1:] if r.version.startswith(to)), None)
     return next((r for r in history if r.version != current.version), None)
 
 
@@ -165,7 +188,7 @@ def _check_names(app: str, *environments: str) -> None:
         raise StageFailure("InvalidInput", str(err).replace("app name", "name")) from err
 
 
-def _result(row: ReleaseRecord) -> ReleaseResult:
+def _result(row: ReleaseRecord, mode: str = "") -> ReleaseResult:
     return ReleaseResult(release_id=row.id, app=row.app, environment=row.environment,
-                         version=row.version, kind=row.kind,
+                         version=row.version, kind=row.kind, mode=mode,
                          source_release_id=row.source_release_id)

@@ -135,6 +135,20 @@ class GitCheckout:
             raise GitError(f"{repo_url} has no commit {commit!r}") from err
         return bytes(blob.data_stream.read()).decode("utf-8")
 
+    def read_dir(self, repo_url: str, commit: str, path: str) -> dict[str, str]:
+        """The text files directly in directory ``path`` at ``commit`` (name -> text);
+        empty if the commit has no such directory."""
+        validate_ref(commit)
+        repo = self.mirror(repo_url)
+        try:
+            tree = repo.commit(commit).tree / path
+        except KeyError:
+            return {}
+        except (BadName, ValueError, GitCommandError) as err:
+            raise GitError(f"{repo_url} has no commit {commit!r}") from err
+        return {blob.name: bytes(blob.data_stream.read()).decode("utf-8")
+                for blob in tree.blobs}
+
     def remove_workspace(self, repo_url: str, workspace_name: str) -> None:
         """Delete a run's worktree; the cached mirror stays."""
         repo = self.mirror(repo_url)

@@ -46,7 +46,8 @@ def _options(
 
 def _register() -> None:
     # Command modules import heavy libraries (Prefect); they register on import.
-    from shipyard.cli import apps, pipelines, runs, serve, stack  # noqa: F401
+    from shipyard.cli import apps, history, pipelines, runs, serve, stack  # noqa: F401
+    from shipyard.cli import canary  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -62,56 +62,75 @@ def ci(repo: Repo = ".", ref: Ref = "main", apps: Apps = None, wait: Wait = True
                      actor=actor)
 
 
+Environments = Annotated[list[str] | None, typer.Option(
+    "--env", help="An environment to deliver into, in order (repeat); default: staging, "
+    "then prod.")]
+Warm = Annotated[float | None, typer.Option(
+    "--warm-seconds", min=0, help="How long the previous production version stays scaled "
+    "after the switch (default SHIPYARD_WARM_SECONDS).")]
+
+
 @app.command()
 def release(repo: Repo = ".", ref: Ref = "main", apps: Apps = None,
-            env: Annotated[str, typer.Option("--env", help="Environment to release into.")]
-            = "staging", wait: Wait = True, timeout: Timeout = 3600,
-            actor: Actor = None) -> None:
-    """ci for a commit, then cd for each app in dependency order."""
+            envs: Environments = None, warm_seconds: Warm = None, wait: Wait = True,
+            timeout: Timeout = 3600, actor: Actor = None) -> None:
+    """ci for a commit, then deliver every app it built: staging, then red/black into
+    production, in dependency order; any failure rolls the whole release back."""
     repo = _repo(repo)
     start_and_follow("release", {"repo": repo, "ref": ref, "apps": _apps(apps),
-                                 "environment": env}, repo_url=repo, ref=ref,
-                     app_name=_single(apps), wait=wait, timeout=timeout, actor=actor)
+                                 "environments": _environments(envs),
+                                 "warm_seconds": warm_seconds},
+                     repo_url=repo, ref=ref, app_name=_single(apps), wait=wait,
+                     timeout=timeout, actor=actor)
 
 
 @app.command()
 def deploy(app_name: Annotated[str, typer.Argument(metavar="APP")],
            ci_run: Annotated[str, typer.Option("--ci-run", help="The ci run whose build to "
                                                "release (id or 4+ characters).")],
-           env: Annotated[str, typer.Option("--env")] = "staging", why: Why = "",
+           envs: Environments = None, why: Why = "", warm_seconds: Warm = None,
            wait: Wait = True, timeout: Timeout = 3600, actor: Actor = None) -> None:
-    """Release APP as built by a ci run into an environment (the cd pipeline)."""
+    """Deliver APP as built by a ci run (the cd pipeline)."""
     validate_app_name(app_name)
     ci_run_id = store().get_run(ci_run).id
-    start_and_follow("cd", {"app": app_name, "ci_run_id": ci_run_id, "environment": env,
-                            "why": why}, app_name=app_name, wait=wait, timeout=timeout,
-                     actor=actor)
+    start_and_follow("cd", {"app": app_name, "ci_run_id": ci_run_id,
+                            "environments": _environments(envs), "why": why,
+                            "warm_seconds": warm_seconds},
+                     app_name=app_name, wait=wait, timeout=timeout, actor=actor)
 
 
 @app.command()
 def promote(app_name: Annotated[str, typer.Argument(metavar="APP")],
             from_env: Annotated[str, typer.Option("--from")] = "staging",
-            to_env: Annotated[str, typer.Option("--to")] = "prod", why: Why = "",
-            wait: Wait = True, timeout: Timeout = 600, actor: Actor = None) -> None:
-    """Make one environment run what another runs now."""
+            to_env: Annotated[str, typer.Option("--to")] = "prod",
+            version: Annotated[str | None, typer.Option(
+                "--version", help="A version that ran in --from (default: what runs there "
+                "now).")] = None,
+            why: Why = "", warm_seconds: Warm = None, wait: Wait = True,
+            timeout: Timeout = 1800, actor: Actor = None) -> None:
+    """Run the production part (bake, red/black, scale-down) for a version that passed
+    staging."""
     validate_app_name(app_name)
     start_and_follow("promote", {"app": app_name, "from_env": from_env, "to_env": to_env,
-                                 "why": why}, app_name=app_name, wait=wait,
-                     timeout=timeout, actor=actor)
+                                 "version": version, "why": why,
+                                 "warm_seconds": warm_seconds},
+                     app_name=app_name, wait=wait, timeout=timeout, actor=actor)
 
 
 @app.command()
 def rollback(app_name: Annotated[str, typer.Argument(metavar="APP")],
              env: Annotated[str, typer.Option("--env")] = "prod",
-             to_release: Annotated[int | None, typer.Option(
-                 "--to", min=1, help="Release id to go back to (default: the previous "
+             to: Annotated[str | None, typer.Option(
+                 "--to", help="Version or release id to go back to (default: the previous "
                  "version).")] = None,
-             why: Why = "", wait: Wait = True, timeout: Timeout = 600,
-             actor: Actor = None) -> None:
-    """Make an environment run an earlier release of an app again."""
+             reason: Annotated[str, typer.Option("--reason", "--why",
+                                                 help="Why, for the release history.")] = "",
+             wait: Wait = True, timeout: Timeout = 900, actor: Actor = None) -> None:
+    """Switch an environment back to an earlier release of an app: at once while that
+    version is warm, else by re-applying its recorded manifests."""
     validate_app_name(app_name)
-    start_and_follow("rollback", {"app": app_name, "environment": env,
-                                  "to_release": to_release, "why": why},
+    start_and_follow("rollback", {"app": app_name, "environment": env, "to": to,
+                                  "why": reason},
                      app_name=app_name, wait=wait, timeout=timeout, actor=actor)
 
 
@@ -216,6 +235,16 @@ def _apps(apps: list[str] | None) -> list[str] | None:
     for name in apps or []:
         validate_app_name(name)
     return list(apps) if apps else None
+
+
+def _environments(envs: list[str] | None) -> list[str] | None:
+    for name in envs or []:
+        try:
+            validate_app_name(name)
+        except ValueError as err:
+            raise CommandFailed(f"--env {name!r}: environments are named like apps "
+                                "(lowercase letters, digits and '-')") from err
+    return list(envs) if envs else None
 
 
 def _single(apps: list[str] | None) -> str | None:

@@ -163,16 +163,18 @@ def demo(
     app_name: Annotated[str, typer.Option("--app", help="The app to release.")] = "discovery",
 ) -> None:
     """Bring the stack up and release an app of this checkout end to end: ci (checkout,
-    tests, image build and push), cd into staging, then a promote to prod."""
-    up(only=["docker", "registry", "base-image", "postgres", "prefect"])
+    tests, image build and push), staging, then red/black into production; then promote
+    it again (a second red/black) and roll back to the first, at once while it is warm."""
+    up(only=["docker", "registry", "base-image", "k8s-binaries", "kubernetes", "postgres",
+             "prefect"], nodes="real")
     source = settings().source_dir
     commit = head_commit(source)
-    console.rule(f"release {app_name} at {commit[:12]} → staging")
+    console.rule(f"release {app_name} at {commit[:12]} → staging → prod")
     start_and_follow("release", {"repo": str(source), "ref": commit, "apps": [app_name],
-                                 "environment": "staging"}, repo_url=str(source), ref=commit,
+                                 "warm_seconds": 60}, repo_url=str(source), ref=commit,
                      app_name=app_name, wait=True, timeout=1800, actor=None, trigger="demo")
-    console.rule(f"promote {app_name} staging → prod")
+    console.rule(f"promote {app_name} staging → prod again (a second red/black)")
     start_and_follow("promote", {"app": app_name, "from_env": "staging", "to_env": "prod",
-                                 "why": "demo"}, app_name=app_name, wait=True, timeout=600,
-                     actor=None, trigger="demo")
+                                 "why": "demo", "warm_seconds": 0}, app_name=app_name,
+                     wait=True, timeout=900, actor=None, trigger="demo")
     console.print(runs_table(store().list_runs(limit=6)))

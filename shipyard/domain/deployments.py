@@ -20,9 +20,9 @@ REQUIRED_DEPLOYMENTS = ("ci", "cd", "release", "promote", "rollback")
 
 FIRST_STAGES: Mapping[str, tuple[StageSpec, ...]] = {
     "ci": (StageSpec("checkout"),),
-    "cd": (StageSpec("plan"), StageSpec("record", ("plan",))),
+    "cd": (StageSpec("plan"),),
     "release": (StageSpec("ci"),),
-    "promote": (StageSpec("promote"),),
+    "promote": (StageSpec("plan"),),
     "rollback": (StageSpec("rollback"),),
 }
 """The stages each pipeline knows before it runs; more (one per app) join once it runs.

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -194,7 +195,7 @@ class Release(Base):
     digest: Mapped[str] = mapped_column(String(80))
     manifests: Mapped[str] = mapped_column(Text, default="")
     # The versioned Deployment of a red/black release (v007); empty for a rolling one.
-    slot: Mapped[str] = mapped_column(String(16), default="")
+    slot: Mapped[str] = mapped_column(String(16), default="", server_default=text("''"))
     run_id: Mapped[str | None] = mapped_column(ForeignKey("pipeline_runs.id"))
     source_release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
     actor: Mapped[str] = mapped_column(String(120))

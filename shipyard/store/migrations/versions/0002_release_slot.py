@@ -15,12 +15,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("releases", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("slot", sa.String(length=16), nullable=False,
-                                      server_default=""))
-    # The default only fills the existing rows; the models always write a slot.
-    with op.batch_alter_table("releases", schema=None) as batch_op:
-        batch_op.alter_column("slot", server_default=None)
+    # A plain ADD COLUMN, never a batch copy: SQLite would have to drop the releases
+    # table, which rows of its own (source_release_id) refer to.
+    op.add_column("releases", sa.Column("slot", sa.String(length=16), nullable=False,
+                                        server_default=sa.text("''")))
 
 
 def downgrade() -> None:
