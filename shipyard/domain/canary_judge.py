@@ -269,8 +269,8 @@ def judge_canary(config: CanaryConfig, baseline: Mapping[str, Sequence[float | N
                      {g: round_score(s) for g, s in group_scores.items()}, tuple(reasons))
 
 
-def classify_metric(config: MetricConfig, baseline: Sequence[float | None],
-                    canary: Sequence[float | None]) -> MetricResult:
+def classify_metric(config: MetricConfig, baseline: Iterable[float | None],
+                    canary: Iterable[float | None]) -> MetricResult:
     """Classify one metric as Kayenta's ``MannWhitneyClassifier`` does (module docstring,
     steps 1 to 6)."""
     base = _clean(baseline, config)
@@ -395,7 +395,7 @@ def round_score(score: float) -> float:
     return float(Decimal(repr(score)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
-def _clean(values: Sequence[float | None], config: MetricConfig) -> Floats:
+def _clean(values: Iterable[float | None], config: MetricConfig) -> Floats:
     series = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
     nan = np.isnan(series)
     series = np.where(nan, 0.0, series) if config.nan_strategy == "replace" else series[~nan]

@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Literal
+from typing import Any, Literal
 
 from shipyard.domain.canary_judge import (
     CONFIDENCE,
@@ -205,7 +205,7 @@ class BacktestReport:
         """Share of good canaries judged fail; None without any good case."""
         return len(self.false_fails) / self.good_cases if self.good_cases else None
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, Any]:
         return {
             "cases": len(self.verdicts), "good_cases": self.good_cases,
             "bad_cases": self.bad_cases, "false_pass_rate": self.false_pass_rate,

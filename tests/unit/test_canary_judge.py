@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy.stats import rankdata
+from scipy.stats import rankdata  # type: ignore[import-untyped]
 
 from shipyard.domain.canary_judge import (
     CanaryConfig,
@@ -71,7 +71,8 @@ def test_a_mirror_shift_is_low():
     assert (result.ci_lower, result.ci_upper, result.hl_estimate) == (-10.0, -2.0, -6.0)
 
 
-def _kayenta_statistic(canary, baseline, mu, quantile):
+def _kayenta_statistic(canary: np.ndarray, baseline: np.ndarray, mu: float,
+                       quantile: float) -> float:
     # Kayenta's MannWhitney.wilcoxonDiff, transcribed: the standardised rank sum of
     # canary - mu against the baseline, continuity-corrected, tie-corrected variance.
     nx, ny = len(canary), len(baseline)
@@ -80,10 +81,10 @@ def _kayenta_statistic(canary, baseline, mu, quantile):
     dz = ranks[:nx].sum() - nx * (nx + 1) / 2 - nx * ny / 2
     sigma = math.sqrt(nx * ny / 12 * ((nx + ny + 1)
                                       - (ties ** 3 - ties).sum() / ((nx + ny) * (nx + ny - 1))))
-    return (dz - np.sign(dz) * 0.5) / sigma - quantile
+    return float((dz - np.sign(dz) * 0.5) / sigma - quantile)
 
 
-def _kayenta_root(canary, baseline, quantile):
+def _kayenta_root(canary: np.ndarray, baseline: np.ndarray, quantile: float) -> float:
     low, high = canary.min() - baseline.max(), canary.max() - baseline.min()
     if _kayenta_statistic(canary, baseline, low, quantile) <= 0:
         return low
@@ -202,7 +203,7 @@ def test_an_undefined_mean_ratio_skips_the_effect_gate():
     effect = EffectSize(allowed_increase=2.0, critical_increase=5.0)
     result = classify_metric(metric(critical=True, effect_size=effect), [0.0] * 20,
                              [0.1] * 20)
-    assert math.isnan(result.effect_size)
+    assert result.effect_size is not None and math.isnan(result.effect_size)
     assert result.classification == "High" and result.critical_failure
 
 
