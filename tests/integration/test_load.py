@@ -148,7 +148,7 @@ def _client_ports(process: ModuleProcess, path: str) -> set[str]:
             if entry.get("path") == path and entry.get("client")}
 
 
-@pytest.mark.parametrize(("keep_alive", "connections"), [(True, range(1, 4)),
+@pytest.mark.parametrize(("keep_alive", "connections"), [(True, range(1, 11)),
                                                           (False, range(30, 31))])
 def test_keep_alive_reuses_connections_and_can_be_turned_off(keep_alive, connections):
     with discovery(LOG_LEVEL="INFO") as process:
