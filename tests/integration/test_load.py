@@ -59,7 +59,7 @@ def test_requests_go_out_on_schedule_and_read_the_version(server):
     assert {(s.status, s.version) for s in samples} == {(200, VERSION)}
     lags = [s.started - i / 50 for i, s in enumerate(sorted(samples, key=lambda s: s.started))]
     assert min(lags) >= 0
-    assert statistics.median(lags) < 0.01 and max(lags) < 0.1, lags
+    assert statistics.median(lags) < 0.01 and max(lags) < 0.25, lags
     assert 1.98 <= took < 2.0 + spec.timeout_seconds
 
 
@@ -109,7 +109,7 @@ def test_no_more_than_concurrency_requests_are_in_flight_and_the_rest_go_out_lat
         samples = asyncio.run(run_load(spec))
     assert max_in_flight(samples) <= 4
     # 4 slots x 1 s / 0.2 s per request: about 20 of the 100 due requests went out.
-    assert 16 <= len(samples) <= 28
+    assert 12 <= len(samples) <= 28
     assert all(s.status == 200 for s in samples)
 
 
@@ -148,15 +148,15 @@ def _client_ports(process: ModuleProcess, path: str) -> set[str]:
             if entry.get("path") == path and entry.get("client")}
 
 
-@pytest.mark.parametrize(("keep_alive", "connections"), [(True, range(1, 11)),
-                                                          (False, range(30, 31))])
-def test_keep_alive_reuses_connections_and_can_be_turned_off(keep_alive, connections):
+@pytest.mark.parametrize(("keep_alive", "connections"), [(True, 1), (False, 30)])
+def test_keep_alive_reuses_the_connection_and_can_be_turned_off(keep_alive, connections):
     with discovery(LOG_LEVEL="INFO") as process:
+        # One slot: with keep-alive, every request finds the previous one's connection idle.
         spec = LoadSpec(process.base_url, paths=("/eureka/apps",), rate_per_second=50,
-                        max_requests=30, keep_alive=keep_alive)
+                        max_requests=30, concurrency=1, keep_alive=keep_alive)
         assert {s.status for s in asyncio.run(run_load(spec))} == {200}
         ports = _client_ports(process, "/eureka/apps")
-    assert len(ports) in connections
+    assert len(ports) == connections
 
 
 @pytest.mark.parametrize(
