@@ -178,7 +178,8 @@ def parse_pod_scrape(scrape: PodScrape, prefix: str) -> PodCounters:
 
 def intervals(prefix: str, rounds: Sequence[ScrapeRound]) -> list[IntervalCounts]:
     """One IntervalCounts per pair of consecutive rounds (``len(rounds) - 1`` of them),
-    by the rules in this module's docstring."""
+    by the rules in this module's docstring. Raises InvalidScrape, naming the pod, for a
+    scrape that is not Prometheus text."""
     last: dict[str, PodCounters] = {}
     result: list[IntervalCounts] = []
     for index, round_ in enumerate(rounds):
