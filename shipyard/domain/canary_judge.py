@@ -37,7 +37,9 @@ import numpy.typing as npt
 from scipy import stats  # type: ignore[import-untyped]
 
 __all__ = [
-    "CONFIDENCE", "JUDGE_NAME", "TOLERANCE", "CanaryConfig", "Classification", "Direction",
+    "CONFIDENCE", "DIRECTIONS", "EFFECT_DEFAULTS", "EFFECT_MEASURES", "JUDGE_NAME",
+    "NAN_STRATEGIES", "OUTLIER_STRATEGIES", "TOLERANCE", "CanaryConfig", "Classification",
+    "Direction",
     "EffectMeasure", "EffectSize", "Judgement", "MetricConfig", "MetricResult", "NanStrategy",
     "OutlierStrategy", "SeriesStats", "ShiftEstimate", "Verdict", "classify_metric",
     "estimate_shift", "judge_canary", "round_score",
