@@ -1,0 +1,233 @@
+"""The chaos gate against the local cluster's real node: killing the only pod of an app run
+with one replica breaks its availability (deviated); killing one of three does not
+(passed).
+
+The app is a tiny HTTP server answering ``/version``. Its readiness probe waits 8 s, as an
+app warming up would, so the replacement of a killed pod is not ready before the
+experiment's second window has closed: what the single replica's Service has during that
+window is no endpoint at all, and what the three replicas' Service has is two pods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prefect import flow
+from prefect.testing.utilities import prefect_test_harness
+
+from shipyard.adapters.docker_engine import DockerEngine, default_engine_url
+from shipyard.adapters.kube import Kube
+from shipyard.domain.catalog import AppDescriptor, Slo
+from shipyard.domain.pipeline import StageSpec
+from shipyard.domain.states import State
+from shipyard.stack.base_image import BASE_IMAGE
+from shipyard.store import Ledger, Store
+from stages.chaos import verify_chaos
+from stages.lifecycle import PipelineFailed, begin_run, running
+from stages.runtime import RunContext, open_store
+
+pytestmark = pytest.mark.integration
+
+REGISTRY = "127.0.0.1:5000"
+READY_AFTER_SECONDS = 8
+WINDOW_SECONDS = 4.0
+SETTLE_SECONDS = 2.0
+SERVER = """\
+import http.server, json
+class Version(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"version": "v1"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("", 8080), Version).serve_forever()
+"""
+
+
+@pytest.fixture(scope="module")
+def version_image(real_cluster: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    context = tmp_path_factory.mktemp("version-server")
+    (context / "server.py").write_text(SERVER)
+    (context / "Dockerfile").write_text(
+        f'FROM {BASE_IMAGE}\nCOPY server.py /app/server.py\nEXPOSE 8080\n'
+        'CMD ["python3", "-u", "/app/server.py"]\n')
+    engine = DockerEngine(default_engine_url())
+    reference = f"{REGISTRY}/shipyard-test/version-server:{uuid.uuid4().hex[:10]}"
+    list(engine.build(context, reference))
+    engine.push(reference)
+    return reference
+
+
+def workload(name: str, namespace: str, image: str, replicas: int) -> list[dict[str, Any]]:
+    labels = {"app.kubernetes.io/name": name, "shipyard.dev/track": "canary"}
+    probe = {"httpGet": {"path": "/version", "port": 8080}, "periodSeconds": 1,
+             "initialDelaySeconds": READY_AFTER_SECONDS}
+    return [
+        {"apiVersion": "apps/v1", "kind": "Deployment",
+         "metadata": {"name": name, "namespace": namespace, "labels": labels},
+         "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                  "template": {"metadata": {"labels": labels}, "spec": {
+                      "terminationGracePeriodSeconds": 0,
+                      "containers": [{
+                          "name": name, "image": image, "imagePullPolicy": "IfNotPresent",
+                          "ports": [{"containerPort": 8080}], "readinessProbe": probe}]}}}},
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": name, "namespace": namespace},
+         "spec": {"selector": {"app.kubernetes.io/name": name},
+                  "ports": [{"port": 80, "targetPort": 8080}]}},
+    ]
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    namespace: str
+    selector: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Cluster:
+    kube: Kube
+    kubeconfig: Path
+    one: Target
+    three: Target
+
+
+@pytest.fixture(scope="module")
+def cluster(real_cluster: Path, version_image: str) -> Iterator[Cluster]:
+    """One namespace of the module's own with the app at one replica and at three, each
+    behind a Service answering on its ClusterIP from this host."""
+    kube = Kube.from_kubeconfig(real_cluster)
+    namespace = f"chaos-{uuid.uuid4().hex[:8]}"
+    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    try:
+        targets = {}
+        for name, replicas in (("one", 1), ("three", 3)):
+            for manifest in workload(name, namespace, version_image, replicas):
+                kube.create(manifest)
+        for name in ("one", "three"):
+            status = kube.wait_for_rollout(namespace, name, timeout_seconds=180)
+            assert status.done, status.message
+            url = f"http://{kube.service(namespace, name)['spec']['clusterIP']}:80"
+            wait_until_answering(url)
+            targets[name] = Target(name, namespace,
+                                   f"app.kubernetes.io/name={name},shipyard.dev/track=canary",
+                                   url)
+        yield Cluster(kube, real_cluster, targets["one"], targets["three"])
+    finally:
+        kube.delete_namespace(namespace)
+
+
+def wait_until_answering(url: str) -> None:
+    deadline = time.monotonic() + 30  # kube-proxy writes the Service's rules within seconds
+    while True:
+        try:
+            if httpx.get(f"{url}/version", timeout=2, trust_env=False).status_code == 200:
+                return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def prefect_server() -> Iterator[None]:
+    """A throw-away Prefect server of this module's own (seconds to start, unlike the
+    stack's): the stage runs as the Prefect task the CD flow calls."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        with prefect_test_harness(server_startup_timeout=120):
+            yield
+
+
+@pytest.fixture
+def store(cluster: Cluster, prefect_server: None, tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch) -> Store:
+    """The store the stage records in (SQLite in ``tmp_path``), with the settings pointing
+    at the real cluster."""
+    monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path))
+    monkeypatch.setenv("SHIPYARD_KUBECONFIG", str(cluster.kubeconfig))
+    monkeypatch.delenv("SHIPYARD_DATABASE_URL", raising=False)
+    return open_store()
+
+
+APP = AppDescriptor(name="version-server", port=8080, liveness_path="/version",
+                    readiness_path="/version", depends_on=(),
+                    slo=Slo(availability=0.995, latency_p99_seconds=1.0))
+REF = "chaos:version-server"
+
+
+@flow(name="chaos-gate-test")
+async def chaos_gate(target: Target) -> str:
+    """What the CD flow does between canary and promotion."""
+    run = await begin_run("cd", (StageSpec(REF),), run_id=None, trigger="test")
+    async with running(run):
+        await verify_chaos(run, app=APP, namespace=target.namespace,
+                           selector=target.selector, target_url=target.url,
+                           paths=("/version",), window_seconds=WINDOW_SECONDS,
+                           settle_seconds=SETTLE_SECONDS, seed=7, stage_ref=REF)
+    return run.run_id
+
+
+def logged(store: Store, run_id: str) -> str:
+    return "".join(chunk.text for chunk in store.read_logs(run_id, REF))
+
+
+def test_chaos_deviates_for_an_app_run_with_one_replica(cluster, store):
+    with pytest.raises(PipelineFailed) as failed:
+        asyncio.run(chaos_gate(cluster.one))
+    run = store.get_run(failed.value.run.id)
+    chaos = run.stage(REF)
+    assert chaos.state is State.FAILED and chaos.reason == "ChaosDeviated"
+    assert chaos.message.startswith("deviated: killed 1 of 1 pod (one-")
+    assert "failure-ratio 1, expected ≤ 0.005" in chaos.message
+    [audit] = Ledger(store).audit_trail(subject_kind="run", subject_id=run.id)
+    report = audit.details
+    assert report["verdict"] == "deviated" and report["before"]["met"]
+    assert [k["pod"] for k in report["kills"]] == report["candidates"]
+    assert not report["after"]["met"]
+    text = logged(store, run.id)
+    assert f"killed pod {report['kills'][0]['pod']} at " in text
+    assert "verdict: deviated" in text
+
+
+def test_chaos_passes_for_an_app_run_with_three_replicas(cluster, store):
+    run_id = asyncio.run(chaos_gate(cluster.three))
+    chaos = store.get_run(run_id).stage(REF)
+    assert chaos.state is State.SUCCEEDED, chaos.message
+    assert chaos.message.startswith("passed: killed 1 of 3 pods")
+    report = chaos.outputs["report"]
+    assert chaos.outputs["verdict"] == "passed" and chaos.outputs["seed"] == 7
+    assert len(report["candidates"]) == 3
+    [kill] = report["kills"]
+    assert kill["pod"] in report["candidates"]
+    after = {p["name"]: p for p in report["after"]["probes"]}
+    assert after["failure-ratio"]["value"] == 0.0 and after["requests"]["met"]
+    assert report["after"]["window"]["start"] == pytest.approx(
+        kill["at_seconds"] + SETTLE_SECONDS, abs=0.01)
+    pods = cluster.kube.pods(cluster.three.namespace, cluster.three.selector)
+    assert kill["pod"] not in {p["metadata"]["name"] for p in pods}
+
+
+def test_the_stage_takes_the_inputs_the_cd_flow_passes():
+    bound = inspect.signature(verify_chaos).bind(
+        RunContext("run-1"), app=APP, namespace="shipyard-staging",
+        selector="app.kubernetes.io/name=gateway,shipyard.dev/track=canary",
+        target_url="http://10.96.0.10:80", paths=("/version",), window_seconds=10.0,
+        seed=None, stage_ref="chaos:gateway")
+    assert bound.arguments["stage_ref"] == "chaos:gateway"
+    assert verify_chaos.name == "chaos"
