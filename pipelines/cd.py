@@ -27,12 +27,16 @@ async def cd_flow(
     actor: str = "",
     why: str = "",
     warm_seconds: float | None = None,
+    canary_window_seconds: float | None = None,
+    judgment: bool = False,
 ) -> dict[str, Any]:
     """Deliver ``app`` as built and tested by ``ci_run_id`` through ``environments``
     (default staging, then prod)."""
     validate_app_name(app)
     options = DeliveryOptions(environments=environments or ["staging", "prod"],
-                              warm_seconds=warm_seconds, actor=actor,
+                              warm_seconds=warm_seconds,
+                              canary_window_seconds=canary_window_seconds,
+                              judgment=judgment, actor=actor,
                               why=why or f"ci run {ci_run_id[:8]}")
     run = await begin_run("cd", FIRST_STAGES["cd"], run_id=run_id, trigger=trigger, actor=actor,
                           app=app, parameters={"ci_run_id": ci_run_id,

@@ -27,6 +27,8 @@ async def promote_flow(
     actor: str = "",
     why: str = "",
     warm_seconds: float | None = None,
+    canary_window_seconds: float | None = None,
+    judgment: bool = False,
 ) -> dict[str, Any]:
     """Take ``app`` into ``to_env`` at the version ``from_env`` runs (or ``version``, if
     it ran there)."""
@@ -38,7 +40,9 @@ async def promote_flow(
     async with running(run):
         plan = await plan_promotion(run, app, from_env, to_env, version)
         options = DeliveryOptions(environments=[to_env], warm_seconds=warm_seconds,
-                                  actor=actor, why=why or f"promoted from {from_env}")
+                                  canary_window_seconds=canary_window_seconds,
+                                  judgment=judgment, actor=actor,
+                                  why=why or f"promoted from {from_env}")
         delivered = await deliver(run, [plan], options, planned_by={app: "plan"},
                                   kind="promote")
     return {"run_id": run.run_id, "version": plan.version, "environment": to_env,

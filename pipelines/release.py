@@ -37,13 +37,17 @@ async def release_flow(
     trigger: str = "manual",
     actor: str = "",
     warm_seconds: float | None = None,
+    canary_window_seconds: float | None = None,
+    judgment: bool = False,
 ) -> dict[str, Any]:
     """Build and test ``apps`` (default: all) at ``ref``, then deliver each through
     ``environments`` (default staging, then prod)."""
     for app in apps or []:
         validate_app_name(app)
     options = DeliveryOptions(environments=environments or ["staging", "prod"],
-                              warm_seconds=warm_seconds, actor=actor)
+                              warm_seconds=warm_seconds,
+                              canary_window_seconds=canary_window_seconds,
+                              judgment=judgment, actor=actor)
     run = await begin_run("release", FIRST_STAGES["release"], run_id=run_id, trigger=trigger,
                           actor=actor, repo_url=repo, ref=ref,
                           parameters={"apps": apps, "environments": options.environments})

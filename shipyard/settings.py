@@ -93,6 +93,22 @@ class Settings(BaseSettings):
         description="how many earlier production versions (scaled down) are kept for a "
         "rollback by re-apply; older ones are deleted")
 
+    canary_window_seconds: float = Field(
+        default=300.0, gt=0, le=86400,
+        description="how long the canary analysis measures baseline and canary (after a "
+        "warm-up of one interval); Kayenta recommends hours for real traffic")
+    canary_interval_seconds: float = Field(
+        default=5.0, gt=0, le=3600,
+        description="one data point per metric per this many seconds of the analysis")
+    canary_rate_per_second: float = Field(
+        default=20.0, gt=0, le=1000,
+        description="requests per second the canary analysis sends to each track")
+
+    chaos_window_seconds: float = Field(
+        default=20.0, gt=0, le=300,
+        description="each window of the chaos experiment: the steady state is judged over "
+        "one before the kill and one after it")
+
     @field_validator("home", "project_dir", "stack_home", "pip_cache", "kubeconfig",
                      mode="after")
     @classmethod

@@ -9,10 +9,10 @@ selector picks are killed (deleted with no grace period), and after a short sett
 hypothesis is judged over a second window; if it no longer holds, the stage fails with
 ``ChaosDeviated`` naming the probe, its value and its tolerance.
 
-Every experiment's report goes to the audit trail (it deleted pods, and says so) and into
-the stage's log as JSON; a passed one is also the stage's outputs. A failed stage records
-no outputs, so for a deviation or an abort the audit trail holds the report, and the
-:class:`ChaosDeviated` / :class:`SteadyStateNotMet` raised carries it for the flow.
+Every experiment's report is the stage's outputs (:class:`ChaosResult`'s fields), passed
+or failed (the :class:`ChaosDeviated` / :class:`SteadyStateNotMet` raised carries them as
+its outputs, and the report for the flow), goes to the audit trail (the gate deleted pods,
+and says so) and into the stage's log as JSON.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ Log = Callable[[str], Awaitable[None]]
 
 
 class ChaosResult(StageResult):
-    """A passed experiment: its verdict, the seed that chose the victims and the report
+    """An experiment's verdict, the seed that chose the victims and the report
     (``ChaosReport.to_json()``)."""
 
     app: str
@@ -73,16 +73,18 @@ class ChaosResult(StageResult):
 class SteadyStateNotMet(StageFailure):
     """The hypothesis did not hold before the method: the experiment was aborted."""
 
-    def __init__(self, report: ChaosReport) -> None:
-        super().__init__("SteadyStateNotMet", report.summary())
+    def __init__(self, result: ChaosResult, report: ChaosReport) -> None:
+        super().__init__("SteadyStateNotMet", report.summary(),
+                         outputs=result.model_dump(mode="json"))
         self.report = report
 
 
 class ChaosDeviated(StageFailure):
     """The hypothesis held before the method and not after it."""
 
-    def __init__(self, report: ChaosReport) -> None:
-        super().__init__("ChaosDeviated", report.summary())
+    def __init__(self, result: ChaosResult, report: ChaosReport) -> None:
+        super().__init__("ChaosDeviated", report.summary(),
+                         outputs=result.model_dump(mode="json"))
         self.report = report
 
 
@@ -137,12 +139,13 @@ async def run_chaos_verification(
                             subject_id=ctx.run_id,
                             details={"stage": ctx.ref, "app": app.name, "namespace": namespace,
                                      "seed": seed, **report.to_json()})
+    result = ChaosResult(app=app.name, verdict=report.verdict, seed=seed,
+                         report=report.to_json())
     if report.verdict == "aborted":
-        raise SteadyStateNotMet(report)
+        raise SteadyStateNotMet(result, report)
     if report.verdict == "deviated":
-        raise ChaosDeviated(report)
-    return ChaosResult(app=app.name, verdict=report.verdict, seed=seed,
-                       report=report.to_json())
+        raise ChaosDeviated(result, report)
+    return result
 
 
 verify_chaos = stage("chaos", timeout_seconds=CHAOS_TIMEOUT_SECONDS)(run_chaos_verification)

@@ -1,7 +1,9 @@
 """A pipeline run's life in the store, seen from inside its Prefect flow.
 
 ``begin_run`` records the run (or adopts one recorded earlier, e.g. by the webhook, which
-records a queued run before it asks Prefect) and links it to the flow run executing it;
+records a queued run before it asks Prefect) and links it to the flow run executing it; a
+flow run that Prefect suspended and resumed runs its body again, and adopts its own run
+again (see :mod:`stages.judgment`);
 ``extend_run`` adds stages known only once the run is under way; ``running`` settles the
 run from its stages and raises :class:`PipelineFailed` so Prefect marks the flow run failed
 too. Flows call these three; stages record themselves (see :mod:`stages.runtime`).
@@ -18,8 +20,8 @@ from prefect.runtime import flow_run
 
 from shipyard.domain.pipeline import StageSpec
 from shipyard.domain.states import State
-from shipyard.store import RunRecord
-from stages.runtime import RunContext, open_store
+from shipyard.store import RunRecord, Store
+from stages.runtime import RunContext, open_store, resumed_pause_keys, run_id_of_pause_keys
 
 __all__ = ["PipelineFailed", "begin_run", "child_stage", "extend_run", "running",
            "skip_stage"]
@@ -46,10 +48,19 @@ async def begin_run(
     parameters: Mapping[str, Any] | None = None,
 ) -> RunContext:
     """Record a new queued run with ``stages``, or adopt the queued run ``run_id`` (adding
-    ``stages`` it does not have yet), and link it to the current Prefect flow run."""
+    ``stages`` it does not have yet), and link it to the current Prefect flow run.
+
+    A flow run resumed after a suspension adopts the run it began before (``run_id``, or
+    else the run its pause keys name), as it is, unless that run has ended."""
     store = await asyncio.to_thread(open_store)
     specs = tuple(stages)
     linked = str(flow_run.id) if flow_run.id else None
+    keys = resumed_pause_keys()
+    if keys and linked:
+        resumed = await asyncio.to_thread(_own_run, store,
+                                          run_id or run_id_of_pause_keys(keys), linked)
+        if resumed is not None:
+            return resumed
     if run_id is None:
         # Linked as it is written: a queued run without a flow run is one still waiting
         # to be handed to Prefect (pipelines.handover), which this one is not.
@@ -70,15 +81,34 @@ async def begin_run(
     return RunContext(record.id)
 
 
+def _own_run(store: Store, run_id: str | None, flow_run_id: str) -> RunContext | None:
+    if run_id is None:
+        return None
+    record = store.get_run(run_id)
+    if record.prefect_flow_run_id != flow_run_id or record.state.is_terminal:
+        return None
+    return RunContext(record.id)
+
+
 async def extend_run(run: RunContext, stages: Iterable[StageSpec]) -> None:
-    """Add stages to a run under way; the whole graph is validated again."""
+    """Add stages to a run under way; the whole graph is validated again. A resumed flow
+    run (see :func:`begin_run`) adds only the stages it had not added before."""
     store = await asyncio.to_thread(open_store)
-    await asyncio.to_thread(store.add_stages, run.run_id, tuple(stages))
+    specs = tuple(stages)
+    if resumed_pause_keys():
+        known = {s.ref for s in (await asyncio.to_thread(store.get_run, run.run_id)).stages}
+        specs = tuple(s for s in specs if s.ref not in known)
+    if specs:
+        await asyncio.to_thread(store.add_stages, run.run_id, specs)
 
 
 async def skip_stage(run: RunContext, ref: str, *, reason: str, message: str) -> None:
-    """Skip a queued stage that will not run (a ``when`` condition not met)."""
+    """Skip a queued stage that will not run (a ``when`` condition not met); a resumed flow
+    run does not skip again what it skipped before."""
     store = await asyncio.to_thread(open_store)
+    if resumed_pause_keys() and (
+            await asyncio.to_thread(store.get_run, run.run_id)).stage(ref).state is State.SKIPPED:
+        return
     await asyncio.to_thread(store.transition_stage, run.run_id, ref, State.SKIPPED,
                             reason=reason, message=message)
 

@@ -10,7 +10,7 @@ import asyncio
 from shipyard.adapters.git import GitCheckout
 from shipyard.domain.catalog import AppDescriptor, InvalidDescriptor, validate_app_name
 from shipyard.domain.states import State
-from shipyard.store import Ledger, ReleaseRecord, RunNotFound
+from shipyard.store import DeployLocks, Ledger, ReleaseRecord, RunNotFound
 from stages.catalog import read_descriptor_at
 from stages.changes import image_repository
 from stages.cluster import open_kube
@@ -157,6 +157,22 @@ async def rollback_release(ctx: StageContext, app: str, environment: str,
         raise StageFailure("NothingToRollBack",
                            f"{app} in {environment} has no {wanted} to roll back to "
                            f"(now {current.version}, release #{current.id})")
+    locks = DeployLocks(ctx.store)
+    holder = await asyncio.to_thread(locks.acquire, app, environment, ctx.run_id)
+    if holder is not None:
+        other = await asyncio.to_thread(ctx.store.get_run, holder)
+        raise StageFailure("DeployInProgress",
+                           f"{app} in {environment} is being deployed by {other.pipeline} "
+                           f"run {other.short_id}; roll back once it ends (or cancel it)")
+    try:
+        return await _roll_back(ctx, app, environment, current, target, actor, why)
+    finally:
+        await asyncio.to_thread(locks.release, app, environment, ctx.run_id)
+
+
+async def _roll_back(ctx: StageContext, app: str, environment: str, current: ReleaseRecord,
+                     target: ReleaseRecord, actor: str, why: str) -> ReleaseResult:
+    ledger = Ledger(ctx.store)
     kube = await open_kube(ctx)
     await ctx.log(f"{app} in {environment}: {current.version} → {target.version} "
                   f"(release #{target.id}{', ' + target.slot if target.slot else ''})")

@@ -8,7 +8,10 @@ message). The decorator wraps it so that, without the stage doing anything:
   or → failed with a reason, when it ends; stages downstream of a failure are skipped;
 * a retried attempt is counted on the same stage instead of starting it again;
 * ``ctx.log()`` lines go to the store (followable live) and to Prefect's run logger;
-* a timeout fails the stage with reason ``TimedOut``, a cancellation cancels it.
+* a timeout fails the stage with reason ``TimedOut``, a cancellation cancels it;
+* in a flow run that Prefect suspended and resumed (a manual judgment, see
+  :mod:`stages.judgment`), which runs its body again from the top, a stage already
+  recorded as succeeded does not run again: it returns its recorded outputs.
 
 Pipelines call the task with a :class:`RunContext` first and may name the stage's ref
 (``stage_ref="test:gateway"``) when one stage function appears several times in a run.
@@ -21,15 +24,17 @@ import functools
 import inspect
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast, get_type_hints
 
 import anyio
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from prefect.logging import get_run_logger
 from prefect.runtime import task_run
 from pydantic import BaseModel
@@ -39,12 +44,13 @@ from shipyard.settings import Settings, load_settings
 from shipyard.store import Store
 
 __all__ = ["RunContext", "StageContext", "StageFailure", "StageResult", "current_settings",
-           "open_store", "stage"]
+           "open_store", "pause_key", "resumed_pause_keys", "run_id_of_pause_keys", "stage"]
 
 R = TypeVar("R", bound="StageResult")
 
 _FLUSH_LINES = 50
 _FLUSH_SECONDS = 0.5
+_PAUSE_KEY = re.compile(r"shipyard-(?P<run_id>[0-9a-f]{32})-[A-Za-z0-9-]+")
 
 
 class StageResult(BaseModel):
@@ -56,12 +62,15 @@ class StageResult(BaseModel):
 
 
 class StageFailure(Exception):
-    """An expected failure of a stage, with a CamelCase reason (``TestsFailed``)."""
+    """An expected failure of a stage, with a CamelCase reason (``TestsFailed``) and,
+    optionally, outputs to record all the same (a failed canary's report)."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str,
+                 outputs: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.outputs = outputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +95,35 @@ def current_settings() -> Settings:
 @functools.lru_cache(maxsize=8)
 def _settings_for(_environment: tuple[tuple[str, str], ...]) -> Settings:
     return load_settings()
+
+
+def resumed_pause_keys() -> frozenset[str]:
+    """The pause keys the current flow run had already used when it (re)started: empty
+    outside a flow and on a first run; not empty when Prefect resumed a suspended flow run,
+    which runs its body again from the top."""
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return frozenset()
+    return frozenset(context.flow_run.empirical_policy.pause_keys or ())
+
+
+def pause_key(run: RunContext, name: str) -> str:
+    """A Prefect pause key for a wait of ``run`` (``name``: letters, digits and dashes, as
+    Prefect requires of keys). It names the run, so that a flow run resumed after a
+    suspension finds its run again (:func:`run_id_of_pause_keys`)."""
+    key = f"shipyard-{run.run_id}-{name}"
+    if not _PAUSE_KEY.fullmatch(key):
+        raise ValueError(f"pause key {key!r} must be 'shipyard-', a run id, '-' and letters, "
+                         "digits or dashes")
+    return key
+
+
+def run_id_of_pause_keys(keys: frozenset[str]) -> str | None:
+    """The run that the keys made by :func:`pause_key` name, if any does."""
+    for key in sorted(keys):
+        if found := _PAUSE_KEY.fullmatch(key):
+            return found["run_id"]
+    return None
 
 
 def open_store(settings: Settings | None = None) -> Store:
@@ -153,6 +191,10 @@ def stage(
             store = await asyncio.to_thread(open_store, settings)
             attempt = max(1, int(task_run.run_count or 1))
             ctx = StageContext(run.run_id, stage_ref, attempt, settings, store)
+            if resumed_pause_keys():
+                recorded = await _recorded_outcome(ctx, fn)
+                if recorded is not None:
+                    return recorded
             await _begin(ctx, retries)
             try:
                 # The timeout is ours, not Prefect's: Prefect's cancels this wrapper too,
@@ -170,7 +212,8 @@ def stage(
                     await ctx.log(f"attempt {attempt} of {retries + 1} failed; retrying")
                     await ctx.flush()
                     raise
-                await _end(ctx, State.FAILED, reason, message)
+                await _end(ctx, State.FAILED, reason, message,
+                           err.outputs if isinstance(err, StageFailure) else None)
                 raise
             await _end(ctx, State.SUCCEEDED, "Succeeded", result.summary(),
                        result.model_dump(mode="json"))
@@ -188,6 +231,21 @@ def stage(
         return cast(StageTask, prefect_task)
 
     return decorate
+
+
+async def _recorded_outcome(ctx: StageContext, fn: Callable[..., Awaitable[R]]) -> R | None:
+    """What the stage ended with before the flow run was suspended: its outputs again if it
+    succeeded (re-validated into its result model), its failure again if it failed; None
+    if it has not run yet."""
+    stage_record = (await asyncio.to_thread(ctx.store.get_run, ctx.run_id)).stage(ctx.ref)
+    if stage_record.state is State.SUCCEEDED:
+        _prefect_logger().info(f"stage {ctx.ref} succeeded before the flow run was "
+                               "suspended; its recorded outputs are used again")
+        model = cast(type[R], get_type_hints(fn)["return"])
+        return model.model_validate(stage_record.outputs)
+    if stage_record.state.is_terminal:
+        raise StageFailure(stage_record.reason, stage_record.message)
+    return None
 
 
 async def _begin(ctx: StageContext, retries: int) -> None:

@@ -65,6 +65,11 @@ def ci(repo: Repo = ".", ref: Ref = "main", apps: Apps = None, wait: Wait = True
 Environments = Annotated[list[str] | None, typer.Option(
     "--env", help="An environment to deliver into, in order (repeat); default: staging, "
     "then prod.")]
+CanaryWindow = Annotated[float | None, typer.Option(
+    "--canary-window", min=1, help="Seconds of canary analysis (default "
+    "SHIPYARD_CANARY_WINDOW_SECONDS).")]
+Judgment = Annotated[bool, typer.Option(
+    "--judgment/--no-judgment", help="Wait for `shipyard approve` before production.")]
 Warm = Annotated[float | None, typer.Option(
     "--warm-seconds", min=0, help="How long the previous production version stays scaled "
     "after the switch (default SHIPYARD_WARM_SECONDS).")]
@@ -72,14 +77,17 @@ Warm = Annotated[float | None, typer.Option(
 
 @app.command()
 def release(repo: Repo = ".", ref: Ref = "main", apps: Apps = None,
-            envs: Environments = None, warm_seconds: Warm = None, wait: Wait = True,
-            timeout: Timeout = 3600, actor: Actor = None) -> None:
+            envs: Environments = None, warm_seconds: Warm = None,
+            canary_window: CanaryWindow = None, judgment: Judgment = False,
+            wait: Wait = True, timeout: Timeout = 3600, actor: Actor = None) -> None:
     """ci for a commit, then deliver every app it built: staging, then red/black into
     production, in dependency order; any failure rolls the whole release back."""
     repo = _repo(repo)
     start_and_follow("release", {"repo": repo, "ref": ref, "apps": _apps(apps),
                                  "environments": _environments(envs),
-                                 "warm_seconds": warm_seconds},
+                                 "warm_seconds": warm_seconds,
+                                 "canary_window_seconds": canary_window,
+                                 "judgment": judgment},
                      repo_url=repo, ref=ref, app_name=_single(apps), wait=wait,
                      timeout=timeout, actor=actor)
 
@@ -89,13 +97,15 @@ def deploy(app_name: Annotated[str, typer.Argument(metavar="APP")],
            ci_run: Annotated[str, typer.Option("--ci-run", help="The ci run whose build to "
                                                "release (id or 4+ characters).")],
            envs: Environments = None, why: Why = "", warm_seconds: Warm = None,
+           canary_window: CanaryWindow = None, judgment: Judgment = False,
            wait: Wait = True, timeout: Timeout = 3600, actor: Actor = None) -> None:
     """Deliver APP as built by a ci run (the cd pipeline)."""
     validate_app_name(app_name)
     ci_run_id = store().get_run(ci_run).id
     start_and_follow("cd", {"app": app_name, "ci_run_id": ci_run_id,
                             "environments": _environments(envs), "why": why,
-                            "warm_seconds": warm_seconds},
+                            "warm_seconds": warm_seconds,
+                            "canary_window_seconds": canary_window, "judgment": judgment},
                      app_name=app_name, wait=wait, timeout=timeout, actor=actor)
 
 
@@ -106,14 +116,17 @@ def promote(app_name: Annotated[str, typer.Argument(metavar="APP")],
             version: Annotated[str | None, typer.Option(
                 "--version", help="A version that ran in --from (default: what runs there "
                 "now).")] = None,
-            why: Why = "", warm_seconds: Warm = None, wait: Wait = True,
-            timeout: Timeout = 1800, actor: Actor = None) -> None:
+            why: Why = "", warm_seconds: Warm = None, canary_window: CanaryWindow = None,
+            judgment: Judgment = False, wait: Wait = True, timeout: Timeout = 1800,
+            actor: Actor = None) -> None:
     """Run the production part (bake, red/black, scale-down) for a version that passed
     staging."""
     validate_app_name(app_name)
     start_and_follow("promote", {"app": app_name, "from_env": from_env, "to_env": to_env,
                                  "version": version, "why": why,
-                                 "warm_seconds": warm_seconds},
+                                 "warm_seconds": warm_seconds,
+                                 "canary_window_seconds": canary_window,
+                                 "judgment": judgment},
                      app_name=app_name, wait=wait, timeout=timeout, actor=actor)
 
 

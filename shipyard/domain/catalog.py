@@ -13,7 +13,8 @@ from typing import Any
 
 from shipyard.domain.pipeline import PipelineGraph, StageSpec
 
-__all__ = ["APP_NAME", "AppDescriptor", "CanaryMetric", "InvalidDescriptor", "Resources",
+__all__ = ["APP_NAME", "AppDescriptor", "CanaryMetric", "ChaosSettings", "InvalidDescriptor",
+           "Resources",
            "Slo", "deploy_stages", "parse_descriptor", "validate_app_name"]
 
 APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,38}[a-z0-9]")
@@ -54,6 +55,16 @@ class Slo:
 
 
 @dataclass(frozen=True, slots=True)
+class ChaosSettings:
+    """Whether the chaos gate runs for the app (opt-in, as Chaos Monkey's
+    ``chaosMonkey.enabled``), on how many pods of the new version, and how many it kills."""
+
+    enabled: bool = False
+    replicas: int = 3
+    kill: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class Resources:
     """Kubernetes quantities for the app's container."""
 
@@ -73,8 +84,12 @@ class AppDescriptor:
     replicas: Mapping[str, int] = field(default_factory=dict)
     metrics_prefix: str = ""
     canary_metrics: tuple[CanaryMetric, ...] = ()
+    load_paths: tuple[str, ...] = ()
+    """GET paths that exercise the app (not its operational ones, which its metrics leave
+    out): the canary's and the chaos experiment's load goes to these."""
     slo: Slo = field(default_factory=Slo)
     resources: Resources = field(default_factory=Resources)
+    chaos: ChaosSettings = field(default_factory=ChaosSettings)
 
 
 def validate_app_name(name: str) -> str:
@@ -126,8 +141,10 @@ def parse_descriptor(raw: object, *, source: str) -> AppDescriptor:
                          depends_on=tuple(depends_on), replicas=dict(replicas),
                          metrics_prefix=prefix,
                          canary_metrics=_canary_metrics(raw.get("canary", {}), source),
+                         load_paths=_load_paths(raw.get("canary", {}), source),
                          slo=_slo(raw.get("slo", {}), source),
-                         resources=_resources(raw.get("resources", {}), source))
+                         resources=_resources(raw.get("resources", {}), source),
+                         chaos=_chaos(raw.get("chaos", {}), source))
 
 
 def _canary_metrics(raw: object, source: str) -> tuple[CanaryMetric, ...]:
@@ -166,6 +183,32 @@ def _canary_metrics(raw: object, source: str) -> tuple[CanaryMetric, ...]:
     if len(set(names)) != len(names):
         raise InvalidDescriptor(f"{source}: canary.metrics: names must be unique")
     return tuple(metrics)
+
+
+def _chaos(raw: object, source: str) -> ChaosSettings:
+    if not isinstance(raw, Mapping):
+        raise InvalidDescriptor(f"{source}: chaos: must be a mapping (enabled, replicas, kill)")
+    defaults = ChaosSettings()
+    enabled = raw.get("enabled", defaults.enabled)
+    replicas = raw.get("replicas", defaults.replicas)
+    kill = raw.get("kill", defaults.kill)
+    if not isinstance(enabled, bool):
+        raise InvalidDescriptor(f"{source}: chaos.enabled: must be true or false")
+    if not isinstance(replicas, int) or not 1 <= replicas <= 20:
+        raise InvalidDescriptor(f"{source}: chaos.replicas: must be a whole number 1-20")
+    if not isinstance(kill, int) or not 1 <= kill <= replicas:
+        raise InvalidDescriptor(f"{source}: chaos.kill: must be at least 1 and at most "
+                                f"chaos.replicas ({replicas})")
+    return ChaosSettings(enabled, replicas, kill)
+
+
+def _load_paths(raw: object, source: str) -> tuple[str, ...]:
+    paths = raw.get("load_paths", []) if isinstance(raw, Mapping) else []
+    if not isinstance(paths, list) or not all(
+            isinstance(p, str) and p.startswith("/") and " " not in p for p in paths):
+        raise InvalidDescriptor(f"{source}: canary.load_paths: must be a list of paths "
+                                "starting with '/', e.g. ['/eureka/apps']")
+    return tuple(paths)
 
 
 def _slo(raw: object, source: str) -> Slo:

@@ -27,8 +27,8 @@ import yaml
 
 from shipyard.domain.catalog import AppDescriptor
 
-__all__ = ["SLOT_LABEL", "TRACKS", "BakeValues", "InvalidManifest", "parse_manifests", "render_manifests",
-           "standard_labels"]
+__all__ = ["SLOT", "SLOT_LABEL", "TRACKS", "BakeValues", "InvalidManifest", "parse_manifests",
+           "render_manifests", "standard_labels"]
 
 TRACKS = ("stable", "canary", "baseline")
 MANAGED_BY = "shipyard"

@@ -4,6 +4,7 @@ place where run and stage state changes (:meth:`Store.transition_stage`)."""
 from shipyard.store.engine import StoreConfigError
 from shipyard.store.errors import AmbiguousRunId, RunNotFound, StageNotFound, StoreError
 from shipyard.store.ledger import Ledger
+from shipyard.store.locks import DeployLocks
 from shipyard.store.records import (
     ArtifactRecord,
     AuditRecord,
@@ -21,6 +22,7 @@ __all__ = [
     "ArtifactRecord",
     "AuditRecord",
     "DeliveryRecord",
+    "DeployLocks",
     "Ledger",
     "LogChunk",
     "ReleaseRecord",

@@ -32,6 +32,7 @@ __all__ = [
     "Artifact",
     "AuditEvent",
     "Base",
+    "DeployLock",
     "PipelineRun",
     "Release",
     "StageLog",
@@ -201,6 +202,18 @@ class Release(Base):
     actor: Mapped[str] = mapped_column(String(120))
     why: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime]
+
+
+class DeployLock(Base):
+    """Which run deploys an app into an environment now: one at a time (the primary key),
+    taken over only from a run that has ended."""
+
+    __tablename__ = "deploy_locks"
+
+    app: Mapped[str] = mapped_column(String(63), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(63), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"))
+    acquired_at: Mapped[datetime]
 
 
 class Approval(Base):

@@ -26,14 +26,15 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from shipyard.adapters.kube import Kube
 from tests.support.stack import PIP_CACHE, PROJECT, SHIPYARD, STACK_CACHE, Stack
 
 
 @pytest.fixture(scope="session")
 def prefect_stack(stack_home: Stack, stack_postgres: str,
-                  delivery_stack: dict[str, str]) -> Iterator[Stack]:
+                  delivery_stack: dict[str, str], real_cluster: Path) -> Iterator[Stack]:
     """Prefect on the stack's PostgreSQL, with the Docker engine and the registry the ci
-    pipeline builds and pushes with."""
+    pipeline builds and pushes with, and the cluster the cd pipelines deploy to."""
     stack = stack_home
     started = stack.shipyard("up", "--only", "postgres", "--only", "prefect", timeout=300)
     if started.returncode != 0:
@@ -54,6 +55,9 @@ def prefect_stack(stack_home: Stack, stack_postgres: str,
         else:
             os.environ["SHIPYARD_HOME"] = saved
         stack.shipyard("down", "--only", "prefect", timeout=120)
+        kube = Kube.from_kubeconfig(real_cluster)
+        for environment in ("staging", "prod"):
+            kube.delete_namespace(stack.env["SHIPYARD_NAMESPACE_PREFIX"] + environment)
 
 
 @dataclass(frozen=True)

@@ -109,35 +109,42 @@ def test_release_promote_and_rollback_move_versions_between_environments(
         prefect_stack, source_repo):
     store = open_store(prefect_stack)
     ledger = Ledger(store)
-    before = ledger.current_release("discovery", "prod")
 
     released = prefect_stack.shipyard("release", "--repo", str(source_repo.path), "--ref",
                                       source_repo.good, "--app", "discovery")
     assert released.returncode == 0, released.stderr
     release_run = newest_run(prefect_stack, "release")
-    assert [s.ref for s in release_run.stages] == ["ci", "cd:discovery"]
-    assert all(s.state is State.SUCCEEDED for s in release_run.stages)
-    cd_run = store.get_run(release_run.stage("cd:discovery").outputs["child_run_id"])
-    assert cd_run.pipeline == "cd" and cd_run.state is State.SUCCEEDED
+    # A canary joins when production already runs discovery (an earlier test's release).
+    assert [s.ref for s in release_run.stages if s.ref != "canary:discovery"] == [
+        "ci", "plan:discovery", "bake:discovery", "staging:discovery", "prod:discovery",
+        "scale-down:discovery", "rollback"]
+    assert release_run.stage("rollback").reason == "WhenNotMet"
+    assert all(s.state is State.SUCCEEDED for s in release_run.stages[:-1])
     staging = ledger.current_release("discovery", "staging")
     assert staging is not None and staging.version == source_repo.good[:12]
+    first = ledger.current_release("discovery", "prod")
+    assert first is not None and first.run_id == release_run.id and first.slot
 
     promoted = prefect_stack.shipyard("promote", "discovery", "--from", "staging", "--to",
                                       "prod", "--why", "ship it")
     assert promoted.returncode == 0, promoted.stderr
     prod = ledger.current_release("discovery", "prod")
     assert prod is not None and prod.kind == "promote" and prod.why == "ship it"
-    assert prod.version == staging.version and prod.source_release_id == staging.id
+    assert prod.version == staging.version and prod.source_release_id is None
+    assert prod.slot > first.slot  # a new versioned Deployment beside the first
 
-    rolled = prefect_stack.shipyard("rollback", "discovery", "--env", "prod")
-    if before is None or before.version == prod.version:
-        assert rolled.returncode == 1
-        assert "NothingToRollBack" in rolled.stderr
-        assert ledger.current_release("discovery", "prod") == prod  # nothing written
-    else:
-        assert rolled.returncode == 0, rolled.stderr
-        back = ledger.current_release("discovery", "prod")
-        assert back is not None and back.kind == "rollback" and back.version == before.version
+    rolled = prefect_stack.shipyard("rollback", "discovery", "--to", str(first.id),
+                                    "--reason", "back to the first slot")
+    assert rolled.returncode == 0, rolled.stderr
+    back = ledger.current_release("discovery", "prod")
+    assert back is not None and back.kind == "rollback" and back.slot == first.slot
+    assert back.source_release_id == first.id and back.why == "back to the first slot"
+    # With no warm window the first slot was scaled down: it was re-applied.
+    assert newest_run(prefect_stack, "rollback").stage("rollback").outputs["mode"] == \
+        "reapplied"
+    history = prefect_stack.shipyard("history", "discovery")
+    assert history.returncode == 0, history.stderr
+    assert "rollback" in history.stdout and "promote" in history.stdout
 
 
 def test_cd_refuses_a_failed_ci_run(prefect_stack, source_repo):
@@ -149,8 +156,8 @@ def test_cd_refuses_a_failed_ci_run(prefect_stack, source_repo):
     assert done.returncode == 1
     cd_run = newest_run(prefect_stack, "cd")
     assert cd_run.stage("plan").reason == "BuildNotReleasable"
-    assert cd_run.stage("record").state is State.SKIPPED
-    assert cd_run.stage("record").reason == "RequirementNotMet"
+    # Nothing was baked or deployed: the delivery stages join only after a plan.
+    assert [s.ref for s in cd_run.stages] == ["plan"]
 
 
 def test_bad_input_is_refused_before_anything_is_recorded(prefect_stack):

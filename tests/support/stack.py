@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,9 +71,15 @@ def stack_home(tmp_path_factory: pytest.TempPathFactory) -> Stack:
     prefect_port = free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PREFECT_", "SHIPYARD_"))}
+    cluster_home = os.environ.get("SHIPYARD_STACK_HOME", STACK_CACHE)
     env.update(SHIPYARD_HOME=str(home), SHIPYARD_PREFECT_PORT=str(prefect_port),
                SHIPYARD_POSTGRES_PORT=str(free_port()), SHIPYARD_PROJECT_DIR=str(PROJECT),
-               SHIPYARD_PIP_CACHE=PIP_CACHE, COLUMNS="200", PREFECT_UI_ENABLED="false")
+               SHIPYARD_PIP_CACHE=PIP_CACHE, COLUMNS="200", PREFECT_UI_ENABLED="false",
+               # The cd pipelines deploy to the session's cluster (the `real_cluster`
+               # fixture), into namespaces of this session only.
+               SHIPYARD_KUBECONFIG=f"{cluster_home}/cluster/admin.kubeconfig",
+               SHIPYARD_NAMESPACE_PREFIX=f"t{uuid.uuid4().hex[:6]}-",
+               SHIPYARD_WARM_SECONDS="0", SHIPYARD_ROLLOUT_TIMEOUT_SECONDS="90")
     return Stack(home, env, f"http://127.0.0.1:{prefect_port}/api")
 
 

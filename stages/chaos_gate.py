@@ -1,0 +1,43 @@
+"""The chaos gate of a delivery: the app's chaos experiment on the new version in staging,
+scaled for the experiment to the replicas its descriptor asks for (``chaos.replicas``)
+and back afterwards, whatever the verdict."""
+
+from __future__ import annotations
+
+import asyncio
+
+from shipyard.domain.catalog import AppDescriptor
+from stages.chaos import CHAOS_TIMEOUT_SECONDS, ChaosResult, run_chaos_verification
+from stages.cluster import open_kube
+from stages.rollouts import service_url
+from stages.runtime import StageContext, stage
+
+__all__ = ["chaos_gate"]
+
+
+@stage("chaos", timeout_seconds=CHAOS_TIMEOUT_SECONDS + 300)
+async def chaos_gate(ctx: StageContext, descriptor: AppDescriptor, environment: str,
+                     window_seconds: float) -> ChaosResult:
+    """Scale ``descriptor``'s app in ``environment`` to ``chaos.replicas``, run its chaos
+    experiment (``chaos.kill`` pods killed under load), and scale it back."""
+    namespace = ctx.settings.namespace_for(environment)
+    app = descriptor.name
+    replicas = descriptor.chaos.replicas
+    normal = descriptor.replicas.get(environment, 1)
+    kube = await open_kube(ctx)
+    await ctx.log(f"scaling {app} in {namespace} to {replicas} for the experiment")
+    await asyncio.to_thread(kube.scale, namespace, app, replicas)
+    try:
+        status = await asyncio.to_thread(
+            kube.wait_for_rollout, namespace, app,
+            timeout_seconds=ctx.settings.rollout_timeout_seconds)
+        await ctx.log(status.message)
+        url = await asyncio.to_thread(service_url, kube, namespace, app)
+        return await run_chaos_verification(
+            ctx, descriptor, namespace=namespace,
+            selector=f"app.kubernetes.io/name={app},shipyard.dev/track=stable",
+            target_url=url, paths=descriptor.load_paths or ("/version",),
+            window_seconds=window_seconds, kill_count=descriptor.chaos.kill)
+    finally:
+        await asyncio.to_thread(kube.scale, namespace, app, normal)
+        await ctx.log(f"{app} in {namespace} back to {normal} replica(s)")

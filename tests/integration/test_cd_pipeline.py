@@ -1,0 +1,192 @@
+"""The cd pipelines against the real cluster: a release of the four apps reaches production
+in dependency order through staging and red/black; a build that never becomes ready never
+receives traffic and the release rolls back; a warm rollback under load loses no request."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from git import Actor, Repo
+
+from shipyard.adapters.kube import Kube
+from shipyard.adapters.load import LoadSpec, start_load
+from shipyard.domain.states import State
+from shipyard.domain.traffic import summarize
+from shipyard.store import Ledger, RunRecord, Store
+from stages.rollouts import service_url, serving_slot
+
+pytestmark = pytest.mark.integration
+
+AUTHOR = Actor("Ada Tester", "ada@example.com")
+
+
+def store_of(stack) -> Store:
+    return Store.open(stack.store_url)
+
+
+def newest(stack, pipeline: str) -> RunRecord:
+    store = store_of(stack)
+    return store.get_run(store.list_runs(limit=1, pipeline=pipeline)[0].id)
+
+
+def commit_on_branch(repo_path: Path, branch: str, base: str, edits: dict[str, str],
+                     message: str) -> str:
+    """A commit on ``branch`` (made from ``base``) with ``edits`` (path -> new text)."""
+    repo = Repo(repo_path)
+    repo.create_head(branch, base).checkout()
+    for relative, text in edits.items():
+        (repo_path / relative).write_text(text)
+    repo.index.add(list(edits))
+    sha = repo.index.commit(message, author=AUTHOR, committer=AUTHOR).hexsha
+    repo.heads["main"].checkout()
+    return sha
+
+
+def namespace(stack, environment: str) -> str:
+    return stack.env["SHIPYARD_NAMESPACE_PREFIX"] + environment
+
+
+@pytest.fixture(scope="module")
+def kube(real_cluster: Path) -> Kube:
+    return Kube.from_kubeconfig(real_cluster)
+
+
+def version_served(kube: Kube, ns: str, app: str) -> str:
+    return asyncio.run(_probe_version(service_url(kube, ns, app)))
+
+
+async def _probe_version(url: str) -> str:
+    samples = await start_load(LoadSpec(base_url=url, rate_per_second=20,
+                                         duration_seconds=1)).wait()
+    versions = summarize(samples).versions
+    return max(versions, key=lambda v: versions[v]) if versions else ""
+
+
+def test_a_release_of_the_four_apps_reaches_production_in_dependency_order(
+        prefect_stack, source_repo, kube):
+    done = prefect_stack.shipyard("release", "--repo", str(source_repo.path), "--ref",
+                                  source_repo.good, timeout=2400)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr
+    run = newest(prefect_stack, "release")
+    assert run.state is State.SUCCEEDED
+    started = {s.ref: s.started_at for s in run.stages}
+    finished = {s.ref: s.finished_at for s in run.stages}
+    for env in ("staging", "prod"):
+        # discovery before gateway and data; nothing in an environment before its deps.
+        assert finished[f"{env}:discovery"] <= started[f"{env}:gateway"]
+        assert finished[f"{env}:discovery"] <= started[f"{env}:data"]
+    ledger = Ledger(store_of(prefect_stack))
+    version = source_repo.good[:12]
+    for app in ("discovery", "gateway", "data", "streaming"):
+        prod = ledger.current_release(app, "prod")
+        assert prod is not None and prod.version == version and prod.slot, app
+        assert serving_slot(kube, namespace(prefect_stack, "prod"), app) == prod.slot
+        assert version_served(kube, namespace(prefect_stack, "prod"), app) == version
+        deploy = run.stage(f"prod:{app}").outputs
+        assert deploy["slot"] == prod.slot
+    # The gateway in production routes to data through discovery.
+    gateway = service_url(kube, namespace(prefect_stack, "prod"), "gateway")
+    answer = asyncio.run(_get(f"{gateway}/api/data/healthz"))
+    assert answer == 200
+
+
+async def _get(url: str) -> int:
+    import httpx
+
+    deadline = time.monotonic() + 30
+    status = 0
+    async with httpx.AsyncClient(timeout=3) as client:
+        while time.monotonic() < deadline:
+            try:
+                status = (await client.get(url)).status_code
+            except httpx.HTTPError:
+                status = 0
+            if status == 200:
+                return status
+            await asyncio.sleep(0.5)
+    return status
+
+
+def test_a_build_that_never_becomes_ready_never_receives_traffic(prefect_stack,
+                                                                  source_repo, kube):
+    ledger = Ledger(store_of(prefect_stack))
+    before = prefect_stack.shipyard("release", "--repo", str(source_repo.path), "--ref",
+                                    source_repo.good, "--app", "discovery", timeout=1200)
+    assert before.returncode == 0, before.stdout[-3000:] + before.stderr
+    staging_before = ledger.current_release("discovery", "staging")
+    prod_before = ledger.current_release("discovery", "prod")
+    template = (source_repo.path / "apps/discovery/deploy/deployment.yaml.j2").read_text()
+    never_ready = commit_on_branch(
+        source_repo.path, "never-ready", source_repo.good,
+        {"apps/discovery/deploy/deployment.yaml.j2":
+            template.replace("path: {{ app.readiness_path }}", "path: /never-ready")},
+        "Probe a readiness path that does not exist")
+
+    done = prefect_stack.shipyard("release", "--repo", str(source_repo.path), "--ref",
+                                  never_ready, "--app", "discovery", timeout=1200)
+    assert done.returncode == 1
+    run = newest(prefect_stack, "release")
+    assert run.state is State.FAILED
+    staging = run.stage("staging:discovery")
+    assert staging.state is State.FAILED and staging.reason == "RolloutFailed"
+    assert "ReadinessProbeFailed" in staging.message or "available" in staging.message
+    assert run.stage("prod:discovery").state is State.SKIPPED
+    assert run.stage("rollback").state is State.SUCCEEDED
+    # Staging still serves the version from before; production was never touched.
+    ns = namespace(prefect_stack, "staging")
+    assert version_served(kube, ns, "discovery") == staging_before.version
+    assert ledger.current_release("discovery", "staging") == staging_before
+    assert ledger.current_release("discovery", "prod") == prod_before
+    logs = store_of(prefect_stack).read_logs(run.id, "staging:discovery")
+    assert any("/never-ready" in chunk.text or "Readiness" in chunk.text for chunk in logs)
+
+
+def test_a_warm_rollback_under_steady_load_loses_no_request(prefect_stack, source_repo,
+                                                            kube):
+    ledger = Ledger(store_of(prefect_stack))
+    first = prefect_stack.shipyard("release", "--repo", str(source_repo.path), "--ref",
+                                   source_repo.good, "--app", "discovery", timeout=1200)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr
+    old = ledger.current_release("discovery", "prod")
+    readme = (source_repo.path / "apps/discovery/README.md").read_text()
+    second = commit_on_branch(source_repo.path, "second", source_repo.good,
+                              {"apps/discovery/README.md": readme + "\nA second version.\n"},
+                              "A second version of discovery")
+    started = prefect_stack.shipyard("release", "--repo", str(source_repo.path), "--ref",
+                                     second, "--app", "discovery", "--warm-seconds", "60",
+                                     "--no-wait")
+    assert started.returncode == 0, started.stderr
+    run = newest(prefect_stack, "release")
+    deadline = time.monotonic() + 900
+    while store_of(prefect_stack).get_run(run.id).stage("prod:discovery").state \
+            is not State.SUCCEEDED:
+        assert time.monotonic() < deadline, "prod:discovery did not succeed in time"
+        assert not store_of(prefect_stack).get_run(run.id).state.is_terminal
+        time.sleep(1)
+    ns = namespace(prefect_stack, "prod")
+    assert version_served(kube, ns, "discovery") == second[:12]
+
+    samples = asyncio.run(_rollback_under_load(prefect_stack, service_url(kube, ns,
+                                                                          "discovery")))
+    summary = summarize(samples)
+    assert summary.requests > 50
+    assert summary.failures == 0, summary
+    back = ledger.current_release("discovery", "prod")
+    assert back.kind == "rollback" and back.version == old.version and back.slot == old.slot
+    rollback_run = newest(prefect_stack, "rollback")
+    assert rollback_run.stage("rollback").outputs["mode"] == "warm"
+    assert version_served(kube, ns, "discovery") == old.version
+
+
+async def _rollback_under_load(stack, url: str) -> list:
+    load = start_load(LoadSpec(base_url=url, rate_per_second=40, duration_seconds=60,
+                               keep_alive=False))
+    await asyncio.sleep(2)
+    rolled = await asyncio.to_thread(stack.shipyard, "rollback", "discovery", "--reason",
+                                     "the second version is bad")
+    assert rolled.returncode == 0, rolled.stdout[-3000:] + rolled.stderr
+    await asyncio.sleep(2)
+    return await load.stop()
