@@ -195,8 +195,10 @@ def test_chaos_deviates_for_an_app_run_with_one_replica(cluster, store):
     assert chaos.state is State.FAILED and chaos.reason == "ChaosDeviated"
     assert chaos.message.startswith("deviated: killed 1 of 1 pod (one-")
     assert "failure-ratio 1, expected ≤ 0.005" in chaos.message
+    assert chaos.outputs["verdict"] == "deviated" and chaos.outputs["seed"] == 7
+    report = chaos.outputs["report"]
     [audit] = Ledger(store).audit_trail(subject_kind="run", subject_id=run.id)
-    report = audit.details
+    assert audit.action == "chaos-experiment" and audit.details["kills"] == report["kills"]
     assert report["verdict"] == "deviated" and report["before"]["met"]
     assert [k["pod"] for k in report["kills"]] == report["candidates"]
     assert not report["after"]["met"]
