@@ -112,9 +112,12 @@ async def switch_traffic(kube: Kube, services: Sequence[Mapping[str, Any]], *,
         for service in services:
             await asyncio.to_thread(kube.apply, service)
     url = await asyncio.to_thread(service_url, kube, namespace, name)
+    # A new connection per probe: kube-proxy routes connections, and a kept-alive one
+    # would stay on an old pod after the switch, as no new client would.
     spec = LoadSpec(base_url=url, paths=("/version",), rate_per_second=SWITCH_PROBE_RATE,
                     duration_seconds=timeout_seconds + 5, timeout_seconds=2.0,
-                    max_requests=int(SWITCH_PROBE_RATE * (timeout_seconds + 5)))
+                    max_requests=int(SWITCH_PROBE_RATE * (timeout_seconds + 5)),
+                    keep_alive=False)
     async with start_load(spec) as load:
         await asyncio.sleep(0.3)  # a few answers from before the switch, for the record
         switched_at = load.since_start(time.monotonic())
