@@ -211,17 +211,20 @@ class Kube:
         return dict(self.api.sanitize_for_serialization(obj))
 
     def create(self, manifest: Mapping[str, Any]) -> None:
-        """Create one object (Namespace, Node, Deployment, Service); an existing one is
-        left as it is."""
+        """Create one object (Namespace, Node, Deployment, Service, ClusterRole,
+        ClusterRoleBinding); an existing one is left as it is."""
         kind = manifest["kind"]
         body: Any = dict(manifest)
         namespace = manifest.get("metadata", {}).get("namespace", "default")
         core, apps = client.CoreV1Api(self.api), client.AppsV1Api(self.api)
+        rbac = client.RbacAuthorizationV1Api(self.api)
         calls = {
             "Namespace": lambda: core.create_namespace(body),
             "Node": lambda: core.create_node(body),
             "Service": lambda: core.create_namespaced_service(namespace, body),
             "Deployment": lambda: apps.create_namespaced_deployment(namespace, body),
+            "ClusterRole": lambda: rbac.create_cluster_role(body),
+            "ClusterRoleBinding": lambda: rbac.create_cluster_role_binding(body),
         }
         try:
             calls[kind]()

@@ -8,7 +8,9 @@ Names outside ``cluster.local`` are refused, never forwarded: nothing leaves the
 Until both collections are listed the answer is SERVFAIL, so a pod never takes an empty
 cache for the truth.
 
-Run by the kubernetes stack component as ``python -m shipyard.stack.cluster_dns``.
+The kubernetes stack component runs it (:class:`ClusterDNSProcess`) as
+``python -m shipyard.stack.cluster_dns`` on the node's address, where pods reach it, with
+an identity that may only list and watch Services and EndpointSlices.
 """
 
 from __future__ import annotations
@@ -16,13 +18,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import hashlib
+import os
 import signal
 import socket
 import socketserver
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +52,11 @@ from dnslib import (
     DNSHeader,
     DNSRecord,
 )
-from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
+from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer, TCPServer
 
 from shipyard.adapters.kube import Kube
 from shipyard.adapters.kube_watch import ENDPOINT_SLICES, SERVICES, EventType, ObjectWatch
+from shipyard.adapters.pki import ClientIdentity
 from shipyard.domain.cluster_dns import (
     ZONE,
     Answer,
@@ -60,8 +68,8 @@ from shipyard.domain.cluster_dns import (
     Srv,
 )
 
-__all__ = ["DNS_PORT", "ClusterResolver", "lookup", "main", "serve", "start_servers",
-           "stop_servers"]
+__all__ = ["DNS_PORT", "IDENTITY", "RBAC", "ClusterDNSProcess", "ClusterResolver", "lookup",
+           "main", "serve", "start_servers", "stop_servers"]
 
 DNS_PORT = 53
 PLAIN_UDP_LIMIT = 512
@@ -70,6 +78,25 @@ EDNS_UDP_LIMIT = 1232
 figure): bigger answers are truncated and the client asks again over TCP."""
 TCP_IDLE_SECONDS = 10
 PACKET_CACHE_SIZE = 10000
+
+IDENTITY = ClientIdentity("cluster-dns", "system:shipyard:cluster-dns")
+RBAC: tuple[dict[str, Any], ...] = (
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+     "metadata": {"name": "shipyard:cluster-dns"},
+     "rules": [{"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch"]},
+               {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+                "verbs": ["list", "watch"]}]},
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+     "metadata": {"name": "shipyard:cluster-dns"},
+     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                 "name": "shipyard:cluster-dns"},
+     "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                   "name": IDENTITY.user}]},
+)
+"""What the server may do: list and watch Services and EndpointSlices, nothing else."""
+SOURCES = ("shipyard/domain/cluster_dns.py", "shipyard/adapters/kube_watch.py",
+           "shipyard/stack/cluster_dns.py")
+"""The code the server runs: a change to it restarts the server on the next ``up``."""
 
 
 class ClusterResolver(BaseResolver):  # type: ignore[misc]
@@ -258,6 +285,53 @@ class _UDPServer(socketserver.UDPServer):
     allow_reuse_address = True
 
 
+class _TCPServer(TCPServer):  # type: ignore[misc]
+    """dnslib's: a thread per connection. A longer queue of connections waiting to be
+    accepted than socketserver's five: truncated answers send clients here in bursts."""
+
+    request_queue_size = 128
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterDNSProcess:
+    """How the stack runs the server: the command, its environment, the fingerprint of
+    what it runs (the stack restarts it when that changes) and whether it answers."""
+
+    kubeconfig: Path
+    address: str
+    port: int = DNS_PORT
+
+    @property
+    def source_root(self) -> Path:
+        return Path(__file__).resolve().parents[2]
+
+    def argv(self) -> list[str]:
+        """The command, its program first (the interpreter running this code)."""
+        return [sys.executable, "-m", __name__, f"--kubeconfig={self.kubeconfig}",
+                f"--address={self.address}", f"--port={self.port}"]
+
+    def env(self) -> dict[str, str]:
+        """This environment, with the checkout that holds this code first on the path, so
+        the server runs the code of the ``shipyard up`` that started it."""
+        path = os.pathsep.join(p for p in (str(self.source_root),
+                                           os.environ.get("PYTHONPATH", "")) if p)
+        return {**os.environ, "PYTHONPATH": path}
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256("\0".join(self.argv()).encode())
+        digest.update(metadata.version("dnslib").encode())
+        for source in SOURCES:
+            digest.update((self.source_root / source).read_bytes())
+        return digest.hexdigest()
+
+    def answering(self) -> bool:
+        """Whether the server answers, from a listed cache (the API server's own Service
+        resolves)."""
+        answer = lookup("kubernetes.default.svc.cluster.local", server=self.address,
+                        port=self.port, timeout=1.0)
+        return answer is not None and answer[0] == "NOERROR" and bool(answer[1])
+
+
 def serve(kubeconfig: Path, address: str, port: int = DNS_PORT, zone: str = ZONE) -> None:
     """Answer for ``zone`` on ``address``:``port`` (UDP and TCP) until SIGTERM or SIGINT."""
     kube = Kube.from_kubeconfig(kubeconfig)
@@ -288,7 +362,7 @@ def start_servers(resolver: ClusterResolver, address: str, port: int) -> list[DN
                         handler=_Handler, server=_UDPServer)
         try:
             tcp = DNSServer(resolver, address=address, port=port or udp.server.server_address[1],
-                            tcp=True, logger=logger, handler=_Handler)
+                            tcp=True, logger=logger, handler=_Handler, server=_TCPServer)
             break
         except OSError:
             udp.server.server_close()

@@ -1,7 +1,9 @@
 """The local Kubernetes cluster: etcd, kube-apiserver, kube-controller-manager and
 kube-scheduler from the multi-call binary, one component per process, and nodes that are
 simulated by KWOK (always: cheap, for scale tests; tainted so only workloads that ask land
-there) and, unless ``--nodes kwok``, a real one (containerd and a kubelet).
+there) and, unless ``--nodes kwok``, a real one (containerd and a kubelet). Cluster DNS
+(``shipyard.stack.cluster_dns``) answers for ``cluster.local`` on the node's address, and
+the real node's kubelet hands that address to its pods.
 
 A cluster named by ``KUBECONFIG`` that answers is used as it is: nothing local starts.
 """
@@ -13,7 +15,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -27,6 +29,9 @@ from shipyard.adapters.kube import Kube, KubeError
 from shipyard.adapters.pki import ClientIdentity, ClusterPKI
 from shipyard.adapters.probe import http_ok
 from shipyard.settings import Settings
+from shipyard.stack.cluster_dns import IDENTITY as DNS_IDENTITY
+from shipyard.stack.cluster_dns import RBAC as DNS_RBAC
+from shipyard.stack.cluster_dns import ClusterDNSProcess
 from shipyard.stack.component import ComponentFailed, ComponentStatus, Progress, UpResult
 from shipyard.stack.real_node import NODE_NAME, RealNode
 
@@ -52,6 +57,7 @@ CLIENTS = (
     ClientIdentity("kwok", "kwok", ("system:masters",)),
     ClientIdentity("kubelet", f"system:node:{NODE_NAME}", ("system:nodes",)),
     ClientIdentity("kube-proxy", "system:kube-proxy"),
+    DNS_IDENTITY,
 )
 
 # The stages KWOK v0.8.0 needs told explicitly (it no longer falls back to defaults): the
@@ -109,9 +115,18 @@ class KubernetesComponent:
             version = kube.version() if ready else ""
         except KubeError as err:
             return ComponentStatus(self.name, False, "", str(kubeconfig), str(err))
-        mode = "external cluster" if external else f"nodes: {self._mode_file()}"
-        return ComponentStatus(self.name, ready, version, f"kubeconfig {kubeconfig}",
-                               mode if ready else "API server not ready")
+        if external:
+            return ComponentStatus(self.name, ready, version, f"kubeconfig {kubeconfig}",
+                                   "external cluster" if ready else "API server not ready")
+        if not ready:
+            return ComponentStatus(self.name, False, "", f"kubeconfig {kubeconfig}",
+                                   "API server not ready")
+        dns = self._dns()
+        answering = dns.answering()
+        return ComponentStatus(
+            self.name, answering, version, f"kubeconfig {kubeconfig}",
+            f"nodes: {self._mode_file()}; cluster DNS {dns.address}:{dns.port} " +
+            ("answering" if answering else "not answering (`shipyard up` starts it)"))
 
     def _mode_file(self) -> str:
         try:
@@ -138,6 +153,7 @@ class KubernetesComponent:
         try:
             self._prepare(progress)
             started += self._control_plane(progress)
+            started += self._cluster_dns(progress)
             started += self._kwok_nodes(progress)
         except (KubeError, NetworkError, OSError) as err:
             raise ComponentFailed(self.name, str(err)) from err
@@ -153,7 +169,23 @@ class KubernetesComponent:
 
     def _real(self) -> RealNode:
         return RealNode(self.state, self.bin_dir, self._pki, self.server, ADVERTISE_ADDRESS,
-                        SERVICE_CIDR, self.settings.registry)
+                        SERVICE_CIDR, self.settings.registry, cluster_dns=ADVERTISE_ADDRESS)
+
+    def _dns(self) -> ClusterDNSProcess:
+        # The node's address: pods reach it through their bridge's gateway (the host), and
+        # it exists before any pod, unlike the bridge's own address.
+        return ClusterDNSProcess(self.state / "cluster-dns.kubeconfig", ADVERTISE_ADDRESS)
+
+    def _cluster_dns(self, progress: Progress) -> list[str]:
+        admin = Kube.from_kubeconfig(self.admin_kubeconfig)
+        for manifest in DNS_RBAC:
+            admin.create(manifest)
+        dns = self._dns()
+        argv = dns.argv()
+        started = self._start_program("cluster-dns", argv, dns.answering, progress,
+                                      Path(argv[0]).parent, env=dns.env(),
+                                      fingerprint=dns.fingerprint())
+        return ["cluster-dns"] if started else []
 
     def _real_node(self, progress: Progress) -> tuple[str, list[str]]:
         """Add the real node unless asked for KWOK only. In ``auto`` mode a machine that
@@ -190,7 +222,7 @@ class KubernetesComponent:
                                        "kubernetes.default.svc.cluster.local"],
                          server_ips=["127.0.0.1", ADVERTISE_ADDRESS, SERVICE_API_ADDRESS],
                          clients=CLIENTS)
-        for client in ("admin", "kcm", "scheduler", "kwok"):
+        for client in ("admin", "kcm", "scheduler", "kwok", DNS_IDENTITY.name):
             self._pki.kubeconfig(client, self.server, self.state / f"{client}.kubeconfig")
         ensure_local_address(ADVERTISE_DEVICE, ADVERTISE_ADDRESS)
 
@@ -201,13 +233,23 @@ class KubernetesComponent:
         return self._start_program(name, [name, *args], ready, progress, self.bin_dir)
 
     def _start_program(self, name: str, argv: list[str], ready: Callable[[], bool],
-                       progress: Progress, bin_dir: Path) -> bool:
+                       progress: Progress, bin_dir: Path, *,
+                       env: Mapping[str, str] | None = None, fingerprint: str = "") -> bool:
+        """Start ``argv`` (its program in ``bin_dir``) as ``name`` unless it runs; wait until
+        ``ready``. With a ``fingerprint`` (of its command and configuration), one that runs
+        but was started with another is restarted. Returns whether it started now."""
         process = self._process(name)
+        recorded = self.state / "run" / f"{name}.fingerprint"
+        if fingerprint and process.running() and _read(recorded) != fingerprint:
+            progress(f"restarting {name}: its command, configuration or code changed")
+            process.stop(grace_seconds=20)
         if process.running() and ready():
             return False
         if not process.running():
             progress(f"starting {name}")
-            process.spawn([str(bin_dir / argv[0]), *argv[1:]], cwd=self.state)
+            process.spawn([str(bin_dir / argv[0]), *argv[1:]], cwd=self.state, env=env)
+            if fingerprint:
+                recorded.write_text(fingerprint)
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while not ready():
             if not process.running() or time.monotonic() > deadline:
@@ -318,8 +360,8 @@ class KubernetesComponent:
         stopped = False
         if (self.state / "containerd").exists():
             stopped = self._real().down(self._stop)
-        for name in ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver",
-                     "etcd"):
+        for name in ("cluster-dns", "kwok", "kube-scheduler", "kube-controller-manager",
+                     "kube-apiserver", "etcd"):
             stopped = self._process(name).stop(grace_seconds=20) or stopped
         with contextlib.suppress(NetworkError):
             stopped = remove_device(ADVERTISE_DEVICE) or stopped
@@ -331,6 +373,13 @@ class KubernetesComponent:
                     shutil.rmtree(path)
                     stopped = True
         return stopped
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
 
 
 def _kwok_stages() -> str:

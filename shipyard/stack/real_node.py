@@ -10,14 +10,16 @@ notes on each setting.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from shipyard.adapters.debian import apt_install
 from shipyard.adapters.host_firewall import (
@@ -38,7 +40,14 @@ POD_CIDR = "10.88.0.0/24"
 PAUSE_IMAGE = "shipyard.local/pause:3.10"
 PACKAGES = ("containerd", "runc", "containernetworking-plugins", "iptables", "conntrack")
 
-Starter = Callable[[str, list[str], Callable[[], bool], Progress, Path], bool]
+
+class Starter(Protocol):
+    """Starts a program unless it runs (restarting it if its ``fingerprint`` changed);
+    returns whether it started now."""
+
+    def __call__(self, name: str, argv: list[str], ready: Callable[[], bool],
+                 progress: Progress, bin_dir: Path, *,
+                 env: Mapping[str, str] | None = None, fingerprint: str = "") -> bool: ...
 
 
 @dataclass
@@ -50,6 +59,8 @@ class RealNode:
     node_ip: str
     service_cidr: str
     registry: str
+    cluster_dns: str = ""
+    """The address pods send DNS questions to (the kubelet's ``clusterDNS``), if any."""
 
     @property
     def socket(self) -> Path:
@@ -73,14 +84,20 @@ class RealNode:
                  self._containerd_ready, progress, Path("/usr/bin")):
             started.append("containerd")
         self._import_pause_image(progress)
-        if start("kubelet", [
+        kubelet = [
             "kubelet", f"--config={self.state / 'kubelet' / 'config.yaml'}",
             f"--kubeconfig={self.state / 'kubelet.kubeconfig'}",
             f"--root-dir={self.state / 'kubelet' / 'root'}",
             f"--cert-dir={self.state / 'kubelet' / 'pki'}",
             f"--hostname-override={NODE_NAME}", f"--node-ip={self.node_ip}",
-        ], lambda: http_ok("http://127.0.0.1:10248/healthz", expect="ok"), progress,
-                 self.bin_dir):
+        ]
+        # The kubelet reads its configuration once: a changed one (cluster DNS, say) takes
+        # a restart. Running pods are left alone by it.
+        configured = "\0".join([*kubelet, (self.state / "kubelet" / "config.yaml").read_text()])
+        if start("kubelet", kubelet, lambda: http_ok("http://127.0.0.1:10248/healthz",
+                                                      expect="ok"),
+                 progress, self.bin_dir,
+                 fingerprint=hashlib.sha256(configured.encode()).hexdigest()):
             started.append("kubelet")
         if start("kube-proxy", ["kube-proxy",
                                 f"--config={self.state / 'kube-proxy' / 'config.yaml'}"],
@@ -179,6 +196,7 @@ authentication:
   x509: {{clientCAFile: {p.path('ca', 'crt')}}}
 authorization: {{mode: Webhook}}
 clusterDomain: cluster.local
+{f"clusterDNS: [{self.cluster_dns}]" if self.cluster_dns else "# no clusterDNS"}
 resolvConf: /etc/resolv.conf
 imageGCHighThresholdPercent: 100  # never collect the imported pause image
 imageGCLowThresholdPercent: 99
