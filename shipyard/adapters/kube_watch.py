@@ -60,22 +60,25 @@ class ObjectWatch:
     _response: Any = field(default=None, init=False)
 
     def run(self, sink: WatchSink) -> None:
-        """Keep ``sink`` current until :meth:`stop`; errors are reported to ``on_error``
-        and retried with a growing pause (up to ``max_backoff_seconds``), never raised."""
+        """Keep ``sink`` current until :meth:`stop`; errors are retried with a growing
+        pause (up to ``max_backoff_seconds``), never raised, and reported to ``on_error``
+        when they differ from the last one (an API server that stays away is one line)."""
         backoff = 0.5
-        version = ""
+        version = last_error = ""
         while not self._stop.is_set():
             try:
                 if not version:
                     version = self._list(sink)
                 version = self._watch(sink, version)
-                backoff = 0.5
+                backoff, last_error = 0.5, ""
             except _Expired:
                 version = ""
             except (ApiException, HTTPError, OSError, ValueError, KeyError) as err:
                 if self._stop.is_set():
                     break
-                self.on_error(f"{self.path}: {err}; retrying in {backoff:.1f}s")
+                if str(err) != last_error:
+                    self.on_error(f"{self.path}: {err}; retrying")
+                    last_error = str(err)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff_seconds)
 

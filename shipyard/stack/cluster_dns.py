@@ -143,12 +143,14 @@ class ClusterResolver(BaseResolver):  # type: ignore[misc]
         of the parsed question, or the same answer given before to the same bytes (bar
         the message id) while the zone has not changed since."""
         key = (protocol, data[2:])
-        serial = self.zone.serial  # read first: an answer never outlives a later change
+        # Both read before the answer is made: a cached answer never outlives a change
+        # made after it, nor one from before the listing (SERVFAIL) its end.
+        cacheable, serial = self.synced, self.zone.serial
         known = self._packets.get(key)
         if known is not None and known[0] == serial:
             return data[:2] + known[1]
         packed = build(DNSRecord.parse(data))
-        if self.synced:
+        if cacheable:
             if len(self._packets) >= PACKET_CACHE_SIZE:
                 self._packets.clear()
             self._packets[key] = (serial, packed[2:])
