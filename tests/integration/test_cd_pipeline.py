@@ -15,7 +15,7 @@ from shipyard.adapters.kube import Kube
 from shipyard.adapters.load import LoadSpec, start_load
 from shipyard.domain.states import State
 from shipyard.domain.traffic import summarize
-from shipyard.store import Ledger, RunRecord, Store
+from shipyard.store import Ledger, ReleaseRecord, RunRecord, Store
 from stages.rollouts import service_url, serving_slot
 
 pytestmark = pytest.mark.integration
@@ -45,6 +45,12 @@ def commit_on_branch(repo_path: Path, branch: str, base: str, edits: dict[str, s
     return sha
 
 
+def current(ledger: Ledger, app: str, environment: str) -> ReleaseRecord:
+    release = ledger.current_release(app, environment)
+    assert release is not None, f"{app} has no release in {environment}"
+    return release
+
+
 def namespace(stack, environment: str) -> str:
     return stack.env["SHIPYARD_NAMESPACE_PREFIX"] + environment
 
@@ -72,8 +78,8 @@ def test_a_release_of_the_four_apps_reaches_production_in_dependency_order(
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr
     run = newest(prefect_stack, "release")
     assert run.state is State.SUCCEEDED
-    started = {s.ref: s.started_at for s in run.stages}
-    finished = {s.ref: s.finished_at for s in run.stages}
+    started = {s.ref: s.started_at for s in run.stages if s.started_at}
+    finished = {s.ref: s.finished_at for s in run.stages if s.finished_at}
     for env in ("staging", "prod"):
         # discovery before gateway and data; nothing in an environment before its deps.
         assert finished[f"{env}:discovery"] <= started[f"{env}:gateway"]
@@ -116,8 +122,8 @@ def test_a_build_that_never_becomes_ready_never_receives_traffic(prefect_stack,
     before = prefect_stack.shipyard("release", "--repo", str(source_repo.path), "--ref",
                                     source_repo.good, "--app", "discovery", timeout=1200)
     assert before.returncode == 0, before.stdout[-3000:] + before.stderr
-    staging_before = ledger.current_release("discovery", "staging")
-    prod_before = ledger.current_release("discovery", "prod")
+    staging_before = current(ledger, "discovery", "staging")
+    prod_before = current(ledger, "discovery", "prod")
     template = (source_repo.path / "apps/discovery/deploy/deployment.yaml.j2").read_text()
     never_ready = commit_on_branch(
         source_repo.path, "never-ready", source_repo.good,
@@ -144,13 +150,55 @@ def test_a_build_that_never_becomes_ready_never_receives_traffic(prefect_stack,
     assert any("/never-ready" in chunk.text or "Readiness" in chunk.text for chunk in logs)
 
 
+def test_a_build_with_injected_errors_fails_its_canary_and_nothing_keeps_serving_it(
+        prefect_stack, source_repo, kube):
+    ledger = Ledger(store_of(prefect_stack))
+    good = prefect_stack.shipyard("release", "--repo", str(source_repo.path), "--ref",
+                                  source_repo.good, "--app", "discovery", timeout=1200)
+    assert good.returncode == 0, good.stdout[-3000:] + good.stderr
+    prod_before = current(ledger, "discovery", "prod")
+    staging_before = current(ledger, "discovery", "staging")
+    config = (source_repo.path / "apps/discovery/deploy/configmap.yaml.j2").read_text()
+    faulty = config.replace('config.get("FAULTS", "{}")',
+                            """config.get("FAULTS", '{"FAULT_ERROR_RATE": "0.4"}')""")
+    assert faulty != config
+    bad = commit_on_branch(source_repo.path, "injected-errors", source_repo.good,
+                           {"apps/discovery/deploy/configmap.yaml.j2": faulty},
+                           "Answer 40% of requests with 500")
+
+    done = prefect_stack.shipyard("release", "--repo", str(source_repo.path), "--ref", bad,
+                                  "--app", "discovery", timeout=1200)
+    assert done.returncode == 1
+    run = newest(prefect_stack, "release")
+    canary = run.stage("canary:discovery")
+    assert canary.state is State.FAILED and canary.reason == "CanaryFailed"
+    error_rate = canary.outputs["report"]["metrics"]["error-rate"]
+    assert error_rate["classification"] == "High" and error_rate["critical_failure"]
+    assert canary.outputs["score"] == 0  # a critical metric failed
+    assert run.stage("prod:discovery").state is State.SKIPPED
+    assert run.stage("staging:discovery").state is State.ROLLED_BACK
+    assert run.stage("rollback").state is State.SUCCEEDED
+    # Nothing serves the bad build: staging is back, production never had it, and the
+    # canary and baseline pods are gone.
+    assert version_served(kube, namespace(prefect_stack, "staging"), "discovery") == \
+        staging_before.version
+    assert ledger.current_release("discovery", "prod") == prod_before
+    prod = namespace(prefect_stack, "prod")
+    assert kube.pods(prod, "app.kubernetes.io/name=discovery,shipyard.dev/track=canary") \
+        == [] or all(p["metadata"].get("deletionTimestamp") for p in kube.pods(
+            prod, "app.kubernetes.io/name=discovery,shipyard.dev/track=canary"))
+    staging_release = current(ledger, "discovery", "staging")
+    assert staging_release.kind == "rollback" and staging_release.version == \
+        staging_before.version
+
+
 def test_a_warm_rollback_under_steady_load_loses_no_request(prefect_stack, source_repo,
                                                             kube):
     ledger = Ledger(store_of(prefect_stack))
     first = prefect_stack.shipyard("release", "--repo", str(source_repo.path), "--ref",
                                    source_repo.good, "--app", "discovery", timeout=1200)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr
-    old = ledger.current_release("discovery", "prod")
+    old = current(ledger, "discovery", "prod")
     readme = (source_repo.path / "apps/discovery/README.md").read_text()
     second = commit_on_branch(source_repo.path, "second", source_repo.good,
                               {"apps/discovery/README.md": readme + "\nA second version.\n"},
@@ -174,7 +222,7 @@ def test_a_warm_rollback_under_steady_load_loses_no_request(prefect_stack, sourc
     summary = summarize(samples)
     assert summary.requests > 50
     assert summary.failures == 0, summary
-    back = ledger.current_release("discovery", "prod")
+    back = current(ledger, "discovery", "prod")
     assert back.kind == "rollback" and back.version == old.version and back.slot == old.slot
     rollback_run = newest(prefect_stack, "rollback")
     assert rollback_run.stage("rollback").outputs["mode"] == "warm"

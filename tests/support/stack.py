@@ -79,7 +79,10 @@ def stack_home(tmp_path_factory: pytest.TempPathFactory) -> Stack:
                # fixture), into namespaces of this session only.
                SHIPYARD_KUBECONFIG=f"{cluster_home}/cluster/admin.kubeconfig",
                SHIPYARD_NAMESPACE_PREFIX=f"t{uuid.uuid4().hex[:6]}-",
-               SHIPYARD_WARM_SECONDS="0", SHIPYARD_ROLLOUT_TIMEOUT_SECONDS="90")
+               SHIPYARD_WARM_SECONDS="0", SHIPYARD_ROLLOUT_TIMEOUT_SECONDS="90",
+               # Analysis windows of seconds, not hours: enough points to judge on.
+               SHIPYARD_CANARY_WINDOW_SECONDS="16", SHIPYARD_CANARY_INTERVAL_SECONDS="2",
+               SHIPYARD_CHAOS_WINDOW_SECONDS="6")
     return Stack(home, env, f"http://127.0.0.1:{prefect_port}/api")
 
 

@@ -62,5 +62,6 @@ def test_a_container_that_died_reports_its_exit_code():
 def test_the_worst_problem_puts_fatal_reasons_first():
     problems = pod_problems([pod("a", unschedulable="no nodes"),
                              pod("b", waiting="CrashLoopBackOff")])
-    assert worst_problem(problems).pod == "b"
+    worst = worst_problem(problems)
+    assert worst is not None and worst.pod == "b"
     assert worst_problem([]) is None
