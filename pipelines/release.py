@@ -20,9 +20,10 @@ from pipelines.delivery import DeliveryOptions, deliver
 from shipyard.domain.catalog import validate_app_name
 from shipyard.domain.deployments import FIRST_STAGES
 from shipyard.domain.pipeline import StageSpec
+from shipyard.domain.states import State
 from stages.lifecycle import begin_run, child_stage, extend_run, running
 from stages.releases import plan_release
-from stages.runtime import open_store
+from stages.runtime import RunContext, open_store
 
 __all__ = ["release_flow"]
 
@@ -53,11 +54,15 @@ async def release_flow(
                           parameters={"apps": apps, "environments": options.environments})
     delivered: dict[str, Any] = {}
     async with running(run):
-        async with child_stage(run, "ci") as outputs:
-            built = await ci_flow(repo=repo, ref=ref, apps=apps, trigger="release",
-                                  actor=actor)
-            outputs.update(child_run_id=built["run_id"], commit=built["commit"],
-                           summary=f"ci run {built['run_id'][:8]} at {built['commit'][:12]}")
+        built = await _ci_done_before(run)
+        if built is None:
+            async with child_stage(run, "ci") as outputs:
+                built = await ci_flow(repo=repo, ref=ref, apps=apps, trigger="release",
+                                      actor=actor)
+                outputs.update(child_run_id=built["run_id"], commit=built["commit"],
+                               images=sorted(built["images"]),
+                               summary=f"ci run {built['run_id'][:8]} at "
+                                       f"{built['commit'][:12]}")
         await asyncio.to_thread(open_store().record_commit, run.run_id, built["commit"])
         # Every app asked for that has an image now: rebuilt, or unchanged and reused.
         names = sorted(built["images"])
@@ -71,3 +76,14 @@ async def release_flow(
         delivered = await deliver(run, plans, options,
                                   planned_by={app: f"plan:{app}" for app in names})
     return {"run_id": run.run_id, "commit": built["commit"], "delivered": delivered}
+
+
+async def _ci_done_before(run: RunContext) -> dict[str, Any] | None:
+    """What the ci stage produced, if this run's flow already ran it: a flow run resumed
+    after a suspension (a manual judgment) runs its body again, and ci must not rebuild."""
+    record = await asyncio.to_thread(open_store().get_run, run.run_id)
+    stage = record.stage("ci")
+    if stage.state is not State.SUCCEEDED or "images" not in stage.outputs:
+        return None
+    return {"run_id": stage.outputs["child_run_id"], "commit": stage.outputs["commit"],
+            "images": {app: None for app in stage.outputs["images"]}}
