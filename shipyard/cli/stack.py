@@ -7,6 +7,7 @@ The stack's parts are in :mod:`shipyard.stack`; these commands drive and show th
 from __future__ import annotations
 
 import json
+import os
 import platform
 from typing import Annotated, cast
 
@@ -165,16 +166,21 @@ def demo(
     """Bring the stack up and release an app of this checkout end to end: ci (checkout,
     tests, image build and push), staging, then red/black into production; then promote
     it again (a second red/black) and roll back to the first, at once while it is warm."""
-    up(only=["docker", "registry", "base-image", "k8s-binaries", "kubernetes", "postgres",
-             "prefect"], nodes="real")
+    external = settings().kubeconfig or os.environ.get("KUBECONFIG")
+    # A cluster named by the settings is used as it is: no local one is built or started.
+    up(only=["docker", "registry", "base-image",
+             *([] if external else ["k8s-binaries"]), "kubernetes", "postgres", "prefect"],
+       nodes="real")
     source = settings().source_dir
     commit = head_commit(source)
     console.rule(f"release {app_name} at {commit[:12]} → staging → prod")
     start_and_follow("release", {"repo": str(source), "ref": commit, "apps": [app_name],
-                                 "warm_seconds": 60}, repo_url=str(source), ref=commit,
+                                 "warm_seconds": 30, "canary_window_seconds": 30},
+                     repo_url=str(source), ref=commit,
                      app_name=app_name, wait=True, timeout=1800, actor=None, trigger="demo")
     console.rule(f"promote {app_name} staging → prod again (a second red/black)")
     start_and_follow("promote", {"app": app_name, "from_env": "staging", "to_env": "prod",
-                                 "why": "demo", "warm_seconds": 0}, app_name=app_name,
+                                 "why": "demo", "warm_seconds": 0,
+                                 "canary_window_seconds": 30}, app_name=app_name,
                      wait=True, timeout=900, actor=None, trigger="demo")
     console.print(runs_table(store().list_runs(limit=6)))

@@ -99,6 +99,10 @@ class KubernetesComponent:
         return BackgroundProcess(name, self.state / "run")
 
     def _external(self) -> Path | None:
+        """The cluster the settings name instead of a local one (``SHIPYARD_KUBECONFIG``,
+        else ``KUBECONFIG``), if any."""
+        if self.settings.kubeconfig is not None:
+            return self.settings.kubeconfig
         named = os.environ.get("KUBECONFIG")
         return Path(named) if named else None
 
