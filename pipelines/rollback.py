@@ -24,14 +24,17 @@ async def rollback_flow(
     trigger: str = "manual",
     actor: str = "",
     why: str = "",
+    revert: bool = False,
 ) -> dict[str, Any]:
     """Roll ``app`` in ``environment`` back to ``to`` (a release id or a version) or the
     previous version."""
     validate_app_name(app)
     run = await begin_run("rollback", FIRST_STAGES["rollback"], run_id=run_id,
                           trigger=trigger, actor=actor, app=app,
-                          parameters={"environment": environment, "to": to, "why": why})
+                          parameters={"environment": environment, "to": to, "why": why,
+                                      "revert": revert})
     async with running(run):
-        release = await rollback_release(run, app, environment, to, actor, why)
+        release = await rollback_release(run, app, environment, to, actor, why, revert)
     return {"run_id": run.run_id, "release_id": release.release_id,
-            "version": release.version, "environment": environment, "mode": release.mode}
+            "version": release.version, "environment": environment, "mode": release.mode,
+            "revert_branch": release.revert_branch}

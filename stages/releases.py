@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from shipyard.adapters.git import GitCheckout
+from shipyard.adapters.git import GitCheckout, GitError
 from shipyard.domain.catalog import AppDescriptor, InvalidDescriptor, validate_app_name
 from shipyard.domain.states import State
 from shipyard.store import DeployLocks, Ledger, ReleaseRecord, RunNotFound
@@ -49,6 +49,8 @@ class ReleaseResult(StageResult):
     kind: str
     mode: str = ""
     source_release_id: int | None = None
+    revert_branch: str = ""
+    revert_commit: str = ""
 
     def summary(self) -> str:
         source = f" (from release #{self.source_release_id})" if self.source_release_id else ""
@@ -140,11 +142,14 @@ async def plan_promotion(ctx: StageContext, app: str, from_env: str, to_env: str
 
 @stage("rollback")
 async def rollback_release(ctx: StageContext, app: str, environment: str,
-                           to: str | None, actor: str, why: str) -> ReleaseResult:
+                           to: str | None, actor: str, why: str,
+                           revert: bool = False) -> ReleaseResult:
     """Make ``environment`` run an earlier release again: ``to`` (a release id from the
     app's history there, or a version) or, by default, the newest one with another
     version than now. The previous version, still warm, gets the traffic back at once;
-    otherwise its recorded manifests are applied again."""
+    otherwise its recorded manifests are applied again. With ``revert``, the source
+    repository gets a branch that puts the app's directory back as it was at that version,
+    so the source of truth can follow the cluster."""
     _check_names(app, environment)
     ledger = Ledger(ctx.store)
     history = await asyncio.to_thread(ledger.releases, app, environment, limit=500)
@@ -165,9 +170,56 @@ async def rollback_release(ctx: StageContext, app: str, environment: str,
                            f"{app} in {environment} is being deployed by {other.pipeline} "
                            f"run {other.short_id}; roll back once it ends (or cancel it)")
     try:
-        return await _roll_back(ctx, app, environment, current, target, actor, why)
+        result = await _roll_back(ctx, app, environment, current, target, actor, why)
     finally:
         await asyncio.to_thread(locks.release, app, environment, ctx.run_id)
+    if revert:
+        branch, sha = await _push_revert(ctx, app, environment, current, target, why)
+        result = result.model_copy(update={"revert_branch": branch, "revert_commit": sha})
+    return result
+
+
+async def _push_revert(ctx: StageContext, app: str, environment: str, current: ReleaseRecord,
+                       target: ReleaseRecord, why: str) -> tuple[str, str]:
+    """Push a branch reverting ``app``'s directory from ``current``'s commit to
+    ``target``'s; the rollback in the cluster stands whatever happens here."""
+    now = await asyncio.to_thread(_origin_commit, ctx, current)
+    then = await asyncio.to_thread(_origin_commit, ctx, target)
+    if now is None or then is None:
+        raise StageFailure("RevertImpossible", f"the commits of {app} {current.version} and "
+                           f"{target.version} are not on record; the rollback itself is done")
+    repo_url, head = now
+    branch = f"shipyard/revert-{app}-{current.version}"
+    message = (f"Revert {app} to {target.version}\n\nShipyard rolled {app} back in "
+               f"{environment} from {current.version} to {target.version} (rollback run "
+               f"{ctx.run_id[:8]}): {why or 'no reason given'}\n")
+    git = GitCheckout(ctx.settings.git_cache_dir, ctx.settings.workspaces_dir)
+    try:
+        sha = await asyncio.to_thread(git.push_revert, repo_url, base=head,
+                                      restore_from=then[1], path=f"apps/{app}",
+                                      branch=branch, message=message)
+    except GitError as err:
+        raise StageFailure("RevertFailed", f"{err}; the rollback itself is done") from err
+    await ctx.log(f"pushed {branch} ({sha[:12]}) to {repo_url}: apps/{app} as at "
+                  f"{then[1][:12]}")
+    return branch, sha
+
+
+def _origin_commit(ctx: StageContext, release: ReleaseRecord) -> tuple[str, str] | None:
+    """The repository and commit a release was built from: its run's, or for a promote or
+    rollback (whose runs build nothing) the release it came from."""
+    ledger = Ledger(ctx.store)
+    seen = 0
+    while release is not None and seen < 100:
+        if release.run_id:
+            run = ctx.store.get_run(release.run_id)
+            if run.commit_sha and run.repo_url:
+                return run.repo_url, run.commit_sha
+        if release.source_release_id is None:
+            return None
+        release = ledger.release(release.source_release_id)
+        seen += 1
+    return None
 
 
 async def _roll_back(ctx: StageContext, app: str, environment: str, current: ReleaseRecord,

@@ -149,6 +149,43 @@ class GitCheckout:
         return {blob.name: bytes(blob.data_stream.read()).decode("utf-8")
                 for blob in tree.blobs}
 
+    def push_revert(self, repo_url: str, *, base: str, restore_from: str, path: str,
+                    branch: str, message: str) -> str:
+        """Commit, on top of ``base``, ``path`` as it was at ``restore_from`` (files added
+        since are removed), and push it to ``repo_url`` as ``branch``: the source of truth
+        follows a rollback, as a branch to merge, never a force on anyone's branch.
+        Returns the new commit's sha."""
+        for ref in (base, restore_from):
+            validate_ref(ref)
+        if not re.fullmatch(r"[A-Za-z0-9._/-]{1,200}", branch) or ".." in branch:
+            raise ValueError(f"branch {branch!r} must be letters, digits and ._/-")
+        repo = self.mirror(repo_url)
+        dest = self.workspaces_dir / f"revert-{hashlib.sha256(branch.encode()).hexdigest()[:12]}"
+        self.workspaces_dir.mkdir(parents=True, exist_ok=True)
+        if dest.exists():
+            repo.git.worktree("remove", "--force", str(dest))
+        repo.git.worktree("prune")
+        source = str(Path(repo_url).expanduser().resolve()) if Path(
+            repo_url).expanduser().is_dir() else repo_url
+        try:
+            repo.git.worktree("add", "--detach", "--force", str(dest), base)
+            work = Repo(dest)
+            work.git.rm("-r", "-q", "--cached", "--ignore-unmatch", "--", path)
+            work.git.checkout(restore_from, "--", path)
+            work.git.commit("-q", "--allow-empty", "-m", message,
+                            author="Shipyard <shipyard@localhost>",
+                            env={"GIT_COMMITTER_NAME": "Shipyard",
+                                 "GIT_COMMITTER_EMAIL": "shipyard@localhost"})
+            sha = work.head.commit.hexsha
+            repo.git.push(source, f"{sha}:refs/heads/{branch}")
+        except GitCommandError as err:
+            raise GitError(f"cannot push the revert to {repo_url}: {_git_message(err)}") \
+                from err
+        finally:
+            if dest.exists():
+                repo.git.worktree("remove", "--force", str(dest))
+        return str(sha)
+
     def remove_workspace(self, repo_url: str, workspace_name: str) -> None:
         """Delete a run's worktree; the cached mirror stays."""
         repo = self.mirror(repo_url)

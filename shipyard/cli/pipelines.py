@@ -138,12 +138,15 @@ def rollback(app_name: Annotated[str, typer.Argument(metavar="APP")],
                  "version).")] = None,
              reason: Annotated[str, typer.Option("--reason", "--why",
                                                  help="Why, for the release history.")] = "",
+             revert: Annotated[bool, typer.Option(
+                 "--revert", help="Also push a branch to the source repository that puts the "
+                 "app back as it was at that version.")] = False,
              wait: Wait = True, timeout: Timeout = 900, actor: Actor = None) -> None:
     """Switch an environment back to an earlier release of an app: at once while that
     version is warm, else by re-applying its recorded manifests."""
     validate_app_name(app_name)
     start_and_follow("rollback", {"app": app_name, "environment": env, "to": to,
-                                  "why": reason},
+                                  "why": reason, "revert": revert},
                      app_name=app_name, wait=wait, timeout=timeout, actor=actor)
 
 

@@ -227,6 +227,12 @@ def test_a_warm_rollback_under_steady_load_loses_no_request(prefect_stack, sourc
     rollback_run = newest(prefect_stack, "rollback")
     assert rollback_run.stage("rollback").outputs["mode"] == "warm"
     assert version_served(kube, ns, "discovery") == old.version
+    # The source of truth follows: a branch puts discovery back as it was.
+    branch = rollback_run.stage("rollback").outputs["revert_branch"]
+    assert branch == f"shipyard/revert-discovery-{second[:12]}"
+    reverted = Repo(source_repo.path).commit(branch)
+    assert reverted.parents[0].hexsha == second
+    assert (reverted.tree / "apps/discovery/README.md").data_stream.read().decode() == readme
 
 
 async def _rollback_under_load(stack, url: str) -> list:
@@ -234,7 +240,7 @@ async def _rollback_under_load(stack, url: str) -> list:
                                keep_alive=False))
     await asyncio.sleep(2)
     rolled = await asyncio.to_thread(stack.shipyard, "rollback", "discovery", "--reason",
-                                     "the second version is bad")
+                                     "the second version is bad", "--revert")
     assert rolled.returncode == 0, rolled.stdout[-3000:] + rolled.stderr
     await asyncio.sleep(2)
     return await load.stop()

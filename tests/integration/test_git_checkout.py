@@ -86,3 +86,29 @@ def test_a_missing_repository_is_refused_before_git_runs(tmp_path: Path):
 def test_option_like_or_invalid_refs_are_refused(ref: str):
     with pytest.raises(ValueError, match="is not a valid branch, tag or commit"):
         validate_ref(ref)
+
+
+def test_a_revert_branch_puts_one_directory_back_and_leaves_the_rest(upstream: Repo,
+                                                                     tmp_path: Path):
+    root = Path(upstream.working_dir)
+    (root / "apps" / "x").mkdir(parents=True)
+    (root / "apps" / "y").mkdir(parents=True)
+    (root / "apps" / "y" / "keep.txt").write_text("y1\n")
+    good = commit_file(upstream, "apps/x/a.txt", "good\n", "x good")
+    (root / "apps" / "x" / "new.txt").write_text("added later\n")
+    upstream.index.add(["apps/x/new.txt"])
+    commit_file(upstream, "apps/y/keep.txt", "y2\n", "y moves on")
+    bad = commit_file(upstream, "apps/x/a.txt", "bad\n", "x bad")
+    git = GitCheckout(tmp_path / "cache", tmp_path / "work")
+
+    sha = git.push_revert(str(root), base=bad, restore_from=good, path="apps/x",
+                          branch="shipyard/revert-x-bad", message="Revert x to good\n")
+
+    pushed = upstream.commit("shipyard/revert-x-bad")
+    assert pushed.hexsha == sha and pushed.parents[0].hexsha == bad
+    assert (pushed.tree / "apps/x/a.txt").data_stream.read() == b"good\n"
+    assert "apps/x/new.txt" not in [b.path for b in pushed.tree.traverse()]
+    assert (pushed.tree / "apps/y/keep.txt").data_stream.read() == b"y2\n"  # untouched
+    assert pushed.author.name == "Shipyard" and pushed.message.startswith("Revert x")
+    assert upstream.head.commit.hexsha == bad  # nobody's branch was moved
+    assert not any((tmp_path / "work").iterdir())  # the worktree is gone
