@@ -109,6 +109,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--app", default="discovery")
     parser.add_argument("--canary-window", default="20")
+    parser.add_argument("--all-apps", action="store_true",
+                        help="release every app first (the four-app release from commit "
+                             "to production, and its overhead)")
     args = parser.parse_args()
     settings = load_settings()
     store = Store.open(settings.store_url)
@@ -117,7 +120,12 @@ def main() -> None:
     repo, first, second = scratch_repo(args.app)
     common = ["--repo", str(repo), "--app", args.app, "--canary-window", args.canary_window]
 
-    print(f"release 1 of {args.app} ({first[:12]}): production gets a baseline")
+    if args.all_apps:
+        print(f"release of every app ({first[:12]}), commit to production")
+        shipyard("release", "--repo", str(repo), "--ref", first, "--canary-window",
+                 args.canary_window, "--warm-seconds", "0", "--timeout", "3600")
+        report_run(newest(store, "release"))
+    print(f"\nrelease 1 of {args.app} ({first[:12]}): production gets a baseline")
     shipyard("release", "--ref", first, *common, "--warm-seconds", "0", "--timeout", "1800")
     report_run(newest(store, "release"))
 
