@@ -1,5 +1,5 @@
-"""Talking to the Prefect server: starting deployments, waiting for flow runs, applying
-``prefect.yaml``.
+"""Talking to the Prefect server: starting deployments, waiting for flow runs, resuming
+paused ones, applying ``prefect.yaml``.
 
 Stages and pipelines use Prefect's ``@flow`` and ``@task`` decorators directly; everything
 that calls the Prefect API from outside a flow goes through here.
@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -21,20 +22,30 @@ from uuid import UUID
 import httpx
 import yaml
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.responses import SetStateStatus
 from prefect.deployments.flow_runs import arun_deployment
+from prefect.events.actions import ResumeFlowRun
+from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.exceptions import ObjectNotFound
 
 from shipyard.domain.deployments import DeploymentSpec, InvalidProjectFile, parse_prefect_yaml
 
 __all__ = [
+    "FlowRunNotPaused",
     "FlowRunOutcome",
     "PrefectError",
     "PrefectUnavailable",
     "apply_deployments",
+    "arm_resume_timer",
     "check_project",
+    "disarm_resume_timer",
     "ensure_work_pool",
     "flow_run_state",
+    "resume_with_input",
     "start_deployment",
+    "subflow_run_ids",
     "wait_for_flow_run",
 ]
 
@@ -48,6 +59,11 @@ class PrefectError(RuntimeError):
 class PrefectUnavailable(PrefectError):
     """The Prefect server could not be reached, or answered that it cannot serve now (5xx):
     asking again later may work, asking again at once will not."""
+
+
+class FlowRunNotPaused(PrefectError):
+    """The flow run is not paused or suspended (any more): someone resumed it already, its
+    pause expired, or it ended."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +127,93 @@ async def wait_for_flow_run(flow_run_id: str, *, timeout_seconds: float,
                     f"flow run {flow_run_id} still {state.type.value if state else 'unknown'} "
                     f"after {timeout_seconds:.0f}s; is a worker polling the work pool?")
             await asyncio.sleep(poll_seconds)
+
+
+async def resume_with_input(flow_run_id: str, run_input: Mapping[str, Any]) -> None:
+    """Resume a paused or suspended flow run with ``run_input``, which Prefect checks
+    against the schema the flow saved when it paused.
+
+    Raises :class:`FlowRunNotPaused` when the flow run is not waiting (any more),
+    :class:`PrefectUnavailable` when the server cannot be reached, and
+    :class:`PrefectError` when Prefect refuses the input (the message says why).
+    """
+    try:
+        async with get_client() as client:
+            result = await client.resume_flow_run(UUID(flow_run_id),
+                                                  run_input=dict(run_input))
+    except (httpx.TransportError, httpx.HTTPStatusError, ObjectNotFound) as err:
+        raise _refusal(err, f"flow run {flow_run_id}") from err
+    reason = getattr(result.details, "reason", "") or ""
+    if result.status is SetStateStatus.ABORT:
+        raise FlowRunNotPaused(f"flow run {flow_run_id} is not paused: {reason}")
+    if result.status is SetStateStatus.REJECT:
+        if result.state is not None and result.state.type is StateType.FAILED:
+            raise FlowRunNotPaused(f"flow run {flow_run_id} can no longer resume: {reason}")
+        raise PrefectError(f"Prefect refused to resume flow run {flow_run_id}: {reason}")
+
+
+async def arm_resume_timer(flow_run_id: str, *, name: str, seconds: float) -> None:
+    """Have Prefect resume the flow run, without input, if it stays suspended ``seconds``
+    after its next suspension: an automation named ``name`` with a proactive trigger, so
+    the timer lives in Prefect's database, not in any process. It fires once per
+    suspension and can resume only a run that is still paused (Prefect refuses the
+    others); :func:`disarm_resume_timer` deletes it. Prefect evaluates such triggers every
+    5 s and waits at least 10 s."""
+    resource = f"prefect.flow-run.{flow_run_id}"
+    automation = AutomationCore(
+        name=name,
+        description="Shipyard: resume a suspended flow run whose judgment timed out",
+        trigger=EventTrigger(
+            match={"prefect.resource.id": resource}, for_each={"prefect.resource.id"},
+            after={"prefect.flow-run.Suspended"}, expect={"prefect.flow-run.Resuming"},
+            posture=Posture.Proactive, threshold=1,
+            within=timedelta(seconds=max(seconds, 10.0))),
+        actions=[ResumeFlowRun()])
+    try:
+        async with get_client() as client:
+            await client.create_automation(automation)
+    except (httpx.TransportError, httpx.HTTPStatusError) as err:
+        raise _refusal(err, f"automation {name!r}") from err
+
+
+async def disarm_resume_timer(name: str) -> None:
+    """Delete the automations named ``name`` (none is fine)."""
+    try:
+        async with get_client() as client:
+            for automation in await client.read_automations_by_name(name):
+                await client.delete_automation(automation.id)
+    except (httpx.TransportError, httpx.HTTPStatusError) as err:
+        raise _refusal(err, f"automation {name!r}") from err
+
+
+async def subflow_run_ids(flow_run_id: str) -> list[str]:
+    """The flow runs started as subflows of ``flow_run_id`` (one level down)."""
+    found: list[str] = []
+    try:
+        async with get_client() as client:
+            while True:
+                children = FlowRunFilterParentFlowRunId(any_=[UUID(flow_run_id)])
+                page = await client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(parent_flow_run_id=children), limit=200,
+                    offset=len(found))
+                found.extend(str(flow_run.id) for flow_run in page)
+                if len(page) < 200:
+                    return found
+    except (httpx.TransportError, httpx.HTTPStatusError) as err:
+        raise _refusal(err, f"flow run {flow_run_id}") from err
+
+
+def _refusal(err: Exception, subject: str) -> PrefectError:
+    if isinstance(err, httpx.TransportError):
+        return PrefectUnavailable(f"the Prefect server cannot be reached: "
+                                  f"{type(err).__name__}: {err}")
+    if isinstance(err, httpx.HTTPStatusError) and err.response.status_code >= 500:
+        return PrefectUnavailable(f"the Prefect server failed: HTTP "
+                                  f"{err.response.status_code}")
+    if isinstance(err, ObjectNotFound) or (
+            isinstance(err, httpx.HTTPStatusError) and err.response.status_code == 404):
+        return PrefectError(f"Prefect has no {subject}")
+    return PrefectError(f"Prefect refused a request about {subject}: {err}")
 
 
 def _prefect(args: list[str], *, cwd: Path, env: dict[str, str]) -> str:
