@@ -46,8 +46,16 @@ def _options(
 
 def _register() -> None:
     # Command modules import heavy libraries (Prefect); they register on import.
-    from shipyard.cli import apps, history, pipelines, runs, serve, stack  # noqa: F401
-    from shipyard.cli import canary  # noqa: F401
+    from shipyard.cli import (  # noqa: F401
+        apps,
+        canary,
+        history,
+        judgments,
+        pipelines,
+        runs,
+        serve,
+        stack,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
