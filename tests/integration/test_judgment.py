@@ -1,0 +1,370 @@
+"""The manual judgment through the real Prefect server and worker of ``prefect_stack`` and
+the stack's store: ``tests/support/judgment_flow.py``'s pipeline (prepare → judgment → ship)
+is registered as a deployment and answered with the real ``shipyard`` CLI and the real
+``shipyard ui``.
+
+Run as a deployment of its own the judgment suspends: the flow's process exits, and on the
+answer the worker starts a new one that runs the body again. Run as a subflow (as ``release``
+runs ``cd``) it pauses in its process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+from uuid import UUID
+
+import httpx
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.states import Cancelled
+from sqlalchemy import select
+
+from shipyard.adapters.prefect import flow_run_state
+from shipyard.domain.states import State
+from shipyard.store import Ledger, RunRecord, Store
+from shipyard.store.models import Approval
+from tests.support.judgment_flow import (
+    GRAPH,
+    PARENT,
+    flow_processes,
+    register_deployments,
+    start_probe,
+    stop_worker,
+)
+from tests.support.stack import Stack
+from tests.support.webhooks import Ui, serve_ui
+
+pytestmark = pytest.mark.integration
+
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T | None], *, seconds: float, what: str) -> T:
+    deadline = time.monotonic() + seconds
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            pytest.fail(f"still waiting after {seconds:.0f}s for {what}")
+        time.sleep(0.1)
+
+
+@dataclass
+class Judgments:
+    stack: Stack
+    store: Store
+
+    def start(self, deployment: str = "judgment-probe/judgment-probe", *,
+              timeout_seconds: float = 3600) -> RunRecord:
+        return asyncio.run(start_probe(self.store, deployment,
+                                       timeout_seconds=timeout_seconds))
+
+    def waiting(self, run: RunRecord) -> RunRecord:
+        """The run, once its judgment waits."""
+        return eventually(lambda: next((r for r in [self.store.get_run(run.id)]
+                                        if r.stage("judgment").state is State.WAITING), None),
+                          seconds=120, what=f"run {run.short_id} to wait for a judgment")
+
+    def waiting_child(self, parent: RunRecord) -> RunRecord:
+        """The child run ``parent`` started, once its judgment waits."""
+        def child() -> RunRecord | None:
+            for summary in self.store.list_runs(limit=50, state=State.WAITING):
+                if summary.pipeline == "judgment-probe" and summary.created_at > \
+                        parent.created_at:
+                    return self.store.get_run(summary.id)
+            return None
+        return eventually(child, seconds=120, what=f"a child of run {parent.short_id} to wait")
+
+    def settled(self, run: RunRecord, seconds: float = 120) -> RunRecord:
+        return eventually(lambda: next((r for r in [self.store.get_run(run.id)]
+                                        if r.state.is_terminal), None),
+                          seconds=seconds, what=f"run {run.short_id} to end")
+
+    def approvals(self, run: RunRecord) -> list[tuple[str, str, str]]:
+        with self.store.reading() as session:
+            rows = session.scalars(select(Approval).where(Approval.run_id == run.id))
+            return [(row.decision, row.actor, row.comment) for row in rows]
+
+
+def answer_to_next_stage(run: RunRecord) -> float:
+    """Seconds from the answer (as Prefect took it) to the stage after the judgment
+    starting."""
+    answered = run.stage("judgment").outputs["answered_at"]
+    started = run.stage("ship").started_at
+    assert started is not None
+    return (started - datetime.fromisoformat(answered)).total_seconds()
+
+
+@pytest.fixture(scope="module")
+def judgments(prefect_stack: Stack) -> Iterator[Judgments]:
+    asyncio.run(register_deployments())
+    store = Store.open(prefect_stack.store_url)
+    try:
+        yield Judgments(prefect_stack, store)
+    finally:
+        store.close()
+
+
+# -- approving ----------------------------------------------------------------------------
+
+
+@dataclass
+class Approved:
+    run: RunRecord
+    before: RunRecord  # as it waited
+    answered: str  # the CLI's output
+
+
+@pytest.fixture(scope="module")
+def approved(judgments: Judgments) -> Approved:
+    """A run whose judgment ``shipyard approve`` approved."""
+    started = judgments.start()
+    before = judgments.waiting(started)
+    done = judgments.stack.shipyard("approve", started.short_id, "--comment", "canary clean",
+                                    "--as", "ada")
+    assert done.returncode == 0, done.stderr
+    run = judgments.settled(started)
+    print(f"\nsuspended judgment: answer to next stage {answer_to_next_stage(run):.2f} s")
+    return Approved(run, before, done.stdout)
+
+
+def test_a_waiting_judgment_says_how_to_answer_it(approved: Approved):
+    waiting = approved.before.stage("judgment")
+    assert approved.before.state is State.WAITING
+    assert waiting.reason == "AwaitingJudgment"
+    assert f"`shipyard approve {approved.run.short_id}`" in waiting.message
+    assert f"`shipyard reject {approved.run.short_id} --reason TEXT`" in waiting.message
+    assert waiting.outputs["wait"] == "suspend"
+    assert approved.before.stage("ship").state is State.QUEUED
+
+
+def test_an_approved_judgment_lets_the_next_stage_start_and_the_run_succeed(
+        approved: Approved):
+    run = approved.run
+    assert [(s.ref, s.state) for s in run.stages] == [
+        ("prepare", State.SUCCEEDED), ("judgment", State.SUCCEEDED), ("ship", State.SUCCEEDED)]
+    assert run.state is State.SUCCEEDED
+    assert 0 < answer_to_next_stage(run) < 30
+    assert asyncio.run(flow_run_state(str(run.prefect_flow_run_id))).state == "COMPLETED"
+
+
+def test_an_approval_records_who_and_why(approved: Approved, judgments: Judgments):
+    judgment = approved.run.stage("judgment")
+    assert judgment.reason == "Approved"
+    assert judgment.message == "probe → prod: approved by ada: canary clean"
+    assert judgment.outputs["actor"] == "ada" and judgment.outputs["comment"] == "canary clean"
+    assert judgments.approvals(approved.run) == [("approved", "ada", "canary clean")]
+    [audit] = Ledger(judgments.store).audit_trail(subject_kind="run",
+                                                   subject_id=approved.run.id)
+    assert (audit.actor, audit.action) == ("ada", "judgment.approve")
+    assert "approved probe → prod as ada" in approved.answered
+
+
+def test_the_resumed_flow_runs_in_a_new_process_without_running_earlier_stages_again(
+        approved: Approved, judgments: Judgments):
+    run = approved.run
+    assert run.stage("prepare").outputs["pid"] != run.stage("ship").outputs["pid"]
+    prepare_moves = [(t.from_state, t.to_state)
+                     for t in judgments.store.transitions(run.id) if t.stage_ref == "prepare"]
+    assert prepare_moves == [(State.QUEUED, State.RUNNING), (State.RUNNING, State.SUCCEEDED)]
+    assert run.stage("prepare").attempts == 1
+
+
+def test_approving_an_answered_judgment_again_says_who_answered_it(approved: Approved,
+                                                                   judgments: Judgments):
+    again = judgments.stack.shipyard("approve", approved.run.short_id, "--as", "bob")
+    assert again.returncode == 1
+    assert "was answered already: approved by ada" in again.stderr
+    assert judgments.approvals(approved.run) == [("approved", "ada", "canary clean")]
+
+
+# -- timing out ---------------------------------------------------------------------------
+
+
+def test_a_judgment_nobody_answers_times_out_and_never_approves(judgments: Judgments):
+    started = judgments.start(timeout_seconds=2)
+    run = judgments.settled(started, seconds=120)
+    judgment = run.stage("judgment")
+    assert judgment.state is State.FAILED and judgment.reason == "JudgmentTimedOut"
+    assert judgment.message == "no answer within 2 s: probe → prod was not approved"
+    assert run.stage("ship").state is State.SKIPPED
+    assert run.state is State.FAILED
+    assert judgments.approvals(run) == []
+    late = judgments.stack.shipyard("approve", run.short_id, "--as", "ada")
+    assert late.returncode == 1 and "timed out" in late.stderr
+
+
+# -- the worker restarting ------------------------------------------------------------------
+
+
+def test_a_suspended_judgment_survives_a_worker_restart(judgments: Judgments):
+    started = judgments.waiting(judgments.start())
+    flow_run_id = str(started.prefect_flow_run_id)
+    # Suspended, and the process gone: it exits once Prefect holds the state and the
+    # answer's schema.
+    eventually(lambda: asyncio.run(flow_run_state(flow_run_id)).state == "PAUSED"
+               and not flow_processes(flow_run_id), seconds=30, what="the flow to suspend")
+    assert stop_worker(judgments.stack.home / "prefect")
+    up = judgments.stack.shipyard("up", "--only", "prefect")
+    assert up.returncode == 0 and "worker started" in up.stdout, up.stdout + up.stderr
+    done = judgments.stack.shipyard("approve", started.short_id, "--as", "ada")
+    assert done.returncode == 0, done.stderr
+    assert judgments.settled(started).state is State.SUCCEEDED
+
+
+def test_a_paused_judgment_is_lost_when_the_worker_restarts(judgments: Judgments):
+    parent = judgments.start(PARENT)
+    child = judgments.waiting_child(parent)
+    assert child.stage("judgment").outputs["wait"] == "pause"
+    processes = flow_processes(str(parent.prefect_flow_run_id))
+    assert processes, "a paused judgment waits in its flow's process"
+    assert stop_worker(judgments.stack.home / "prefect")
+    assert flow_processes(str(parent.prefect_flow_run_id)) == []
+    up = judgments.stack.shipyard("up", "--only", "prefect")
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        # Prefect still shows the subflow paused and takes the answer; nothing runs it.
+        done = judgments.stack.shipyard("approve", parent.short_id, "--as", "ada")
+        assert done.returncode == 0, done.stderr
+        time.sleep(20)
+        assert judgments.store.get_run(child.id).stage("judgment").state is State.WAITING
+        assert judgments.store.get_run(child.id).stage("ship").state is State.QUEUED
+    finally:
+        for run in (child, parent):
+            judgments.store.transition_run(run.id, State.CANCELLED, reason="Abandoned",
+                                           message="the test's flow process was stopped")
+        asyncio.run(_cancel_in_prefect([parent.prefect_flow_run_id,
+                                        child.prefect_flow_run_id]))
+
+
+async def _cancel_in_prefect(flow_run_ids: list[str | None]) -> None:
+    async with get_client() as client:
+        for flow_run_id in filter(None, flow_run_ids):
+            await client.set_flow_run_state(UUID(flow_run_id), Cancelled(), force=True)
+
+
+# -- a judgment in a subflow, answered through the parent run -------------------------------
+
+
+def test_a_judgment_in_a_subflow_pauses_and_is_answered_through_its_parent_run(
+        judgments: Judgments):
+    parent = judgments.start(PARENT)
+    child = judgments.waiting_child(parent)
+    assert child.stage("judgment").outputs["wait"] == "pause"
+    done = judgments.stack.shipyard("approve", parent.short_id, "--as", "ada", "-m", "ok")
+    assert done.returncode == 0, done.stderr
+    assert f"stage judgment of run {child.short_id}" in done.stdout
+    assert judgments.settled(parent).state is State.SUCCEEDED
+    child = judgments.store.get_run(child.id)
+    assert child.state is State.SUCCEEDED
+    assert judgments.store.get_run(parent.id).stage("child").outputs["child_run_id"] == child.id
+    print(f"\npaused judgment: answer to next stage {answer_to_next_stage(child):.2f} s")
+
+
+# -- the CLI's refusals ---------------------------------------------------------------------
+
+
+def linked_run(judgments: Judgments) -> RunRecord:
+    """A queued run that a (pretend) flow run took: not waiting for anything."""
+    return judgments.store.create_run("judgment-probe", GRAPH, trigger="test",
+                                      prefect_flow_run_id=str(uuid.uuid4()))
+
+
+def test_approving_an_unknown_run_says_no_run_matches(judgments: Judgments):
+    done = judgments.stack.shipyard("approve", "0000dead")
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "error: no run matches '0000dead'; `shipyard runs` lists recent runs")
+
+
+def test_approving_a_run_that_does_not_wait_names_its_state(judgments: Judgments):
+    run = linked_run(judgments)
+    done = judgments.stack.shipyard("approve", run.short_id)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"error: judgment-probe run {run.short_id} is queued, not waiting for a judgment; "
+        f"`shipyard show {run.short_id}` shows its stages")
+
+
+def test_rejecting_without_a_reason_is_a_usage_error(judgments: Judgments):
+    done = judgments.stack.shipyard("reject", linked_run(judgments).short_id)
+    assert done.returncode == 2
+    assert "Missing option '--reason'" in done.stderr
+
+
+def test_rejecting_with_a_blank_reason_says_a_reason_is_needed(judgments: Judgments):
+    done = judgments.stack.shipyard("reject", linked_run(judgments).short_id, "--reason", " ")
+    assert done.returncode == 1
+    assert "a rejection needs a reason" in done.stderr
+
+
+# -- the web API ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def api(judgments: Judgments, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
+    """``shipyard ui`` on real uvicorn, on the stack's store and Prefect."""
+    env = {**judgments.stack.env, "PREFECT_API_URL": judgments.stack.api_url}
+    with serve_ui(env, tmp_path_factory.mktemp("judgment-ui")) as ui:
+        yield ui
+
+
+def post_judgment(ui: Ui, run_id: str, **body: str) -> httpx.Response:
+    return httpx.post(f"{ui.url}/api/runs/{run_id}/judgment", json=body, timeout=30)
+
+
+def test_the_api_rejects_a_waiting_judgment_and_the_run_fails(api: Ui, judgments: Judgments):
+    started = judgments.waiting(judgments.start())
+    answer = post_judgment(api, started.id, decision="reject", comment="error rate doubled",
+                           actor="carol")
+    assert answer.status_code == 202, answer.text
+    assert answer.json() | {"answered_at": None} == {
+        "run_id": started.id, "stage": "judgment", "subject": "probe → prod",
+        "decision": "reject", "actor": "carol", "comment": "error rate doubled",
+        "answered_at": None, "asked_run_id": started.id}
+    run = judgments.settled(started)
+    judgment = run.stage("judgment")
+    assert judgment.state is State.FAILED and judgment.reason == "Rejected"
+    assert judgment.message == "rejected by carol: error rate doubled"
+    assert run.stage("ship").state is State.SKIPPED
+    assert run.stage("ship").reason == "RequirementNotMet"
+    assert run.state is State.FAILED
+    assert judgments.approvals(run) == [("rejected", "carol", "error rate doubled")]
+
+
+def test_the_api_answers_404_for_an_unknown_run(api: Ui):
+    answer = post_judgment(api, "0000dead", decision="approve", actor="carol")
+    assert answer.status_code == 404
+    assert "no run matches '0000dead'" in answer.json()["error"]
+
+
+def test_the_api_answers_409_for_a_run_that_does_not_wait(api: Ui, judgments: Judgments):
+    run = linked_run(judgments)
+    answer = post_judgment(api, run.id, decision="approve", actor="carol")
+    assert answer.status_code == 409
+    assert "is queued, not waiting for a judgment" in answer.json()["error"]
+
+
+def test_the_api_answers_409_for_an_answered_judgment(api: Ui, approved: Approved):
+    answer = post_judgment(api, approved.run.id, decision="reject", comment="too late",
+                           actor="carol")
+    assert answer.status_code == 409
+    assert "answered already: approved by ada" in answer.json()["error"]
+
+
+def test_the_api_answers_422_for_a_rejection_without_a_comment(api: Ui, judgments: Judgments):
+    answer = post_judgment(api, linked_run(judgments).id, decision="reject", actor="carol")
+    assert answer.status_code == 422
+    assert "a rejection needs a reason" in answer.json()["error"]
+
+
+def test_the_api_answers_422_for_an_unknown_decision(api: Ui, judgments: Judgments):
+    answer = post_judgment(api, linked_run(judgments).id, decision="maybe", actor="carol")
+    assert answer.status_code == 422
