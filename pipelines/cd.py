@@ -29,6 +29,7 @@ async def cd_flow(
     warm_seconds: float | None = None,
     canary_window_seconds: float | None = None,
     judgment: bool = False,
+    judgment_timeout_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Deliver ``app`` as built and tested by ``ci_run_id`` through ``environments``
     (default staging, then prod)."""
@@ -36,7 +37,8 @@ async def cd_flow(
     options = DeliveryOptions(environments=environments or ["staging", "prod"],
                               warm_seconds=warm_seconds,
                               canary_window_seconds=canary_window_seconds,
-                              judgment=judgment, actor=actor,
+                              judgment=judgment,
+                              judgment_timeout_seconds=judgment_timeout_seconds, actor=actor,
                               why=why or f"ci run {ci_run_id[:8]}")
     run = await begin_run("cd", FIRST_STAGES["cd"], run_id=run_id, trigger=trigger, actor=actor,
                           app=app, parameters={"ci_run_id": ci_run_id,

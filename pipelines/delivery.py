@@ -32,6 +32,7 @@ from stages.canary import CanaryOptions, analyze_canary
 from stages.chaos_gate import chaos_gate
 from stages.cluster import open_kube
 from stages.deploy import DeployResult, deploy_red_black, deploy_rolling, scale_down_previous
+from stages.judgment import manual_judgment
 from stages.lifecycle import extend_run, skip_stage
 from stages.releases import ReleasePlan
 from stages.rollouts import restore_release
@@ -147,6 +148,13 @@ async def deliver(run: RunContext, plans: Sequence[ReleasePlan], options: Delive
                                          options.chaos_window_seconds
                                          or current_settings().chaos_window_seconds,
                                          stage_ref=f"chaos:{plan.app}")
+
+                if gates.judgment:
+                    await manual_judgment(
+                        run, subject=", ".join(f"{p.app} {p.version}" for p in plans)
+                        + f" → {env}", timeout_seconds=options.judgment_timeout_seconds
+                        or current_settings().judgment_timeout_seconds,
+                        stage_ref=JUDGMENT_STAGE)
 
             async def one(plan: ReleasePlan, env: str = env) -> None:
                 if env in red_black_environments():

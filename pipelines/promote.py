@@ -29,6 +29,7 @@ async def promote_flow(
     warm_seconds: float | None = None,
     canary_window_seconds: float | None = None,
     judgment: bool = False,
+    judgment_timeout_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Take ``app`` into ``to_env`` at the version ``from_env`` runs (or ``version``, if
     it ran there)."""
@@ -41,7 +42,9 @@ async def promote_flow(
         plan = await plan_promotion(run, app, from_env, to_env, version)
         options = DeliveryOptions(environments=[to_env], warm_seconds=warm_seconds,
                                   canary_window_seconds=canary_window_seconds,
-                                  judgment=judgment, actor=actor,
+                                  judgment=judgment,
+                                  judgment_timeout_seconds=judgment_timeout_seconds,
+                                  actor=actor,
                                   why=why or f"promoted from {from_env}")
         delivered = await deliver(run, [plan], options, planned_by={app: "plan"},
                                   kind="promote")

@@ -40,6 +40,7 @@ async def release_flow(
     warm_seconds: float | None = None,
     canary_window_seconds: float | None = None,
     judgment: bool = False,
+    judgment_timeout_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Build and test ``apps`` (default: all) at ``ref``, then deliver each through
     ``environments`` (default staging, then prod)."""
@@ -48,7 +49,8 @@ async def release_flow(
     options = DeliveryOptions(environments=environments or ["staging", "prod"],
                               warm_seconds=warm_seconds,
                               canary_window_seconds=canary_window_seconds,
-                              judgment=judgment, actor=actor)
+                              judgment=judgment,
+                              judgment_timeout_seconds=judgment_timeout_seconds, actor=actor)
     run = await begin_run("release", FIRST_STAGES["release"], run_id=run_id, trigger=trigger,
                           actor=actor, repo_url=repo, ref=ref,
                           parameters={"apps": apps, "environments": options.environments})

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
         default=20.0, gt=0, le=1000,
         description="requests per second the canary analysis sends to each track")
 
+    judgment_timeout_seconds: float = Field(
+        default=24 * 3600.0, gt=0, le=30 * 86400,
+        description="how long a manual judgment waits before it fails (never approves)")
     chaos_window_seconds: float = Field(
         default=20.0, gt=0, le=300,
         description="each window of the chaos experiment: the steady state is judged over "

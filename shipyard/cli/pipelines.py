@@ -70,6 +70,9 @@ CanaryWindow = Annotated[float | None, typer.Option(
     "SHIPYARD_CANARY_WINDOW_SECONDS).")]
 Judgment = Annotated[bool, typer.Option(
     "--judgment/--no-judgment", help="Wait for `shipyard approve` before production.")]
+JudgmentTimeout = Annotated[float | None, typer.Option(
+    "--judgment-timeout", min=1, help="Seconds the judgment waits before it fails "
+    "(default SHIPYARD_JUDGMENT_TIMEOUT_SECONDS).")]
 Warm = Annotated[float | None, typer.Option(
     "--warm-seconds", min=0, help="How long the previous production version stays scaled "
     "after the switch (default SHIPYARD_WARM_SECONDS).")]
@@ -79,6 +82,7 @@ Warm = Annotated[float | None, typer.Option(
 def release(repo: Repo = ".", ref: Ref = "main", apps: Apps = None,
             envs: Environments = None, warm_seconds: Warm = None,
             canary_window: CanaryWindow = None, judgment: Judgment = False,
+           judgment_timeout: JudgmentTimeout = None,
             wait: Wait = True, timeout: Timeout = 3600, actor: Actor = None) -> None:
     """ci for a commit, then deliver every app it built: staging, then red/black into
     production, in dependency order; any failure rolls the whole release back."""
@@ -87,7 +91,8 @@ def release(repo: Repo = ".", ref: Ref = "main", apps: Apps = None,
                                  "environments": _environments(envs),
                                  "warm_seconds": warm_seconds,
                                  "canary_window_seconds": canary_window,
-                                 "judgment": judgment},
+                                 "judgment": judgment,
+                                 "judgment_timeout_seconds": judgment_timeout},
                      repo_url=repo, ref=ref, app_name=_single(apps), wait=wait,
                      timeout=timeout, actor=actor)
 
@@ -98,6 +103,7 @@ def deploy(app_name: Annotated[str, typer.Argument(metavar="APP")],
                                                "release (id or 4+ characters).")],
            envs: Environments = None, why: Why = "", warm_seconds: Warm = None,
            canary_window: CanaryWindow = None, judgment: Judgment = False,
+           judgment_timeout: JudgmentTimeout = None,
            wait: Wait = True, timeout: Timeout = 3600, actor: Actor = None) -> None:
     """Deliver APP as built by a ci run (the cd pipeline)."""
     validate_app_name(app_name)
@@ -105,7 +111,8 @@ def deploy(app_name: Annotated[str, typer.Argument(metavar="APP")],
     start_and_follow("cd", {"app": app_name, "ci_run_id": ci_run_id,
                             "environments": _environments(envs), "why": why,
                             "warm_seconds": warm_seconds,
-                            "canary_window_seconds": canary_window, "judgment": judgment},
+                            "canary_window_seconds": canary_window, "judgment": judgment,
+                            "judgment_timeout_seconds": judgment_timeout},
                      app_name=app_name, wait=wait, timeout=timeout, actor=actor)
 
 
@@ -117,8 +124,8 @@ def promote(app_name: Annotated[str, typer.Argument(metavar="APP")],
                 "--version", help="A version that ran in --from (default: what runs there "
                 "now).")] = None,
             why: Why = "", warm_seconds: Warm = None, canary_window: CanaryWindow = None,
-            judgment: Judgment = False, wait: Wait = True, timeout: Timeout = 1800,
-            actor: Actor = None) -> None:
+            judgment: Judgment = False, judgment_timeout: JudgmentTimeout = None,
+            wait: Wait = True, timeout: Timeout = 1800, actor: Actor = None) -> None:
     """Run the production part (bake, red/black, scale-down) for a version that passed
     staging."""
     validate_app_name(app_name)
@@ -126,7 +133,8 @@ def promote(app_name: Annotated[str, typer.Argument(metavar="APP")],
                                  "version": version, "why": why,
                                  "warm_seconds": warm_seconds,
                                  "canary_window_seconds": canary_window,
-                                 "judgment": judgment},
+                                 "judgment": judgment,
+                                 "judgment_timeout_seconds": judgment_timeout},
                      app_name=app_name, wait=wait, timeout=timeout, actor=actor)
 
 

@@ -244,3 +244,39 @@ async def _rollback_under_load(stack, url: str) -> list:
     assert rolled.returncode == 0, rolled.stdout[-3000:] + rolled.stderr
     await asyncio.sleep(2)
     return await load.stop()
+
+
+def test_a_judgment_holds_production_until_approved_and_the_run_goes_on_where_it_was(
+        prefect_stack, source_repo, kube):
+    store = store_of(prefect_stack)
+    started = prefect_stack.shipyard("release", "--repo", str(source_repo.path), "--ref",
+                                     source_repo.good, "--app", "discovery", "--judgment",
+                                     "--no-wait")
+    assert started.returncode == 0, started.stderr
+    run = newest(prefect_stack, "release")
+    deadline = time.monotonic() + 900
+    while not any(s.ref == "judgment" and s.state is State.WAITING
+                  for s in store.get_run(run.id).stages):
+        assert time.monotonic() < deadline, "the judgment never waited"
+        assert not store.get_run(run.id).state.is_terminal, store.get_run(run.id).message
+        time.sleep(1)
+    waiting = store.get_run(run.id)
+    assert {s.ref: s.state for s in waiting.stages}["prod:discovery"] is State.QUEUED
+    staging_ran = waiting.stage("staging:discovery").finished_at
+
+    answered_at = time.time()
+    approved = prefect_stack.shipyard("approve", run.short_id, "--comment", "looks good",
+                                      "--as", "ada")
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    while not store.get_run(run.id).state.is_terminal:
+        assert time.monotonic() < deadline, "the release did not end after the approval"
+        time.sleep(1)
+    done = store.get_run(run.id)
+    assert done.state is State.SUCCEEDED, done.message
+    judgment = done.stage("judgment")
+    assert judgment.state is State.SUCCEEDED and "ada" in judgment.message
+    # The body ran again after the suspension, but the stages before the judgment did not.
+    assert done.stage("staging:discovery").finished_at == staging_ran
+    prod_started = done.stage("prod:discovery").started_at
+    assert prod_started is not None
+    print(f"answer → prod:discovery started: {prod_started.timestamp() - answered_at:.1f}s")
