@@ -7,15 +7,13 @@ and the fix, so a broken descriptor fails the stage that reads it with a useful 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shipyard.domain.pipeline import PipelineGraph, StageSpec
-
 __all__ = ["APP_NAME", "AppDescriptor", "CanaryMetric", "ChaosSettings", "InvalidDescriptor",
            "Resources",
-           "Slo", "deploy_stages", "parse_descriptor", "validate_app_name"]
+           "Slo", "parse_descriptor", "validate_app_name"]
 
 APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,38}[a-z0-9]")
 
@@ -257,21 +255,3 @@ def _field(raw: Mapping[str, Any], key: str, kind: type, source: str) -> Any:
 
 def _kind(value: object) -> str:
     return type(value).__name__
-
-
-def deploy_stages(descriptors: Iterable[AppDescriptor], *, after: str) -> tuple[StageSpec, ...]:
-    """One ``cd:<app>`` stage per app, each after stage ``after`` and after the deploys of
-    the apps it depends on among those given (apps outside the set are already running).
-
-    Independent apps form parallel branches. Raises
-    :class:`~shipyard.domain.pipeline.InvalidPipeline` when dependencies form a cycle.
-    """
-    given = {d.name: d for d in descriptors}
-    specs = tuple(
-        StageSpec(f"cd:{d.name}",
-                  (after, *(f"cd:{dep}" for dep in d.depends_on if dep in given)),
-                  f"deploy {d.name}")
-        for d in sorted(given.values(), key=lambda d: d.name)
-    )
-    PipelineGraph.of([StageSpec(after), *specs])
-    return specs

@@ -12,12 +12,9 @@ from shipyard.domain.catalog import (
     InvalidDescriptor,
     Resources,
     Slo,
-    deploy_stages,
     parse_descriptor,
     validate_app_name,
 )
-from shipyard.domain.pipeline import InvalidPipeline, PipelineGraph, StageSpec
-from shipyard.domain.states import State
 
 SOURCE = "apps/gateway/app.yaml"
 
@@ -137,49 +134,6 @@ def test_a_bad_field_is_refused_with_a_message_naming_the_file_and_field(
 
 def test_invalid_descriptor_is_a_value_error() -> None:
     assert issubclass(InvalidDescriptor, ValueError)
-
-
-# -- deploy stages ------------------------------------------------------------------------
-
-
-def test_each_app_gets_one_deploy_stage_after_the_given_stage() -> None:
-    stages = deploy_stages([app("web"), app("api")], after="release")
-
-    assert stages == (
-        StageSpec("cd:api", ("release",), "deploy api"),
-        StageSpec("cd:web", ("release",), "deploy web"),
-    )
-
-
-def test_an_app_is_deployed_after_the_apps_it_depends_on() -> None:
-    stages = deploy_stages([app("gateway", "api", "auth"), app("api", "db"), app("auth")],
-                           after="release")
-
-    by_ref = {s.ref: s.requires for s in stages}
-    assert by_ref == {
-        "cd:api": ("release",),  # db is not being deployed: it is already running
-        "cd:auth": ("release",),
-        "cd:gateway": ("release", "cd:api", "cd:auth"),
-    }
-
-
-def test_independent_apps_form_parallel_branches() -> None:
-    stages = deploy_stages([app("api"), app("auth"), app("gateway", "api", "auth")],
-                           after="release")
-    graph = PipelineGraph.of([StageSpec("release"), *stages])
-
-    assert set(graph.ready({"release": State.SUCCEEDED})) == {"cd:api", "cd:auth"}
-
-
-def test_no_apps_means_no_deploy_stages() -> None:
-    assert deploy_stages([], after="release") == ()
-
-
-def test_apps_that_depend_on_each_other_in_a_cycle_are_refused() -> None:
-    with pytest.raises(InvalidPipeline, match="cycle") as raised:
-        deploy_stages([app("api", "web"), app("web", "api")], after="release")
-    assert "cd:api" in str(raised.value)
-    assert "cd:web" in str(raised.value)
 
 
 # -- what the gates use: canary metrics, SLOs, resources -------------------------------------

@@ -3,8 +3,10 @@ production, one judgment for the whole release, scale-downs after every switch."
 
 from __future__ import annotations
 
+import pytest
+
 from pipelines.delivery import DeliveryOptions, Gates, delivery_stages
-from shipyard.domain.pipeline import PipelineGraph, StageSpec
+from shipyard.domain.pipeline import InvalidPipeline, PipelineGraph, StageSpec
 from stages.releases import ReleasePlan
 
 
@@ -61,3 +63,10 @@ def test_the_rollback_stage_waits_for_nothing():
                             planned_by=PLANNED)
     assert requires(specs)["rollback"] == set()
     assert not any(s.ref.startswith("scale-down") for s in specs)
+
+
+def test_apps_that_depend_on_each_other_in_a_cycle_are_refused():
+    cyclic = [plan("api", "web"), plan("web", "api")]
+    specs = delivery_stages(cyclic, DeliveryOptions(), planned_by={"api": "p", "web": "p"})
+    with pytest.raises(InvalidPipeline, match="cycle"):
+        PipelineGraph.of([StageSpec("p"), *specs])
