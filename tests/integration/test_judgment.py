@@ -5,7 +5,7 @@ is registered as a deployment and answered with the real ``shipyard`` CLI and th
 
 Run as a deployment of its own the judgment suspends: the flow's process exits, and on the
 answer the worker starts a new one that runs the body again. Run as a subflow (as ``release``
-runs ``cd``) it pauses in its process.
+runs ``ci``) it pauses in its process.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from prefect.client.orchestration import get_client
 from prefect.states import Cancelled
 from sqlalchemy import select
 
-from shipyard.adapters.prefect import flow_run_state
+from shipyard.adapters.prefect import flow_run_state, resume_with_input
 from shipyard.domain.states import State
 from shipyard.store import Ledger, RunRecord, Store
 from shipyard.store.models import Approval
@@ -185,6 +185,38 @@ def test_approving_an_answered_judgment_again_says_who_answered_it(approved: App
     assert judgments.approvals(approved.run) == [("approved", "ada", "canary clean")]
 
 
+def suspensions(flow_run_id: str) -> int:
+    async def count() -> int:
+        async with get_client() as client:
+            states = await client.read_flow_run_states(UUID(flow_run_id))
+        return sum(state.name == "Suspended" for state in states)
+
+    return asyncio.run(count())
+
+
+def suspended(flow_run_id: str, times: int = 1) -> None:
+    """Wait until the flow run is suspended (``times`` times over), its process gone: the
+    process exits once Prefect holds the state and the answer's schema."""
+    eventually(lambda: suspensions(flow_run_id) >= times
+               and asyncio.run(flow_run_state(flow_run_id)).state == "PAUSED"
+               and not flow_processes(flow_run_id), seconds=60,
+               what=f"flow run {flow_run_id} to be suspended {times} time(s)")
+
+
+def test_a_resume_without_an_answer_keeps_waiting_and_an_answer_from_prefects_ui_counts(
+        judgments: Judgments):
+    started = judgments.waiting(judgments.start())
+    flow_run_id = str(started.prefect_flow_run_id)
+    suspended(flow_run_id)
+    asyncio.run(resume_with_input(flow_run_id, {}))  # Prefect's "Resume", nothing chosen
+    suspended(flow_run_id, times=2)
+    assert judgments.store.get_run(started.id).stage("judgment").state is State.WAITING
+    asyncio.run(resume_with_input(flow_run_id, {"decision": "approve"}))  # no actor
+    run = judgments.settled(started)
+    assert run.state is State.SUCCEEDED
+    assert run.stage("judgment").message == "probe → prod: approved by someone in Prefect's UI"
+
+
 # -- timing out ---------------------------------------------------------------------------
 
 
@@ -206,11 +238,7 @@ def test_a_judgment_nobody_answers_times_out_and_never_approves(judgments: Judgm
 
 def test_a_suspended_judgment_survives_a_worker_restart(judgments: Judgments):
     started = judgments.waiting(judgments.start())
-    flow_run_id = str(started.prefect_flow_run_id)
-    # Suspended, and the process gone: it exits once Prefect holds the state and the
-    # answer's schema.
-    eventually(lambda: asyncio.run(flow_run_state(flow_run_id)).state == "PAUSED"
-               and not flow_processes(flow_run_id), seconds=30, what="the flow to suspend")
+    suspended(str(started.prefect_flow_run_id))
     assert stop_worker(judgments.stack.home / "prefect")
     up = judgments.stack.shipyard("up", "--only", "prefect")
     assert up.returncode == 0 and "worker started" in up.stdout, up.stdout + up.stderr

@@ -4,7 +4,7 @@ project's ``prefect.yaml`` stays as it is), and run by the stack's worker.
 
 ``judgment-probe`` is ``prepare`` → ``judgment`` → ``ship``. Run as a deployment it is a
 top-level flow run, so its judgment suspends. ``judgment-probe-parent`` runs it as a
-subflow from a ``child`` stage, as ``release`` runs ``cd``, so its judgment pauses.
+subflow from a ``child`` stage, as ``release`` runs ``ci``, so its judgment pauses.
 
 This file is loaded by path in the worker's flow process: it imports only installed
 packages, never ``tests``.
