@@ -114,8 +114,11 @@ def test_release_promote_and_rollback_move_versions_between_environments(
                                       source_repo.good, "--app", "discovery")
     assert released.returncode == 0, released.stderr
     release_run = newest_run(prefect_stack, "release")
-    # A canary joins when production already runs discovery (an earlier test's release).
-    assert [s.ref for s in release_run.stages if s.ref != "canary:discovery"] == [
+    # The gates: chaos (discovery opts in), and a canary when production already runs
+    # discovery (an earlier test's release).
+    gates = {"canary:discovery", "chaos:discovery"}
+    assert "chaos:discovery" in {s.ref for s in release_run.stages}
+    assert [s.ref for s in release_run.stages if s.ref not in gates] == [
         "ci", "plan:discovery", "bake:discovery", "staging:discovery", "prod:discovery",
         "scale-down:discovery", "rollback"]
     assert release_run.stage("rollback").reason == "WhenNotMet"
