@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from shipyard.adapters.kube import Kube, KubeError
+from shipyard.adapters.kube import KubeError
 from shipyard.adapters.load import LoadRun, LoadSpec, start_load
 from shipyard.adapters.pod_killer import PodKiller
 from shipyard.domain.catalog import AppDescriptor
@@ -43,6 +43,7 @@ from shipyard.domain.chaos import (
 )
 from shipyard.domain.traffic import summarize
 from shipyard.store import Ledger
+from stages.cluster import open_kube
 from stages.runtime import StageContext, StageFailure, StageResult, stage
 
 __all__ = ["CHAOS_TIMEOUT_SECONDS", "ChaosDeviated", "ChaosResult", "SteadyStateNotMet",
@@ -112,14 +113,14 @@ async def run_chaos_verification(
 
     Raises :class:`SteadyStateNotMet` or :class:`ChaosDeviated` with the report, and
     ``StageFailure`` with ``InvalidChaosInput``, ``NoChaosTargets`` or
-    ``KubernetesError`` when the experiment cannot be run.
+    ``KubernetesError`` or ``ClusterUnavailable`` when the experiment cannot be run.
     """
     experiment, spec = _plan(app, selector, target_url, paths, window_seconds,
                              settle_seconds, rate_per_second, kill_count, kill_share)
     if seed is None:
         seed = random.SystemRandom().randrange(2**32)
     rng = random.Random(seed)  # noqa: S311 -- a repeatable draw of victims, not a secret
-    killer = PodKiller(await asyncio.to_thread(_kube, ctx))
+    killer = PodKiller(await open_kube(ctx))
     candidates = await _live_pods(killer, namespace, selector)
     if not candidates:
         raise StageFailure("NoChaosTargets",
@@ -251,13 +252,6 @@ async def _until(run: LoadRun, seconds: float) -> None:
 async def _live_pods(killer: PodKiller, namespace: str, selector: str) -> list[str]:
     try:
         return await asyncio.to_thread(killer.live_pods, namespace, selector)
-    except KubeError as err:
-        raise StageFailure("KubernetesError", str(err)) from err
-
-
-def _kube(ctx: StageContext) -> Kube:
-    try:
-        return Kube.from_kubeconfig(ctx.settings.kubeconfig_file)
     except KubeError as err:
         raise StageFailure("KubernetesError", str(err)) from err
 

@@ -24,20 +24,18 @@ import pytest
 from prefect import flow
 from prefect.testing.utilities import prefect_test_harness
 
-from shipyard.adapters.docker_engine import DockerEngine, default_engine_url
 from shipyard.adapters.kube import Kube
 from shipyard.domain.catalog import AppDescriptor, Slo
 from shipyard.domain.pipeline import StageSpec
 from shipyard.domain.states import State
-from shipyard.stack.base_image import BASE_IMAGE
 from shipyard.store import Ledger, Store
 from stages.chaos import verify_chaos
 from stages.lifecycle import PipelineFailed, begin_run, running
 from stages.runtime import RunContext, open_store
+from tests.support.images import script_image
 
 pytestmark = pytest.mark.integration
 
-REGISTRY = "127.0.0.1:5000"
 READY_AFTER_SECONDS = 8
 WINDOW_SECONDS = 4.0
 SETTLE_SECONDS = 2.0
@@ -59,16 +57,7 @@ http.server.ThreadingHTTPServer(("", 8080), Version).serve_forever()
 
 @pytest.fixture(scope="module")
 def version_image(real_cluster: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    context = tmp_path_factory.mktemp("version-server")
-    (context / "server.py").write_text(SERVER)
-    (context / "Dockerfile").write_text(
-        f'FROM {BASE_IMAGE}\nCOPY server.py /app/server.py\nEXPOSE 8080\n'
-        'CMD ["python3", "-u", "/app/server.py"]\n')
-    engine = DockerEngine(default_engine_url())
-    reference = f"{REGISTRY}/shipyard-test/version-server:{uuid.uuid4().hex[:10]}"
-    list(engine.build(context, reference))
-    engine.push(reference)
-    return reference
+    return script_image(tmp_path_factory.mktemp("version-server"), "version-server", SERVER)
 
 
 def workload(name: str, namespace: str, image: str, replicas: int) -> list[dict[str, Any]]:

@@ -20,14 +20,12 @@ from typing import Any
 
 import pytest
 
-from shipyard.adapters.docker_engine import DockerEngine, default_engine_url
 from shipyard.adapters.kube import Kube
-from shipyard.stack.base_image import BASE_IMAGE
 from shipyard.stack.cluster_dns import lookup
+from tests.support.images import script_image
 
 pytestmark = pytest.mark.integration
 
-REGISTRY = "127.0.0.1:5000"
 NAMESERVER = "10.200.0.1"
 MANY = 60  # a 512-byte UDP answer holds about 28 A records
 SERVER = """\
@@ -70,16 +68,7 @@ print(json.dumps({"p50": times[len(times) // 2], "p99": times[int(len(times) * 0
 
 @pytest.fixture(scope="module")
 def server_image(real_cluster: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    context = tmp_path_factory.mktemp("dns-web")
-    (context / "server.py").write_text(SERVER)
-    (context / "Dockerfile").write_text(
-        f'FROM {BASE_IMAGE}\nCOPY server.py /app/server.py\nEXPOSE 8080\n'
-        'CMD ["python3", "-u", "/app/server.py"]\n')
-    engine = DockerEngine(default_engine_url())
-    reference = f"{REGISTRY}/shipyard-test/dns-web:{uuid.uuid4().hex[:10]}"
-    list(engine.build(context, reference))
-    engine.push(reference)
-    return reference
+    return script_image(tmp_path_factory.mktemp("dns-web"), "dns-web", SERVER)
 
 
 def deployment(name: str, namespace: str, image: str, replicas: int,

@@ -14,16 +14,14 @@ from typing import Any
 
 import pytest
 
-from shipyard.adapters.docker_engine import DockerEngine, default_engine_url
 from shipyard.adapters.kube import Kube
 from shipyard.adapters.pod_metrics import scrape_pods, start_recording
 from shipyard.domain.catalog import AppDescriptor, CanaryMetric
 from shipyard.domain.metric_series import intervals, parse_pod_scrape, series_for_all
-from shipyard.stack.base_image import BASE_IMAGE
+from tests.support.images import script_image
 
 pytestmark = pytest.mark.integration
 
-REGISTRY = "127.0.0.1:5000"
 SELECTOR = "shipyard.dev/test=pod-metrics"
 # Every GET /metrics adds, per pod: 10 requests answered 200 and 1 answered 500 on /work
 # (5 of the 11 within 0.1 s, 9 within 0.5 s), and one /metrics request, which a canary
@@ -90,16 +88,7 @@ class Workload:
 
 @pytest.fixture(scope="module")
 def metrics_image(real_cluster: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    context = tmp_path_factory.mktemp("metrics-server")
-    (context / "server.py").write_text(SERVER)
-    (context / "Dockerfile").write_text(
-        f'FROM {BASE_IMAGE}\nCOPY server.py /app/server.py\nEXPOSE 8080\n'
-        'CMD ["python3", "-u", "/app/server.py"]\n')
-    engine = DockerEngine(default_engine_url())
-    reference = f"{REGISTRY}/shipyard-test/metrics-server:{uuid.uuid4().hex[:10]}"
-    list(engine.build(context, reference))
-    engine.push(reference)
-    return reference
+    return script_image(tmp_path_factory.mktemp("metrics-server"), "metrics-server", SERVER)
 
 
 def deployment(name: str, namespace: str, image: str, *, replicas: int,

@@ -13,13 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from shipyard.adapters.docker_engine import DockerEngine, default_engine_url
 from shipyard.adapters.kube import Kube
-from shipyard.stack.base_image import BASE_IMAGE
+from tests.support.images import script_image
 
 pytestmark = pytest.mark.integration
 
-REGISTRY = "127.0.0.1:5000"
 SERVER = """\
 import http.server, socket
 class Hello(http.server.BaseHTTPRequestHandler):
@@ -35,16 +33,7 @@ http.server.ThreadingHTTPServer(("", 8080), Hello).serve_forever()
 
 @pytest.fixture(scope="module")
 def hello_image(real_cluster: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    context = tmp_path_factory.mktemp("hello-server")
-    (context / "server.py").write_text(SERVER)
-    (context / "Dockerfile").write_text(
-        f'FROM {BASE_IMAGE}\nCOPY server.py /app/server.py\nEXPOSE 8080\n'
-        'CMD ["python3", "-u", "/app/server.py"]\n')
-    engine = DockerEngine(default_engine_url())
-    reference = f"{REGISTRY}/shipyard-test/hello-server:{uuid.uuid4().hex[:10]}"
-    list(engine.build(context, reference))
-    engine.push(reference)
-    return reference
+    return script_image(tmp_path_factory.mktemp("hello-server"), "hello-server", SERVER)
 
 
 def workload(name: str, namespace: str, image: str) -> list[dict[str, Any]]:
