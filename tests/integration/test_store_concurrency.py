@@ -152,3 +152,32 @@ def test_a_webhook_redelivered_to_several_processes_is_new_exactly_once(
             assert f"gh-{n}" in results[int(record.detail.removeprefix("worker"))]
     finally:
         store.close()
+
+
+OPEN_WORKER = textwrap.dedent("""
+    import json, sys
+    from shipyard.store import Store
+
+    url = sys.argv[1]
+    print("ready", flush=True)
+    sys.stdin.readline()
+    Store.open(url).close()
+    print(json.dumps([]), flush=True)
+""")
+
+
+@pytest.mark.parametrize("attempt", range(5))
+def test_processes_opening_one_empty_store_at_once_migrate_it_once(
+    tmp_path: Path, attempt: int,
+) -> None:
+    """Each process reads the revision under the write lock: none repeats another's
+    migration (a second ADD COLUMN would fail with "duplicate column name")."""
+    url = f"sqlite:///{tmp_path / f'fresh{attempt}' / 'shipyard.db'}"
+
+    run_together(OPEN_WORKER, url, 0)
+
+    store = Store.open(url)
+    try:
+        assert store.list_runs() == []
+    finally:
+        store.close()

@@ -4,6 +4,11 @@ Several processes may open a fresh store at once (the CLI, the webhook server, f
 so the migration runs under a lock: ``BEGIN IMMEDIATE`` on SQLite (the connection comes with
 the write option) and a transaction-scoped advisory lock on PostgreSQL. Alembic reads the
 current revision inside that transaction, so the second process sees the first one's work.
+
+Alembic takes SQLite for a database without transactional DDL and would then commit after
+each migration, reading the revision before the lock is held: two processes could both
+read 0001 and both add 0002's column. SQLite's DDL is transactional (our engine issues
+``BEGIN`` itself), so the whole upgrade runs as one transaction on both backends.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ context.configure(
     target_metadata=Base.metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    transactional_ddl=True,
 )
 with context.begin_transaction():
     if connection.dialect.name == "postgresql":
