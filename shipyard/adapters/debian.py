@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 __all__ = ["DebianError", "apt_install", "debian_mirror", "debootstrap", "is_installed",
-           "pack_rootfs"]
+           "pack_rootfs", "status_is_installed"]
 
 _SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
 
@@ -19,9 +19,16 @@ class DebianError(RuntimeError):
 
 
 def is_installed(package: str) -> bool:
+    """Whether dpkg has ``package`` installed (not merely known, removed or half-set-up)."""
     done = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package],
                           capture_output=True, text=True, check=False)
-    return done.returncode == 0 and done.stdout.endswith("installed")
+    return done.returncode == 0 and status_is_installed(done.stdout)
+
+
+def status_is_installed(status: str) -> bool:
+    """Read dpkg's ``${Status}`` (want, error flag, state): only the state ``installed``
+    counts. A package apt knows but never installed reads "unknown ok not-installed"."""
+    return status.split()[-1:] == ["installed"]
 
 
 def apt_install(packages: Sequence[str], progress: Callable[[str], None]) -> list[str]:
