@@ -73,6 +73,18 @@ class Settings(BaseSettings):
     hand_over_interval_seconds: float = Field(
         default=5.0, gt=0, le=3600,
         description="how often `shipyard ui` hands queued runs Prefect has not taken yet")
+    ui_secret_key: SecretStr | None = Field(
+        default=None, description="signs the web UI's session cookies; default: a random "
+        "key kept in <home>/ui-secret-key (mode 0600)")
+    ui_anonymous_role: str | None = Field(
+        default=None, pattern=r"^(viewer)$",
+        description="'viewer' lets anyone who reaches the UI read it without signing in; "
+        "unset (the default): everything but the webhook and /healthz needs an account")
+    ui_secure_cookies: bool = Field(
+        default=False, description="mark session cookies Secure: set it when the UI is "
+        "served over HTTPS (a proxy in front of it)")
+    ui_session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30, description="how long a sign-in lasts")
 
     kubeconfig: Path | None = Field(
         default=None, description="kubeconfig of the cluster the cd pipelines deploy to; "
@@ -118,7 +130,7 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
 
-    @field_validator("webhook_secret", mode="before")
+    @field_validator("webhook_secret", "ui_secret_key", "ui_anonymous_role", mode="before")
     @classmethod
     def _unset_when_empty(cls, value: Any) -> Any:
         return None if value == "" else value

@@ -47,6 +47,7 @@ def _options(
 def _register() -> None:
     # Command modules import heavy libraries (Prefect); they register on import.
     from shipyard.cli import (  # noqa: F401
+        accounts,
         apps,
         canary,
         history,

@@ -1,6 +1,7 @@
 """The store: what was decided and why. SQLAlchemy models, Alembic migrations, and the one
 place where run and stage state changes (:meth:`Store.transition_stage`)."""
 
+from shipyard.store.accounts import Accounts, TokenRecord, UserRecord
 from shipyard.store.engine import StoreConfigError
 from shipyard.store.errors import AmbiguousRunId, RunNotFound, StageNotFound, StoreError
 from shipyard.store.ledger import Ledger
@@ -18,6 +19,7 @@ from shipyard.store.records import (
 from shipyard.store.store import Store
 
 __all__ = [
+    "Accounts",
     "AmbiguousRunId",
     "ArtifactRecord",
     "AuditRecord",
@@ -33,5 +35,7 @@ __all__ = [
     "Store",
     "StoreConfigError",
     "StoreError",
+    "TokenRecord",
     "TransitionRecord",
+    "UserRecord",
 ]

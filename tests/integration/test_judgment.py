@@ -26,8 +26,9 @@ from prefect.states import Cancelled
 from sqlalchemy import select
 
 from shipyard.adapters.prefect import flow_run_state, resume_with_input
+from shipyard.domain.access import Role
 from shipyard.domain.states import State
-from shipyard.store import Ledger, RunRecord, Store
+from shipyard.store import Accounts, Ledger, RunRecord, Store
 from shipyard.store.models import Approval
 from tests.support.judgment_flow import (
     GRAPH,
@@ -336,22 +337,35 @@ def test_rejecting_with_a_blank_reason_says_a_reason_is_needed(judgments: Judgme
 # -- the web API ------------------------------------------------------------------------------
 
 
+@dataclass
+class Api:
+    ui: Ui
+    token: str
+
+
 @pytest.fixture(scope="module")
-def api(judgments: Judgments, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
-    """``shipyard ui`` on real uvicorn, on the stack's store and Prefect."""
+def api(judgments: Judgments, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """``shipyard ui`` on real uvicorn, on the stack's store and Prefect, and the API token
+    of carol, a deployer."""
+    accounts = Accounts(judgments.store)
+    if accounts.user("carol") is None:
+        accounts.add_user("carol", "carol's long password", Role.DEPLOYER)
+    token, _ = accounts.create_token("judgment tests", owner="carol", role=Role.DEPLOYER)
     env = {**judgments.stack.env, "PREFECT_API_URL": judgments.stack.api_url}
     with serve_ui(env, tmp_path_factory.mktemp("judgment-ui")) as ui:
-        yield ui
+        yield Api(ui, token)
 
 
-def post_judgment(ui: Ui, run_id: str, **body: str) -> httpx.Response:
-    return httpx.post(f"{ui.url}/api/runs/{run_id}/judgment", json=body, timeout=30)
+def post_judgment(api: Api, run_id: str, **body: str) -> httpx.Response:
+    return httpx.post(f"{api.ui.url}/api/runs/{run_id}/judgment", json=body, timeout=30,
+                      headers={"Authorization": f"Bearer {api.token}"})
 
 
-def test_the_api_rejects_a_waiting_judgment_and_the_run_fails(api: Ui, judgments: Judgments):
+def test_the_api_rejects_a_waiting_judgment_and_the_run_fails(api: Api, judgments: Judgments):
     started = judgments.waiting(judgments.start())
+    # The actor is the token's owner, whatever the body says.
     answer = post_judgment(api, started.id, decision="reject", comment="error rate doubled",
-                           actor="carol")
+                           actor="mallory")
     assert answer.status_code == 202, answer.text
     assert answer.json() | {"answered_at": None} == {
         "run_id": started.id, "stage": "judgment", "subject": "probe → prod",
@@ -365,34 +379,43 @@ def test_the_api_rejects_a_waiting_judgment_and_the_run_fails(api: Ui, judgments
     assert run.stage("ship").reason == "RequirementNotMet"
     assert run.state is State.FAILED
     assert judgments.approvals(run) == [("rejected", "carol", "error rate doubled")]
+    audited = Ledger(judgments.store).audit_trail(subject_kind="run", subject_id=run.id)
+    assert [(e.actor, e.action, e.details["comment"]) for e in audited] == [
+        ("carol", "judgment.reject", "error rate doubled")]
 
 
-def test_the_api_answers_404_for_an_unknown_run(api: Ui):
+def test_the_api_needs_a_token(api: Api, judgments: Judgments):
+    answer = httpx.post(f"{api.ui.url}/api/runs/{linked_run(judgments).id}/judgment",
+                        json={"decision": "approve"}, timeout=30)
+    assert answer.status_code == 401
+
+
+def test_the_api_answers_404_for_an_unknown_run(api: Api):
     answer = post_judgment(api, "0000dead", decision="approve", actor="carol")
     assert answer.status_code == 404
     assert "no run matches '0000dead'" in answer.json()["error"]
 
 
-def test_the_api_answers_409_for_a_run_that_does_not_wait(api: Ui, judgments: Judgments):
+def test_the_api_answers_409_for_a_run_that_does_not_wait(api: Api, judgments: Judgments):
     run = linked_run(judgments)
     answer = post_judgment(api, run.id, decision="approve", actor="carol")
     assert answer.status_code == 409
     assert "is queued, not waiting for a judgment" in answer.json()["error"]
 
 
-def test_the_api_answers_409_for_an_answered_judgment(api: Ui, approved: Approved):
+def test_the_api_answers_409_for_an_answered_judgment(api: Api, approved: Approved):
     answer = post_judgment(api, approved.run.id, decision="reject", comment="too late",
                            actor="carol")
     assert answer.status_code == 409
     assert "answered already: approved by ada" in answer.json()["error"]
 
 
-def test_the_api_answers_422_for_a_rejection_without_a_comment(api: Ui, judgments: Judgments):
+def test_the_api_answers_422_for_a_rejection_without_a_comment(api: Api, judgments: Judgments):
     answer = post_judgment(api, linked_run(judgments).id, decision="reject", actor="carol")
     assert answer.status_code == 422
     assert "a rejection needs a reason" in answer.json()["error"]
 
 
-def test_the_api_answers_422_for_an_unknown_decision(api: Ui, judgments: Judgments):
+def test_the_api_answers_422_for_an_unknown_decision(api: Api, judgments: Judgments):
     answer = post_judgment(api, linked_run(judgments).id, decision="maybe", actor="carol")
     assert answer.status_code == 422

@@ -1,0 +1,436 @@
+"""The web UI's API and pages as a client meets them: ``shipyard ui`` on real uvicorn, real
+HTTP, a real store (SQLite and PostgreSQL), accounts made the way an admin makes them.
+
+Runs are recorded straight into the store (as flow runs record them), with a clock the
+test moves, so durations are exact; live events are read from the real SSE stream while
+the test writes more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shipyard.domain.access import Role
+from shipyard.domain.clock import FrozenClock
+from shipyard.domain.pipeline import StageSpec
+from shipyard.domain.states import State
+from shipyard.store import Accounts, Ledger, RunRecord, Store
+from shipyard.store.engine import open_engine
+from tests.support.stack import free_port
+from tests.support.webhooks import Ui, UiFailed, serve_ui
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "a long enough password"
+GRAPH = [StageSpec("checkout"), StageSpec("test", ("checkout",)),
+         StageSpec("build", ("test",)), StageSpec("push", ("build",))]
+
+
+@dataclass
+class Site:
+    ui: Ui
+    store: Store
+    clock: FrozenClock
+    tokens: dict[str, str]
+
+    def get(self, path: str, *, who: str | None = "viewer",
+            headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+        return httpx.get(self.ui.url + path, headers=self.headers(who, headers), timeout=30,
+                         **kwargs)
+
+    def post(self, path: str, *, who: str | None = "deployer",
+             headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+        return httpx.post(self.ui.url + path, headers=self.headers(who, headers), timeout=30,
+                          **kwargs)
+
+    def headers(self, who: str | None, extra: dict[str, str] | None) -> dict[str, str]:
+        sent = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
+        return sent | (extra or {})
+
+    def run(self, *, app: str = "discovery", ref: str = "main", trigger: str = "push",
+            pipeline: str = "ci", finish: State | None = State.SUCCEEDED,
+            stage_seconds: float = 10) -> RunRecord:
+        """A run recorded as a flow records it; each stage takes ``stage_seconds``."""
+        self.clock.advance(1)  # runs are listed newest first: each a second newer
+        run = self.store.create_run(pipeline, GRAPH, trigger=trigger, app=app, ref=ref,
+                                    repo_url="file:///src", actor="ada")
+        if finish is None:
+            return run
+        self.store.transition_run(run.id, State.RUNNING, reason="Started")
+        for spec in GRAPH:
+            self.store.transition_stage(run.id, spec.ref, State.RUNNING, reason="Started")
+            self.clock.advance(stage_seconds)
+            last = spec.ref == GRAPH[-1].ref
+            outcome = finish if last and finish is State.FAILED else State.SUCCEEDED
+            self.store.transition_stage(run.id, spec.ref, outcome,
+                                        reason="Failed" if outcome is State.FAILED
+                                        else "Succeeded", message="exit 1" if
+                                        outcome is State.FAILED else "")
+        self.clock.advance(1)
+        return self.store.finish_run(run.id)
+
+
+@pytest.fixture(scope="module")
+def site(module_store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """A ui on its own store, with an admin, a deployer, a viewer and their tokens; its
+    Prefect is a closed port."""
+    home = tmp_path_factory.mktemp("ui-site")
+    clock = FrozenClock(datetime(2026, 11, 27, 9, 0, tzinfo=UTC))
+    store = Store.open(module_store_url)
+    seeded = Store(open_engine(module_store_url), clock=clock)
+    accounts = Accounts(store)
+    tokens = {}
+    for name, role in (("alice", Role.ADMIN), ("dave", Role.DEPLOYER), ("vera", Role.VIEWER)):
+        accounts.add_user(name, PASSWORD, role)
+        tokens[role.value] = accounts.create_token(f"{name}'s test", owner=name, role=role)[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SHIPYARD_"))}
+    env.update(SHIPYARD_HOME=str(home), SHIPYARD_DATABASE_URL=module_store_url,
+               PREFECT_API_URL=f"http://127.0.0.1:{free_port()}/api",
+               SHIPYARD_HAND_OVER_INTERVAL_SECONDS="60")
+    try:
+        with serve_ui(env, home) as ui:
+            yield Site(ui, seeded, clock, tokens)
+    except UiFailed as err:
+        pytest.fail(str(err))
+    finally:
+        store.close()
+        seeded.close()
+
+
+# -- who may ------------------------------------------------------------------------------
+
+
+def test_nobody_gets_401_from_the_api_and_the_login_page_from_a_page(site: Site):
+    answer = site.get("/api/runs", who=None)
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"] == "Bearer"
+    assert "shipyard token create" in answer.json()["error"]
+    page = site.get("/runs?app=gateway", who=None, headers={"Accept": "text/html"})
+    assert page.status_code == 303
+    assert page.headers["location"] == "/login?next=/runs%3Fapp%3Dgateway"
+    assert site.get("/healthz", who=None).status_code == 200
+
+
+def test_an_unknown_token_is_refused_and_a_revoked_one_stops_working(site: Site):
+    assert site.get("/api/runs", headers={"Authorization": "Bearer shy_nope"},
+                    who=None).status_code == 401
+    accounts = Accounts(site.store)
+    token, record = accounts.create_token("short-lived", owner="vera", role=Role.VIEWER)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert site.get("/api/runs", who=None, headers=headers).status_code == 200
+    accounts.revoke_token(record.id)
+    refused = site.get("/api/runs", who=None, headers=headers)
+    assert refused.status_code == 401
+    assert "revoked" in refused.json()["error"]
+
+
+def test_a_viewer_may_read_but_not_answer_a_judgment(site: Site):
+    run = site.run()
+    assert site.get(f"/api/runs/{run.id}", who="viewer").status_code == 200
+    refused = site.post(f"/api/runs/{run.id}/judgment", who="viewer",
+                        json={"decision": "approve"})
+    assert refused.status_code == 403
+    assert refused.json()["error"] == (
+        "vera has the role viewer; this needs deployer (an admin can change roles with "
+        "`shipyard user set NAME --role ...`)")
+
+
+def test_a_disabled_users_token_stops_working(site: Site):
+    accounts = Accounts(site.store)
+    accounts.add_user("temp", PASSWORD, Role.VIEWER)
+    token, _ = accounts.create_token("temp's", owner="temp", role=Role.VIEWER)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert site.get("/api/runs", who=None, headers=headers).status_code == 200
+    accounts.set_user("temp", disabled=True)
+    assert site.get("/api/runs", who=None, headers=headers).status_code == 401
+
+
+# -- signing in, CSRF ------------------------------------------------------------------------
+
+
+def signed_in(site: Site, name: str, password: str = PASSWORD,
+              next_path: str = "/runs") -> tuple[httpx.Client, httpx.Response]:
+    client = httpx.Client(base_url=site.ui.url, timeout=30)
+    form = client.get("/login")
+    csrf = form.text.split('name="csrf_token" value="')[1].split('"')[0]
+    answer = client.post("/login", data={"username": name, "password": password,
+                                         "csrf_token": csrf, "next": next_path})
+    return client, answer
+
+
+def csrf_of(page: str) -> str:
+    return page.split('name="csrf_token" value="')[1].split('"')[0]
+
+
+def test_signing_in_sets_a_locked_down_cookie_and_opens_the_pages(site: Site):
+    run = site.run(app="gateway")
+    client, answer = signed_in(site, "vera", next_path=f"/runs/{run.id}")
+    with contextlib.closing(client):
+        assert answer.status_code == 303
+        assert answer.headers["location"] == f"/runs/{run.id}"
+        cookie = answer.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=lax" in cookie
+        page = client.get(f"/runs/{run.id}")
+        assert page.status_code == 200
+        assert f"<code>{run.id[:8]}</code>" in page.text
+        assert "vera <small>(viewer)</small>" in page.text
+
+
+def test_a_wrong_password_is_refused_without_saying_which_part_was_wrong(site: Site):
+    client, answer = signed_in(site, "vera", password="not the password at all")
+    with contextlib.closing(client):
+        assert answer.status_code == 401
+        assert "Wrong username or password" in answer.text
+        _, unknown = signed_in(site, "nobody-here", password="not the password at all")
+        assert unknown.status_code == 401
+        assert client.get("/runs").status_code == 303
+
+
+def test_login_never_redirects_off_the_site(site: Site):
+    client, answer = signed_in(site, "vera", next_path="//evil.example/x")
+    with contextlib.closing(client):
+        assert answer.headers["location"] == "/runs"
+
+
+def test_a_form_post_without_the_csrf_token_is_refused(site: Site):
+    client, _ = signed_in(site, "dave")
+    with contextlib.closing(client):
+        run = site.run()
+        refused = client.post(f"/runs/{run.id}/judgment", data={"decision": "approve"})
+        assert refused.status_code == 403
+        assert "CSRF" in refused.json()["error"]
+        api = client.post(f"/api/runs/{run.id}/judgment", json={"decision": "approve"})
+        assert api.status_code == 403
+        # With the session's token the request gets through to the judgment itself,
+        # which says the run waits for none.
+        token = csrf_of(client.get(f"/runs/{run.id}").text)
+        allowed = client.post(f"/api/runs/{run.id}/judgment", json={"decision": "approve"},
+                              headers={"X-CSRF-Token": token})
+        assert allowed.status_code == 409
+        assert "not waiting for a judgment" in allowed.json()["error"]
+
+
+def test_signing_out_ends_the_session(site: Site):
+    client, _ = signed_in(site, "vera")
+    with contextlib.closing(client):
+        page = client.get("/runs")
+        assert client.post("/logout", data={"csrf_token": csrf_of(page.text)}
+                           ).status_code == 303
+        assert client.get("/runs").status_code == 303
+
+
+def test_rejecting_from_the_page_asks_for_confirmation_first(site: Site):
+    client, _ = signed_in(site, "dave")
+    with contextlib.closing(client):
+        run = site.run()
+        token = csrf_of(client.get(f"/runs/{run.id}").text)
+        confirm = client.post(f"/runs/{run.id}/judgment",
+                              data={"decision": "reject", "csrf_token": token})
+        assert confirm.status_code == 200
+        assert "Reject this judgment?" in confirm.text
+        assert 'name="confirmed" value="yes"' in confirm.text
+        # Nothing was answered or audited by asking.
+        assert Ledger(site.store).audit_trail(subject_id=run.id) == []
+
+
+# -- the run list ------------------------------------------------------------------------------
+
+
+def test_the_run_list_filters_by_app_status_branch_trigger_and_pipeline(site: Site):
+    marker = f"feature/{time.monotonic_ns()}"
+    wanted = site.run(app="data", ref=marker, trigger="manual", finish=State.FAILED)
+    site.run(app="data", ref=marker, trigger="push")
+    site.run(app="streaming", ref=marker, trigger="manual", finish=State.FAILED)
+    found = site.get("/api/runs", params={"app": "data", "status": "failed",
+                                          "branch": marker, "trigger": "manual",
+                                          "pipeline": "ci"}).json()
+    assert [r["id"] for r in found["runs"]] == [wanted.id]
+    assert found["next_cursor"] is None
+    assert found["runs"][0]["state"] == "failed"
+    assert found["runs"][0]["duration_seconds"] == 41.0
+
+
+def test_paging_by_cursor_returns_every_run_once_newest_first(site: Site):
+    marker = f"paging/{time.monotonic_ns()}"
+    made = [site.run(ref=marker, finish=None).id for _ in range(7)]
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        params = {"branch": marker, "limit": 3} | ({"cursor": cursor} if cursor else {})
+        page = site.get("/api/runs", params=params).json()
+        seen += [r["id"] for r in page["runs"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert seen == list(reversed(made))
+
+
+def test_a_bad_cursor_or_status_names_the_field(site: Site):
+    answer = site.get("/api/runs", params={"cursor": "garbage!"})
+    assert answer.status_code == 422
+    assert answer.json()["error"].startswith("cursor: 'garbage!' is not a page cursor")
+    assert site.get("/api/runs", params={"status": "sleeping"}).status_code == 422
+
+
+def test_the_run_list_page_shows_state_as_icon_and_word(site: Site):
+    run = site.run(app="streaming", finish=State.FAILED)
+    client, _ = signed_in(site, "vera")
+    with contextlib.closing(client):
+        page = client.get("/runs", params={"app": "streaming"}).text
+    row = page.split(f'data-run="{run.id}"')[1].split("</tr>")[0]
+    assert 'class="badge s-failed"' in row
+    assert '<span aria-hidden="true">✘</span> Failed' in row
+
+
+# -- a run, its stages and logs ------------------------------------------------------------
+
+
+def test_a_run_shows_each_stage_against_its_typical_duration(site: Site):
+    app = f"typical{time.monotonic_ns() % 10_000}"
+    for seconds in (10, 20, 30):
+        site.run(app=app, stage_seconds=seconds)
+    slow = site.run(app=app, stage_seconds=90)
+    detail = site.get(f"/api/runs/{slow.id[:8]}").json()
+    assert detail["id"] == slow.id
+    by_ref = {s["ref"]: s for s in detail["stages"]}
+    assert by_ref["build"]["duration_seconds"] == 90
+    # The median of 10, 20, 30 and 90: the slow run itself counts once it succeeded.
+    assert by_ref["build"]["typical_seconds"] == 25
+    assert by_ref["test"]["requires"] == ["checkout"]
+    assert detail["prefect_url"] is None  # never handed to Prefect
+
+
+def test_logs_read_on_from_the_last_chunk(site: Site):
+    run = site.run(finish=None)
+    site.store.append_log(run.id, "checkout", "cloning\n")
+    first = site.get(f"/api/runs/{run.id}/logs").json()
+    assert [c["text"] for c in first] == ["cloning\n"]
+    site.store.append_log(run.id, "checkout", "checked out abc\n")
+    more = site.get(f"/api/runs/{run.id}/logs", params={"after": first[-1]["id"]}).json()
+    assert [c["text"] for c in more] == ["checked out abc\n"]
+    assert site.get(f"/api/runs/{run.id}/logs", params={"stage": "nope"}).status_code == 404
+
+
+def test_an_unknown_run_is_404(site: Site):
+    assert site.get("/api/runs/0000dead").status_code == 404
+
+
+# -- live events -------------------------------------------------------------------------------
+
+
+def read_events(site: Site, path: str, into: queue.Queue[tuple[str, dict[str, Any]]],
+                stop: threading.Event) -> None:
+    headers = {"Authorization": f"Bearer {site.tokens['viewer']}"}
+    with httpx.stream("GET", site.ui.url + path, headers=headers,
+                      timeout=httpx.Timeout(30, read=20)) as answer:
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        event = ""
+        for line in answer.iter_lines():
+            if stop.is_set():
+                return
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                into.put((event, json.loads(line[6:])))
+
+
+def collect(events: queue.Queue[tuple[str, dict[str, Any]]], count: int,
+            seconds: float = 15) -> list[tuple[str, dict[str, Any]]]:
+    got: list[tuple[str, dict[str, Any]]] = []
+    deadline = time.monotonic() + seconds
+    while len(got) < count and time.monotonic() < deadline:
+        try:
+            got.append(events.get(timeout=max(0.1, deadline - time.monotonic())))
+        except queue.Empty:
+            break
+    return got
+
+
+def test_a_runs_stream_carries_its_stage_changes_and_logs_as_they_happen(site: Site):
+    run = site.run(finish=None)
+    events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+    stop = threading.Event()
+    reader = threading.Thread(target=read_events, daemon=True,
+                              args=(site, f"/api/runs/{run.id}/events", events, stop))
+    reader.start()
+    time.sleep(1.0)  # the stream is open and subscribed
+    other = site.run(finish=None)
+    site.store.transition_run(other.id, State.RUNNING, reason="Started")  # not this run's
+    site.store.transition_run(run.id, State.RUNNING, reason="Started")
+    site.store.transition_stage(run.id, "checkout", State.RUNNING, reason="Started")
+    site.store.append_log(run.id, "checkout", "cloning into /work\n")
+    got = collect(events, 3)
+    stop.set()
+    assert [(e, d["stage"], d.get("state"), d.get("text")) for e, d in got] == [
+        ("run", "", "running", None),
+        ("stage", "checkout", "running", None),
+        ("log", "checkout", None, "cloning into /work\n")]
+    assert {d["run_id"] for _, d in got} == {run.id}
+
+
+def test_a_stream_opened_late_replays_what_came_after_the_page(site: Site):
+    run = site.run(finish=None)
+    since = site.get(f"/runs/{run.id}", headers={"Accept": "text/html"}, who="viewer"
+                     ).text.split('data-since="')[1].split('"')[0]
+    site.store.transition_run(run.id, State.RUNNING, reason="Started")
+    site.store.transition_stage(run.id, "checkout", State.RUNNING, reason="Started")
+    events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+    stop = threading.Event()
+    threading.Thread(target=read_events, daemon=True, args=(
+        site, f"/api/runs/{run.id}/events?since={since}", events, stop)).start()
+    got = collect(events, 2)
+    stop.set()
+    assert [(e, d["stage"], d["state"]) for e, d in got] == [
+        ("run", "", "running"), ("stage", "checkout", "running")]
+
+
+def test_the_list_stream_tells_of_every_runs_changes(site: Site):
+    events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+    stop = threading.Event()
+    threading.Thread(target=read_events, daemon=True,
+                     args=(site, "/api/events", events, stop)).start()
+    time.sleep(1.0)
+    run = site.run(finish=None)
+    site.store.transition_run(run.id, State.RUNNING, reason="Started")
+    site.store.transition_stage(run.id, "checkout", State.RUNNING, reason="Started")
+    got = [(e, d["state"]) for e, d in collect(events, 3) if d["run_id"] == run.id]
+    stop.set()
+    # Created (queued), started, and its first stage: the list hears of all three.
+    assert got == [("run", "queued"), ("run", "running"), ("stage", "running")]
+
+
+# -- the API's documentation ---------------------------------------------------------------
+
+
+def test_the_api_docs_are_served_from_the_package_not_a_cdn(site: Site):
+    page = site.get("/docs", who=None)
+    assert page.status_code == 200
+    assert "/static/vendor/swagger-ui/swagger-ui-bundle.js" in page.text
+    assert "cdn" not in page.text.lower()
+    bundle = site.get("/static/vendor/swagger-ui/swagger-ui-bundle.js", who=None)
+    assert bundle.status_code == 200 and len(bundle.content) > 500_000
+    schema = site.get("/openapi.json", who=None).json()
+    assert "/api/runs" in schema["paths"]
+    assert "/api/runs/{run_id}/judgment" in schema["paths"]
+
+
+def test_the_session_key_is_kept_private_in_the_home(site: Site, tmp_path: Path):
+    key = next(Path(site.ui.log.parent).glob("ui-secret-key"), None)
+    assert key is not None
+    assert oct(key.stat().st_mode & 0o777) == "0o600"

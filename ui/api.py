@@ -1,0 +1,255 @@
+"""The REST API under ``/api``: runs, their stages and logs, live events, and answers to
+manual judgments. Documented at ``/docs`` (OpenAPI at ``/openapi.json``).
+
+Reads need the viewer role, actions the deployer role (see :mod:`ui.auth`); the actor
+of an action is whoever is signed in or owns the token, never what the body says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from shipyard.adapters.prefect import PrefectError, PrefectUnavailable
+from shipyard.domain.access import Role
+from shipyard.domain.states import State
+from shipyard.store import AmbiguousRunId, Ledger, RunNotFound, RunRecord, Store
+from shipyard.store.browse import BadCursor, RunBrowser, RunFilters
+from stages.judgments_service import InvalidAnswer, JudgmentError, answer_judgment
+from ui.auth import Principal, api_principal
+from ui.live import ChangeFeed, parse_since, sse_stream
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api", tags=["runs"])
+
+Viewer = Annotated[Principal, Depends(api_principal(Role.VIEWER))]
+Deployer = Annotated[Principal, Depends(api_principal(Role.DEPLOYER))]
+
+
+class StageView(BaseModel):
+    ref: str
+    name: str
+    requires: list[str]
+    state: State
+    reason: str
+    message: str
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_seconds: float | None = Field(description="so far, while it runs")
+    typical_seconds: float | None = Field(
+        description="median of this stage's last successful runs of the same pipeline "
+        "and app")
+
+
+class RunView(BaseModel):
+    id: str
+    pipeline: str
+    app: str | None
+    trigger: str
+    actor: str
+    repo_url: str | None
+    branch: str | None = Field(description="the ref the run was started for")
+    commit_sha: str | None
+    state: State
+    reason: str
+    message: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_seconds: float | None
+    prefect_flow_run_id: str | None
+    restarted_from: str | None
+
+
+class RunDetail(RunView):
+    parameters: dict[str, Any]
+    stages: list[StageView]
+    prefect_url: str | None
+
+
+class RunPageView(BaseModel):
+    runs: list[RunView]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null "
+                                    "on the last page")
+
+
+class LogChunkView(BaseModel):
+    id: int
+    stage: str
+    at: datetime
+    stream: str
+    text: str
+
+
+class JudgmentBody(BaseModel):
+    """An answer to a manual judgment."""
+
+    decision: Literal["approve", "reject"]
+    comment: str = Field(default="", description="why; required to reject")
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def run_view(run: RunRecord, now: datetime) -> dict[str, Any]:
+    end = run.finished_at or (now if run.started_at else None)
+    return {"id": run.id, "pipeline": run.pipeline, "app": run.app, "trigger": run.trigger,
+            "actor": run.actor, "repo_url": run.repo_url, "branch": run.ref,
+            "commit_sha": run.commit_sha, "state": run.state, "reason": run.reason,
+            "message": run.message, "created_at": run.created_at,
+            "started_at": run.started_at, "finished_at": run.finished_at,
+            "duration_seconds": (end - run.started_at).total_seconds()
+            if end and run.started_at else None,
+            "prefect_flow_run_id": run.prefect_flow_run_id,
+            "restarted_from": run.restarted_from}
+
+
+def run_detail(run: RunRecord, typical: dict[str, float], now: datetime,
+               prefect_ui: str | None) -> dict[str, Any]:
+    stages = []
+    for stage in run.stages:
+        end = stage.finished_at or (now if stage.started_at else None)
+        stages.append({
+            "ref": stage.ref, "name": stage.name, "requires": list(stage.requires),
+            "state": stage.state, "reason": stage.reason, "message": stage.message,
+            "attempts": stage.attempts, "started_at": stage.started_at,
+            "finished_at": stage.finished_at,
+            "duration_seconds": (end - stage.started_at).total_seconds()
+            if end and stage.started_at else None,
+            "typical_seconds": typical.get(stage.ref)})
+    prefect_url = (f"{prefect_ui}/runs/flow-run/{run.prefect_flow_run_id}"
+                   if prefect_ui and run.prefect_flow_run_id else None)
+    return {**run_view(run, now), "parameters": run.parameters, "stages": stages,
+            "prefect_url": prefect_url}
+
+
+def _get_run(store: Store, run_id: str) -> RunRecord:
+    try:
+        return store.get_run(run_id)
+    except (RunNotFound, AmbiguousRunId) as err:
+        raise HTTPException(404, str(err)) from None
+
+
+@router.get("/runs", response_model=RunPageView)
+def list_runs(
+    request: Request, _: Viewer,
+    app: Annotated[str | None, Query(description="only this app's runs")] = None,
+    status: Annotated[State | None, Query(description="only runs in this state")] = None,
+    branch: Annotated[str | None, Query(description="only runs of this ref")] = None,
+    trigger: Annotated[str | None, Query(description="push, manual, restart, ...")] = None,
+    pipeline: Annotated[str | None, Query(description="ci, cd, release, ...")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the page before")] = None,
+) -> Any:
+    """The newest runs first, filtered, one page at a time."""
+    store = _store(request)
+    try:
+        page = RunBrowser(store).page(
+            RunFilters(app=app or None, state=status, branch=branch or None,
+                       trigger=trigger or None, pipeline=pipeline or None),
+            limit=limit, cursor=cursor)
+    except BadCursor as err:
+        raise HTTPException(422, str(err)) from None
+    now = store.clock()
+    return {"runs": [run_view(r, now) for r in page.runs], "next_cursor": page.next_cursor}
+
+
+@router.get("/runs/{run_id}", response_model=RunDetail)
+def get_run(request: Request, run_id: str, _: Viewer) -> Any:
+    """A run (by id or a unique prefix of 4+ characters) with its stages."""
+    store = _store(request)
+    run = _get_run(store, run_id)
+    typical = RunBrowser(store).typical_stage_seconds(run.pipeline, run.app)
+    return run_detail(run, typical, store.clock(), request.app.state.prefect_ui)
+
+
+@router.get("/runs/{run_id}/logs", response_model=list[LogChunkView])
+def get_logs(request: Request, run_id: str, _: Viewer,
+             stage: Annotated[str | None, Query(description="one stage's log")] = None,
+             after: Annotated[int, Query(ge=0, description="only chunks after this id")] = 0,
+             ) -> Any:
+    """Log chunks, oldest first; pass the last id as ``after`` to read on."""
+    store = _store(request)
+    run = _get_run(store, run_id)
+    try:
+        chunks = store.read_logs(run.id, stage, after_id=after)
+    except LookupError as err:
+        raise HTTPException(404, str(err)) from None
+    return [{"id": c.id, "stage": c.stage_ref, "at": c.at, "stream": c.stream,
+             "text": c.text} for c in chunks]
+
+
+@router.get("/events", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}}})
+async def all_events(request: Request, _: Viewer,
+                     since: Annotated[str | None, Query(
+                         description="<transition id>.<log id> the page showed")] = None,
+                     ) -> Any:
+    """Server-sent events: ``run`` and ``stage`` state changes of every run."""
+    return await _stream(request, None, with_logs=False, since=since)
+
+
+@router.get("/runs/{run_id}/events", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}}})
+async def run_events(request: Request, run_id: str, _: Viewer,
+                     since: Annotated[str | None, Query()] = None) -> Any:
+    """Server-sent events of one run: ``run``, ``stage`` and ``log``."""
+    run = await asyncio.to_thread(_get_run, _store(request), run_id)
+    return await _stream(request, run.id, with_logs=True, since=since)
+
+
+async def _stream(request: Request, run_id: str | None, *, with_logs: bool,
+                  since: str | None) -> StreamingResponse:
+    feed: ChangeFeed = request.app.state.feed
+    resume = parse_since(request.headers.get("last-event-id") or since)
+    browser = RunBrowser(_store(request))
+    start = (await asyncio.to_thread(browser.last_change_id),
+             await asyncio.to_thread(browser.last_log_id))
+    # On the event loop: the feed's wake-up event is not thread-safe.
+    subscription = feed.subscribe(run_id, with_logs=with_logs, start=start)
+    return StreamingResponse(
+        sse_stream(feed, subscription, request.is_disconnected, resume),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/runs/{run_id}/judgment", status_code=202, tags=["actions"])
+async def answer_run_judgment(request: Request, run_id: str, body: JudgmentBody,
+                              principal: Deployer) -> JSONResponse:
+    """Approve or reject the manual judgment run ``run_id`` (or a run it started) waits
+    for: 202 with the answer Prefect took (the flow records it and goes on within
+    seconds); 404 no such run; 409 not waiting, answered already, or timed out; 422 a
+    malformed answer or a rejection without a comment; 503 Prefect unreachable."""
+    return await judgment_response(request, run_id, body.decision, body.comment, principal)
+
+
+async def judgment_response(request: Request, run_id: str, decision: str, comment: str,
+                            principal: Principal) -> JSONResponse:
+    store = _store(request)
+    try:
+        answer = await answer_judgment(store, run_id, decision, actor=principal.name,
+                                       comment=comment)
+    except (RunNotFound, AmbiguousRunId) as err:
+        return JSONResponse({"error": str(err)}, status_code=404)
+    except InvalidAnswer as err:
+        return JSONResponse({"error": str(err)}, status_code=422)
+    except JudgmentError as err:
+        return JSONResponse({"error": str(err)}, status_code=409)
+    except PrefectUnavailable as err:
+        return JSONResponse({"error": str(err)}, status_code=503)
+    except PrefectError as err:
+        return JSONResponse({"error": str(err)}, status_code=502)
+    await asyncio.to_thread(
+        Ledger(store).audit, actor=principal.name, action=f"judgment.{decision}",
+        subject_kind="run", subject_id=answer.run_id,
+        details={"stage": answer.stage_ref, "comment": comment, "via": principal.via})
+    return JSONResponse(answer.to_json(), status_code=202)

@@ -1,0 +1,207 @@
+"""Live updates: one feed per process tails the store, every browser listens over SSE.
+
+Flow runs write their transitions and logs to the store from other processes, so the web
+process learns of them from the store itself. One task (:class:`ChangeFeed`) reads what
+is new in the two append-only tables (``state_transitions``, ``stage_logs``, by primary
+key, a few rows at most) and hands each change to the subscribed streams; a browser
+never polls, it holds one ``EventSource`` open. With no subscriber the task does nothing.
+
+A page is rendered from the store, then opens its stream saying where it stopped
+(``since``: the newest transition and log ids it showed; ``Last-Event-ID`` on a
+reconnect). The stream first replays what came after that, then goes live; events carry
+their ids, so a client ignores one it has seen. A subscriber too slow to keep up (its
+queue full) is told to reload instead of being fed a gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from shipyard.store.browse import Change, LogLine, RunBrowser
+
+__all__ = ["ChangeFeed", "Subscription", "parse_since", "sse_stream"]
+
+log = logging.getLogger("shipyard.ui.live")
+
+QUEUE_SIZE = 2000
+HEARTBEAT_SECONDS = 15.0
+
+
+@dataclass(eq=False)
+class Subscription:
+    """What one stream wants: every run's state changes, or one run's changes and logs."""
+
+    run_id: str | None
+    with_logs: bool
+    start: tuple[int, int] = (0, 0)
+    """The newest transition and log ids when it began: it is fed only what is newer
+    (what came before, it replays from the store itself)."""
+    queue: asyncio.Queue[tuple[str, dict[str, Any]]] = field(
+        default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
+    lagging: bool = False
+
+    def wants(self, run_id: str) -> bool:
+        return self.run_id is None or self.run_id == run_id
+
+    def offer(self, event: str, data: dict[str, Any]) -> None:
+        if self.lagging or data["id"] <= self.start[1 if event == "log" else 0]:
+            return
+        try:
+            self.queue.put_nowait((event, data))
+        except asyncio.QueueFull:
+            self.lagging = True
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self.queue.get_nowait()
+            self.queue.put_nowait(("resync", {}))
+
+
+class ChangeFeed:
+    """Tails the store every ``interval_seconds`` while anyone listens."""
+
+    def __init__(self, browser: RunBrowser, *, interval_seconds: float = 0.25) -> None:
+        self.browser = browser
+        self.interval_seconds = interval_seconds
+        self._subscribers: set[Subscription] = set()
+        self._listening = asyncio.Event()
+        self._last_change = 0
+        self._last_log = 0
+
+    def subscribe(self, run_id: str | None = None, *, with_logs: bool = False,
+                  start: tuple[int, int] = (0, 0)) -> Subscription:
+        """A new subscription; call it on the event loop (the feed's events are not
+        thread-safe). ``start``: see :attr:`Subscription.start`."""
+        subscription = Subscription(run_id, with_logs, start)
+        self._subscribers.add(subscription)
+        self._listening.set()
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscribers.discard(subscription)
+        if not self._subscribers:
+            self._listening.clear()
+
+    async def run(self) -> None:
+        """Forever: wait for a subscriber, then tail. Errors are logged and retried."""
+        while True:
+            if not self._subscribers:
+                await self._listening.wait()
+                # Idle until now: go on from where the new subscribers began, skipping
+                # the backlog nobody was there to hear.
+                self._last_change = min(s.start[0] for s in self._subscribers)
+                self._last_log = min(s.start[1] for s in self._subscribers)
+            try:
+                busy = await self._tick()
+            except Exception:  # a database hiccup must not end live updates for good
+                log.exception("reading the store for live updates failed; retrying")
+                busy = False
+            if not busy:
+                await asyncio.sleep(self.interval_seconds)
+
+    async def _tick(self) -> bool:
+        changes = await asyncio.to_thread(self.browser.changes_after, self._last_change)
+        for change in changes:
+            self._last_change = change.id
+            self._publish_change(change)
+        logs: list[LogLine] = []
+        if any(s.with_logs for s in self._subscribers):
+            logs = await asyncio.to_thread(self.browser.logs_after, self._last_log)
+            for line in logs:
+                self._last_log = line.id
+                self._publish_log(line)
+        else:
+            # Nobody reads logs: skip over them rather than send a backlog later.
+            self._last_log = await asyncio.to_thread(self.browser.last_log_id)
+        return len(changes) >= 500 or len(logs) >= 500
+
+    def _publish_change(self, change: Change) -> None:
+        data = change_data(change)
+        event = "stage" if change.stage_ref else "run"
+        for subscription in list(self._subscribers):
+            if subscription.wants(change.run_id):
+                subscription.offer(event, data)
+
+    def _publish_log(self, line: LogLine) -> None:
+        data = log_data(line)
+        for subscription in list(self._subscribers):
+            if subscription.with_logs and subscription.wants(line.run_id):
+                subscription.offer("log", data)
+
+
+def parse_since(value: str | None) -> tuple[int, int] | None:
+    """``"<transition id>.<log id>"`` (the page's ``since`` or ``Last-Event-ID``)."""
+    if not value:
+        return None
+    change, _, log_id = value.partition(".")
+    try:
+        return int(change), int(log_id or 0)
+    except ValueError:
+        return None
+
+
+async def sse_stream(feed: ChangeFeed, subscription: Subscription, is_disconnected: Any,
+                     since: tuple[int, int] | None = None) -> AsyncIterator[str]:
+    """The text/event-stream body for ``subscription``: a retry hint, what came after
+    ``since`` up to the subscription's start, then each event as it comes, and a comment
+    line every
+    :data:`HEARTBEAT_SECONDS` (proxies close silent streams, and it is how a closed
+    browser tab is noticed)."""
+    try:
+        yield "retry: 2000\n\n"
+        if since is not None:
+            for event, data in await asyncio.to_thread(_replay, feed.browser, subscription,
+                                                       since):
+                yield _format(event, data)
+        while True:
+            try:
+                event, data = await asyncio.wait_for(subscription.queue.get(),
+                                                     HEARTBEAT_SECONDS)
+            except TimeoutError:
+                if await is_disconnected():
+                    return
+                yield ": keep-alive\n\n"
+                continue
+            yield _format(event, data)
+            if event == "resync":
+                return
+    finally:
+        feed.unsubscribe(subscription)
+
+
+def _format(event: str, data: dict[str, Any]) -> str:
+    # The id lets EventSource's reconnect say where it was (Last-Event-ID).
+    ident = f"id: {data['id']}.0\n" if event in ("run", "stage") else ""
+    if event == "log":
+        ident = f"id: 0.{data['id']}\n"
+    return f"{ident}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _replay(browser: RunBrowser, subscription: Subscription,
+            since: tuple[int, int]) -> list[tuple[str, dict[str, Any]]]:
+    """What the subscriber missed after ``since``, up to its start (at most 500 of each
+    kind)."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    for change in browser.changes_after(since[0], run_id=subscription.run_id):
+        if change.id <= subscription.start[0]:
+            events.append(("stage" if change.stage_ref else "run", change_data(change)))
+    if subscription.with_logs and since[1]:
+        for line in browser.logs_after(since[1], run_id=subscription.run_id):
+            if line.id <= subscription.start[1]:
+                events.append(("log", log_data(line)))
+    return events
+
+
+def change_data(change: Change) -> dict[str, Any]:
+    return {"id": change.id, "run_id": change.run_id, "stage": change.stage_ref,
+            "state": change.to_state.value, "reason": change.reason,
+            "message": change.message, "at": change.at.isoformat()}
+
+
+def log_data(line: LogLine) -> dict[str, Any]:
+    return {"id": line.id, "run_id": line.run_id, "stage": line.stage_ref,
+            "stream": line.stream, "text": line.text, "at": line.at.isoformat()}

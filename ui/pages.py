@@ -1,0 +1,234 @@
+"""The server-rendered pages: sign-in, the run list and a run's detail with its actions.
+
+Pages are Jinja2 templates rendered from the store; ``static/app.js`` keeps them live
+over SSE. Forms post back here with the session's CSRF token; destructive actions
+(reject) go through a confirmation page first; every action is audited.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from shipyard.domain.access import Role
+from shipyard.domain.states import State
+from shipyard.store import Accounts, AmbiguousRunId, RunNotFound, RunRecord, Store
+from shipyard.store.browse import BadCursor, RunBrowser, RunFilters
+from ui import presentation
+from ui.api import judgment_response
+from ui.auth import (
+    Principal,
+    check_csrf,
+    csrf_token,
+    page_principal,
+    principal_of,
+    sign_in,
+    sign_out,
+)
+from ui.dag import layout_dag
+
+__all__ = ["router", "templates"]
+
+templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+templates.env.globals.update(
+    badge=presentation.badge, duration_text=presentation.duration_text,
+    pace=presentation.pace)
+
+router = APIRouter(include_in_schema=False)
+
+ViewerPage = Annotated[Principal, Depends(page_principal(Role.VIEWER))]
+DeployerPage = Annotated[Principal, Depends(page_principal(Role.DEPLOYER))]
+RUNS_PER_PAGE = 50
+_BADGES_JSON = json.dumps(presentation.STATE_BADGES, ensure_ascii=False)
+
+
+def render(request: Request, name: str, context: dict[str, Any], *,
+           status_code: int = 200) -> HTMLResponse:
+    """A page with what every page needs: who is signed in, the CSRF token, the time."""
+    store: Store = request.app.state.store
+    now = store.clock()
+    base = {"principal": principal_of(request), "csrf": csrf_token(request),
+            "badges_json": _BADGES_JSON, "flashes": request.session.pop("flashes", []),
+            "since_text": lambda at: presentation.since_text(at, now),
+            "run_seconds": lambda run: _seconds(run.started_at, run.finished_at, now),
+            "stage_seconds": lambda s: _seconds(s.started_at, s.finished_at, now)}
+    return templates.TemplateResponse(request, name, {**base, **context},
+                                      status_code=status_code)
+
+
+def flash(request: Request, text: str, kind: str = "ok") -> None:
+    request.session.setdefault("flashes", []).append({"text": text, "kind": kind})
+
+
+def _seconds(started: datetime | None, finished: datetime | None,
+             now: datetime) -> float | None:
+    if started is None:
+        return None
+    return ((finished or now) - started).total_seconds()
+
+
+def _safe_next(target: str) -> str:
+    """Only a path on this site: an open redirect would send a signed-in user anywhere."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/runs"
+    return target
+
+
+# -- signing in ---------------------------------------------------------------------------
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/runs") -> Response:
+    return render(request, "login.html", {"next_path": _safe_next(next), "username": "",
+                                          "error": ""})
+
+
+@router.post("/login")
+def login(request: Request, username: Annotated[str, Form()],
+          password: Annotated[str, Form()], csrf_token_: Annotated[str, Form(
+              alias="csrf_token")] = "", next: Annotated[str, Form()] = "/runs",
+          ) -> Response:
+    """Sign in. The login form carries a CSRF token too (login CSRF: signing a victim in
+    as the attacker)."""
+    expected = request.session.get("csrf")
+    if not expected or expected != csrf_token_:
+        return render(request, "login.html", {"next_path": _safe_next(next),
+                                              "username": username,
+                                              "error": "The form was stale; try again."},
+                      status_code=403)
+    accounts: Accounts = request.app.state.accounts
+    user = accounts.authenticate(username.strip(), password)
+    if user is None:
+        return render(request, "login.html", {
+            "next_path": _safe_next(next), "username": username,
+            "error": "Wrong username or password, or the account is disabled."},
+            status_code=401)
+    sign_in(request, user.name)
+    return RedirectResponse(_safe_next(next), status_code=303)
+
+
+@router.post("/logout")
+def logout(request: Request, csrf_token_: Annotated[str, Form(alias="csrf_token")] = ""
+           ) -> Response:
+    principal = principal_of(request)
+    if principal is not None:
+        check_csrf(request, principal, csrf_token_)
+    sign_out(request)
+    return RedirectResponse("/login", status_code=303)
+
+
+# -- runs -----------------------------------------------------------------------------------
+
+
+@router.get("/")
+def home() -> Response:
+    return RedirectResponse("/runs", status_code=303)
+
+
+@router.get("/runs")
+def runs_page(
+    request: Request, principal: ViewerPage,
+    app: str = "", status: str = "", branch: str = "", trigger: str = "", pipeline: str = "",
+    cursor: Annotated[str | None, Query()] = None,
+) -> Response:
+    store: Store = request.app.state.store
+    browser = RunBrowser(store)
+    try:
+        state = State(status) if status else None
+    except ValueError:
+        raise HTTPException(422, f"status: {status!r} is no state; use one of "
+                            f"{', '.join(s.value for s in State)}") from None
+    filters = RunFilters(app=app or None, state=state, branch=branch or None,
+                         trigger=trigger or None, pipeline=pipeline or None)
+    try:
+        page = browser.page(filters, limit=RUNS_PER_PAGE, cursor=cursor)
+    except BadCursor as err:
+        raise HTTPException(422, str(err)) from None
+    query = {k: v for k, v in (("app", app), ("status", status), ("branch", branch),
+                               ("trigger", trigger), ("pipeline", pipeline)) if v}
+    return render(request, "runs.html", {
+        "section": "runs", "runs": page.runs, "filters": filters, "filtered": bool(query),
+        "choices": browser.distinct_values(), "states": [s.value for s in State],
+        "first_page": cursor is None, "since": f"{browser.last_change_id()}.0",
+        "live_query": urlencode(query),
+        "first_url": "/runs" + (f"?{urlencode(query)}" if query else ""),
+        "next_url": f"/runs?{urlencode({**query, 'cursor': page.next_cursor})}"
+        if page.next_cursor else None})
+
+
+@router.get("/runs/{run_id}/row")
+def run_row(request: Request, run_id: str, principal: ViewerPage,
+            app: str = "", status: str = "", branch: str = "", trigger: str = "",
+            pipeline: str = "") -> Response:
+    """One row of the run list, for the live list to add a new run (204 when the run
+    does not match the list's filters)."""
+    run = _run(request, run_id)
+    wanted = {"app": app, "status": status, "branch": branch, "trigger": trigger,
+              "pipeline": pipeline}
+    actual = {"app": run.app or "", "status": run.state.value, "branch": run.ref or "",
+              "trigger": run.trigger, "pipeline": run.pipeline}
+    if any(value and actual[key] != value for key, value in wanted.items()):
+        return Response(status_code=204)
+    return render(request, "_run_row.html", {"run": run})
+
+
+@router.get("/runs/{run_id}")
+def run_page(request: Request, run_id: str, principal: ViewerPage) -> Response:
+    store: Store = request.app.state.store
+    run = _run(request, run_id)
+    browser = RunBrowser(store)
+    since = f"{browser.last_change_id()}.{browser.last_log_id()}"
+    logs: dict[str, str] = {}
+    for chunk in store.read_logs(run.id):
+        logs[chunk.stage_ref] = logs.get(chunk.stage_ref, "") + chunk.text
+    prefect_ui: str | None = request.app.state.prefect_ui
+    return render(request, "run.html", {
+        "section": "runs", "run": run, "since": since, "logs": logs,
+        "typical": browser.typical_stage_seconds(run.pipeline, run.app),
+        "layout": layout_dag(run.stages),
+        "stages_by_ref": {s.ref: s for s in run.stages},
+        "waiting": [s for s in run.stages if s.state is State.WAITING],
+        "may_act": principal.may(Role.DEPLOYER),
+        "prefect_url": f"{prefect_ui}/runs/flow-run/{run.prefect_flow_run_id}"
+        if prefect_ui and run.prefect_flow_run_id else None})
+
+
+@router.post("/runs/{run_id}/judgment")
+async def judgment_form(
+    request: Request, run_id: str, principal: DeployerPage,
+    decision: Annotated[str, Form()], comment: Annotated[str, Form()] = "",
+    confirmed: Annotated[str, Form()] = "",
+    csrf_token_: Annotated[str, Form(alias="csrf_token")] = "",
+) -> Response:
+    """Approve, or reject after a confirmation page that asks why."""
+    check_csrf(request, principal, csrf_token_)
+    if decision == "reject" and confirmed != "yes":
+        return render(request, "confirm.html", {
+            "title": "Reject this judgment?",
+            "consequence": "The pipeline fails at this judgment and rolls back what it "
+                           "deployed. This cannot be undone; a new release starts over.",
+            "action": f"/runs/{run_id}/judgment", "fields": {"decision": "reject"},
+            "ask_reason": "Why (recorded with the rejection)", "reason": comment,
+            "confirm_label": "✘ Reject", "cancel_url": f"/runs/{run_id}"})
+    answered = await judgment_response(request, run_id, decision, comment, principal)
+    if answered.status_code == 202:
+        word = "Approved" if decision == "approve" else "Rejected"
+        flash(request, f"{word}: the pipeline goes on within seconds.")
+    else:
+        flash(request, json.loads(bytes(answered.body))["error"], "error")
+    return RedirectResponse(f"/runs/{run_id}", status_code=303)
+
+
+def _run(request: Request, run_id: str) -> RunRecord:
+    store: Store = request.app.state.store
+    try:
+        return store.get_run(run_id)
+    except (RunNotFound, AmbiguousRunId) as err:
+        raise HTTPException(404, str(err)) from None
