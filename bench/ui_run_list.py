@@ -47,7 +47,7 @@ PIPELINES = ("ci", "ci", "release", "cd", "promote", "rollback")
 
 def fill(store: Store, runs: int, seed: int = 7) -> None:
     """``runs`` runs, newest now, each with its creation transition."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - test data, not secrets
     now = datetime.now(UTC)
     batch: list[dict[str, object]] = []
     transitions: list[dict[str, object]] = []
