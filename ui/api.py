@@ -188,6 +188,19 @@ def get_logs(request: Request, run_id: str, _: Viewer,
              "text": c.text} for c in chunks]
 
 
+@router.get("/runs/{run_id}/stages/{stage_ref}/outputs")
+def get_stage_outputs(request: Request, run_id: str, stage_ref: str, _: Viewer) -> Any:
+    """What a stage recorded: a canary stage its report (score, verdict, each metric's
+    classification, statistics and both series), a chaos stage its evidence, a bake its
+    manifests' digests."""
+    run = _get_run(_store(request), run_id)
+    for stage in run.stages:
+        if stage.ref == stage_ref:
+            return stage.outputs
+    raise HTTPException(404, f"run {run.short_id} has no stage {stage_ref!r}; it has "
+                        f"{', '.join(s.ref for s in run.stages)}")
+
+
 @router.get("/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}})
 async def all_events(request: Request, _: Viewer,

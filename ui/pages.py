@@ -33,6 +33,7 @@ from ui.auth import (
     sign_in,
     sign_out,
 )
+from ui.charts import box_plots, series_chart
 from ui.dag import layout_dag
 
 __all__ = ["router", "templates"]
@@ -225,6 +226,34 @@ async def judgment_form(
     else:
         flash(request, json.loads(bytes(answered.body))["error"], "error")
     return RedirectResponse(f"/runs/{run_id}", status_code=303)
+
+
+@router.get("/runs/{run_id}/canary/{stage_ref}")
+def canary_report(request: Request, run_id: str, stage_ref: str,
+                  principal: ViewerPage) -> Response:
+    """A canary stage's report: the score against the thresholds, and per metric its
+    classification, both series over time and as distributions, and the statistics."""
+    run = _run(request, run_id)
+    stage = next((s for s in run.stages if s.ref == stage_ref), None)
+    if stage is None or "report" not in stage.outputs:
+        raise HTTPException(404, f"run {run.short_id} has no canary report at stage "
+                            f"{stage_ref!r}; its run page links the reports it has")
+    result = stage.outputs
+    report = result["report"]
+    charts, distributions = {}, {}
+    for name, metric in report["metrics"].items():
+        series = {"baseline": metric.get("baseline_values", []),
+                  "canary": metric.get("canary_values", [])}
+        charts[name] = series_chart(series)
+        distributions[name] = box_plots(series)
+    return render(request, "canary.html", {
+        "section": "runs", "run": run, "result": result, "report": report,
+        "charts": charts, "distributions": distributions, "fmt": _number})
+
+
+def _number(value: float | None) -> str:
+    """A statistic as it reads best: 4 significant digits, a dash when missing."""
+    return "—" if value is None else f"{value:.4g}"
 
 
 CHOICES_SECONDS = 30.0

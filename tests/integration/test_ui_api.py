@@ -24,6 +24,8 @@ import httpx
 import pytest
 
 from shipyard.domain.access import Role
+from shipyard.domain.canary_config import parse_canary_config
+from shipyard.domain.canary_judge import judge_canary
 from shipyard.domain.clock import FrozenClock
 from shipyard.domain.pipeline import StageSpec
 from shipyard.domain.states import State
@@ -434,3 +436,79 @@ def test_the_session_key_is_kept_private_in_the_home(site: Site, tmp_path: Path)
     key = next(Path(site.ui.log.parent).glob("ui-secret-key"), None)
     assert key is not None
     assert oct(key.stat().st_mode & 0o777) == "0o600"
+
+
+# -- the canary report ----------------------------------------------------------------------
+
+CANARY_CONFIG = {
+    "metrics": [
+        {"name": "errors", "groups": ["errors"], "analysisConfigurations": {"canary": {
+            "direction": "increase", "nanStrategy": "replace", "critical": True}}},
+        {"name": "latency", "groups": ["latency"], "analysisConfigurations": {"canary": {
+            "direction": "increase"}}},
+    ],
+    "classifier": {"groupWeights": {"errors": 60, "latency": 40}},
+    "scoreThresholds": {"pass": 95, "marginal": 75},
+}
+
+
+def canary_run(site: Site) -> RunRecord:
+    """A run whose canary stage failed with the report the real judge made of a canary
+    with twice the baseline's errors (one point missing from its latency)."""
+    errors = [2.0, 3, 2, 4, 3, 2, 3, 3, 2, 4] * 3
+    latency: list[float | None] = [0.1 + (i % 10) * 0.001 for i in range(30)]
+    canary_latency = list(latency)
+    canary_latency[7] = None
+    judgement = judge_canary(parse_canary_config(CANARY_CONFIG),
+                             {"errors": errors, "latency": latency},
+                             {"errors": [e * 2 for e in errors], "latency": canary_latency})
+    outputs = {"app": "gateway", "baseline_version": "v1", "canary_version": "v2",
+               "score": judgement.score, "verdict": judgement.verdict,
+               "pass_threshold": 95.0, "marginal_threshold": 75.0, "points": 30,
+               "report": judgement.to_json(include_series=True),
+               "load": {"baseline": {"requests": 600, "failures": 0},
+                        "canary": {"requests": 600, "failures": 0}}}
+    run = site.store.create_run("cd", [StageSpec("canary")], trigger="manual", app="gateway")
+    site.store.transition_stage(run.id, "canary", State.RUNNING, reason="Started")
+    site.store.transition_stage(run.id, "canary", State.FAILED, reason="CanaryFailed",
+                                message="score 0 is fail", outputs=outputs)
+    return site.store.get_run(run.id)
+
+
+def test_a_canary_report_shows_each_metric_its_series_and_the_score(site: Site):
+    run = canary_run(site)
+    client, _ = signed_in(site, "vera")
+    with contextlib.closing(client):
+        detail = client.get(f"/runs/{run.id}").text
+        assert f'href="/runs/{run.id}/canary/canary">canary report</a>' in detail
+        page = client.get(f"/runs/{run.id}/canary/canary")
+    assert page.status_code == 200
+    text = page.text
+    assert "gateway v2 against v1" in text
+    assert '<span aria-hidden="true">✘</span> 0.0 — fail' in text
+    errors = text.split('data-metric="errors"')[1].split("</article>")[0]
+    assert '<span aria-hidden="true">▲</span> High' in errors
+    assert "critical failure" in errors
+    # Both series drawn: the judge removed the canary's missing latency point (its NaN
+    # strategy), so its line has 29 points to the baseline's 30.
+    latency = text.split('data-metric="latency"')[1].split("</article>")[0]
+    baseline_path = latency.split('class="line baseline"')[0].rsplit('d="', 1)[1]
+    canary_path = latency.split('class="line canary"')[0].rsplit('d="', 1)[1]
+    assert (baseline_path.count(" L"), canary_path.count(" L")) == (29, 28)
+    assert latency.count('<g class="box') == 2
+    assert "<td data-label=\"count\">29</td>" in latency  # the canary's 29 points
+
+
+def test_the_api_gives_a_stages_outputs_and_names_the_stages_it_has(site: Site):
+    run = canary_run(site)
+    outputs = site.get(f"/api/runs/{run.id}/stages/canary/outputs").json()
+    assert outputs["verdict"] == "fail"
+    assert outputs["report"]["metrics"]["errors"]["classification"] == "High"
+    assert len(outputs["report"]["metrics"]["errors"]["canary_values"]) == 30
+    missing = site.get(f"/api/runs/{run.id}/stages/chaos/outputs")
+    assert missing.status_code == 404
+    assert missing.json()["error"].endswith("has no stage 'chaos'; it has canary")
+    no_report = site.run()
+    page = site.get(f"/runs/{no_report.id}/canary/build", headers={"Accept": "text/html"})
+    assert page.status_code == 404
+    assert "has no canary report at stage &#39;build&#39;" in page.text
