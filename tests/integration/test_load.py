@@ -143,9 +143,13 @@ def test_stopping_ends_the_run_before_its_duration(server):
     assert took < 1.0
 
 
+def _access_entries(process: ModuleProcess, path: str) -> list[dict[str, object]]:
+    return [entry for entry in process.log_entries() if entry.get("path") == path]
+
+
 def _client_ports(process: ModuleProcess, path: str) -> set[str]:
-    return {entry["client"] for entry in process.log_entries()
-            if entry.get("path") == path and entry.get("client")}
+    return {str(entry["client"]) for entry in _access_entries(process, path)
+            if entry.get("client")}
 
 
 @pytest.mark.parametrize(("keep_alive", "connections"), [(True, 1), (False, 30)])
@@ -155,6 +159,12 @@ def test_keep_alive_reuses_the_connection_and_can_be_turned_off(keep_alive, conn
         spec = LoadSpec(process.base_url, paths=("/eureka/apps",), rate_per_second=50,
                         max_requests=30, concurrency=1, keep_alive=keep_alive)
         assert {s.status for s in asyncio.run(run_load(spec))} == {200}
+        # The app's access log reaches us through a reader thread: wait for all 30
+        # lines before counting (on a busy machine the last ones come a little later).
+        deadline = time.monotonic() + 15
+        while len(_access_entries(process, "/eureka/apps")) < 30 and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
         ports = _client_ports(process, "/eureka/apps")
     assert len(ports) == connections
 
