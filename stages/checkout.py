@@ -18,6 +18,8 @@ class CheckoutResult(StageResult):
     author: str
     message: str
     changed_files: list[str]
+    committed_at: str = ""
+    """ISO 8601, UTC: where DORA's lead time for changes starts."""
 
     def summary(self) -> str:
         title = self.message.splitlines()[0] if self.message else ""
@@ -44,4 +46,5 @@ async def checkout(ctx: StageContext, repo: str, ref: str) -> CheckoutResult:
     return CheckoutResult(
         workspace=str(done.workspace), sha=commit.sha, author=commit.author,
         message=commit.message, changed_files=list(commit.changed_files),
+        committed_at=commit.committed_at.isoformat(),
     )

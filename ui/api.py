@@ -8,7 +8,7 @@ of an action is whoever is signed in or owns the token, never what the body says
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -17,9 +17,11 @@ from pydantic import BaseModel, Field
 
 from shipyard.adapters.prefect import PrefectError, PrefectUnavailable
 from shipyard.domain.access import Role
+from shipyard.domain.dora import DEFAULT_WINDOWS, dora_report
 from shipyard.domain.states import State
 from shipyard.store import AmbiguousRunId, Ledger, RunNotFound, RunRecord, Store
 from shipyard.store.browse import BadCursor, RunBrowser, RunFilters
+from shipyard.store.deliveries import production_deployments
 from stages.judgments_service import InvalidAnswer, JudgmentError, answer_judgment
 from ui.auth import Principal, api_principal
 from ui.live import ChangeFeed, parse_since, sse_stream
@@ -199,6 +201,19 @@ def get_stage_outputs(request: Request, run_id: str, stage_ref: str, _: Viewer) 
             return stage.outputs
     raise HTTPException(404, f"run {run.short_id} has no stage {stage_ref!r}; it has "
                         f"{', '.join(s.ref for s in run.stages)}")
+
+
+@router.get("/dora", tags=["reports"])
+def get_dora(request: Request, _: Viewer,
+             environment: Annotated[str, Query(description="whose deployments count")] = "prod",
+             ) -> Any:
+    """DORA's five metrics per app and overall over the last 7, 30 and 90 days, each with
+    the window before it and the trend (durations in seconds)."""
+    store = _store(request)
+    now = store.clock()
+    deployments = production_deployments(store, environment,
+                                         since=now - timedelta(days=2 * max(DEFAULT_WINDOWS)))
+    return dora_report(deployments, now=now, environment=environment).to_json()
 
 
 @router.get("/events", response_class=StreamingResponse,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -19,9 +19,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from shipyard.domain.access import Role
+from shipyard.domain.dora import DEFAULT_WINDOWS, dora_report
 from shipyard.domain.states import State
 from shipyard.store import Accounts, AmbiguousRunId, RunNotFound, RunRecord, Store
 from shipyard.store.browse import BadCursor, RunBrowser, RunFilters
+from shipyard.store.deliveries import production_deployments
 from ui import presentation
 from ui.api import judgment_response
 from ui.auth import (
@@ -254,6 +256,21 @@ def canary_report(request: Request, run_id: str, stage_ref: str,
 def _number(value: float | None) -> str:
     """A statistic as it reads best: 4 significant digits, a dash when missing."""
     return "—" if value is None else f"{value:.4g}"
+
+
+@router.get("/dora")
+def dora_page(request: Request, principal: ViewerPage, environment: str = "prod") -> Response:
+    """DORA's five metrics per app and overall, 7, 30 and 90 days, with the trend."""
+    store: Store = request.app.state.store
+    now = store.clock()
+    deployments = production_deployments(
+        store, environment, since=now - timedelta(days=2 * max(DEFAULT_WINDOWS)))
+    report = dora_report(deployments, now=now, environment=environment)
+    return render(request, "dora.html", {
+        "section": "dora", "report": report, "environment": environment,
+        "windows_order": list(DEFAULT_WINDOWS),
+        "seconds": lambda delta: delta.total_seconds() if delta is not None else None,
+        "percent": lambda rate: "—" if rate is None else f"{rate * 100:.0f}%"})
 
 
 CHOICES_SECONDS = 30.0

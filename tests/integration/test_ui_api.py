@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -512,3 +512,52 @@ def test_the_api_gives_a_stages_outputs_and_names_the_stages_it_has(site: Site):
     page = site.get(f"/runs/{no_report.id}/canary/build", headers={"Accept": "text/html"})
     assert page.status_code == 404
     assert "has no canary report at stage &#39;build&#39;" in page.text
+
+
+# -- DORA ----------------------------------------------------------------------------------
+
+
+def test_dora_counts_deployments_failures_recovery_lead_time_and_rework(
+    site: Site, module_store_url: str,
+) -> None:
+    """v1 (built from a commit two hours before it shipped), v2, a rollback to v1 an hour
+    after v2, then v3: three deployments, one failed and recovered in an hour, one of four
+    changes unplanned."""
+    app = f"dora{time.monotonic_ns() % 100_000}"
+    clock = FrozenClock(datetime.now(UTC) - timedelta(days=3))
+    store = Store(open_engine(module_store_url), clock=clock)
+    try:
+        ledger = Ledger(store)
+        ci = store.create_run("ci", [StageSpec("checkout")], trigger="push", app=app)
+        committed = clock() - timedelta(hours=2)
+        store.transition_stage(ci.id, "checkout", State.RUNNING, reason="Started")
+        store.transition_stage(ci.id, "checkout", State.SUCCEEDED, reason="Succeeded",
+                               outputs={"committed_at": committed.isoformat()})
+        ledger.record_artifact(run_id=ci.id, stage_ref="push", app=app, name=app,
+                               tag="v1", digest="sha256:" + "1" * 64)
+        for version, kind, digit, hours in (("v1", "deploy", "1", 0), ("v2", "deploy", "2", 1),
+                                            ("v1", "rollback", "1", 1), ("v3", "deploy", "3", 5)):
+            clock.advance(hours * 3600)
+            ledger.record_release(app=app, version=version, environment="prod", kind=kind,
+                                  digest="sha256:" + digit * 64, actor="ada", why="test")
+        ledger.record_release(app=app, version="v9", environment="staging", kind="deploy",
+                              digest="sha256:" + "9" * 64, actor="ada", why="not prod")
+    finally:
+        store.close()
+
+    report = site.get("/api/dora").json()
+    week = report["by_app"][app]["7"]["current"]
+    assert (week["deployments"], week["rollbacks"], week["failed_deployments"]) == (3, 1, 1)
+    assert week["change_fail_rate"] == pytest.approx(1 / 3)
+    assert week["recovery_time_median_seconds"] == 3600
+    assert week["lead_time_median_seconds"] == 7200  # only v1's commit is known
+    assert week["rework_rate"] == 0.25
+    assert report["by_app"][app]["7"]["previous"]["deployments"] == 0
+    assert report["by_app"][app]["7"]["trend"]["deployment_frequency"] == "better"
+
+    client, _ = signed_in(site, "vera")
+    with contextlib.closing(client):
+        page = client.get("/dora").text
+    row = page.split(f'data-dora="{app}-7"')[1].split("</tr>")[0]
+    assert "3 (0.43/day)" in row and "33%" in row and "(1 of 3)" in row
+    assert '<span aria-hidden="true">▲</span> better' in row
