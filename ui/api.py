@@ -8,6 +8,7 @@ of an action is whoever is signed in or owns the token, never what the body says
 from __future__ import annotations
 
 import asyncio
+from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -25,6 +26,7 @@ from shipyard.store.deliveries import production_deployments
 from stages.judgments_service import InvalidAnswer, JudgmentError, answer_judgment
 from ui.auth import Principal, api_principal
 from ui.live import ChangeFeed, parse_since, sse_stream
+from ui.presentation import manifest_diff
 
 __all__ = ["router"]
 
@@ -201,6 +203,45 @@ def get_stage_outputs(request: Request, run_id: str, stage_ref: str, _: Viewer) 
             return stage.outputs
     raise HTTPException(404, f"run {run.short_id} has no stage {stage_ref!r}; it has "
                         f"{', '.join(s.ref for s in run.stages)}")
+
+
+class ReleaseView(BaseModel):
+    id: int
+    app: str
+    version: str
+    environment: str
+    kind: str
+    digest: str
+    slot: str
+    run_id: str | None
+    source_release_id: int | None
+    actor: str
+    why: str
+    created_at: datetime
+
+
+@router.get("/apps/{app}/releases", response_model=list[ReleaseView], tags=["releases"])
+def list_releases(request: Request, app: str, _: Viewer,
+                  environment: Annotated[str | None, Query()] = None,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Any:
+    """An app's releases, newest first: who, why, which version, how (deploy, promote,
+    rollback)."""
+    return [{f.name: getattr(r, f.name) for f in fields(r) if f.name != "manifests"}
+            for r in Ledger(_store(request)).releases(app, environment, limit=limit)]
+
+
+@router.get("/apps/{app}/releases/diff", tags=["releases"])
+def diff_releases(request: Request, app: str, _: Viewer,
+                  from_: Annotated[int, Query(alias="from")], to: int) -> Any:
+    """The unified diff of two releases' manifests, as lines."""
+    ledger = Ledger(_store(request))
+    try:
+        left, right = ledger.release(from_), ledger.release(to)
+    except LookupError as err:
+        raise HTTPException(404, str(err)) from None
+    if left.app != app or right.app != app:
+        raise HTTPException(404, f"releases #{from_} and #{to} are not both {app}'s")
+    return {"from": from_, "to": to, "diff": manifest_diff(left, right)}
 
 
 @router.get("/dora", tags=["reports"])

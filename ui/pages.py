@@ -21,7 +21,14 @@ from fastapi.templating import Jinja2Templates
 from shipyard.domain.access import Role
 from shipyard.domain.dora import DEFAULT_WINDOWS, dora_report
 from shipyard.domain.states import State
-from shipyard.store import Accounts, AmbiguousRunId, RunNotFound, RunRecord, Store
+from shipyard.store import (
+    Accounts,
+    AmbiguousRunId,
+    Ledger,
+    RunNotFound,
+    RunRecord,
+    Store,
+)
 from shipyard.store.browse import BadCursor, RunBrowser, RunFilters
 from shipyard.store.deliveries import production_deployments
 from ui import presentation
@@ -271,6 +278,31 @@ def dora_page(request: Request, principal: ViewerPage, environment: str = "prod"
         "windows_order": list(DEFAULT_WINDOWS),
         "seconds": lambda delta: delta.total_seconds() if delta is not None else None,
         "percent": lambda rate: "—" if rate is None else f"{rate * 100:.0f}%"})
+
+
+@router.get("/apps/{app}/releases")
+def releases_page(request: Request, app: str, principal: ViewerPage, env: str = "",
+                  from_: Annotated[int | None, Query(alias="from")] = None,
+                  to: int | None = None) -> Response:
+    """An app's releases, who made each and why, and the manifest diff of any two."""
+    store: Store = request.app.state.store
+    ledger = Ledger(store)
+    releases = ledger.releases(app, env or None, limit=200)
+    environments = sorted({r.environment for r in ledger.releases(app, limit=500)})
+    left = right = None
+    diff: list[str] | None = None
+    if from_ is not None and to is not None:
+        try:
+            left, right = ledger.release(from_), ledger.release(to)
+        except LookupError as err:
+            raise HTTPException(404, str(err)) from None
+        if left.app != app or right.app != app:
+            raise HTTPException(404, f"releases #{from_} and #{to} are not both {app}'s")
+        diff = presentation.manifest_diff(left, right)
+    return render(request, "releases.html", {
+        "section": "releases", "app": app, "env": env, "releases": releases,
+        "environments": environments, "left": left, "right": right, "diff": diff,
+        "line_class": presentation.diff_line_class})
 
 
 CHOICES_SECONDS = 30.0

@@ -6,11 +6,14 @@ Every state has an icon and a word beside its colour, so colour is never the onl
 
 from __future__ import annotations
 
+import difflib
 from datetime import datetime
 
 from shipyard.domain.states import State
+from shipyard.store.records import ReleaseRecord
 
-__all__ = ["STATE_BADGES", "badge", "duration_text", "pace", "since_text"]
+__all__ = ["STATE_BADGES", "badge", "diff_line_class", "duration_text", "manifest_diff",
+           "pace", "since_text"]
 
 STATE_BADGES: dict[str, tuple[str, str]] = {
     State.QUEUED.value: ("◷", "Queued"),
@@ -69,3 +72,18 @@ def since_text(at: datetime | None, now: datetime) -> str:
     if seconds < 86400 * 2:
         return f"{round(seconds / 3600)} h ago"
     return f"{round(seconds / 86400)} days ago"
+
+
+def manifest_diff(left: ReleaseRecord, right: ReleaseRecord) -> list[str]:
+    """The unified diff of two releases' recorded manifests (empty when the same)."""
+    return list(difflib.unified_diff(
+        left.manifests.splitlines(), right.manifests.splitlines(),
+        fromfile=f"#{left.id} {left.environment} {left.version}",
+        tofile=f"#{right.id} {right.environment} {right.version}", lineterm=""))
+
+
+def diff_line_class(line: str) -> str:
+    """The CSS class of a unified-diff line: file, add, del, hunk or none."""
+    if line.startswith(("+++", "---")):
+        return "file"
+    return {"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "")

@@ -561,3 +561,41 @@ def test_dora_counts_deployments_failures_recovery_lead_time_and_rework(
     row = page.split(f'data-dora="{app}-7"')[1].split("</tr>")[0]
     assert "3 (0.43/day)" in row and "33%" in row and "(1 of 3)" in row
     assert '<span aria-hidden="true">▲</span> better' in row
+
+
+# -- release history -----------------------------------------------------------------------
+
+
+def test_the_release_history_shows_who_and_why_and_diffs_two_versions(site: Site):
+    app = f"hist{time.monotonic_ns() % 100_000}"
+    ledger = Ledger(site.store)
+    manifests = "kind: Deployment\nspec:\n  replicas: {n}\n  image: {app}@sha256:{digit}\n"
+    first = ledger.record_release(app=app, version="v1", environment="prod", kind="deploy",
+                                  digest="sha256:" + "1" * 64, actor="ada", why="first",
+                                  manifests=manifests.format(n=2, app=app, digit="1" * 8))
+    second = ledger.record_release(app=app, version="v2", environment="prod", kind="deploy",
+                                   digest="sha256:" + "2" * 64, actor="bob", why="faster",
+                                   manifests=manifests.format(n=3, app=app, digit="2" * 8))
+    back = ledger.record_release(app=app, version="v1", environment="prod", kind="rollback",
+                                 digest="sha256:" + "1" * 64, actor="carol",
+                                 why="p99 doubled", manifests=first.manifests)
+    listed = site.get(f"/api/apps/{app}/releases").json()
+    assert [(r["id"], r["kind"], r["actor"], r["why"]) for r in listed] == [
+        (back.id, "rollback", "carol", "p99 doubled"), (second.id, "deploy", "bob", "faster"),
+        (first.id, "deploy", "ada", "first")]
+    assert "manifests" not in listed[0]
+    diff = site.get(f"/api/apps/{app}/releases/diff",
+                    params={"from": first.id, "to": second.id}).json()["diff"]
+    assert "-  replicas: 2" in diff and "+  replicas: 3" in diff
+    assert site.get(f"/api/apps/{app}/releases/diff",
+                    params={"from": first.id, "to": back.id}).json()["diff"] == []
+    assert site.get("/api/apps/other/releases/diff",
+                    params={"from": first.id, "to": second.id}).status_code == 404
+
+    client, _ = signed_in(site, "vera")
+    with contextlib.closing(client):
+        page = client.get(f"/apps/{app}/releases",
+                          params={"from": first.id, "to": second.id}).text
+    assert '<span class="add">+  replicas: 3</span>' in page
+    row = page.split(f'data-release="{back.id}"')[1].split("</tr>")[0]
+    assert "↺</span> rollback" in row and "carol" in row and "p99 doubled" in row
