@@ -25,6 +25,7 @@ from shipyard.store.browse import BadCursor, RunBrowser, RunFilters
 from shipyard.store.deliveries import production_deployments
 from stages.judgments_service import InvalidAnswer, JudgmentError, answer_judgment
 from ui.auth import Principal, api_principal
+from ui.environments import read_board
 from ui.live import ChangeFeed, parse_since, sse_stream
 from ui.presentation import manifest_diff
 
@@ -242,6 +243,32 @@ def diff_releases(request: Request, app: str, _: Viewer,
     if left.app != app or right.app != app:
         raise HTTPException(404, f"releases #{from_} and #{to} are not both {app}'s")
     return {"from": from_, "to": to, "diff": manifest_diff(left, right)}
+
+
+@router.get("/environments", tags=["releases"])
+def get_environments(request: Request, _: Viewer) -> Any:
+    """App by environment: the release recorded there, its health in the cluster
+    (kubectl's rollout rules), the traffic split between versions, and the delivery
+    under way."""
+    board = read_board(_store(request), request.app.state.settings)
+    cells = []
+    for (app, environment), cell in board.cells.items():
+        release = cell.release
+        cells.append({
+            "app": app, "environment": environment,
+            "version": release.version if release else None,
+            "release_id": release.id if release else None,
+            "since": release.created_at if release else None,
+            "health": cell.health, "health_message": cell.health_message,
+            "traffic": cell.shares,
+            "workloads": [{"name": w.name, "version": w.version, "slot": w.slot,
+                           "track": w.track, "ready": w.ready, "desired": w.desired}
+                          for w in cell.workloads]})
+    return {"apps": board.apps, "environments": board.environments, "cells": cells,
+            "under_way": {app: {"run_id": run.id, "pipeline": run.pipeline,
+                                "stages": active}
+                          for app, (run, active) in board.under_way.items()},
+            "cluster_error": board.cluster_error}
 
 
 @router.get("/dora", tags=["reports"])

@@ -44,6 +44,7 @@ from ui.auth import (
 )
 from ui.charts import box_plots, series_chart
 from ui.dag import layout_dag
+from ui.environments import read_board
 
 __all__ = ["router", "templates"]
 
@@ -263,6 +264,16 @@ def canary_report(request: Request, run_id: str, stage_ref: str,
 def _number(value: float | None) -> str:
     """A statistic as it reads best: 4 significant digits, a dash when missing."""
     return "—" if value is None else f"{value:.4g}"
+
+
+@router.get("/environments")
+def environments_page(request: Request, principal: ViewerPage, fragment: bool = False
+                      ) -> Response:
+    """App by environment: the release, its health, since when, the traffic split and the
+    delivery under way. ``fragment`` renders the table alone (the live page swaps it)."""
+    board = read_board(request.app.state.store, request.app.state.settings)
+    return render(request, "_board.html" if fragment else "environments.html",
+                  {"section": "environments", "board": board})
 
 
 @router.get("/dora")

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -108,6 +108,14 @@ class Ledger:
         """What ``environment`` should be running of ``app``, if anything."""
         found = self.releases(app, environment, limit=1)
         return found[0] if found else None
+
+    def all_current_releases(self) -> dict[tuple[str, str], ReleaseRecord]:
+        """Per (app, environment), the newest release: what each environment should run."""
+        newest = (select(func.max(Release.id))
+                  .group_by(Release.app, Release.environment).scalar_subquery())
+        with self.store.reading() as session:
+            rows = session.scalars(select(Release).where(Release.id.in_(newest)))
+            return {(row.app, row.environment): _release(row) for row in rows}
 
     def release(self, release_id: int) -> ReleaseRecord:
         with self.store.reading() as session:

@@ -15,8 +15,10 @@ from shipyard.adapters.kube import Kube
 from shipyard.adapters.load import LoadSpec, start_load
 from shipyard.domain.states import State
 from shipyard.domain.traffic import summarize
+from shipyard.settings import Settings
 from shipyard.store import Ledger, ReleaseRecord, RunRecord, Store
 from stages.rollouts import service_url, serving_slot
+from ui.environments import read_board
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +74,7 @@ async def _probe_version(url: str) -> str:
 
 
 def test_a_release_of_the_four_apps_reaches_production_in_dependency_order(
-        prefect_stack, source_repo, kube):
+        prefect_stack, source_repo, kube, real_cluster):
     done = prefect_stack.shipyard("release", "--repo", str(source_repo.path), "--ref",
                                   source_repo.good, timeout=2400)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr
@@ -97,6 +99,18 @@ def test_a_release_of_the_four_apps_reaches_production_in_dependency_order(
     gateway = service_url(kube, namespace(prefect_stack, "prod"), "gateway")
     answer = asyncio.run(_get(f"{gateway}/api/data/healthz"))
     assert answer == 200
+    # The environments board reads the same from the cluster: every app healthy in both
+    # environments, production's traffic all on the released slot.
+    settings = Settings(home=prefect_stack.home, kubeconfig=real_cluster,
+                        namespace_prefix=prefect_stack.env["SHIPYARD_NAMESPACE_PREFIX"])
+    board = read_board(store_of(prefect_stack), settings)
+    assert board.cluster_error == ""
+    for app in ("discovery", "gateway", "data", "streaming"):
+        prod = ledger.current_release(app, "prod")
+        assert prod is not None
+        cell = board.cells[app, "prod"]
+        assert (cell.health, cell.shares) == ("healthy", {f"{app}-{prod.slot}": 1.0}), app
+        assert board.cells[app, "staging"].health == "healthy", app
 
 
 async def _get(url: str) -> int:

@@ -599,3 +599,35 @@ def test_the_release_history_shows_who_and_why_and_diffs_two_versions(site: Site
     assert '<span class="add">+  replicas: 3</span>' in page
     row = page.split(f'data-release="{back.id}"')[1].split("</tr>")[0]
     assert "↺</span> rollback" in row and "carol" in row and "p99 doubled" in row
+
+
+# -- the environments board ----------------------------------------------------------------
+
+
+def test_the_board_shows_releases_with_health_unknown_while_the_cluster_is_away(site: Site):
+    app = f"board{time.monotonic_ns() % 100_000}"
+    ledger = Ledger(site.store)
+    ledger.record_release(app=app, version="v1", environment="staging", kind="deploy",
+                          digest="sha256:" + "1" * 64, actor="ada", why="first")
+    prod = ledger.record_release(app=app, version="v1", environment="prod", kind="promote",
+                                 digest="sha256:" + "1" * 64, actor="ada", why="ok",
+                                 slot="v001")
+    delivering = site.run(app=app, pipeline="cd", finish=None)
+    site.store.transition_stage(delivering.id, "checkout", State.RUNNING, reason="Started")
+
+    board = site.get("/api/environments").json()
+    assert board["cluster_error"].startswith("no kubeconfig at ")
+    cells = {(c["app"], c["environment"]): c for c in board["cells"]}
+    assert cells[app, "prod"]["version"] == "v1"
+    assert cells[app, "prod"]["release_id"] == prod.id
+    assert cells[app, "prod"]["health"] == "unknown"
+    assert board["under_way"][app] == {"run_id": delivering.id, "pipeline": "cd",
+                                       "stages": ["checkout"]}
+
+    client, _ = signed_in(site, "vera")
+    with contextlib.closing(client):
+        page = client.get("/environments").text
+    cell = page.split(f'data-cell="{app}/prod"')[1].split("</td>")[0]
+    assert "<code>v1</code> <small>v001</small>" in cell
+    assert '<span aria-hidden="true">?</span> unknown' in cell
+    assert "Health is unknown until it answers" in page

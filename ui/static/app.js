@@ -118,7 +118,24 @@ function liveRun(article) {
   });
 }
 
+function liveBoard(holder) {
+  // Any run's change may move a release or a rollout: fetch the board again, at most
+  // once a second.
+  let pending = null;
+  const refresh = () => {
+    if (pending) return;
+    pending = setTimeout(async () => {
+      pending = null;
+      const answer = await fetch("/environments?fragment=1");
+      if (answer.ok) holder.innerHTML = await answer.text();
+    }, 1000);
+  };
+  listen("/api/events", null, { run: refresh, stage: refresh });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  const board = document.querySelector("[data-live-board]");
+  if (board) liveBoard(board);
   const list = document.querySelector("table[data-live-runs]");
   if (list) liveRunList(list);
   const run = document.querySelector("article[data-live-run]");
