@@ -9,7 +9,8 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["BoxPlot", "SeriesChart", "box_plots", "series_chart"]
+__all__ = ["BoxPlot", "SeriesChart", "Timeline", "box_plots", "chaos_timeline",
+           "series_chart"]
 
 
 @dataclass(frozen=True)
@@ -94,3 +95,33 @@ def box_plots(series: dict[str, Sequence[float | None]], *, width: int = 320,
         plots.append(BoxPlot(name, pad + row * row_height, x(min(inside)), x(q1), x(median),
                              x(q3), x(max(inside)), len(values)))
     return plots, low, high
+
+
+@dataclass(frozen=True)
+class Timeline:
+    width: int
+    spans: list[dict[str, object]]
+    kills: list[dict[str, object]]
+
+
+def chaos_timeline(report: dict[str, object], *, width: int = 600,
+                   pad: int = 4) -> Timeline | None:
+    """A chaos report's windows (before, settling, after) and kills on one time axis."""
+    parts: list[tuple[str, dict[str, float]]] = []
+    for kind in ("before", "transition", "after"):
+        part = report.get(kind)
+        if isinstance(part, dict) and isinstance(part.get("window"), dict):
+            parts.append((kind, part["window"]))
+    listed = report.get("kills")
+    kills = [k for k in listed if isinstance(k, dict)] if isinstance(listed, list) else []
+    if not parts:
+        return None
+    end = max([w["end"] for _, w in parts] + [float(k["at_seconds"]) for k in kills])
+    scale = (width - 2 * pad) / (end or 1)
+    labels = {"before": "before", "transition": "settling", "after": "after"}
+    spans = [{"kind": kind, "label": labels[kind], "x": round(pad + w["start"] * scale, 1),
+              "width": round(max(1.0, (w["end"] - w["start"]) * scale), 1)}
+             for kind, w in parts]
+    marks = [{"x": round(pad + float(k["at_seconds"]) * scale, 1),
+              "label": str(k["pod"]).rsplit("-", 1)[-1]} for k in kills]
+    return Timeline(width, spans, marks)

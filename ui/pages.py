@@ -42,7 +42,7 @@ from ui.auth import (
     sign_in,
     sign_out,
 )
-from ui.charts import box_plots, series_chart
+from ui.charts import box_plots, chaos_timeline, series_chart
 from ui.dag import layout_dag
 from ui.environments import read_board
 
@@ -245,7 +245,7 @@ def canary_report(request: Request, run_id: str, stage_ref: str,
     classification, both series over time and as distributions, and the statistics."""
     run = _run(request, run_id)
     stage = next((s for s in run.stages if s.ref == stage_ref), None)
-    if stage is None or "report" not in stage.outputs:
+    if stage is None or "metrics" not in (stage.outputs.get("report") or {}):
         raise HTTPException(404, f"run {run.short_id} has no canary report at stage "
                             f"{stage_ref!r}; its run page links the reports it has")
     result = stage.outputs
@@ -259,6 +259,23 @@ def canary_report(request: Request, run_id: str, stage_ref: str,
     return render(request, "canary.html", {
         "section": "runs", "run": run, "result": result, "report": report,
         "charts": charts, "distributions": distributions, "fmt": _number})
+
+
+@router.get("/runs/{run_id}/chaos/{stage_ref}")
+def chaos_report(request: Request, run_id: str, stage_ref: str,
+                 principal: ViewerPage) -> Response:
+    """A chaos stage's report: the hypothesis before and after, what was killed when, and
+    each probe's evidence."""
+    run = _run(request, run_id)
+    stage = next((s for s in run.stages if s.ref == stage_ref), None)
+    report = (stage.outputs.get("report") if stage else None) or {}
+    if "experiment" not in report:
+        raise HTTPException(404, f"run {run.short_id} has no chaos report at stage "
+                            f"{stage_ref!r}; its run page links the reports it has")
+    assert stage is not None
+    return render(request, "chaos.html", {
+        "section": "runs", "run": run, "result": stage.outputs, "report": report,
+        "timeline": chaos_timeline(report), "fmt": _number})
 
 
 def _number(value: float | None) -> str:

@@ -26,6 +26,15 @@ import pytest
 from shipyard.domain.access import Role
 from shipyard.domain.canary_config import parse_canary_config
 from shipyard.domain.canary_judge import judge_canary
+from shipyard.domain.chaos import (
+    ChaosReport,
+    HypothesisResult,
+    Kill,
+    ProbeResult,
+    Tolerance,
+    Transition,
+)
+from shipyard.domain.chaos import Window as ChaosWindow
 from shipyard.domain.clock import FrozenClock
 from shipyard.domain.pipeline import StageSpec
 from shipyard.domain.states import State
@@ -631,3 +640,42 @@ def test_the_board_shows_releases_with_health_unknown_while_the_cluster_is_away(
     assert "<code>v1</code> <small>v001</small>" in cell
     assert '<span aria-hidden="true">?</span> unknown' in cell
     assert "Health is unknown until it answers" in page
+
+
+# -- the chaos report -------------------------------------------------------------------------
+
+
+def test_a_chaos_report_shows_the_hypothesis_before_and_after_and_the_kills(site: Site):
+    def probes(ratio: float, p99: float) -> HypothesisResult:
+        errors, latency = Tolerance.at_most(0.01), Tolerance.at_most(0.3)
+        return HypothesisResult("error rate under 1% and p99 under 300 ms", ratio <= 0.01
+                                and p99 <= 0.3, (
+            ProbeResult("errors", "failure_ratio", ratio, errors, errors.accepts(ratio)),
+            ProbeResult("p99", "latency_p99", p99, latency, latency.accepts(p99))))
+
+    report = ChaosReport(
+        experiment="kill one of one gateway pods", target="gateway (staging)",
+        candidates=("gateway-7d9-abcde",), before_window=ChaosWindow(0, 6),
+        before=probes(0.0, 0.05), kills=(Kill("gateway-7d9-abcde", 6.2),),
+        after_window=ChaosWindow(9, 15), after=probes(0.4, 1.2),
+        transition=Transition(ChaosWindow(6.2, 9), 55, 30))
+    outputs = {"app": "gateway", "verdict": report.verdict, "seed": 42,
+               "report": report.to_json()}
+    run = site.store.create_run("cd", [StageSpec("chaos")], trigger="manual", app="gateway")
+    site.store.transition_stage(run.id, "chaos", State.RUNNING, reason="Started")
+    site.store.transition_stage(run.id, "chaos", State.FAILED, reason="SteadyStateDeviated",
+                                message=report.summary(), outputs=outputs)
+
+    client, _ = signed_in(site, "vera")
+    with contextlib.closing(client):
+        assert f'href="/runs/{run.id}/chaos/chaos">chaos report</a>' in client.get(
+            f"/runs/{run.id}").text
+        page = client.get(f"/runs/{run.id}/chaos/chaos").text
+    assert '<span aria-hidden="true">✘</span> deviated' in page
+    assert "<code>gateway-7d9-abcde</code> at 6.2 s" in page
+    before = page.split('data-probe="before-errors"')[1].split("</tr>")[0]
+    after = page.split('data-probe="after-errors"')[1].split("</tr>")[0]
+    assert "at most 0.01" in before and "✔</span> yes" in before
+    assert ">0.4<" in after and "✘</span> no" in after
+    assert "55 requests, 30 failed" in page
+    assert 'class="kill"' in page  # the kill on the timeline

@@ -3,7 +3,7 @@ plots with Tukey's whiskers."""
 
 from __future__ import annotations
 
-from ui.charts import box_plots, series_chart
+from ui.charts import box_plots, chaos_timeline, series_chart
 
 
 def test_both_series_share_one_scale_and_a_missing_point_breaks_the_line() -> None:
@@ -38,3 +38,16 @@ def test_box_plots_use_quartiles_and_whiskers_within_one_and_a_half_iqr() -> Non
     assert baseline.whisker_low == 4.0
     assert (plots[1].name, plots[1].count) == ("canary", 3)
     assert box_plots({"baseline": []}) is None
+
+
+def test_a_chaos_timeline_puts_windows_and_kills_on_one_axis() -> None:
+    report = {"before": {"window": {"start": 0, "end": 5}},
+              "transition": {"window": {"start": 5, "end": 6}},
+              "after": {"window": {"start": 6, "end": 10}},
+              "kills": [{"pod": "gateway-abc-x1y2z", "at_seconds": 5.0}]}
+    timeline = chaos_timeline(report, width=208, pad=4)
+    assert timeline is not None
+    assert [(s["kind"], s["x"], s["width"]) for s in timeline.spans] == [
+        ("before", 4.0, 100.0), ("transition", 104.0, 20.0), ("after", 124.0, 80.0)]
+    assert timeline.kills == [{"x": 104.0, "label": "x1y2z"}]
+    assert chaos_timeline({"kills": []}) is None
