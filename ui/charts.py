@@ -6,7 +6,7 @@ break a line rather than drop to zero.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = ["BoxPlot", "SeriesChart", "Timeline", "box_plots", "chaos_timeline",
@@ -104,7 +104,7 @@ class Timeline:
     kills: list[dict[str, object]]
 
 
-def chaos_timeline(report: dict[str, object], *, width: int = 600,
+def chaos_timeline(report: Mapping[str, object], *, width: int = 600,
                    pad: int = 4) -> Timeline | None:
     """A chaos report's windows (before, settling, after) and kills on one time axis."""
     parts: list[tuple[str, dict[str, float]]] = []
