@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from shipyard.domain.pipeline import PipelineGraph, StageSpec
 from shipyard.domain.states import State
 from shipyard.store import RunRecord
 from stages.runtime import RunContext, StageResult, open_store
 
-__all__ = ["Restart", "RestartRefused", "check_restart"]
+__all__ = ["Restart", "RestartRefused", "check_restart", "restart_parameters"]
 
 R = TypeVar("R", bound=StageResult)
 
@@ -40,6 +40,17 @@ def check_restart(original: RunRecord, stage: str) -> frozenset[str]:
                              "it again instead")
     graph = PipelineGraph.of(StageSpec(s.ref, s.requires) for s in original.stages)
     return graph.downstream(stage)
+
+
+def restart_parameters(original: RunRecord, stage: str) -> dict[str, Any]:
+    """The parameters of a new ci run restarting ``original`` from ``stage``: the same
+    ones, at the commit it checked out; :class:`RestartRefused` when it cannot be."""
+    if original.pipeline != "ci":
+        raise RestartRefused(f"run {original.short_id} is a {original.pipeline} run; restart "
+                             "from a stage is for ci runs (start the others again)")
+    check_restart(original, stage)
+    return {**original.parameters, "repo": original.repo_url, "ref": original.commit_sha,
+            "restart_of": original.id, "restart_from": stage}
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ of an action is whoever is signed in or owns the token, never what the body says
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -16,6 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from pipelines.handover import HandOverFailed
 from shipyard.adapters.prefect import PrefectError, PrefectUnavailable
 from shipyard.domain.access import Role
 from shipyard.domain.dora import DEFAULT_WINDOWS, dora_report
@@ -24,6 +26,8 @@ from shipyard.store import AmbiguousRunId, Ledger, RunNotFound, RunRecord, Store
 from shipyard.store.browse import BadCursor, RunBrowser, RunFilters
 from shipyard.store.deliveries import production_deployments
 from stages.judgments_service import InvalidAnswer, JudgmentError, answer_judgment
+from ui import actions
+from ui.actions import ActionRefused
 from ui.auth import Principal, api_principal
 from ui.environments import read_board
 from ui.live import ChangeFeed, parse_since, sse_stream
@@ -349,3 +353,83 @@ async def judgment_response(request: Request, run_id: str, decision: str, commen
         subject_kind="run", subject_id=answer.run_id,
         details={"stage": answer.stage_ref, "comment": comment, "via": principal.via})
     return JSONResponse(answer.to_json(), status_code=202)
+
+
+# -- actions ----------------------------------------------------------------------------------
+
+
+class CancelBody(BaseModel):
+    reason: str = Field(default="", description="why; recorded with the cancellation")
+
+
+class RestartBody(BaseModel):
+    from_stage: str = Field(description="the stage to run again, with everything after it")
+
+
+class PromoteBody(BaseModel):
+    from_env: str = "staging"
+    to_env: str = "prod"
+    version: str | None = Field(default=None, description="default: what runs in from_env")
+    why: str = ""
+
+
+class RollbackBody(BaseModel):
+    environment: str = "prod"
+    to: str | None = Field(default=None, description="a version or release id; default "
+                           "the previous release")
+    why: str = Field(description="required: the release history records it")
+
+
+async def action_response(work: Awaitable[RunRecord], status: int = 202) -> JSONResponse:
+    """Run an action; its run as JSON, or the refusal with the status that fits."""
+    try:
+        record = await work
+    except (RunNotFound, AmbiguousRunId) as err:
+        return JSONResponse({"error": str(err)}, status_code=404)
+    except ActionRefused as err:
+        return JSONResponse({"error": str(err)}, status_code=409)
+    except HandOverFailed as err:
+        return JSONResponse({"error": str(err), "run_id": err.run_id}, status_code=503)
+    except PrefectUnavailable as err:
+        return JSONResponse({"error": str(err)}, status_code=503)
+    except PrefectError as err:
+        return JSONResponse({"error": str(err)}, status_code=502)
+    except ValueError as err:
+        return JSONResponse({"error": str(err)}, status_code=422)
+    return JSONResponse({"run_id": record.id, "pipeline": record.pipeline,
+                         "state": record.state.value, "reason": record.reason,
+                         "message": record.message}, status_code=status)
+
+
+@router.post("/runs/{run_id}/cancel", status_code=200, tags=["actions"])
+async def cancel_run(request: Request, run_id: str, body: CancelBody,
+                     principal: Deployer) -> JSONResponse:
+    """Cancel a run that has not ended (409 if it has)."""
+    return await action_response(actions.cancel(_store(request), run_id, principal,
+                                                body.reason), status=200)
+
+
+@router.post("/runs/{run_id}/restart", status_code=202, tags=["actions"])
+async def restart_run(request: Request, run_id: str, body: RestartBody,
+                      principal: Deployer) -> JSONResponse:
+    """Start a new ci run from a stage of an ended one (202 with the new run)."""
+    return await action_response(actions.restart(_store(request), run_id, principal,
+                                                 body.from_stage))
+
+
+@router.post("/apps/{app}/promote", status_code=202, tags=["actions"])
+async def promote_app(request: Request, app: str, body: PromoteBody,
+                      principal: Deployer) -> JSONResponse:
+    """Run the production part for a version that passed staging (202 with the run)."""
+    return await action_response(actions.promote(
+        _store(request), app, principal, from_env=body.from_env, to_env=body.to_env,
+        version=body.version, why=body.why))
+
+
+@router.post("/apps/{app}/rollback", status_code=202, tags=["actions"])
+async def roll_back_app(request: Request, app: str, body: RollbackBody,
+                        principal: Deployer) -> JSONResponse:
+    """Switch an environment back to an earlier release (202 with the run)."""
+    return await action_response(actions.roll_back(
+        _store(request), app, principal, environment=body.environment, to=body.to,
+        why=body.why))

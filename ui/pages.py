@@ -31,8 +31,8 @@ from shipyard.store import (
 )
 from shipyard.store.browse import BadCursor, RunBrowser, RunFilters
 from shipyard.store.deliveries import production_deployments
-from ui import presentation
-from ui.api import judgment_response
+from ui import actions, presentation
+from ui.api import action_response, judgment_response
 from ui.auth import (
     Principal,
     check_csrf,
@@ -330,7 +330,9 @@ def releases_page(request: Request, app: str, principal: ViewerPage, env: str = 
     return render(request, "releases.html", {
         "section": "releases", "app": app, "env": env, "releases": releases,
         "environments": environments, "left": left, "right": right, "diff": diff,
-        "line_class": presentation.diff_line_class})
+        "line_class": presentation.diff_line_class, "may_act": principal.may(Role.DEPLOYER),
+        "current": {env: r.id for (name, env), r in ledger.all_current_releases().items()
+                    if name == app}})
 
 
 CHOICES_SECONDS = 30.0
@@ -347,6 +349,89 @@ def _filter_choices(request: Request, browser: RunBrowser) -> dict[str, list[str
         cached = (now + CHOICES_SECONDS, browser.distinct_values())
         request.app.state.filter_choices = cached
     return cached[1]
+
+
+# -- actions from the pages ------------------------------------------------------------------
+
+
+async def _act(request: Request, work: Any, done: str, *, fallback: str) -> Response:
+    """Carry out an action; flash its outcome; go to the new run, or back."""
+    answered = await action_response(work)
+    body = json.loads(bytes(answered.body))
+    if answered.status_code in (200, 202):
+        flash(request, done)
+        return RedirectResponse(f"/runs/{body['run_id']}", status_code=303)
+    flash(request, body["error"], "error")
+    return RedirectResponse(fallback, status_code=303)
+
+
+@router.post("/runs/{run_id}/cancel")
+async def cancel_form(request: Request, run_id: str, principal: DeployerPage,
+                      comment: Annotated[str, Form()] = "",
+                      confirmed: Annotated[str, Form()] = "",
+                      csrf_token_: Annotated[str, Form(alias="csrf_token")] = "") -> Response:
+    check_csrf(request, principal, csrf_token_)
+    if confirmed != "yes":
+        return render(request, "confirm.html", {
+            "title": "Cancel this run?",
+            "consequence": "Its stages that have not finished are cancelled and its flow "
+                           "is stopped. A deploy it had started is left as it is; the next "
+                           "run reconciles it.",
+            "action": f"/runs/{run_id}/cancel", "fields": {},
+            "ask_reason": "Why (recorded with the cancellation)", "reason": comment,
+            "confirm_label": "⊘ Cancel the run", "cancel_url": f"/runs/{run_id}"})
+    return await _act(request, actions.cancel(request.app.state.store, run_id, principal,
+                                              comment), "Cancelled.",
+                      fallback=f"/runs/{run_id}")
+
+
+@router.post("/runs/{run_id}/restart")
+async def restart_form(request: Request, run_id: str, principal: DeployerPage,
+                       from_stage: Annotated[str, Form()],
+                       csrf_token_: Annotated[str, Form(alias="csrf_token")] = "") -> Response:
+    check_csrf(request, principal, csrf_token_)
+    return await _act(request, actions.restart(request.app.state.store, run_id, principal,
+                                               from_stage),
+                      f"Restarted from {from_stage}.", fallback=f"/runs/{run_id}")
+
+
+@router.post("/apps/{app}/promote")
+async def promote_form(request: Request, app: str, principal: DeployerPage,
+                       version: Annotated[str, Form()] = "",
+                       from_env: Annotated[str, Form()] = "staging",
+                       to_env: Annotated[str, Form()] = "prod",
+                       comment: Annotated[str, Form()] = "",
+                       csrf_token_: Annotated[str, Form(alias="csrf_token")] = "") -> Response:
+    check_csrf(request, principal, csrf_token_)
+    return await _act(request, actions.promote(
+        request.app.state.store, app, principal, from_env=from_env, to_env=to_env,
+        version=version or None, why=comment), f"Promoting {app} to {to_env}.",
+        fallback=f"/apps/{app}/releases")
+
+
+@router.post("/apps/{app}/rollback")
+async def rollback_form(request: Request, app: str, principal: DeployerPage,
+                        environment: Annotated[str, Form()] = "prod",
+                        to: Annotated[str, Form()] = "",
+                        comment: Annotated[str, Form()] = "",
+                        confirmed: Annotated[str, Form()] = "",
+                        csrf_token_: Annotated[str, Form(alias="csrf_token")] = "",
+                        ) -> Response:
+    check_csrf(request, principal, csrf_token_)
+    if confirmed != "yes" or not comment.strip():
+        return render(request, "confirm.html", {
+            "title": f"Roll {app} back in {environment}?",
+            "consequence": f"{environment} switches back to "
+                           f"{'release ' + to if to else 'the previous release'} at once "
+                           "while it is warm, else its recorded manifests are applied again.",
+            "action": f"/apps/{app}/rollback", "fields": {"environment": environment,
+                                                          "to": to},
+            "ask_reason": "Why (recorded in the release history)", "reason": comment,
+            "confirm_label": "↺ Roll back", "cancel_url": f"/apps/{app}/releases"})
+    return await _act(request, actions.roll_back(
+        request.app.state.store, app, principal, environment=environment, to=to or None,
+        why=comment), f"Rolling {app} back in {environment}.",
+        fallback=f"/apps/{app}/releases")
 
 
 def _run(request: Request, run_id: str) -> RunRecord:

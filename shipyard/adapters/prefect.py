@@ -39,6 +39,7 @@ __all__ = [
     "PrefectUnavailable",
     "apply_deployments",
     "arm_resume_timer",
+    "cancel_flow_run",
     "check_project",
     "disarm_resume_timer",
     "ensure_work_pool",
@@ -109,6 +110,28 @@ async def flow_run_state(flow_run_id: str) -> FlowRunOutcome:
     state = flow_run.state
     return FlowRunOutcome(flow_run_id, state.type.value if state else "UNKNOWN",
                           (state.message or "") if state else "")
+
+
+async def cancel_flow_run(flow_run_id: str, *, message: str) -> str:
+    """Cancel a flow run: a running one is set Cancelling, so its worker stops the flow's
+    process and marks it Cancelled; one that runs nowhere (scheduled, pending, paused or
+    suspended) is set Cancelled at once. Returns the state type set; a final flow run is
+    left as it is (its type is returned)."""
+    from prefect.client.schemas.objects import State
+    from prefect.states import Cancelled, Cancelling
+
+    try:
+        async with get_client() as client:
+            flow_run = await client.read_flow_run(UUID(flow_run_id))
+            current = flow_run.state.type.value if flow_run.state else "UNKNOWN"
+            if current in _FINAL:
+                return current
+            state: State[Any] = (Cancelling(message=message) if current == "RUNNING"
+                                 else Cancelled(message=message))
+            await client.set_flow_run_state(UUID(flow_run_id), state, force=True)
+            return str(state.type.value)
+    except (httpx.HTTPError, OSError) as err:
+        raise _refusal(err, f"cancelling flow run {flow_run_id}") from err
 
 
 async def wait_for_flow_run(flow_run_id: str, *, timeout_seconds: float,

@@ -34,7 +34,7 @@ from shipyard.cli.render import run_detail
 from shipyard.domain.catalog import validate_app_name
 from shipyard.domain.states import State
 from shipyard.store import RunRecord
-from stages.restart import RestartRefused, check_restart
+from stages.restart import RestartRefused, restart_parameters
 
 __all__ = ["ci", "deploy", "promote", "release", "rollback", "start_and_follow", "trigger"]
 
@@ -189,17 +189,10 @@ def restart(
     """Restart a ci run from a stage: a new run at the same commit with the same
     parameters, reusing what the stages before that one produced."""
     original = store().get_run(run_id)
-    if original.pipeline != "ci":
-        raise CommandFailed(f"run {original.short_id} is a {original.pipeline} run; restart "
-                            "from a stage is for ci runs (start the others again)")
     try:
-        check_restart(original, from_stage)
+        parameters = restart_parameters(original, from_stage)
     except RestartRefused as err:
         raise CommandFailed(str(err)) from err
-    assert original.repo_url and original.commit_sha  # check_restart made sure
-    parameters = {**original.parameters, "repo": original.repo_url,
-                  "ref": original.commit_sha, "restart_of": original.id,
-                  "restart_from": from_stage}
     start_and_follow("ci", parameters, repo_url=original.repo_url, ref=original.commit_sha,
                      app_name=original.app, wait=wait, timeout=timeout, actor=actor,
                      trigger="restart", restarted_from=original.id)

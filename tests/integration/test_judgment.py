@@ -405,6 +405,26 @@ def test_the_api_needs_a_token(api: Api, judgments: Judgments):
     assert answer.status_code == 401
 
 
+def test_the_api_cancels_a_waiting_run_in_the_store_and_in_prefect(api: Api,
+                                                                   judgments: Judgments):
+    started = judgments.waiting(judgments.start())
+    answer = httpx.post(f"{api.ui.url}/api/runs/{started.id}/cancel",
+                        json={"reason": "superseded by a newer build"}, timeout=30,
+                        headers={"Authorization": f"Bearer {api.token}"})
+    assert answer.status_code == 200, answer.text
+    run = judgments.store.get_run(started.id)
+    assert run.state is State.CANCELLED
+    assert run.message == "cancelled by carol: superseded by a newer build"
+    assert run.stage("judgment").state is State.CANCELLED
+    assert run.stage("ship").state is State.CANCELLED
+    flow_run = str(started.prefect_flow_run_id)
+    eventually(lambda: asyncio.run(flow_run_state(flow_run)).state == "CANCELLED",
+               seconds=60, what="Prefect to show the flow run cancelled")
+    # Nothing runs it on: the answer that would have resumed it is refused.
+    late = post_judgment(api, started.id, decision="approve", actor="carol")
+    assert late.status_code == 409
+
+
 def test_the_api_answers_404_for_an_unknown_run(api: Api):
     answer = post_judgment(api, "0000dead", decision="approve", actor="carol")
     assert answer.status_code == 404

@@ -679,3 +679,57 @@ def test_a_chaos_report_shows_the_hypothesis_before_and_after_and_the_kills(site
     assert ">0.4<" in after and "✘</span> no" in after
     assert "55 requests, 30 failed" in page
     assert 'class="kill"' in page  # the kill on the timeline
+
+
+# -- actions (what needs no Prefect; the rest is in test_ui_actions.py) ----------------------
+
+
+def test_cancelling_a_queued_run_cancels_its_stages_and_is_audited(site: Site):
+    run = site.run(finish=None)  # queued, never handed to Prefect
+    answer = site.post(f"/api/runs/{run.id}/cancel", json={"reason": "wrong branch"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["state"] == "cancelled"
+    cancelled = site.store.get_run(run.id)
+    assert cancelled.state is State.CANCELLED
+    assert cancelled.message == "cancelled by dave: wrong branch"
+    assert {s.state for s in cancelled.stages} == {State.CANCELLED}
+    trail = Ledger(site.store).audit_trail(subject_kind="run", subject_id=run.id)
+    assert [(e.actor, e.action, e.details["reason"]) for e in trail] == [
+        ("dave", "run.cancel", "wrong branch")]
+    again = site.post(f"/api/runs/{run.id}/cancel", json={})
+    assert again.status_code == 409
+    assert "is cancelled already" in again.json()["error"]
+
+
+def test_cancelling_from_the_page_asks_why_first(site: Site):
+    run = site.run(finish=None)
+    client, _ = signed_in(site, "dave")
+    with contextlib.closing(client):
+        token = csrf_of(client.get(f"/runs/{run.id}").text)
+        confirm = client.post(f"/runs/{run.id}/cancel", data={"csrf_token": token})
+        assert "Cancel this run?" in confirm.text
+        assert site.store.get_run(run.id).state is State.QUEUED
+        done = client.post(f"/runs/{run.id}/cancel", data={
+            "csrf_token": token, "confirmed": "yes", "comment": "superseded"})
+        assert done.status_code == 303
+    assert site.store.get_run(run.id).message == "cancelled by dave: superseded"
+
+
+def test_restarting_a_run_that_is_not_ci_or_not_ended_is_refused(site: Site):
+    running = site.run(finish=None)
+    refused = site.post(f"/api/runs/{running.id}/restart", json={"from_stage": "build"})
+    assert refused.status_code == 409
+    assert "restart a run once it has ended" in refused.json()["error"]
+    cd = site.run(pipeline="cd")
+    refused = site.post(f"/api/runs/{cd.id}/restart", json={"from_stage": "build"})
+    assert refused.status_code == 409
+    assert "restart from a stage is for ci runs" in refused.json()["error"]
+
+
+def test_a_rollback_without_a_reason_is_refused_and_a_viewer_may_not_promote(site: Site):
+    refused = site.post("/api/apps/gateway/rollback", json={"why": " "})
+    assert refused.status_code == 409
+    assert "a rollback needs a reason" in refused.json()["error"]
+    assert site.post("/api/apps/gateway/promote", json={}, who="viewer").status_code == 403
+    bad = site.post("/api/apps/Not_An_App/promote", json={})
+    assert bad.status_code == 422
