@@ -24,22 +24,12 @@ import httpx
 import pytest
 
 from shipyard.domain.access import Role
-from shipyard.domain.canary_config import parse_canary_config
-from shipyard.domain.canary_judge import judge_canary
-from shipyard.domain.chaos import (
-    ChaosReport,
-    HypothesisResult,
-    Kill,
-    ProbeResult,
-    Tolerance,
-    Transition,
-)
-from shipyard.domain.chaos import Window as ChaosWindow
 from shipyard.domain.clock import FrozenClock
 from shipyard.domain.pipeline import StageSpec
 from shipyard.domain.states import State
 from shipyard.store import Accounts, Ledger, RunRecord, Store
 from shipyard.store.engine import open_engine
+from tests.support.reports import seed_canary_run, seed_chaos_run
 from tests.support.stack import free_port
 from tests.support.webhooks import Ui, UiFailed, serve_ui
 
@@ -449,43 +439,8 @@ def test_the_session_key_is_kept_private_in_the_home(site: Site, tmp_path: Path)
 
 # -- the canary report ----------------------------------------------------------------------
 
-CANARY_CONFIG = {
-    "metrics": [
-        {"name": "errors", "groups": ["errors"], "analysisConfigurations": {"canary": {
-            "direction": "increase", "nanStrategy": "replace", "critical": True}}},
-        {"name": "latency", "groups": ["latency"], "analysisConfigurations": {"canary": {
-            "direction": "increase"}}},
-    ],
-    "classifier": {"groupWeights": {"errors": 60, "latency": 40}},
-    "scoreThresholds": {"pass": 95, "marginal": 75},
-}
-
-
-def canary_run(site: Site) -> RunRecord:
-    """A run whose canary stage failed with the report the real judge made of a canary
-    with twice the baseline's errors (one point missing from its latency)."""
-    errors = [2.0, 3, 2, 4, 3, 2, 3, 3, 2, 4] * 3
-    latency: list[float | None] = [0.1 + (i % 10) * 0.001 for i in range(30)]
-    canary_latency = list(latency)
-    canary_latency[7] = None
-    judgement = judge_canary(parse_canary_config(CANARY_CONFIG),
-                             {"errors": errors, "latency": latency},
-                             {"errors": [e * 2 for e in errors], "latency": canary_latency})
-    outputs = {"app": "gateway", "baseline_version": "v1", "canary_version": "v2",
-               "score": judgement.score, "verdict": judgement.verdict,
-               "pass_threshold": 95.0, "marginal_threshold": 75.0, "points": 30,
-               "report": judgement.to_json(include_series=True),
-               "load": {"baseline": {"requests": 600, "failures": 0},
-                        "canary": {"requests": 600, "failures": 0}}}
-    run = site.store.create_run("cd", [StageSpec("canary")], trigger="manual", app="gateway")
-    site.store.transition_stage(run.id, "canary", State.RUNNING, reason="Started")
-    site.store.transition_stage(run.id, "canary", State.FAILED, reason="CanaryFailed",
-                                message="score 0 is fail", outputs=outputs)
-    return site.store.get_run(run.id)
-
-
 def test_a_canary_report_shows_each_metric_its_series_and_the_score(site: Site):
-    run = canary_run(site)
+    run = seed_canary_run(site.store)
     client, _ = signed_in(site, "vera")
     with contextlib.closing(client):
         detail = client.get(f"/runs/{run.id}").text
@@ -509,7 +464,7 @@ def test_a_canary_report_shows_each_metric_its_series_and_the_score(site: Site):
 
 
 def test_the_api_gives_a_stages_outputs_and_names_the_stages_it_has(site: Site):
-    run = canary_run(site)
+    run = seed_canary_run(site.store)
     outputs = site.get(f"/api/runs/{run.id}/stages/canary/outputs").json()
     assert outputs["verdict"] == "fail"
     assert outputs["report"]["metrics"]["errors"]["classification"] == "High"
@@ -646,25 +601,7 @@ def test_the_board_shows_releases_with_health_unknown_while_the_cluster_is_away(
 
 
 def test_a_chaos_report_shows_the_hypothesis_before_and_after_and_the_kills(site: Site):
-    def probes(ratio: float, p99: float) -> HypothesisResult:
-        errors, latency = Tolerance.at_most(0.01), Tolerance.at_most(0.3)
-        return HypothesisResult("error rate under 1% and p99 under 300 ms", ratio <= 0.01
-                                and p99 <= 0.3, (
-            ProbeResult("errors", "failure_ratio", ratio, errors, errors.accepts(ratio)),
-            ProbeResult("p99", "latency_p99", p99, latency, latency.accepts(p99))))
-
-    report = ChaosReport(
-        experiment="kill one of one gateway pods", target="gateway (staging)",
-        candidates=("gateway-7d9-abcde",), before_window=ChaosWindow(0, 6),
-        before=probes(0.0, 0.05), kills=(Kill("gateway-7d9-abcde", 6.2),),
-        after_window=ChaosWindow(9, 15), after=probes(0.4, 1.2),
-        transition=Transition(ChaosWindow(6.2, 9), 55, 30))
-    outputs = {"app": "gateway", "verdict": report.verdict, "seed": 42,
-               "report": report.to_json()}
-    run = site.store.create_run("cd", [StageSpec("chaos")], trigger="manual", app="gateway")
-    site.store.transition_stage(run.id, "chaos", State.RUNNING, reason="Started")
-    site.store.transition_stage(run.id, "chaos", State.FAILED, reason="SteadyStateDeviated",
-                                message=report.summary(), outputs=outputs)
+    run = seed_chaos_run(site.store)
 
     client, _ = signed_in(site, "vera")
     with contextlib.closing(client):

@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -22,6 +23,7 @@ from shipyard.domain.access import Role
 from shipyard.domain.states import State
 from shipyard.store import Accounts, Ledger, Store
 from tests.support.judgment_flow import register_deployments, start_probe
+from tests.support.reports import seed_canary_run, seed_chaos_run
 from tests.support.stack import PROJECT, Stack, in_ci
 from tests.support.webhooks import Ui, serve_ui
 
@@ -103,7 +105,7 @@ def shoot(page: Any, name: str) -> None:
 
 def sign_in(page: Any, next_path: str = "/runs") -> None:
     page.goto(next_path)
-    assert page.url.endswith("/login?next=" + next_path.replace("?", "%3F"))
+    assert page.url.endswith("/login?next=" + quote(next_path, safe="/"))
     shoot(page, "login")
     page.get_by_label("Username").fill("dora")
     page.get_by_label("Password").fill(PASSWORD)
@@ -164,6 +166,57 @@ def test_a_pipeline_followed_live_and_its_judgment_approved_in_the_browser(
         assert trail == [("dora", "judgment.approve")]
     finally:
         store.close()
+
+
+def test_every_page_renders_and_opens_the_canary_report_from_its_run(
+    page: Any, prefect_stack: Stack,
+) -> None:
+    """Each page, at desktop and phone width: the canary and chaos reports reached by
+    their links from a run, the environments board, an app's releases with a diff, DORA."""
+    from playwright.sync_api import expect
+
+    store = Store.open(prefect_stack.store_url)
+    try:
+        canary = seed_canary_run(store)
+        chaos = seed_chaos_run(store)
+        ledger = Ledger(store)
+        first = ledger.record_release(app="gateway", version="v1", environment="prod",
+                                      kind="deploy", digest="sha256:" + "1" * 64, actor="ada",
+                                      why="first", manifests="replicas: 2\n", slot="v001")
+        second = ledger.record_release(app="gateway", version="v2", environment="prod",
+                                       kind="deploy", digest="sha256:" + "2" * 64,
+                                       actor="bob", why="faster", manifests="replicas: 3\n",
+                                       slot="v002")
+    finally:
+        store.close()
+
+    sign_in(page, f"/runs/{canary.id}")
+    page.get_by_role("link", name="canary report").click()
+    page.wait_for_url(f"**/runs/{canary.id}/canary/canary")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("gateway v2 against v1")
+    expect(page.locator('[data-metric="errors"] h3')).to_contain_text("High")
+    shoot(page, "canary-report")
+
+    page.goto(f"/runs/{chaos.id}")
+    page.get_by_role("link", name="chaos report").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("deviated")
+    shoot(page, "chaos-report")
+
+    page.goto("/environments")
+    expect(page.locator('[data-cell="gateway/prod"]')).to_contain_text("v2")
+    shoot(page, "environments")
+
+    page.goto(f"/apps/gateway/releases?from={first.id}&to={second.id}")
+    expect(page.locator("pre.diff .add")).to_contain_text("+replicas: 3")
+    shoot(page, "releases")
+
+    page.goto("/dora")
+    expect(page.locator('[data-dora="gateway-7"]')).to_be_visible()
+    shoot(page, "dora")
+
+    # Keyboard: the first Tab reaches the skip link, which jumps to the content.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
 
 
 def test_the_api_docs_render_from_the_vendored_swagger_ui(page: Any) -> None:
