@@ -20,9 +20,9 @@ from pydantic import BaseModel, Field
 from pipelines.handover import HandOverFailed
 from shipyard.adapters.prefect import PrefectError, PrefectUnavailable
 from shipyard.domain.access import Role
-from shipyard.domain.dora import DEFAULT_WINDOWS, dora_report
+from shipyard.domain.dora import DEFAULT_WINDOWS, DoraReport, dora_report
 from shipyard.domain.states import State
-from shipyard.store import AmbiguousRunId, Ledger, RunNotFound, RunRecord, Store
+from shipyard.store import AmbiguousRunId, Ledger, ReleaseRecord, RunNotFound, RunRecord, Store
 from shipyard.store.browse import BadCursor, RunBrowser, RunFilters
 from shipyard.store.deliveries import production_deployments
 from stages.judgments_service import InvalidAnswer, JudgmentError, answer_judgment
@@ -239,14 +239,29 @@ def list_releases(request: Request, app: str, _: Viewer,
 def diff_releases(request: Request, app: str, _: Viewer,
                   from_: Annotated[int, Query(alias="from")], to: int) -> Any:
     """The unified diff of two releases' manifests, as lines."""
-    ledger = Ledger(_store(request))
+    left, right = release_pair(Ledger(_store(request)), app, from_, to)
+    return {"from": from_, "to": to, "diff": manifest_diff(left, right)}
+
+
+def release_pair(ledger: Ledger, app: str, first: int,
+                 second: int) -> tuple[ReleaseRecord, ReleaseRecord]:
+    """Two of ``app``'s releases by id; 404 when either is missing or another app's."""
     try:
-        left, right = ledger.release(from_), ledger.release(to)
+        left, right = ledger.release(first), ledger.release(second)
     except LookupError as err:
         raise HTTPException(404, str(err)) from None
     if left.app != app or right.app != app:
-        raise HTTPException(404, f"releases #{from_} and #{to} are not both {app}'s")
-    return {"from": from_, "to": to, "diff": manifest_diff(left, right)}
+        raise HTTPException(404, f"releases #{first} and #{second} are not both {app}'s")
+    return left, right
+
+
+def production_dora(store: Store, environment: str) -> DoraReport:
+    """DORA's report for ``environment`` now, from the release history of the last two
+    of the longest windows (the current one and the one before it)."""
+    now = store.clock()
+    deployments = production_deployments(
+        store, environment, since=now - timedelta(days=2 * max(DEFAULT_WINDOWS)))
+    return dora_report(deployments, now=now, environment=environment)
 
 
 @router.get("/environments", tags=["releases"])
@@ -281,11 +296,7 @@ def get_dora(request: Request, _: Viewer,
              ) -> Any:
     """DORA's five metrics per app and overall over the last 7, 30 and 90 days, each with
     the window before it and the trend (durations in seconds)."""
-    store = _store(request)
-    now = store.clock()
-    deployments = production_deployments(store, environment,
-                                         since=now - timedelta(days=2 * max(DEFAULT_WINDOWS)))
-    return dora_report(deployments, now=now, environment=environment).to_json()
+    return production_dora(_store(request), environment).to_json()
 
 
 @router.get("/events", response_class=StreamingResponse,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from shipyard.domain.access import Role
-from shipyard.domain.dora import DEFAULT_WINDOWS, dora_report
+from shipyard.domain.dora import DEFAULT_WINDOWS
 from shipyard.domain.states import State
 from shipyard.store import (
     Accounts,
@@ -30,9 +30,8 @@ from shipyard.store import (
     Store,
 )
 from shipyard.store.browse import BadCursor, RunBrowser, RunFilters
-from shipyard.store.deliveries import production_deployments
 from ui import actions, presentation
-from ui.api import action_response, judgment_response
+from ui.api import action_response, judgment_response, production_dora, release_pair
 from ui.auth import (
     Principal,
     check_csrf,
@@ -296,11 +295,7 @@ def environments_page(request: Request, principal: ViewerPage, fragment: bool = 
 @router.get("/dora")
 def dora_page(request: Request, principal: ViewerPage, environment: str = "prod") -> Response:
     """DORA's five metrics per app and overall, 7, 30 and 90 days, with the trend."""
-    store: Store = request.app.state.store
-    now = store.clock()
-    deployments = production_deployments(
-        store, environment, since=now - timedelta(days=2 * max(DEFAULT_WINDOWS)))
-    report = dora_report(deployments, now=now, environment=environment)
+    report = production_dora(request.app.state.store, environment)
     return render(request, "dora.html", {
         "section": "dora", "report": report, "environment": environment,
         "windows_order": list(DEFAULT_WINDOWS),
@@ -320,12 +315,7 @@ def releases_page(request: Request, app: str, principal: ViewerPage, env: str = 
     left = right = None
     diff: list[str] | None = None
     if from_ is not None and to is not None:
-        try:
-            left, right = ledger.release(from_), ledger.release(to)
-        except LookupError as err:
-            raise HTTPException(404, str(err)) from None
-        if left.app != app or right.app != app:
-            raise HTTPException(404, f"releases #{from_} and #{to} are not both {app}'s")
+        left, right = release_pair(ledger, app, from_, to)
         diff = presentation.manifest_diff(left, right)
     return render(request, "releases.html", {
         "section": "releases", "app": app, "env": env, "releases": releases,
