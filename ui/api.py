@@ -366,6 +366,22 @@ async def judgment_response(request: Request, run_id: str, decision: str, commen
     return JSONResponse(answer.to_json(), status_code=202)
 
 
+Admin = Annotated[Principal, Depends(api_principal(Role.ADMIN))]
+
+
+@router.get("/audit", tags=["actions"])
+def audit_trail(request: Request, _: Admin,
+                subject_kind: Annotated[str | None, Query(description="run, app, ...")] = None,
+                subject_id: Annotated[str | None, Query()] = None,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
+    """Who did what to which thing, and when, newest first (admins only)."""
+    entries = Ledger(_store(request)).audit_trail(subject_kind=subject_kind,
+                                                  subject_id=subject_id, limit=limit)
+    return [{"id": e.id, "at": e.at, "actor": e.actor, "action": e.action,
+             "subject_kind": e.subject_kind, "subject_id": e.subject_id,
+             "details": e.details} for e in entries]
+
+
 # -- actions ----------------------------------------------------------------------------------
 
 

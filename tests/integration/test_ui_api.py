@@ -670,3 +670,14 @@ def test_a_rollback_without_a_reason_is_refused_and_a_viewer_may_not_promote(sit
     assert site.post("/api/apps/gateway/promote", json={}, who="viewer").status_code == 403
     bad = site.post("/api/apps/Not_An_App/promote", json={})
     assert bad.status_code == 422
+
+
+def test_the_audit_trail_is_for_admins(site: Site):
+    run = site.run(finish=None)
+    assert site.post(f"/api/runs/{run.id}/cancel", json={"reason": "audit me"}
+                     ).status_code == 200
+    assert site.get("/api/audit", who="deployer").status_code == 403
+    trail = site.get("/api/audit", who="admin",
+                     params={"subject_kind": "run", "subject_id": run.id}).json()
+    assert [(e["actor"], e["action"], e["details"]["via"]) for e in trail] == [
+        ("dave", "run.cancel", "token")]
