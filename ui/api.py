@@ -359,10 +359,8 @@ async def judgment_response(request: Request, run_id: str, decision: str, commen
         return JSONResponse({"error": str(err)}, status_code=503)
     except PrefectError as err:
         return JSONResponse({"error": str(err)}, status_code=502)
-    await asyncio.to_thread(
-        Ledger(store).audit, actor=principal.name, action=f"judgment.{decision}",
-        subject_kind="run", subject_id=answer.run_id,
-        details={"stage": answer.stage_ref, "comment": comment, "via": principal.via})
+    # The judgment stage writes the audit entry when it takes the answer, whoever gave it
+    # (the CLI, the API, Prefect's UI): writing one here too would count it twice.
     return JSONResponse(answer.to_json(), status_code=202)
 
 
