@@ -35,7 +35,7 @@ from ui.presentation import manifest_diff
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api", tags=["runs"])
+router = APIRouter(prefix="/api")
 
 Viewer = Annotated[Principal, Depends(api_principal(Role.VIEWER))]
 Deployer = Annotated[Principal, Depends(api_principal(Role.DEPLOYER))]
@@ -148,7 +148,7 @@ def _get_run(store: Store, run_id: str) -> RunRecord:
         raise HTTPException(404, str(err)) from None
 
 
-@router.get("/runs", response_model=RunPageView)
+@router.get("/runs", response_model=RunPageView, tags=["runs"])
 def list_runs(
     request: Request, _: Viewer,
     app: Annotated[str | None, Query(description="only this app's runs")] = None,
@@ -172,7 +172,7 @@ def list_runs(
     return {"runs": [run_view(r, now) for r in page.runs], "next_cursor": page.next_cursor}
 
 
-@router.get("/runs/{run_id}", response_model=RunDetail)
+@router.get("/runs/{run_id}", response_model=RunDetail, tags=["runs"])
 def get_run(request: Request, run_id: str, _: Viewer) -> Any:
     """A run (by id or a unique prefix of 4+ characters) with its stages."""
     store = _store(request)
@@ -181,7 +181,7 @@ def get_run(request: Request, run_id: str, _: Viewer) -> Any:
     return run_detail(run, typical, store.clock(), request.app.state.prefect_ui)
 
 
-@router.get("/runs/{run_id}/logs", response_model=list[LogChunkView])
+@router.get("/runs/{run_id}/logs", response_model=list[LogChunkView], tags=["runs"])
 def get_logs(request: Request, run_id: str, _: Viewer,
              stage: Annotated[str | None, Query(description="one stage's log")] = None,
              after: Annotated[int, Query(ge=0, description="only chunks after this id")] = 0,
@@ -197,7 +197,7 @@ def get_logs(request: Request, run_id: str, _: Viewer,
              "text": c.text} for c in chunks]
 
 
-@router.get("/runs/{run_id}/stages/{stage_ref}/outputs")
+@router.get("/runs/{run_id}/stages/{stage_ref}/outputs", tags=["runs"])
 def get_stage_outputs(request: Request, run_id: str, stage_ref: str, _: Viewer) -> Any:
     """What a stage recorded: a canary stage its report (score, verdict, each metric's
     classification, statistics and both series), a chaos stage its evidence, a bake its
@@ -300,7 +300,7 @@ def get_dora(request: Request, _: Viewer,
 
 
 @router.get("/events", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}})
+            responses={200: {"content": {"text/event-stream": {}}}}, tags=["runs"])
 async def all_events(request: Request, _: Viewer,
                      since: Annotated[str | None, Query(
                          description="<transition id>.<log id> the page showed")] = None,
@@ -310,7 +310,7 @@ async def all_events(request: Request, _: Viewer,
 
 
 @router.get("/runs/{run_id}/events", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}})
+            responses={200: {"content": {"text/event-stream": {}}}}, tags=["runs"])
 async def run_events(request: Request, run_id: str, _: Viewer,
                      since: Annotated[str | None, Query()] = None) -> Any:
     """Server-sent events of one run: ``run``, ``stage`` and ``log``."""

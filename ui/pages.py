@@ -166,7 +166,7 @@ def runs_page(
                                ("trigger", trigger), ("pipeline", pipeline)) if v}
     return render(request, "runs.html", {
         "section": "runs", "runs": page.runs, "filters": filters, "filtered": bool(query),
-        "choices": _filter_choices(request, browser), "states": [s.value for s in State],
+        "choices": _with_current(_filter_choices(request, browser), filters), "states": [s.value for s in State],
         "first_page": cursor is None, "since": f"{browser.last_change_id()}.0",
         "live_query": urlencode(query),
         "first_url": "/runs" + (f"?{urlencode(query)}" if query else ""),
@@ -323,6 +323,18 @@ def releases_page(request: Request, app: str, principal: ViewerPage, env: str = 
         "line_class": presentation.diff_line_class, "may_act": principal.may(Role.DEPLOYER),
         "current": {env: r.id for (name, env), r in ledger.all_current_releases().items()
                     if name == app}})
+
+
+def _with_current(choices: dict[str, list[str]],
+                  filters: RunFilters) -> dict[str, list[str]]:
+    """The choices, with each filter's current value among them (a value newer than the
+    cached choices must still show as selected)."""
+    current = {"app": filters.app, "trigger": filters.trigger, "pipeline": filters.pipeline}
+    merged = {}
+    for name, values in choices.items():
+        value = current.get(name)
+        merged[name] = sorted({*values, value}) if value else values
+    return merged
 
 
 CHOICES_SECONDS = 30.0

@@ -18,7 +18,7 @@ __all__ = ["STATE_BADGES", "badge", "diff_line_class", "duration_text", "manifes
 STATE_BADGES: dict[str, tuple[str, str]] = {
     State.QUEUED.value: ("◷", "Queued"),
     State.RUNNING.value: ("▶", "Running"),
-    State.WAITING.value: ("⏸", "Waiting"),
+    State.WAITING.value: ("‖", "Waiting"),
     State.SUCCEEDED.value: ("✔", "Succeeded"),
     State.FAILED.value: ("✘", "Failed"),
     State.CANCELLED.value: ("⊘", "Cancelled"),
