@@ -166,7 +166,8 @@ def runs_page(
                                ("trigger", trigger), ("pipeline", pipeline)) if v}
     return render(request, "runs.html", {
         "section": "runs", "runs": page.runs, "filters": filters, "filtered": bool(query),
-        "choices": _with_current(_filter_choices(request, browser), filters), "states": [s.value for s in State],
+        "choices": _with_current(_filter_choices(request, browser), filters),
+        "states": [s.value for s in State],
         "first_page": cursor is None, "since": f"{browser.last_change_id()}.0",
         "live_query": urlencode(query),
         "first_url": "/runs" + (f"?{urlencode(query)}" if query else ""),

@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -232,6 +233,19 @@ class Kube:
             if err.status != 409:
                 raise KubeError(f"creating {kind} {manifest['metadata']['name']}: "
                                 f"{err.status} {err.reason}: {err.body}") from err
+
+    def namespaces(self) -> dict[str, datetime | None]:
+        """Every namespace's name and when it was created."""
+        status, answer = self._call("GET", "/api/v1/namespaces")
+        if status != 200:
+            raise KubeError(f"listing namespaces: {status} {_message(answer)}", status)
+        found: dict[str, datetime | None] = {}
+        for item in (answer or {}).get("items", []):
+            metadata = item.get("metadata", {})
+            created = metadata.get("creationTimestamp")
+            found[metadata.get("name", "")] = (
+                datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None)
+        return found
 
     def delete_namespace(self, name: str) -> None:
         """Delete a namespace and everything in it (the API finishes it in the background);

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import re
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -110,8 +111,8 @@ def _sqlite_engine(database: str | None) -> Engine:
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        _enter_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -122,6 +123,22 @@ def _sqlite_engine(database: str | None) -> Engine:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _enter_wal(cursor: Any) -> None:
+    """Switch the file to WAL (a no-op once it is). On a fresh file several processes do
+    this at once, and SQLite may answer "database is locked" at once, without waiting in
+    its busy handler: try again, with jitter, for as long as the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            text = str(err).lower()
+            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02 + 0.08 * random.random())  # noqa: S311 - jitter, not a secret
 
 
 def _is_lock_error(err: OperationalError) -> bool:

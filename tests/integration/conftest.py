@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,19 @@ from sqlalchemy.engine import make_url
 
 from shipyard.adapters.kube import Kube
 from tests.support.stack import PIP_CACHE, PROJECT, SHIPYARD, STACK_CACHE, Stack
+
+STALE_AFTER = timedelta(hours=3)
+_TEST_NAMESPACE = re.compile(r"^t[0-9a-f]{6}-[a-z]+$")
+
+
+def _delete_stale_test_namespaces(kube: Kube) -> None:
+    """Namespaces of test sessions that never ended (a killed run) hold pods that would
+    crowd the one real node out: delete those older than any session lasts. A session
+    running beside this one is younger and left alone."""
+    now = datetime.now(UTC)
+    for name, created in kube.namespaces().items():
+        if _TEST_NAMESPACE.fullmatch(name) and created and now - created > STALE_AFTER:
+            kube.delete_namespace(name)
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +56,7 @@ def prefect_stack(stack_home: Stack, stack_postgres: str,
         log = stack.home / "prefect" / "prefect-server.log"
         tail = log.read_text()[-3000:] if log.exists() else "(no server log)"
         pytest.fail(f"`shipyard up` failed:\n{started.stdout}\n{started.stderr}\n{tail}")
+    _delete_stale_test_namespaces(Kube.from_kubeconfig(real_cluster))
     saved = os.environ.get("SHIPYARD_HOME")
     os.environ["SHIPYARD_PIP_CACHE"] = PIP_CACHE
     # In-process flows and Prefect clients in the tests reach the same server and store.
