@@ -27,6 +27,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from pipelines.handover import Reconciler, StartDeployment
 from shipyard import __version__
 from shipyard.adapters.prefect import start_deployment
+from shipyard.domain.throttle import SignInThrottle
 from shipyard.settings import Settings
 from shipyard.store import Accounts, Ledger, Store
 from shipyard.store.browse import RunBrowser
@@ -78,6 +79,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
                   docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.prefect_ui = prefect_ui
+    app.state.sign_in_throttle = SignInThrottle()
     app.add_middleware(SessionMiddleware, secret_key=secret_key(settings),
                        session_cookie=SESSION_COOKIE, same_site="lax",
                        https_only=settings.ui_secure_cookies,

@@ -8,6 +8,8 @@ over SSE. Forms post back here with the session's CSRF token; destructive action
 from __future__ import annotations
 
 import json
+import math
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +23,7 @@ from fastapi.templating import Jinja2Templates
 from shipyard.domain.access import Role
 from shipyard.domain.dora import DEFAULT_WINDOWS
 from shipyard.domain.states import State
+from shipyard.domain.throttle import SignInThrottle
 from shipyard.store import (
     Accounts,
     AmbiguousRunId,
@@ -57,11 +60,12 @@ router = APIRouter(include_in_schema=False)
 ViewerPage = Annotated[Principal, Depends(page_principal(Role.VIEWER))]
 DeployerPage = Annotated[Principal, Depends(page_principal(Role.DEPLOYER))]
 RUNS_PER_PAGE = 50
+_THROTTLE_LOCK = threading.Lock()  # sign-ins run in the thread pool
 _BADGES_JSON = json.dumps(presentation.STATE_BADGES, ensure_ascii=False)
 
 
 def render(request: Request, name: str, context: dict[str, Any], *,
-           status_code: int = 200) -> HTMLResponse:
+           status_code: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
     """A page with what every page needs: who is signed in, the CSRF token, the time."""
     store: Store = request.app.state.store
     now = store.clock()
@@ -71,7 +75,7 @@ def render(request: Request, name: str, context: dict[str, Any], *,
             "run_seconds": lambda run: _seconds(run.started_at, run.finished_at, now),
             "stage_seconds": lambda s: _seconds(s.started_at, s.finished_at, now)}
     return templates.TemplateResponse(request, name, {**base, **context},
-                                      status_code=status_code)
+                                      status_code=status_code, headers=headers)
 
 
 def flash(request: Request, text: str, kind: str = "ok") -> None:
@@ -114,13 +118,27 @@ def login(request: Request, username: Annotated[str, Form()],
                                               "username": username,
                                               "error": "The form was stale; try again."},
                       status_code=403)
+    name = username.strip()
+    throttle: SignInThrottle = request.app.state.sign_in_throttle
+    with _THROTTLE_LOCK:
+        wait = throttle.retry_after(name, time.monotonic())
+    if wait:
+        return render(request, "login.html", {
+            "next_path": _safe_next(next), "username": username,
+            "error": f"Too many failed sign-ins for {name!r}: try again in "
+                     f"{math.ceil(wait)} s."}, status_code=429,
+            headers={"Retry-After": str(math.ceil(wait))})
     accounts: Accounts = request.app.state.accounts
-    user = accounts.authenticate(username.strip(), password)
+    user = accounts.authenticate(name, password)
     if user is None:
+        with _THROTTLE_LOCK:
+            throttle.failed(name, time.monotonic())
         return render(request, "login.html", {
             "next_path": _safe_next(next), "username": username,
             "error": "Wrong username or password, or the account is disabled."},
             status_code=401)
+    with _THROTTLE_LOCK:
+        throttle.succeeded(name)
     sign_in(request, user.name)
     return RedirectResponse(_safe_next(next), status_code=303)
 

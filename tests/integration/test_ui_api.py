@@ -681,3 +681,18 @@ def test_the_audit_trail_is_for_admins(site: Site):
                      params={"subject_kind": "run", "subject_id": run.id}).json()
     assert [(e["actor"], e["action"], e["details"]["via"]) for e in trail] == [
         ("dave", "run.cancel", "token")]
+
+
+def test_repeated_wrong_passwords_lock_the_name_out_for_a_while(site: Site):
+    Accounts(site.store).add_user("gus", PASSWORD, Role.VIEWER)
+    for _ in range(5):
+        _, refused = signed_in(site, "gus", password="a wrong password here")
+        assert refused.status_code == 401
+    client, locked = signed_in(site, "gus")  # the right password, too late
+    client.close()
+    assert locked.status_code == 429
+    assert 55 <= int(locked.headers["retry-after"]) <= 60
+    assert "Too many failed sign-ins for &#39;gus&#39;" in locked.text
+    client, other = signed_in(site, "vera")  # other names are not affected
+    client.close()
+    assert other.status_code == 303
