@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from shipyard.adapters.host_firewall import (
 from shipyard.adapters.oci_image import write_oci_image
 from shipyard.adapters.pki import ClusterPKI
 from shipyard.adapters.probe import http_ok
-from shipyard.stack.component import Progress
+from shipyard.stack.component import ComponentFailed, Progress
 
 __all__ = ["NODE_NAME", "POD_BRIDGE", "RealNode"]
 
@@ -38,6 +39,7 @@ NODE_NAME = "shipyard-node"
 POD_BRIDGE = "shipyardcni0"
 POD_CIDR = "10.88.0.0/24"
 PAUSE_IMAGE = "shipyard.local/pause:3.10"
+KUBELET_ATTEMPTS = 3
 PACKAGES = ("containerd", "runc", "containernetworking-plugins", "iptables", "conntrack")
 
 
@@ -94,11 +96,23 @@ class RealNode:
         # The kubelet reads its configuration once: a changed one (cluster DNS, say) takes
         # a restart. Running pods are left alone by it.
         configured = "\0".join([*kubelet, (self.state / "kubelet" / "config.yaml").read_text()])
-        if start("kubelet", kubelet, lambda: http_ok("http://127.0.0.1:10248/healthz",
-                                                      expect="ok"),
-                 progress, self.bin_dir,
-                 fingerprint=hashlib.sha256(configured.encode()).hexdigest()):
-            started.append("kubelet")
+        # containerd answers `ctr version` before its CRI server has initialized; a kubelet
+        # started in that gap exits at once ("server is not initialized yet"). Seen after a
+        # containerd restart with a node's worth of old containers to clean up.
+        for attempt in range(1, KUBELET_ATTEMPTS + 1):
+            try:
+                if start("kubelet", kubelet,
+                         lambda: http_ok("http://127.0.0.1:10248/healthz", expect="ok"),
+                         progress, self.bin_dir,
+                         fingerprint=hashlib.sha256(configured.encode()).hexdigest()):
+                    started.append("kubelet")
+                break
+            except ComponentFailed:
+                if attempt == KUBELET_ATTEMPTS:
+                    raise
+                progress("the kubelet stopped at once (containerd's CRI is still starting); "
+                         "starting it again")
+                time.sleep(3)
         if start("kube-proxy", ["kube-proxy",
                                 f"--config={self.state / 'kube-proxy' / 'config.yaml'}"],
                  lambda: http_ok("http://127.0.0.1:10256/healthz"), progress, self.bin_dir):
