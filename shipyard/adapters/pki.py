@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from shipyard.adapters.secret_files import write_secret
+
 __all__ = ["ClientIdentity", "ClusterPKI"]
 
 VALIDITY = dt.timedelta(days=3650)
@@ -81,7 +83,8 @@ class ClusterPKI:
             self._issue(name, common_name, (), ExtendedKeyUsageOID.SERVER_AUTH, sans)
 
     def kubeconfig(self, client: str, server: str, destination: Path) -> Path:
-        """Write a kubeconfig for ``client`` (a client certificate made by ``ensure``)."""
+        """Write a kubeconfig for ``client`` (a client certificate made by ``ensure``), mode
+        0600 from the start."""
         config = {
             "apiVersion": "v1", "kind": "Config",
             "clusters": [{"name": "shipyard", "cluster": {
@@ -93,9 +96,7 @@ class ClusterPKI:
                                                           "user": client}}],
             "current-context": "shipyard",
         }
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        destination.write_text(yaml.safe_dump(config, sort_keys=False))
-        destination.chmod(0o600)
+        write_secret(destination, yaml.safe_dump(config, sort_keys=False))
         return destination
 
     def _issue(self, name: str, common_name: str, groups: Sequence[str],

@@ -7,7 +7,13 @@ appears as an ordinary uid: PostgreSQL sees a non-root owner, the kernel still s
 (who owns the directory), and nothing outside the state directory changes. As any other
 user it runs directly.
 
-Access is ``trust`` on loopback only: a single-user development stack, never a shared one.
+Every connection needs a password, checked with SCRAM-SHA-256, whether it comes over TCP
+(127.0.0.1 or ::1, the only addresses it listens on) or over its Unix socket: loopback is
+shared by every process and user of the machine, and ``trust`` would hand the store to any
+of them. Each role's password is generated once and kept in ``<home>/<role>.password``
+(mode 0600); only its hash (a SCRAM verifier, computed here) ever reaches the server. A
+server made with ``trust`` by an older Shipyard is given its passwords and switched over by
+:meth:`PostgresServer.require_passwords`.
 """
 
 from __future__ import annotations
@@ -15,18 +21,37 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 
-__all__ = ["PostgresError", "PostgresServer", "installed_bindir"]
+from shipyard.adapters.secret_files import (
+    create_secret,
+    private_dir,
+    read_secret,
+    write_secret,
+)
+
+__all__ = ["PG_HBA", "SUPERUSER", "PostgresError", "PostgresServer", "installed_bindir"]
 
 START_TIMEOUT_SECONDS = 60
+RELOAD_TIMEOUT_SECONDS = 10
 SUPERUSER = "postgres"
+PG_HBA = """\
+# Written by Shipyard: every connection needs its role's password (SCRAM-SHA-256), over
+# the Unix socket and over loopback alike. No replication. Rewritten by `shipyard up`.
+# TYPE  DATABASE  USER  ADDRESS       METHOD
+local   all       all                 scram-sha-256
+host    all       all   127.0.0.1/32  scram-sha-256
+host    all       all   ::1/128       scram-sha-256
+"""
 # An unprivileged uid for the namespace; any non-zero one will do.
 _NAMESPACE_UID = 1000
 
@@ -57,9 +82,25 @@ class PostgresServer:
     def log_file(self) -> Path:
         return self.home / "postgres.log"
 
-    def url(self, database: str, *, driver: str = "psycopg", user: str = "shipyard") -> str:
-        """The SQLAlchemy URL of ``database`` on this server."""
-        return f"postgresql+{driver}://{user}@127.0.0.1:{self.port}/{database}"
+    @property
+    def hba_file(self) -> Path:
+        return self.data_dir / "pg_hba.conf"
+
+    def password_file(self, role: str) -> Path:
+        """Where the password of ``role`` is kept (mode 0600)."""
+        return self.home / f"{role}.password"
+
+    def url(self, database: str, *, driver: str = "psycopg", user: str = "shipyard",
+            hide_password: bool = False) -> str:
+        """The SQLAlchemy URL of ``database`` on this server as ``user``, with the role's
+        password when it has one (shown as ``***`` with ``hide_password``)."""
+        try:
+            password = read_secret(self.password_file(user))
+        except FileNotFoundError:  # a server still on `trust`, before `shipyard up`
+            credentials = user
+        else:
+            credentials = f"{user}:{'***' if hide_password else quote(password, safe='')}"
+        return f"postgresql+{driver}://{credentials}@127.0.0.1:{self.port}/{database}"
 
     def bindir(self) -> Path:
         """The binaries of the version that made the data directory, else the newest."""
@@ -87,15 +128,19 @@ class PostgresServer:
         return (self.data_dir / "PG_VERSION").exists()
 
     def initdb(self) -> None:
-        """Make the data directory (UTF-8, C.UTF-8 collation: no locale needs generating)."""
+        """Make the data directory (UTF-8, C.UTF-8 collation: no locale needs generating),
+        the superuser's password and the server's pg_hba.conf (:data:`PG_HBA`)."""
         if self.initialized():
             return
         if self.data_dir.exists() and any(self.data_dir.iterdir()):
             raise PostgresError(f"{self.data_dir} is not empty and holds no database "
                                 "(an interrupted initdb?); remove it and run again")
-        self.home.mkdir(parents=True, exist_ok=True)
-        self._run(["initdb", "-D", str(self.data_dir), "--auth=trust", "-U", SUPERUSER,
+        private_dir(self.home)
+        create_secret(self.password_file(SUPERUSER), _new_password)
+        self._run(["initdb", "-D", str(self.data_dir), "--auth=scram-sha-256",
+                   f"--pwfile={self.password_file(SUPERUSER)}", "-U", SUPERUSER,
                    "-E", "UTF8", "--locale=C.UTF-8"], check=True)
+        write_secret(self.hba_file, PG_HBA)
 
     def pid(self) -> int | None:
         """The postmaster's pid if ours runs (its pid file names a live process)."""
@@ -110,17 +155,31 @@ class PostgresServer:
         return pid if str(self.data_dir).encode() in cmdline else None
 
     def answers(self) -> bool:
-        """Whether a server accepts connections on the port (ours or another)."""
+        """Whether a PostgreSQL server (ours or another) accepts connections on the port;
+        libpq's ping, which needs no password."""
+        conninfo = psycopg.conninfo.make_conninfo(host="127.0.0.1", port=self.port,
+                                                  dbname="postgres", connect_timeout=2)
+        return pq.PGconn.ping(conninfo.encode()) == pq.Ping.OK
+
+    def accepts_without_password(self, host: str = "127.0.0.1") -> bool:
+        """Whether the superuser can connect with no password (``trust``): over TCP, or
+        over the Unix socket with ``host=str(home)``. False when refused, or not up."""
         try:
-            with self.connect(timeout=2):
-                return True
-        except PostgresError:
+            # No password from anywhere: libpq would read ~/.pgpass (PGPASSFILE); this
+            # file, in our private home, never exists (libpq warns of /dev/null).
+            conn = psycopg.connect(host=host, port=self.port, user=SUPERUSER,
+                                   dbname="postgres", password="",
+                                   passfile=str(self.home / ".no-passfile"),
+                                   connect_timeout=2)
+        except psycopg.Error:
             return False
+        conn.close()
+        return True
 
     def start(self, *, fast_and_unsafe: bool = False) -> None:
         """Start the server and wait until it answers. ``fast_and_unsafe`` turns fsync off:
         for throw-away test databases only."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        private_dir(self.home)
         # A socket of our own: /var/run/postgresql may not exist and is not ours.
         options = [f"-p {self.port}", f"-k {self.home}", "-c listen_addresses=127.0.0.1"]
         if fast_and_unsafe:
@@ -145,35 +204,87 @@ class PostgresServer:
     @contextlib.contextmanager
     def connect(self, database: str = "postgres", *,
                 timeout: float = 5) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
-        """A superuser connection in autocommit mode (CREATE DATABASE needs it)."""
+        """A superuser connection in autocommit mode (CREATE DATABASE needs it), with the
+        superuser's password (none before a ``trust`` server has one)."""
+        password_file = self.password_file(SUPERUSER)
+        try:
+            password = read_secret(password_file)
+        except FileNotFoundError:
+            password = ""
         try:
             conn = psycopg.connect(host="127.0.0.1", port=self.port, user=SUPERUSER,
-                                   dbname=database, connect_timeout=max(1, int(timeout)),
-                                   autocommit=True)
+                                   password=password, dbname=database,
+                                   connect_timeout=max(1, int(timeout)), autocommit=True)
         except psycopg.Error as err:
+            fix = ""
+            if "password authentication failed" in str(err):
+                fix = (f"; the password kept in {password_file} is not the server's: "
+                       "restore that file, or start over with `shipyard down --purge "
+                       "--only postgres` (which deletes the data)")
             raise PostgresError(f"cannot connect to PostgreSQL on 127.0.0.1:{self.port} "
-                                f"as {SUPERUSER}: {err}".strip()) from err
+                                f"as {SUPERUSER}: {str(err).strip()}{fix}") from err
         with conn:
             yield conn
 
+    def require_passwords(self) -> bool:
+        """Make every connection need a password: give the superuser its password, write
+        :data:`PG_HBA` and reload, unless the server already refuses a connection without
+        one. Turns a server made with ``trust`` into one like :meth:`initdb` makes.
+        Idempotent; returns whether anything changed."""
+        try:
+            hba = self.hba_file.read_text()
+        except FileNotFoundError as err:
+            raise PostgresError(f"{self.hba_file} is missing: is the server on port "
+                                f"{self.port} another one than {self.data_dir}'s?") from err
+        if hba == PG_HBA and not self.accepts_without_password():
+            return False
+        password = create_secret(self.password_file(SUPERUSER), _new_password)
+        with self.connect() as conn:  # `trust` still lets us in, password or not
+            _set_password(conn, SUPERUSER, password)
+            write_secret(self.hba_file, PG_HBA)
+            conn.execute("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + RELOAD_TIMEOUT_SECONDS
+        while self.accepts_without_password():  # the postmaster reloads asynchronously
+            if time.monotonic() > deadline:
+                raise PostgresError(f"PostgreSQL still accepts connections without a "
+                                    f"password after reloading {self.hba_file}")
+            time.sleep(0.1)
+        return True
+
     def ensure_role_and_databases(self, role: str, databases: Sequence[str]) -> list[str]:
-        """Create the login role and the databases it owns unless they exist; returns the
-        databases created now."""
-        created = []
+        """Create the login role, with its password (made now unless kept), and the
+        databases it owns, unless they exist; a role whose kept password does not log in
+        (it had none, under ``trust``) is given it. Returns what was done, in words."""
+        done = []
+        password = create_secret(self.password_file(role), _new_password)
         with self.connect() as conn:
             if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() \
                     is None:
                 # CREATEDB: the tests make a database per test.
                 conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB").format(
                     sql.Identifier(role)))
+                _set_password(conn, role, password)
+                done.append(f"role {role}")
+            elif not self._logs_in(role, password):
+                _set_password(conn, role, password)
+                done.append(f"password of {role}")
             for name in databases:
                 exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
                                       (name,)).fetchone()
                 if exists is None:
                     conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
                         sql.Identifier(name), sql.Identifier(role)))
-                    created.append(name)
-        return created
+                    done.append(f"database {name}")
+        return done
+
+    def _logs_in(self, role: str, password: str) -> bool:
+        try:
+            conn = psycopg.connect(host="127.0.0.1", port=self.port, user=role,
+                                   password=password, dbname="postgres", connect_timeout=2)
+        except psycopg.Error:
+            return False
+        conn.close()
+        return True
 
     def _run(self, argv: list[str], *, check: bool = False) -> subprocess.CompletedProcess[str]:
         command = [str(self.bindir() / argv[0]), *argv[1:]]
@@ -186,6 +297,21 @@ class PostgresServer:
         if check and done.returncode != 0:
             raise PostgresError(f"`{argv[0]}` failed: {_last_line(done)}")
         return done
+
+
+def _new_password() -> str:
+    # 256 bits, URL-safe: it goes into SQLAlchemy URLs as it is.
+    return secrets.token_urlsafe(32)
+
+
+def _set_password(conn: psycopg.Connection[tuple[object, ...]], role: str,
+                  password: str) -> None:
+    """Set ``role``'s password as a SCRAM-SHA-256 verifier made by libpq here, so the
+    password itself never reaches the server (nor its log)."""
+    verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(),
+                                            b"scram-sha-256")
+    conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+        sql.Identifier(role), sql.Literal(verifier.decode())))
 
 
 def _last_line(done: subprocess.CompletedProcess[str]) -> str:

@@ -8,6 +8,7 @@ that answers is reused) and ``stop`` ends the whole process group. The tests' ha
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
@@ -111,7 +112,8 @@ class PrefectServer:
         return self.home / "prefect-server.database"
 
     def _database(self) -> str:
-        return self.database_url or "sqlite"
+        # A fingerprint is kept, not the URL: the URL carries the database's password.
+        return _fingerprint(self.database_url or "sqlite")
 
     def _database_in_use(self) -> str | None:
         try:
@@ -145,7 +147,9 @@ class PrefectWorker:
         """Start the worker unless ours runs already with this configuration (a worker
         started with another store or project is restarted). Returns True if it was
         started now."""
-        configuration = repr((self.pool, str(self.project_dir), sorted(self.extra_env)))
+        # Fingerprinted: the environment carries the store's URL, password included.
+        configuration = _fingerprint(repr((self.pool, str(self.project_dir),
+                                           sorted(self.extra_env))))
         if self.running():
             if self._configuration_file.exists() and \
                     self._configuration_file.read_text() == configuration:
@@ -167,3 +171,7 @@ class PrefectWorker:
     @property
     def _configuration_file(self) -> Path:
         return self.server.home / f"prefect-worker-{self.pool}.configuration"
+
+
+def _fingerprint(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

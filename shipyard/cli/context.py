@@ -7,6 +7,7 @@ from contextlib import ExitStack
 from functools import cache
 
 from shipyard.adapters.prefect_server import PrefectServer
+from shipyard.adapters.secret_files import private_dir
 from shipyard.settings import Settings, load_settings
 from shipyard.store import Store
 
@@ -15,7 +16,11 @@ __all__ = ["prefect_server", "prefect_ui_url", "settings", "store", "use_prefect
 
 @cache
 def settings() -> Settings:
-    return load_settings()
+    loaded = load_settings()
+    # Whichever command runs first makes the home: private from the start (0700), before
+    # the store, the UI's key or a workspace lands in it.
+    private_dir(loaded.home)
+    return loaded
 
 
 @cache

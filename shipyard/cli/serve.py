@@ -10,6 +10,7 @@ import typer
 from shipyard.cli import app
 from shipyard.cli.context import prefect_ui_url, settings, store, use_prefect
 from shipyard.cli.errors import console, err_console
+from shipyard.cli.permissions import require_private_state
 
 __all__ = ["serve_ui"]
 
@@ -29,8 +30,9 @@ def serve_ui(
     from shipyard.store import Accounts
     from ui.app import create_app
 
-    prefect_api = use_prefect()
     config = settings()
+    require_private_state(config, "serve the UI")
+    prefect_api = use_prefect()
     opened = store()  # a bad database URL fails here, in one line, before serving
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -29,6 +29,7 @@ from shipyard.adapters.prefect import apply_deployments, check_project
 from shipyard.cli import app
 from shipyard.cli.context import settings, store, use_prefect
 from shipyard.cli.errors import CommandFailed, console, err_console
+from shipyard.cli.permissions import open_state_warnings, report_tightened
 from shipyard.cli.pipelines import start_and_follow
 from shipyard.cli.render import runs_table
 from shipyard.stack.component import ComponentFailed
@@ -69,12 +70,14 @@ def up(
         "--nodes", help="Cluster nodes: real (containerd + kubelet), kwok (simulated), or "
         "auto (real where the machine allows it).")] = "auto",
 ) -> None:
-    """Bring the local stack up: what already works is left as it is (idempotent)."""
+    """Bring the local stack up: what already works is left as it is (idempotent). Secret
+    files and state directories others can reach are made private first, and said so."""
     if nodes not in ("auto", "real", "kwok"):
         raise typer.BadParameter(f"{nodes!r} is not one of auto, real, kwok",
                                  param_hint="--nodes")
     stack = _stack(only, rebuild_base_image=rebuild_base_image,
                    nodes=cast(NodeMode, nodes))
+    report_tightened(stack.make_private())
     bars = Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[component]}[/]"),
                     TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=console, transient=True)
@@ -125,11 +128,13 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Show each component of the local stack: health, version, address. Exit 1 unless
-    every component is healthy."""
+    every component is healthy. Warns of secret files and state directories others can
+    reach (without changing the exit status: scripts read it as the components' health)."""
     statuses = _stack(only).status()
+    too_open = open_state_warnings(settings())
     if as_json:
         console.print_json(json.dumps({"components": [s.as_json() for s in statuses],
-                                       "store": store().url}))
+                                       "store": store().url, "permissions": too_open}))
     else:
         table = Table(title="Shipyard stack", title_justify="left")
         for column in ("COMPONENT", "HEALTH", "VERSION", "ADDRESS", "DETAIL"):

@@ -1,4 +1,12 @@
-"""The whole local stack: its components in start order, brought up and down together."""
+"""The whole local stack: its components in start order, brought up and down together.
+
+Before any component starts, ``up`` makes the state private (:meth:`LocalStack.make_private`):
+the home and the stack's directories are created with mode 0700, and whatever of
+Shipyard's own secret files and state directories an older Shipyard (or a hand) left open
+to others is tightened, and said so. Tightening rather than refusing keeps a machine whose
+stack cache predates these checks working (its directories were 0755); every other command
+that starts (``shipyard ui``, ``shipyard status``) only checks, and names the fix.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
+from shipyard.adapters.private_state import tighten_private_state
+from shipyard.adapters.secret_files import private_dir
+from shipyard.domain.file_modes import TooOpen
 from shipyard.settings import Settings
 from shipyard.stack.base_image import BaseImageComponent
 from shipyard.stack.component import Component, ComponentStatus, Progress, UpResult
@@ -22,6 +33,8 @@ __all__ = ["COMPONENT_NAMES", "LocalStack", "UnknownComponent"]
 COMPONENT_NAMES = ("docker", "registry", "base-image", "k8s-binaries", "kubernetes",
                    "postgres", "prefect")
 """Start order: a component may rely on those before it."""
+
+_CLUSTER_COMPONENTS = ("k8s-binaries", "kubernetes")
 
 
 class UnknownComponent(ValueError):
@@ -56,14 +69,31 @@ class LocalStack:
             if name not in COMPONENT_NAMES:
                 raise UnknownComponent(name)
 
+    def names(self) -> list[str]:
+        """The chosen components' names, in start order."""
+        return [n for n in COMPONENT_NAMES if not self.only or n in self.only]
+
     def components(self) -> list[Component]:
-        names = [n for n in COMPONENT_NAMES if not self.only or n in self.only]
         return [_build(name, self.settings, self.rebuild_base_image, self.nodes)
-                for name in names]
+                for name in self.names()]
+
+    def make_private(self) -> list[TooOpen]:
+        """Create the home, the stack directory and (for the cluster's components) the
+        cluster's directory with mode 0700 unless they exist, and take group and others'
+        access off every secret file and state directory that has it. Returns what was too
+        open; idempotent."""
+        settings = self.settings
+        private_dir(settings.home)
+        private_dir(settings.stack_dir)
+        if any(name in _CLUSTER_COMPONENTS for name in self.names()):
+            private_dir(settings.stack_dir / "cluster")
+        return tighten_private_state(settings)
 
     def up(self, progress: Callable[..., None]) -> list[UpResult]:
-        """Bring every component up in order; the first failure stops the rest (raised as
+        """Make the state private (:meth:`make_private`), then bring every component up in
+        order; the first failure stops the rest (raised as
         :class:`~shipyard.stack.component.ComponentFailed`)."""
+        self.make_private()
         results = []
         for component in self.components():
             report = cast(Progress, functools.partial(progress, component.name))

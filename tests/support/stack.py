@@ -95,7 +95,8 @@ POSTGRES_HOWTO = (
 @pytest.fixture(scope="session")
 def stack_postgres(stack_home: Stack) -> Iterator[str]:
     """The stack's PostgreSQL, started by `shipyard up --only postgres`; yields the store
-    URL on it. Skips where it cannot run, but fails in CI, where it must."""
+    URL on it, which carries the role's password. Skips where it cannot run, but fails in
+    CI, where it must."""
     started = stack_home.shipyard("up", "--only", "postgres", timeout=900)
     if started.returncode != 0:
         message = f"`shipyard up --only postgres` failed:\n{started.stdout}\n{started.stderr}"
@@ -104,7 +105,8 @@ def stack_postgres(stack_home: Stack) -> Iterator[str]:
         pytest.skip(f"{message}\n{POSTGRES_HOWTO}")
     # The tests drop their databases WITH (FORCE). An autovacuum worker busy in one belongs
     # to no role the shipyard role is a member of, and PostgreSQL refuses to end it without
-    # pg_signal_backend: the drop failed now and then.
+    # pg_signal_backend: the drop failed now and then. (As the superuser, with the password
+    # `up` keeps in the stack's postgres directory: no connection goes without one.)
     server = PostgresServer(stack_home.home / "stack" / "postgres",
                             int(stack_home.env["SHIPYARD_POSTGRES_PORT"]))
     with server.connect() as admin:
