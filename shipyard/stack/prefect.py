@@ -32,9 +32,12 @@ class PrefectComponent:
 
     @property
     def worker(self) -> PrefectWorker:
-        # The flows record into the same store as the CLI that started the worker.
+        # The flows record into the same store as the CLI that started the worker, and
+        # verify judgment answers with the same key as it signs them.
         env = [("SHIPYARD_HOME", str(self.settings.home)),
                ("SHIPYARD_DATABASE_URL", self.settings.store_url)]
+        if self.settings.judgment_key_file is not None:
+            env.append(("SHIPYARD_JUDGMENT_KEY_FILE", str(self.settings.judgment_key_file)))
         return PrefectWorker(self.server, self.settings.work_pool, self.settings.source_dir,
                              tuple(env))
 
