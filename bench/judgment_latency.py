@@ -48,11 +48,16 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from prefect.client.orchestration import get_client  # noqa: E402
-from prefect.settings import PREFECT_API_URL, temporary_settings  # noqa: E402
+from prefect.settings import (  # noqa: E402
+    PREFECT_API_AUTH_STRING,
+    PREFECT_API_URL,
+    temporary_settings,
+)
 
 from shipyard.domain.states import State  # noqa: E402
 from shipyard.settings import Settings  # noqa: E402
 from shipyard.store import RunRecord, Store  # noqa: E402
+from stages.judgment import judgment_key  # noqa: E402
 from stages.judgments_service import answer_judgment  # noqa: E402
 from tests.support.judgment_flow import (  # noqa: E402
     PARENT,
@@ -121,8 +126,8 @@ async def resume_steps(flow_run_id: str, answered: datetime) -> str:
                      for name in ("PENDING", "RUNNING") if name in seen)
 
 
-async def one(store: Store, deployment: str, *, restart: dict[str, str] | None = None
-              ) -> tuple[float | None, float]:
+async def one(store: Store, deployment: str, key: bytes, *,
+              restart: dict[str, str] | None = None) -> tuple[float | None, float]:
     started = await start_probe(store, deployment)
     waiting = await waiting_run(store, started)
     await asyncio.sleep(HOLD_SECONDS)
@@ -133,8 +138,8 @@ async def one(store: Store, deployment: str, *, restart: dict[str, str] | None =
         up = shipyard(restart, "up", "--only", "prefect")
         if up.returncode != 0:
             raise RuntimeError(f"`shipyard up --only prefect` failed: {up.stderr[-2000:]}")
-    answer = await answer_judgment(store, started.id, "approve", actor="bench",
-                                   comment="measured")
+    answer = await answer_judgment(store, started.id, "approve", actor="bench", route="cli",
+                                   key=key, comment="measured")
     after = await ship_started(store, waiting.id, seconds=60 if restart else 120)
     shipped = after.stage("ship").started_at if after is not None else None
     if shipped is None:
@@ -156,19 +161,20 @@ def summary(label: str, results: list[tuple[float | None, float]]) -> str:
             f"memory held while waiting {held:.0f} MB")
 
 
-async def bench(env: dict[str, str], store: Store, runs: int, restart: bool) -> None:
+async def bench(env: dict[str, str], store: Store, key: bytes, runs: int,
+                restart: bool) -> None:
     await register_deployments()
     for label, deployment in (("suspend", PROBE), ("pause", PARENT)):
         results = []
         for n in range(runs):
-            latency, held = await one(store, deployment)
+            latency, held = await one(store, deployment, key)
             shown = "never" if latency is None else f"{latency:.2f} s"
             print(f"{label} {n}: answer to next stage {shown}; {held:.0f} MB held while "
                   "waiting", flush=True)
             results.append((latency, held))
         print(summary(label, results), flush=True)
         if restart:
-            latency, _ = await one(store, deployment, restart=env)
+            latency, _ = await one(store, deployment, key, restart=env)
             print(f"{label}, worker restarted while waiting: " + (
                 "the pipeline never went on (no ship stage within 60 s)" if latency is None
                 else f"the next stage started {latency:.2f} s after the answer"), flush=True)
@@ -193,10 +199,13 @@ def main() -> None:
         if up.returncode != 0:
             print(f"`shipyard up` failed:\n{up.stdout[-2000:]}{up.stderr[-2000:]}")
             return
-        store = Store.open(Settings(home=work, database_url=None).store_url)
+        settings = Settings(home=work, database_url=None)
+        store = Store.open(settings.store_url)
         api = f"http://127.0.0.1:{prefect_port}/api"
-        with temporary_settings(updates={PREFECT_API_URL: api}):
-            asyncio.run(bench(env, store, args.runs, not args.no_restart))
+        auth = (work / "prefect" / "api-auth-string").read_text().strip()
+        with temporary_settings(updates={PREFECT_API_URL: api, PREFECT_API_AUTH_STRING: auth}):
+            asyncio.run(bench(env, store, judgment_key(settings), args.runs,
+                              not args.no_restart))
         store.close()
     finally:
         shipyard(env, "down", "--only", "prefect", "--only", "postgres")

@@ -31,11 +31,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def create_runs(api_url: str, runs: int) -> tuple[float, int]:
+async def create_runs(api_url: str, auth_string: str, runs: int) -> tuple[float, int]:
     """Create ``runs`` flow runs of one flow concurrently; (seconds, failures)."""
     from prefect.client.orchestration import PrefectClient
 
-    async with PrefectClient(api_url) as client:
+    async with PrefectClient(api_url, auth_string=auth_string) as client:
         flow_id = await client.create_flow_from_name("bench-flow")
         deployment_id = await client.create_deployment(flow_id, "bench")
         started = time.perf_counter()
@@ -52,7 +52,8 @@ def measure(server: PrefectServer, runs: int, repeat: int) -> tuple[float, int]:
     try:
         timings, failures = [], 0
         for _ in range(repeat):
-            seconds, failed = asyncio.run(create_runs(server.api_url, runs))
+            seconds, failed = asyncio.run(create_runs(server.api_url, server.auth_string(),
+                                                      runs))
             timings.append(seconds)
             failures += failed
         return statistics.median(timings), failures

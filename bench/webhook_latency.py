@@ -53,7 +53,11 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from prefect.client.orchestration import get_client  # noqa: E402
-from prefect.settings import PREFECT_API_URL, temporary_settings  # noqa: E402
+from prefect.settings import (  # noqa: E402
+    PREFECT_API_AUTH_STRING,
+    PREFECT_API_URL,
+    temporary_settings,
+)
 
 from shipyard.settings import Settings  # noqa: E402
 from shipyard.store import Store  # noqa: E402
@@ -306,7 +310,9 @@ def main() -> None:
                 answer_times("postgresql", scratch, work, args)
             api = f"http://127.0.0.1:{prefect_port}/api"
             ui_env = {**env, "SHIPYARD_WEBHOOK_SECRET": SECRET, "PREFECT_API_URL": api}
-            with temporary_settings(updates={PREFECT_API_URL: api}):
+            auth = (home / "prefect" / "api-auth-string").read_text().strip()
+            with temporary_settings(updates={PREFECT_API_URL: api,
+                                             PREFECT_API_AUTH_STRING: auth}):
                 first_stage_times(ui_env, store_url, home, args.runs)
         finally:
             shipyard(env, "down", "--only", "prefect", "--only", "postgres")

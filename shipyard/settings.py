@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     judgment_timeout_seconds: float = Field(
         default=24 * 3600.0, gt=0, le=30 * 86400,
         description="how long a manual judgment waits before it fails (never approves)")
+    judgment_key_file: Path | None = Field(
+        default=None, description="the key that signs judgment answers (32 random bytes as "
+        "hex); the CLI, the UI and the worker's flows must read the same file; default "
+        "<home>/judgment-key, created once, mode 0600")
     chaos_window_seconds: float = Field(
         default=20.0, gt=0, le=300,
         description="each window of the chaos experiment: the steady state is judged over "

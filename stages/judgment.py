@@ -60,6 +60,23 @@ should start the child as a deployment run of its own
 Known gap: a worker stopped in the instant between Prefect accepting the suspension and the
 flow saving the answer's schema (a few hundred milliseconds) leaves a run Prefect will not
 resume ("Run input schema not found"); cancel it and start again.
+
+Only answers Shipyard signed count
+----------------------------------
+Whoever can use Prefect's API can resume a waiting flow run with any input that fits
+:class:`JudgmentInput`. So an answer counts only when it carries Shipyard's signature
+(:mod:`shipyard.domain.judgment_signature`: HMAC-SHA256 with the key in
+:func:`judgment_key`) over this run, this stage, this judgment's request nonce (drawn when
+it began to wait, so an answer to an earlier judgment cannot be replayed to a later one),
+the decision, who answered, by which route (``cli``, ``ui-session``, ``api-token``), the
+comment and when, given before the deadline. An answer that does not verify is treated as
+no answer: it is written to the audit trail (``judgment.refused``, with the reason and
+what it claimed) and to the stage's log, and the judgment waits again, suspended or paused
+as before, until a verified answer comes or the deadline fails it. Failing at once would
+be no safer (a forged approval is refused either way) and would let anyone who can resume
+a flow run fail every pipeline waiting for a judgment, whereas waiting keeps the pipeline
+in the hands of the people Shipyard lets answer. Prefect's own UI can therefore no longer
+answer a judgment; its "Resume" is refused like any unsigned answer.
 """
 
 from __future__ import annotations
@@ -69,8 +86,10 @@ import hashlib
 import itertools
 import math
 import re
+import secrets
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from prefect.context import FlowRunContext, TaskRunContext
@@ -80,8 +99,18 @@ from prefect.input import RunInput
 from pydantic import BaseModel
 
 from shipyard.adapters.prefect import arm_resume_timer, disarm_resume_timer
+from shipyard.adapters.private_file import PrivateFileError, read_or_create_secret
 from shipyard.domain.clock import Clock, system_clock
+from shipyard.domain.judgment_signature import (
+    KEY_BYTES,
+    AnswerClaims,
+    InvalidKey,
+    UnverifiedAnswer,
+    parse_key,
+    verify,
+)
 from shipyard.domain.states import State
+from shipyard.settings import Settings
 from shipyard.store import Ledger
 from stages.runtime import (
     RunContext,
@@ -94,25 +123,30 @@ from stages.runtime import (
     resumed_pause_keys,
 )
 
-__all__ = ["JudgmentInput", "JudgmentRequest", "JudgmentResult", "WaitMode",
-           "manual_judgment"]
+__all__ = ["JudgmentInput", "JudgmentRequest", "JudgmentResult", "WaitMode", "judgment_key",
+           "judgment_key_file", "manual_judgment"]
 
 WaitMode = Literal["suspend", "pause"]
 
 _POLL_SECONDS = 1  # pause only: Prefect's default of 10 s puts up to 10 s after the answer
 _SYSTEM_ACTOR = "shipyard"
-_UNKNOWN_ACTOR = "someone in Prefect's UI"
 
 
 class JudgmentInput(RunInput):
     """An answer, as the flow receives it from Prefect (which checks every resume against
     this schema). No decision means the flow was resumed without an answer: by the timer,
-    or by hand in Prefect's UI; that never approves."""
+    or by hand in Prefect's UI; that never approves. An answer counts only if Shipyard
+    signed it (see the module's docstring)."""
 
     decision: Literal["approve", "reject"] | None = None
     actor: str = ""
     comment: str = ""
     answered_at: datetime | None = None
+    route: str = ""
+    run_id: str = ""
+    stage: str = ""
+    nonce: str = ""
+    signature: str = ""
 
 
 class JudgmentRequest(BaseModel):
@@ -124,6 +158,7 @@ class JudgmentRequest(BaseModel):
     wait: WaitMode
     deadline: datetime
     timeout_seconds: float
+    nonce: str = ""  # binds answers to this request; "" in requests made before signing
 
     def expired(self, now: datetime) -> bool:
         return now >= self.deadline
@@ -135,6 +170,7 @@ class JudgmentResult(StageResult):
     subject: str
     decision: Literal["approved"] = "approved"
     actor: str
+    route: str = ""
     comment: str = ""
     answered_at: datetime
 
@@ -150,8 +186,9 @@ async def manual_judgment(run: RunContext, *, subject: str, timeout_seconds: flo
 
     Raises :class:`~stages.runtime.StageFailure` with reason ``Rejected`` (the message says
     who and why) or ``JudgmentTimedOut`` when nobody answered within ``timeout_seconds``.
-    Call it from the flow's body, not from a task: a suspended flow run leaves this call
-    (its process exits) and comes back to it when resumed.
+    Only answers Shipyard signed count; others are audited and waited past. Call it from
+    the flow's body, not from a task: a suspended flow run leaves this call (its process
+    exits) and comes back to it when resumed.
     """
     if not timeout_seconds > 0:
         raise ValueError(f"timeout_seconds must be positive, not {timeout_seconds}")
@@ -163,25 +200,53 @@ async def manual_judgment(run: RunContext, *, subject: str, timeout_seconds: flo
         return JudgmentResult.model_validate(recorded.outputs)
     if recorded.state.is_terminal:
         raise StageFailure(recorded.reason, recorded.message)
+    if recorded.state is State.QUEUED:
+        await asyncio.to_thread(store.transition_stage, run.run_id, stage_ref,
+                                State.RUNNING, reason="Started")
+    try:  # before waiting: a key that cannot be read fails now, not when the answer comes
+        key = await asyncio.to_thread(judgment_key, settings)
+    except PrivateFileError as err:
+        await _end(ctx, State.FAILED, "JudgmentKeyUnusable", str(err))
+        raise StageFailure("JudgmentKeyUnusable", str(err)) from err
     if recorded.state is State.WAITING:  # the flow run was resumed: the answer is in
         request = JudgmentRequest.model_validate(recorded.outputs)
     else:
-        if recorded.state is State.QUEUED:
-            await asyncio.to_thread(store.transition_stage, run.run_id, stage_ref,
-                                    State.RUNNING, reason="Started")
         request = await _start_waiting(ctx, subject, timeout_seconds, clock())
+    checker = _Checker(ctx, request, key)
     if request.wait == "suspend":
-        answer = await _suspended(ctx, run, request, clock)
+        answer = await _suspended(ctx, run, request, checker, clock)
     else:
-        answer = await _paused(ctx, run, request, clock)
+        answer = await _paused(ctx, run, request, checker, clock)
     return await _record(ctx, request, answer, clock())
+
+
+def judgment_key_file(settings: Settings) -> Path:
+    """Where the key that signs judgment answers lives: ``SHIPYARD_JUDGMENT_KEY_FILE``, else
+    ``<home>/judgment-key``."""
+    path = settings.judgment_key_file or settings.home / "judgment-key"
+    return path.expanduser().resolve()
+
+
+def judgment_key(settings: Settings) -> bytes:
+    """The key that signs and verifies judgment answers, made the first time it is needed
+    (mode 0600). Raises :class:`~shipyard.adapters.private_file.PrivateFileError` naming
+    the file and the fix when it is open to others, empty or not a key."""
+    path = judgment_key_file(settings)
+    text = read_or_create_secret(path, lambda: secrets.token_hex(KEY_BYTES),
+                                 what="the key that signs judgment answers")
+    try:
+        return parse_key(text)
+    except InvalidKey as err:
+        raise PrivateFileError(
+            f"{path} (the key that signs judgment answers): {err}; delete it and Shipyard "
+            "makes a new one (judgments waiting then need their answers again)") from err
 
 
 async def _start_waiting(ctx: StageContext, subject: str, timeout_seconds: float,
                          now: datetime) -> JudgmentRequest:
     request = JudgmentRequest(subject=subject, flow_run_id=_flow_run_id(), wait=_wait_mode(),
                               deadline=now + timedelta(seconds=timeout_seconds),
-                              timeout_seconds=timeout_seconds)
+                              timeout_seconds=timeout_seconds, nonce=secrets.token_hex(16))
     run_id = ctx.run_id[:8]
     message = (f"waiting for a judgment on {subject}: `shipyard approve {run_id}` or "
                f"`shipyard reject {run_id} --reason TEXT`, by "
@@ -194,19 +259,61 @@ async def _start_waiting(ctx: StageContext, subject: str, timeout_seconds: float
     return request
 
 
+class _Checker:
+    """Says whether an answer counts: it has a decision and Shipyard's signature for this
+    judgment. A refused one is audited and logged."""
+
+    def __init__(self, ctx: StageContext, request: JudgmentRequest, key: bytes) -> None:
+        self._ctx, self._request, self._key = ctx, request, key
+
+    async def counts(self, answer: JudgmentInput) -> bool:
+        if answer.decision is None:
+            return False
+        claims = AnswerClaims(
+            run_id=self._ctx.run_id, stage=self._ctx.ref, request=self._request.nonce,
+            decision=answer.decision, actor=answer.actor, route=answer.route,
+            comment=answer.comment, issued_at=answer.answered_at or datetime.min,
+            nonce=answer.nonce)
+        try:
+            verify(claims, answer.signature, self._key, deadline=self._request.deadline,
+                   addressed=(answer.run_id, answer.stage))
+        except UnverifiedAnswer as refusal:
+            await self._refused(answer, refusal)
+            return False
+        return True
+
+    async def _refused(self, answer: JudgmentInput, refusal: UnverifiedAnswer) -> None:
+        ctx = self._ctx
+        claimed = answer.actor.strip() or "nobody"
+        details = {"stage": ctx.ref, "subject": self._request.subject,
+                   "reason": refusal.reason, "why": str(refusal),
+                   "decision": answer.decision, "claimed_actor": answer.actor,
+                   "claimed_route": answer.route, "comment": answer.comment}
+        await asyncio.to_thread(Ledger(ctx.store).audit, actor=_SYSTEM_ACTOR,
+                                action="judgment.refused", subject_kind="run",
+                                subject_id=ctx.run_id, details=details)
+        await ctx.log(f"refused an answer ({answer.decision} as {claimed}, route "
+                      f"{answer.route or 'none'}): {refusal} ({refusal.reason}); only "
+                      "answers Shipyard signed count, waiting again")
+
+
 async def _suspended(ctx: StageContext, run: RunContext, request: JudgmentRequest,
-                     clock: Clock) -> JudgmentInput:
-    """The answer the flow run was resumed with; or suspend it (its process exits by
-    :class:`prefect.exceptions.Pause`) until there is one or the time is up."""
+                     checker: _Checker, clock: Clock) -> JudgmentInput:
+    """The verified answer the flow run was resumed with; or suspend it (its process exits
+    by :class:`prefect.exceptions.Pause`) until there is one or the time is up (then an
+    empty answer)."""
     base = _key_base(ctx.ref)
     fired = _fired(run, base)
     if fired:
         # Asking again with a key that already fired returns what it was resumed with.
         answer = await asuspend_flow_run(wait_for_input=JudgmentInput, key=fired[-1])
         await disarm_resume_timer(_timer_name(fired[-1]))
-        if answer.decision or request.expired(clock()):
+        if await checker.counts(answer):
             return answer
-        await ctx.log("resumed without an answer; waiting again")
+        if request.expired(clock()):
+            return JudgmentInput()
+        if answer.decision is None:
+            await ctx.log("resumed without an answer; waiting again")
     key = pause_key(run, f"{base}-{len(fired)}")
     remaining = (request.deadline - clock()).total_seconds()
     await arm_resume_timer(request.flow_run_id, name=_timer_name(key), seconds=remaining)
@@ -220,8 +327,8 @@ async def _suspended(ctx: StageContext, run: RunContext, request: JudgmentReques
 
 
 async def _paused(ctx: StageContext, run: RunContext, request: JudgmentRequest,
-                  clock: Clock) -> JudgmentInput:
-    """The answer, waited for in this process; an empty one once the time is up."""
+                  checker: _Checker, clock: Clock) -> JudgmentInput:
+    """The verified answer, waited for in this process; an empty one once the time is up."""
     base = _key_base(ctx.ref)
     for attempt in itertools.count():
         remaining = (request.deadline - clock()).total_seconds()
@@ -233,26 +340,30 @@ async def _paused(ctx: StageContext, run: RunContext, request: JudgmentRequest,
                 poll_interval=_POLL_SECONDS, key=pause_key(run, f"{base}-p{attempt}"))
         except FlowPauseTimeout:
             break
-        if answer.decision:
+        if await checker.counts(answer):
             return answer
-        await ctx.log("resumed without an answer; waiting again")
+        if answer.decision is None:
+            await ctx.log("resumed without an answer; waiting again")
     return JudgmentInput()
 
 
 async def _record(ctx: StageContext, request: JudgmentRequest, answer: JudgmentInput,
                   now: datetime) -> JudgmentResult:
+    """Record a verified answer, or (no decision) the timeout."""
     ledger = Ledger(ctx.store)
-    details = {"stage": ctx.ref, "subject": request.subject, "comment": answer.comment}
+    details = {"stage": ctx.ref, "subject": request.subject, "comment": answer.comment,
+               "route": answer.route, "answer_nonce": answer.nonce}
     if answer.decision is None:
         message = (f"no answer within {_duration(request.timeout_seconds)}: "
                    f"{request.subject} was not approved")
         await asyncio.to_thread(ledger.audit, actor=_SYSTEM_ACTOR, action="judgment.timeout",
-                                subject_kind="run", subject_id=ctx.run_id, details=details)
+                                subject_kind="run", subject_id=ctx.run_id,
+                                details={"stage": ctx.ref, "subject": request.subject,
+                                         "comment": ""})
         await _end(ctx, State.FAILED, "JudgmentTimedOut", message)
         raise StageFailure("JudgmentTimedOut", message)
     decided = "approved" if answer.decision == "approve" else "rejected"
-    # Shipyard's answers always say who; Prefect's own UI can resume without saying.
-    actor = answer.actor.strip() or _UNKNOWN_ACTOR
+    actor = answer.actor
     message = f"{decided} by {actor}" + (f": {answer.comment}" if answer.comment else "")
     await asyncio.to_thread(ledger.record_approval, run_id=ctx.run_id, stage_ref=ctx.ref,
                             decision=decided, actor=actor, comment=answer.comment)
@@ -260,12 +371,12 @@ async def _record(ctx: StageContext, request: JudgmentRequest, answer: JudgmentI
                             action=f"judgment.{answer.decision}", subject_kind="run",
                             subject_id=ctx.run_id, details=details)
     answered_at = answer.answered_at or now
-    outputs = {"decision": decided, "actor": actor, "comment": answer.comment,
-               "answered_at": answered_at.isoformat()}
+    outputs = {"decision": decided, "actor": actor, "route": answer.route,
+               "comment": answer.comment, "answered_at": answered_at.isoformat()}
     if answer.decision == "reject":
         await _end(ctx, State.FAILED, "Rejected", message, outputs)
         raise StageFailure("Rejected", message)
-    result = JudgmentResult(subject=request.subject, actor=actor,
+    result = JudgmentResult(subject=request.subject, actor=actor, route=answer.route,
                             comment=answer.comment, answered_at=answered_at)
     # A waiting stage resumes running before it can succeed (the table of transitions).
     await asyncio.to_thread(ctx.store.transition_stage, ctx.run_id, ctx.ref, State.RUNNING,

@@ -4,15 +4,24 @@
 :func:`answer_judgment` finds the judgment a run waits for (the run named, or a run it
 started: a ``release`` whose ``cd`` subflow waits), checks the answer, and hands it to the
 waiting Prefect flow run, which records it (:mod:`stages.judgment`) and goes on. It never
-writes run or stage state itself. Every refusal is a :class:`JudgmentError` whose message
-says what to do instead; :class:`InvalidAnswer` is the caller's mistake (HTTP 422), the
-others are conflicts with the run's state (409).
+writes run or stage state itself.
+
+Every answer is signed here with Shipyard's judgment key, with who answers and by which
+route (``cli``, ``ui-session``, ``api-token``), for this run, stage and judgment request
+only (:mod:`shipyard.domain.judgment_signature`); the judgment takes no answer it cannot
+verify. The caller says who and how: the CLI the OS user it runs as, the API and the UI the
+signed-in user or the token's owner, never what a request's body says.
+
+Every refusal is a :class:`JudgmentError` whose message says what to do instead;
+:class:`InvalidAnswer` is the caller's mistake (HTTP 422), the others are conflicts with the
+run's state (409).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,12 +36,13 @@ from shipyard.adapters.prefect import (
     subflow_run_ids,
 )
 from shipyard.domain.clock import Clock, system_clock
+from shipyard.domain.judgment_signature import ROUTES, AnswerClaims, Route
 from shipyard.domain.states import State
 from shipyard.store import RunRecord, StageRecord, Store
 from stages.judgment import JudgmentRequest
 
 __all__ = ["AlreadyAnswered", "Decision", "InvalidAnswer", "JudgmentAnswer", "JudgmentError",
-           "JudgmentExpired", "NotWaiting", "SeveralWaiting", "answer_judgment"]
+           "JudgmentExpired", "NotWaiting", "Route", "SeveralWaiting", "answer_judgment"]
 
 Decision = Literal["approve", "reject"]
 
@@ -78,14 +88,16 @@ class JudgmentAnswer:
     subject: str
     decision: Decision
     actor: str
+    route: Route
     comment: str
     answered_at: datetime
     asked_run_id: str  # the run named by the caller: the same, or one that started it
 
     def to_json(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "stage": self.stage_ref, "subject": self.subject,
-                "decision": self.decision, "actor": self.actor, "comment": self.comment,
-                "answered_at": self.answered_at.isoformat(), "asked_run_id": self.asked_run_id}
+                "decision": self.decision, "actor": self.actor, "route": self.route,
+                "comment": self.comment, "answered_at": self.answered_at.isoformat(),
+                "asked_run_id": self.asked_run_id}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,17 +108,20 @@ class _Waiting:
 
 
 async def answer_judgment(store: Store, run_id: str, decision: str, *, actor: str,
-                          comment: str = "", clock: Clock = system_clock,
-                          resume: Resume = resume_with_input,
+                          route: Route, key: bytes, comment: str = "",
+                          clock: Clock = system_clock, resume: Resume = resume_with_input,
                           subflows: Subflows = subflow_run_ids) -> JudgmentAnswer:
     """Approve or reject the judgment that run ``run_id`` (any unique prefix), or a run it
-    started, waits for.
+    started, waits for, as ``actor`` by ``route``; the answer is signed with ``key``
+    (:func:`stages.judgment.judgment_key`).
 
     Raises :class:`InvalidAnswer`, :class:`NotWaiting` (or its :class:`AlreadyAnswered`,
     :class:`JudgmentExpired`), :class:`SeveralWaiting`, the store's ``RunNotFound`` and
     ``AmbiguousRunId``, and :class:`~shipyard.adapters.prefect.PrefectError` when Prefect
     cannot take the answer.
     """
+    if route not in ROUTES:
+        raise ValueError(f"route {route!r} must be one of {', '.join(ROUTES)}")
     decided, actor, comment = _checked(decision, actor, comment)
     asked = await asyncio.to_thread(store.get_run, run_id)
     waiting = await _waiting_judgments(store, asked, subflows)
@@ -129,8 +144,11 @@ async def answer_judgment(store: Store, run_id: str, decision: str, *, actor: st
             f"the judgment on {found.request.subject} (run {found.run.short_id}) timed out "
             f"at {found.request.deadline:%Y-%m-%d %H:%M:%S} UTC and can no longer be "
             f"answered; the run fails with JudgmentTimedOut")
-    run_input = {"decision": decided, "actor": actor, "comment": comment,
-                 "answered_at": now.isoformat()}
+    claims = AnswerClaims(run_id=found.run.id, stage=found.stage.ref,
+                          request=found.request.nonce, decision=decided, actor=actor,
+                          route=route, comment=comment, issued_at=now,
+                          nonce=secrets.token_hex(16))
+    run_input = claims.to_input(key)
     try:
         await resume(found.request.flow_run_id, run_input)
     except FlowRunNotPaused as err:
@@ -139,7 +157,7 @@ async def answer_judgment(store: Store, run_id: str, decision: str, *, actor: st
             f"already, or its flow run ended ({err}); `shipyard show {found.run.short_id}` "
             "shows what became of it") from err
     return JudgmentAnswer(found.run.id, found.stage.ref, found.request.subject, decided,
-                          actor, comment, now, asked.id)
+                          actor, route, comment, now, asked.id)
 
 
 def _checked(decision: str, actor: str, comment: str) -> tuple[Decision, str, str]:

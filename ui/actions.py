@@ -15,12 +15,13 @@ from typing import Any
 from pipelines.launch import follow_run, launch
 from shipyard.adapters.prefect import cancel_flow_run
 from shipyard.domain.catalog import validate_app_name
+from shipyard.domain.judgment_signature import Route
 from shipyard.domain.states import State
 from shipyard.store import Ledger, RunRecord, Store
 from stages.restart import restart_parameters
 from ui.auth import Principal
 
-__all__ = ["ActionRefused", "cancel", "promote", "restart", "roll_back"]
+__all__ = ["ActionRefused", "cancel", "judgment_route", "promote", "restart", "roll_back"]
 
 log = logging.getLogger("shipyard.ui.actions")
 
@@ -36,6 +37,16 @@ def _audit(store: Store, principal: Principal, action: str, kind: str, subject: 
            details: dict[str, Any]) -> None:
     Ledger(store).audit(actor=principal.name, action=action, subject_kind=kind,
                         subject_id=subject, details={**details, "via": principal.via})
+
+
+def judgment_route(principal: Principal) -> Route:
+    """The route a judgment answer from ``principal`` is signed with: a signed-in browser
+    session or an API token. Nobody (anonymous) never answers: that needs a deployer."""
+    if principal.via == "session":
+        return "ui-session"
+    if principal.via == "token":
+        return "api-token"
+    raise ActionRefused("answering a judgment needs a signed-in deployer or an API token")
 
 
 async def cancel(store: Store, run_id: str, principal: Principal, reason: str) -> RunRecord:

@@ -8,6 +8,7 @@ of an action is whoever is signed in or owns the token, never what the body says
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from dataclasses import fields
 from datetime import datetime, timedelta
@@ -19,12 +20,14 @@ from pydantic import BaseModel, Field
 
 from pipelines.handover import HandOverFailed
 from shipyard.adapters.prefect import PrefectError, PrefectUnavailable
+from shipyard.adapters.private_file import PrivateFileError
 from shipyard.domain.access import Role
 from shipyard.domain.dora import DEFAULT_WINDOWS, DoraReport, dora_report
 from shipyard.domain.states import State
 from shipyard.store import AmbiguousRunId, Ledger, ReleaseRecord, RunNotFound, RunRecord, Store
 from shipyard.store.browse import BadCursor, RunBrowser, RunFilters
 from shipyard.store.deliveries import production_deployments
+from stages.judgment import judgment_key
 from stages.judgments_service import InvalidAnswer, JudgmentError, answer_judgment
 from ui import actions
 from ui.actions import ActionRefused
@@ -36,6 +39,7 @@ from ui.presentation import manifest_diff
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api")
+log = logging.getLogger("shipyard.ui.api")
 
 Viewer = Annotated[Principal, Depends(api_principal(Role.VIEWER))]
 Deployer = Annotated[Principal, Depends(api_principal(Role.DEPLOYER))]
@@ -347,8 +351,18 @@ async def judgment_response(request: Request, run_id: str, decision: str, commen
                             principal: Principal) -> JSONResponse:
     store = _store(request)
     try:
+        route = actions.judgment_route(principal)
+        key = await asyncio.to_thread(judgment_key, request.app.state.settings)
+    except ActionRefused as err:
+        return JSONResponse({"error": str(err)}, status_code=403)
+    except PrivateFileError as err:
+        log.error("cannot sign a judgment answer: %s", err)
+        return JSONResponse({"error": "Shipyard's judgment key cannot be read; the ui's log "
+                             "says why"}, status_code=500)
+    try:
+        # Signed as who is signed in or owns the token, by that route: the flow checks it.
         answer = await answer_judgment(store, run_id, decision, actor=principal.name,
-                                       comment=comment)
+                                       route=route, key=key, comment=comment)
     except (RunNotFound, AmbiguousRunId) as err:
         return JSONResponse({"error": str(err)}, status_code=404)
     except InvalidAnswer as err:

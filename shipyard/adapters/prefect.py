@@ -3,6 +3,11 @@ paused ones, applying ``prefect.yaml``.
 
 Stages and pipelines use Prefect's ``@flow`` and ``@task`` decorators directly; everything
 that calls the Prefect API from outside a flow goes through here.
+
+The API asks for an auth string (``PREFECT_API_AUTH_STRING``, see
+:mod:`shipyard.adapters.prefect_server`); a client without it, or with another, is answered
+401, which is :class:`PrefectUnauthorized` here: no request will do until the client's
+configuration is fixed.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ __all__ = [
     "FlowRunNotPaused",
     "FlowRunOutcome",
     "PrefectError",
+    "PrefectUnauthorized",
     "PrefectUnavailable",
     "apply_deployments",
     "arm_resume_timer",
@@ -60,6 +66,17 @@ class PrefectError(RuntimeError):
 class PrefectUnavailable(PrefectError):
     """The Prefect server could not be reached, or answered that it cannot serve now (5xx):
     asking again later may work, asking again at once will not."""
+
+
+class PrefectUnauthorized(PrefectUnavailable):
+    """The Prefect server refused this client's credentials (401): every request will be
+    refused until it carries the server's auth string."""
+
+
+_UNAUTHORIZED = ("the Prefect server refused Shipyard's credentials (HTTP 401): "
+                 "PREFECT_API_AUTH_STRING is missing or is not the server's; the local "
+                 "server's is in $SHIPYARD_HOME/prefect/api-auth-string, which `shipyard "
+                 "up` makes")
 
 
 class FlowRunNotPaused(PrefectError):
@@ -96,6 +113,8 @@ async def start_deployment(name: str, parameters: dict[str, Any], *,
         if err.response.status_code >= 500:
             raise PrefectUnavailable(f"the Prefect server failed: HTTP "
                                      f"{err.response.status_code}") from err
+        if err.response.status_code == 401:
+            raise PrefectUnauthorized(_UNAUTHORIZED) from err
         raise
     except ObjectNotFound as err:
         raise PrefectError(f"Prefect has no deployment {name!r}; `shipyard deployments "
@@ -233,6 +252,8 @@ def _refusal(err: Exception, subject: str) -> PrefectError:
     if isinstance(err, httpx.HTTPStatusError) and err.response.status_code >= 500:
         return PrefectUnavailable(f"the Prefect server failed: HTTP "
                                   f"{err.response.status_code}")
+    if isinstance(err, httpx.HTTPStatusError) and err.response.status_code == 401:
+        return PrefectUnauthorized(_UNAUTHORIZED)
     if isinstance(err, ObjectNotFound) or (
             isinstance(err, httpx.HTTPStatusError) and err.response.status_code == 404):
         return PrefectError(f"Prefect has no {subject}")

@@ -4,12 +4,23 @@ Each process is started detached (its own session, so it outlives the command th
 it), logs to a file and leaves a pid file under ``home``; ``start`` is idempotent (a server
 that answers is reused) and ``stop`` ends the whole process group. The tests' harness and
 ``shipyard demo`` use the same code.
+
+The server's API asks every request for an auth string (Prefect's
+``PREFECT_SERVER_API_AUTH_STRING``; a client sends ``PREFECT_API_AUTH_STRING`` as HTTP Basic
+credentials, and is answered 401 without them). Only ``GET /api/health`` and ``/api/ready``
+stay open. The string is made once, kept in ``<home>/api-auth-string`` (mode 0600), and
+goes to every Prefect process Shipyard starts through :meth:`PrefectServer.env`: the worker
+and the flow processes it starts, ``prefect deploy``, and the CLI and the UI in-process.
+So a process on this machine that cannot read Shipyard's home cannot start, cancel or
+resume a flow run.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
+import secrets
 import sys
 import time
 from dataclasses import dataclass
@@ -18,8 +29,12 @@ from pathlib import Path
 import httpx
 
 from shipyard.adapters.background import BackgroundProcess
+from shipyard.adapters.private_file import read_or_create_secret
 
-__all__ = ["PrefectServer", "PrefectWorker", "ProcessError", "prefect_env"]
+__all__ = ["AUTH_STRING_FILE", "PrefectServer", "PrefectWorker", "ProcessError",
+           "basic_auth_header", "prefect_env"]
+
+AUTH_STRING_FILE = "api-auth-string"
 
 SERVER_START_TIMEOUT_SECONDS = 90
 
@@ -64,14 +79,30 @@ class PrefectServer:
     def log_tail(self) -> str:
         return self._process.log_tail()
 
+    @property
+    def auth_string_file(self) -> Path:
+        return self.home / AUTH_STRING_FILE
+
+    def auth_string(self) -> str:
+        """The API's auth string, made the first time it is asked for (mode 0600). Raises
+        :class:`~shipyard.adapters.private_file.PrivateFileError` when the file is open to
+        others or empty, naming the fix."""
+        return read_or_create_secret(self.auth_string_file,
+                                     lambda: f"shipyard:{secrets.token_urlsafe(32)}",
+                                     what="the Prefect API's auth string")
+
     def env(self) -> dict[str, str]:
-        return prefect_env(self.home, self.api_url)
+        """The environment of a Prefect client of this server: its URL and auth string."""
+        return {**prefect_env(self.home, self.api_url),
+                "PREFECT_API_AUTH_STRING": self.auth_string()}
 
     def server_env(self) -> dict[str, str]:
-        """What the server process alone needs on top of :meth:`env`: its database."""
-        if self.database_url is None:
-            return self.env()
-        return {**self.env(), "PREFECT_SERVER_DATABASE_CONNECTION_URL": self.database_url}
+        """What the server process alone needs on top of :meth:`env`: the auth string it
+        asks for, and its database."""
+        env = {**self.env(), "PREFECT_SERVER_API_AUTH_STRING": self.auth_string()}
+        if self.database_url is not None:
+            env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = self.database_url
+        return env
 
     def healthy(self) -> bool:
         try:
@@ -79,18 +110,46 @@ class PrefectServer:
         except httpx.HTTPError:
             return False
 
+    def guarded(self) -> bool:
+        """Whether the server refuses a request without the auth string (401) and takes one
+        with it: what a server this class started does."""
+        if not self.auth_string_file.exists():  # asking changes nothing: no string, no
+            return False                         # server started with it
+        probe = f"{self.api_url}/admin/version"
+        try:
+            without = httpx.get(probe, timeout=5).status_code
+            with_it = httpx.get(probe, timeout=5,
+                                headers=basic_auth_header(self.auth_string())).status_code
+        except httpx.HTTPError:
+            return False
+        return without == 401 and with_it == 200
+
     def start(self, *, timeout_seconds: float = SERVER_START_TIMEOUT_SECONDS) -> bool:
-        """Start the server unless one answers already; wait until it is healthy.
-        Returns True if it was started now."""
+        """Start the server unless ours answers already, started with this database and
+        auth string; wait until it is healthy. Returns True if it was started now.
+
+        Ours started otherwise (another database, no or another auth string: started by an
+        older Shipyard) is restarted. Raises :class:`ProcessError` when a server this class
+        did not start answers on the port without asking for the auth string: the stack
+        would run with its API open to every local process."""
+        self._legacy_database_file.unlink(missing_ok=True)  # could hold a database password
         if self.healthy():
-            if self._process.pid() is None or self._database_in_use() == self._database():
+            if self._process.pid() is None:
+                if self.guarded():
+                    return False
+                raise ProcessError(
+                    f"a Prefect server Shipyard did not start answers on port {self.port} "
+                    "and does not ask for Shipyard's auth string: stop it, or give Shipyard "
+                    "another port with SHIPYARD_PREFECT_PORT")
+            if self._fingerprint_in_use() == self._fingerprint():
                 return False
-            # Ours, but on another database (the stack's PostgreSQL came or went).
+            # Ours, but on another database (the stack's PostgreSQL came or went) or from
+            # before the API asked for an auth string.
             self._process.stop()
         if self._process.pid() is None:
+            self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
             env = {**os.environ, **self.server_env()}
-            self.home.mkdir(parents=True, exist_ok=True)
-            self._database_file.write_text(self._database())
+            self._fingerprint_file.write_text(self._fingerprint())
             self._process.spawn(
                 [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                  "--port", str(self.port)], env=env, cwd=self.home)
@@ -108,18 +167,32 @@ class PrefectServer:
         return self._process.stop()
 
     @property
-    def _database_file(self) -> Path:
+    def _fingerprint_file(self) -> Path:
+        return self.home / "prefect-server.fingerprint"
+
+    @property
+    def _legacy_database_file(self) -> Path:
         return self.home / "prefect-server.database"
 
-    def _database(self) -> str:
-        # A fingerprint is kept, not the URL: the URL carries the database's password.
-        return _fingerprint(self.database_url or "sqlite")
+    def _fingerprint(self) -> str:
+        """What the running server was started with: a digest, never the secrets."""
+        return _digest(self.database_url or "sqlite", self.auth_string())
 
-    def _database_in_use(self) -> str | None:
+    def _fingerprint_in_use(self) -> str | None:
         try:
-            return self._database_file.read_text()
+            return self._fingerprint_file.read_text()
         except FileNotFoundError:
             return None
+
+
+def basic_auth_header(auth_string: str) -> dict[str, str]:
+    """The header Prefect's client sends with ``PREFECT_API_AUTH_STRING``: the whole string,
+    base64-encoded, as Basic credentials (the server compares it whole)."""
+    return {"Authorization": "Basic " + base64.b64encode(auth_string.encode()).decode()}
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,11 +218,11 @@ class PrefectWorker:
 
     def start(self) -> bool:
         """Start the worker unless ours runs already with this configuration (a worker
-        started with another store or project is restarted). Returns True if it was
-        started now."""
-        # Fingerprinted: the environment carries the store's URL, password included.
-        configuration = _fingerprint(repr((self.pool, str(self.project_dir),
-                                           sorted(self.extra_env))))
+        started with another store, project or auth string is restarted). Returns True if
+        it was started now."""
+        # A digest: the store URL and the auth string are secrets.
+        configuration = _digest(self.pool, str(self.project_dir), repr(sorted(self.extra_env)),
+                                self.server.auth_string())
         if self.running():
             if self._configuration_file.exists() and \
                     self._configuration_file.read_text() == configuration:
@@ -171,7 +244,3 @@ class PrefectWorker:
     @property
     def _configuration_file(self) -> Path:
         return self.server.home / f"prefect-worker-{self.pool}.configuration"
-
-
-def _fingerprint(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()

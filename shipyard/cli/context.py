@@ -1,10 +1,13 @@
-"""What every command needs: the settings, the store, the Prefect server's address."""
+"""What every command needs: the settings, the store, the Prefect server's address and
+auth string."""
 
 from __future__ import annotations
 
 import os
 from contextlib import ExitStack
 from functools import cache
+from typing import Any
+from urllib.parse import urlsplit
 
 from shipyard.adapters.prefect_server import PrefectServer
 from shipyard.adapters.secret_files import private_dir
@@ -34,22 +37,31 @@ def prefect_server() -> PrefectServer:
 
 
 _prefect_settings = ExitStack()
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def use_prefect() -> str:
     """Point the Prefect client at the configured server: ``PREFECT_API_URL`` if set,
-    else the local one. Returns the API URL.
+    else the local one, with its auth string: ``PREFECT_API_AUTH_STRING`` if set, else the
+    local server's, sent only to an address on this machine (a server elsewhere has its
+    own; set the variable). Returns the API URL.
 
-    The environment carries it to the Prefect processes we start; this process needs
+    The environment carries both to the Prefect processes we start; this process needs
     Prefect's settings context too, because Prefect read its settings when it was imported.
     """
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
+    local = prefect_server()
     if not os.environ.get("PREFECT_API_URL"):
-        os.environ.update(prefect_server().env())
+        os.environ.update(local.env())
     url = os.environ["PREFECT_API_URL"]
+    if not os.environ.get("PREFECT_API_AUTH_STRING") and urlsplit(url).hostname in _LOOPBACK:
+        os.environ["PREFECT_API_AUTH_STRING"] = local.auth_string()
+    updates: dict[Any, str] = {PREFECT_API_URL: url}
+    if os.environ.get("PREFECT_API_AUTH_STRING"):
+        updates[PREFECT_API_AUTH_STRING] = os.environ["PREFECT_API_AUTH_STRING"]
     _prefect_settings.close()
-    _prefect_settings.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
+    _prefect_settings.enter_context(temporary_settings(updates=updates))
     return url
 
 

@@ -1,5 +1,9 @@
 """The Prefect part of the stack: the server, the deployments of prefect.yaml on the
-``shipyard`` work pool, and a process worker."""
+``shipyard`` work pool, and a process worker.
+
+The server's API asks for an auth string (see :mod:`shipyard.adapters.prefect_server`);
+the worker, and the flow processes it starts, carry it. A server or worker started
+without it (by an older Shipyard), or for another database or store, is restarted."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from dataclasses import dataclass
 
 from shipyard.adapters.prefect import PrefectError, apply_deployments
 from shipyard.adapters.prefect_server import PrefectServer, PrefectWorker, ProcessError
+from shipyard.adapters.private_file import PrivateFileError
 from shipyard.settings import Settings
 from shipyard.stack.component import ComponentFailed, ComponentStatus, Progress, UpResult
 from shipyard.stack.postgres import prefect_database_url
@@ -27,16 +32,22 @@ class PrefectComponent:
 
     @property
     def worker(self) -> PrefectWorker:
-        # The flows record into the same store as the CLI that started the worker.
+        # The flows record into the same store as the CLI that started the worker, and
+        # verify judgment answers with the same key as it signs them.
         env = [("SHIPYARD_HOME", str(self.settings.home)),
                ("SHIPYARD_DATABASE_URL", self.settings.store_url)]
+        if self.settings.judgment_key_file is not None:
+            env.append(("SHIPYARD_JUDGMENT_KEY_FILE", str(self.settings.judgment_key_file)))
         return PrefectWorker(self.server, self.settings.work_pool, self.settings.source_dir,
                              tuple(env))
 
     def status(self) -> ComponentStatus:
         server, worker = self.server, self.worker
-        healthy = server.healthy() and worker.running()
-        detail = ("server up" if server.healthy() else "server down") + ", " + (
+        up, guarded = server.healthy(), server.guarded()
+        healthy = up and guarded and worker.running()
+        detail = ("server down" if not up else "server up, API behind its auth string"
+                  if guarded else "server up with its API open to any local process "
+                  "(`shipyard up` restarts it with an auth string)") + ", " + (
             f"worker polling pool {self.settings.work_pool!r}" if worker.running()
             else "worker stopped")
         return ComponentStatus(self.name, healthy, _prefect_version(),
@@ -47,6 +58,9 @@ class PrefectComponent:
         progress("starting the Prefect server")
         try:
             started = server.start()
+        except PrivateFileError as err:
+            raise ComponentFailed(self.name, str(err),
+                                  fix="then run `shipyard up` again") from err
         except ProcessError as err:
             raise ComponentFailed(self.name, str(err), fix="see the log; `shipyard down` "
                                   "then `shipyard up` retries", log_tail=server.log_tail(),

@@ -24,11 +24,12 @@ from pathlib import Path
 
 import pytest
 from git import Actor, Repo
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from shipyard.adapters.kube import Kube
+from shipyard.adapters.prefect_server import AUTH_STRING_FILE
 from tests.support.stack import PIP_CACHE, PROJECT, SHIPYARD, STACK_CACHE, Stack
 
 STALE_AFTER = timedelta(hours=3)
@@ -60,10 +61,13 @@ def prefect_stack(stack_home: Stack, stack_postgres: str,
     saved = os.environ.get("SHIPYARD_HOME")
     os.environ["SHIPYARD_PIP_CACHE"] = PIP_CACHE
     # In-process flows and Prefect clients in the tests reach the same server and store.
-    # Prefect reads its settings once at import, so the URL goes in through its context.
+    # Prefect reads its settings once at import, so the URL and the auth string the API
+    # asks for go in through its context.
     os.environ["SHIPYARD_HOME"] = str(stack.home)
+    auth_string = (stack.home / "prefect" / AUTH_STRING_FILE).read_text().strip()
     try:
-        with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+        with temporary_settings(updates={PREFECT_API_URL: stack.api_url,
+                                         PREFECT_API_AUTH_STRING: auth_string}):
             yield stack
     finally:
         if saved is None:
