@@ -221,6 +221,12 @@ class Settings(BaseSettings):
         return self.pip_cache or self.stack_dir / "pip-cache"
 
     @property
+    def judgment_key_path(self) -> Path:
+        """The key that signs judgment answers: ``SHIPYARD_JUDGMENT_KEY_FILE``, else
+        ``<home>/judgment-key``."""
+        return (self.judgment_key_file or self.home / "judgment-key").expanduser().resolve()
+
+    @property
     def prefect_home(self) -> Path:
         """The local Prefect server's home: its database, logs and pid files."""
         return self.home / "prefect"

@@ -89,7 +89,6 @@ import re
 import secrets
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal
 
 from prefect.context import FlowRunContext, TaskRunContext
@@ -99,7 +98,7 @@ from prefect.input import RunInput
 from pydantic import BaseModel
 
 from shipyard.adapters.prefect import arm_resume_timer, disarm_resume_timer
-from shipyard.adapters.private_file import PrivateFileError, read_or_create_secret
+from shipyard.adapters.secret_files import PrivateFileError, read_or_create_secret
 from shipyard.domain.clock import Clock, system_clock
 from shipyard.domain.judgment_signature import (
     KEY_BYTES,
@@ -124,7 +123,7 @@ from stages.runtime import (
 )
 
 __all__ = ["JudgmentInput", "JudgmentRequest", "JudgmentResult", "WaitMode", "judgment_key",
-           "judgment_key_file", "manual_judgment"]
+           "manual_judgment"]
 
 WaitMode = Literal["suspend", "pause"]
 
@@ -220,18 +219,11 @@ async def manual_judgment(run: RunContext, *, subject: str, timeout_seconds: flo
     return await _record(ctx, request, answer, clock())
 
 
-def judgment_key_file(settings: Settings) -> Path:
-    """Where the key that signs judgment answers lives: ``SHIPYARD_JUDGMENT_KEY_FILE``, else
-    ``<home>/judgment-key``."""
-    path = settings.judgment_key_file or settings.home / "judgment-key"
-    return path.expanduser().resolve()
-
-
 def judgment_key(settings: Settings) -> bytes:
     """The key that signs and verifies judgment answers, made the first time it is needed
-    (mode 0600). Raises :class:`~shipyard.adapters.private_file.PrivateFileError` naming
+    (mode 0600). Raises :class:`~shipyard.adapters.secret_files.PrivateFileError` naming
     the file and the fix when it is open to others, empty or not a key."""
-    path = judgment_key_file(settings)
+    path = settings.judgment_key_path
     text = read_or_create_secret(path, lambda: secrets.token_hex(KEY_BYTES),
                                  what="the key that signs judgment answers")
     try:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from pipelines.handover import HandOverFailed
 from shipyard.adapters.prefect import PrefectError, PrefectUnavailable
-from shipyard.adapters.private_file import PrivateFileError
+from shipyard.adapters.secret_files import PrivateFileError
 from shipyard.domain.access import Role
 from shipyard.domain.dora import DEFAULT_WINDOWS, DoraReport, dora_report
 from shipyard.domain.states import State

@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 
 from shipyard.adapters.background import BackgroundProcess
-from shipyard.adapters.private_file import read_or_create_secret
+from shipyard.adapters.secret_files import read_or_create_secret
 
 __all__ = ["AUTH_STRING_FILE", "PrefectServer", "PrefectWorker", "ProcessError",
            "basic_auth_header", "prefect_env"]
@@ -85,7 +85,7 @@ class PrefectServer:
 
     def auth_string(self) -> str:
         """The API's auth string, made the first time it is asked for (mode 0600). Raises
-        :class:`~shipyard.adapters.private_file.PrivateFileError` when the file is open to
+        :class:`~shipyard.adapters.secret_files.PrivateFileError` when the file is open to
         others or empty, naming the fix."""
         return read_or_create_secret(self.auth_string_file,
                                      lambda: f"shipyard:{secrets.token_urlsafe(32)}",

@@ -39,9 +39,12 @@ def private_state(settings: Settings) -> PrivateState:
         cluster / "pki",     # the CA's and every identity's private key
         cluster / "etcd",    # every object of the cluster, Secrets included, unencrypted
         postgres,
+        settings.prefect_home,
     )
     files = (
         settings.home / "ui-secret-key",            # signs the UI's session cookies
+        settings.judgment_key_path,                 # signs judgment answers
+        settings.prefect_home / "api-auth-string",  # Prefect's API
         *_glob(cluster / "pki", "*.key"),           # private keys (the CA's: cluster-admin)
         *_glob(cluster, "*.kubeconfig"),            # client identities, admin's included
         *_glob(postgres, "*.password"),             # PostgreSQL's roles

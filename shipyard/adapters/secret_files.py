@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from shipyard.domain.file_modes import PathKind, StateNotPrivate, TooOpen, mode_problems
 
-__all__ = ["EmptySecret", "check_private", "create_secret", "private_dir", "read_secret",
-           "require_private", "tighten", "write_secret"]
+__all__ = ["EmptySecret", "PrivateFileError", "check_private", "create_secret", "private_dir",
+           "read_or_create_secret", "read_secret", "require_private", "tighten",
+           "write_secret"]
 
 
 class EmptySecret(ValueError):
@@ -34,6 +36,10 @@ class EmptySecret(ValueError):
         self.path = path
         super().__init__(f"{path} is empty: restore it from a backup, or remove it so "
                          "Shipyard makes a new one")
+
+
+class PrivateFileError(RuntimeError):
+    """A secret file is unsafe or unusable; the message names it and says what to do."""
 
 
 def private_dir(path: Path) -> Path:
@@ -87,6 +93,41 @@ def read_secret(path: Path) -> str:
     if not secret:
         raise EmptySecret(path)
     return secret
+
+
+def read_or_create_secret(path: Path, make: Callable[[], str], *, what: str) -> str:
+    """As :func:`create_secret`, for a secret Shipyard trusts on every read (a key that
+    signs, an auth string): the file must belong to this user and be open to nobody else,
+    or :class:`PrivateFileError` says which and how to fix it; an empty one is refused
+    too. ``what`` names the secret in the messages."""
+    with contextlib.suppress(FileNotFoundError):
+        return _read_owned(path, what)
+    try:
+        create_secret(path, make)
+    except EmptySecret as err:
+        raise PrivateFileError(f"{path} ({what}) is empty: delete it and Shipyard makes a "
+                               "new one") from err
+    return _read_owned(path, what)
+
+
+def _read_owned(path: Path, what: str) -> str:
+    fd = os.open(path, os.O_RDONLY)
+    with os.fdopen(fd, encoding="utf-8") as opened:
+        info = os.fstat(opened.fileno())
+        if info.st_uid != os.geteuid():
+            raise PrivateFileError(
+                f"{path} ({what}) belongs to uid {info.st_uid}, not to this user "
+                f"(uid {os.geteuid()}): run Shipyard as its owner, or `chown` it")
+        if info.st_mode & 0o077:
+            raise PrivateFileError(
+                f"{path} ({what}) is mode {stat.S_IMODE(info.st_mode):04o}, readable "
+                f"beyond its owner: `chmod 600 {path}`, and replace the secret if someone "
+                "else may have read it")
+        text = opened.read().strip()
+    if not text:
+        raise PrivateFileError(
+            f"{path} ({what}) is empty: delete it and Shipyard makes a new one")
+    return text
 
 
 def check_private(files: Iterable[Path] = (), dirs: Iterable[Path] = ()) -> list[TooOpen]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from shipyard.adapters.prefect import PrefectError, apply_deployments
 from shipyard.adapters.prefect_server import PrefectServer, PrefectWorker, ProcessError
-from shipyard.adapters.private_file import PrivateFileError
+from shipyard.adapters.secret_files import PrivateFileError
 from shipyard.settings import Settings
 from shipyard.stack.component import ComponentFailed, ComponentStatus, Progress, UpResult
 from shipyard.stack.postgres import prefect_database_url

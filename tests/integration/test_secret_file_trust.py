@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.adapters.private_file import PrivateFileError, read_or_create_secret
+from shipyard.adapters.secret_files import PrivateFileError, read_or_create_secret
 
 
 def mode(path: Path) -> int:
