@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from concurrent.futures import Future
 from pathlib import Path
 
 from shipyard.adapters.app_image import installed_versions, local_packages
@@ -38,6 +37,7 @@ from shipyard.adapters.wheelhouse import WheelhouseError, gather_wheels
 from shipyard.domain.catalog import validate_app_name
 from shipyard.domain.test_report import InvalidTestReport, parse_junit_xml
 from stages.runtime import StageContext, StageFailure, StageResult, stage
+from stages.thread_log import ThreadLog
 
 __all__ = ["TestResult", "unit_tests"]
 
@@ -93,21 +93,19 @@ async def unit_tests(ctx: StageContext, workspace: str, app: str) -> TestResult:
                     pids=settings.test_pids, seconds=settings.test_timeout_seconds)
     scratch = settings.home / "sandbox" / ctx.run_id / app
     out = writable_dir(settings.home / "reports" / ctx.run_id / app)
-    log = _ThreadLog(ctx)
     try:
-        image = await _test_image(ctx, engine, apps, app, scratch / "image", log)
-        source = await asyncio.to_thread(stage_source, apps, scratch / "apps")
-        confinement = pytest_confinement(image, app, apps=source, out=out, limits=limits,
-                                         labels={"dev.shipyard.run": ctx.run_id,
-                                                 "dev.shipyard.app": app})
-        await ctx.log(describe(confinement))
-        await ctx.log(f"$ pytest apps/{app}")
-        try:
-            ended = await run_confined(engine, confinement, log)
-        except EngineError as err:
-            raise StageFailure("EngineUnavailable", str(err)) from err
-        finally:
-            await log.drain()
+        async with ThreadLog(ctx) as log:
+            image = await _test_image(ctx, engine, apps, app, scratch / "image", log)
+            source = await asyncio.to_thread(stage_source, apps, scratch / "apps")
+            confinement = pytest_confinement(image, app, apps=source, out=out, limits=limits,
+                                             labels={"dev.shipyard.run": ctx.run_id,
+                                                     "dev.shipyard.app": app})
+            await ctx.log(describe(confinement))
+            await ctx.log(f"$ pytest apps/{app}")
+            try:
+                ended = await run_confined(engine, confinement, log)
+            except EngineError as err:
+                raise StageFailure("EngineUnavailable", str(err)) from err
     finally:
         await asyncio.to_thread(shutil.rmtree, scratch, True)
     _fail_on_limits(app, ended, limits)
@@ -115,7 +113,7 @@ async def unit_tests(ctx: StageContext, workspace: str, app: str) -> TestResult:
 
 
 async def _test_image(ctx: StageContext, engine: DockerEngine, apps: Path, app: str,
-                      work: Path, log: _ThreadLog) -> str:
+                      work: Path, log: ThreadLog) -> str:
     """The app's test image: its wheels gathered (or found) and the image built (or
     found)."""
     try:
@@ -130,8 +128,7 @@ async def _test_image(ctx: StageContext, engine: DockerEngine, apps: Path, app: 
         image, built = await asyncio.to_thread(ensure_runner_image, engine, wheels, work, log)
     except EngineError as err:
         raise StageFailure("TestImageFailed", str(err)) from err
-    finally:
-        await log.drain()
+    await log.drain()
     await ctx.log(f"test image {image} ({'built now, without network' if built else 'cached'})")
     return image
 
@@ -168,20 +165,3 @@ async def _result(ctx: StageContext, app: str, report_path: Path, ended: Sandbox
         await ctx.log("failed: " + ", ".join(result.failures))
         raise StageFailure("TestsFailed", f"{app}: {result.summary()}")
     return result
-
-
-class _ThreadLog:
-    """``ctx.log`` for callbacks in worker threads: each line is handed to the stage's
-    event loop in order, and :meth:`drain` waits until all have been logged."""
-
-    def __init__(self, ctx: StageContext) -> None:
-        self._ctx = ctx
-        self._loop = asyncio.get_running_loop()
-        self._pending: list[Future[None]] = []
-
-    def __call__(self, line: str) -> None:
-        self._pending.append(asyncio.run_coroutine_threadsafe(self._ctx.log(line), self._loop))
-
-    async def drain(self) -> None:
-        pending, self._pending = self._pending, []
-        await asyncio.gather(*(asyncio.wrap_future(f) for f in pending))

@@ -53,6 +53,8 @@ TARGET_PLATFORMS: tuple[str, ...] = (
     *(f"manylinux_2_{minor}_x86_64" for minor in range(36, 16, -1)),
     "manylinux2014_x86_64",
 )
+_ARCHIVE_SUFFIXES = (".whl", ".zip", ".tar", ".tgz", ".gz", ".tbz", ".tbz2", ".bz2", ".txz",
+                     ".xz", ".tlz", ".lz", ".lzma")
 BUILD_LIMITS = Limits(cpus=1.0, memory_mib=1024, pids=256, seconds=300)
 # A fixed timestamp inside the wheels built here: the same source gives the same bytes, so
 # the engine's layer cache still matches on a rebuild.
@@ -121,6 +123,10 @@ def _plain_requirement(text: str, *, where: str) -> Requirement:
     if requirement.url:
         raise WheelhouseError(f"{where}: {text!r} names a URL; only index packages are "
                               "gathered: write 'name>=version'")
+    if requirement.name.lower().endswith(_ARCHIVE_SUFFIXES):
+        # A valid project name, but pip would take it for an archive file to build.
+        raise WheelhouseError(f"{where}: {text!r} is not a requirement but a file name; "
+                              "write 'name>=version'")
     return requirement
 
 
@@ -207,8 +213,10 @@ def gather_wheels(requirements: Sequence[Requirement], *, store: Path, constrain
         constraints_file = store / f"{staging.name}.constraints"
         constraints_file.write_text(constraints)
         try:
-            _pip(download_argv(staging / "requirements.txt", constraints_file, staging,
-                               pip_cache), on_line)
+            if lines:  # pip refuses an empty requirements file
+                # In the new, empty folder: no name can resolve to a path beside pip.
+                _pip(download_argv(staging / "requirements.txt", constraints_file, staging,
+                                   pip_cache), on_line, cwd=staging)
         finally:
             constraints_file.unlink()
         try:
@@ -301,9 +309,9 @@ def _is_wheel_of(path: Path, name: str) -> bool:
         return False
 
 
-def _pip(argv: list[str], on_line: Callable[[str], None]) -> None:
+def _pip(argv: list[str], on_line: Callable[[str], None], cwd: Path) -> None:
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env=dict(os.environ))
+                               text=True, env=dict(os.environ), cwd=cwd)
     assert process.stdout is not None
     tail: list[str] = []
     for raw in process.stdout:
