@@ -45,7 +45,7 @@ def test_a_pip_option_is_refused_naming_the_line(line: str) -> None:
                                   "evil-1.0-py3-none-any.whl", "evil.zip",
                                   "https://evil.example/evil-1.0.tar.gz"])
 def test_a_path_or_archive_is_refused(line: str) -> None:
-    with pytest.raises(WheelhouseError, match="line 1: .*is not a requirement"):
+    with pytest.raises(WheelhouseError, match=r"line 1: .*is not a requirement"):
         parse_requirements(line, source="r.txt")
 
 
