@@ -16,9 +16,10 @@ import ipaddress
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -32,6 +33,9 @@ from stages.unit_tests import unit_tests
 from tests.support.stack import PIP_CACHE, PROJECT, STACK_CACHE
 
 pytestmark = pytest.mark.integration
+
+# The recorded stage (the @stage wrapper: transitions, logs) without Prefect's task runner.
+recorded_stage: Callable[..., Coroutine[Any, Any, Any]] = unit_tests.fn  # type: ignore[attr-defined]
 
 CANARY = f"canary-{uuid.uuid4().hex}"
 MARK = uuid.uuid4().hex[:12]
@@ -171,7 +175,7 @@ def run_tests(world: World, app: str) -> Ran:
     run_id = new_run(app)
     started = time.monotonic()
     with contextlib.suppress(StageFailure):
-        asyncio.run(unit_tests.fn(RunContext(run_id), str(world.workspace), app,
+        asyncio.run(recorded_stage(RunContext(run_id), str(world.workspace), app,
                                   stage_ref=f"test:{app}"))
     seconds = time.monotonic() - started
     store = open_store()
@@ -278,7 +282,7 @@ def test_a_cancelled_stage_removes_its_container(hostile: Ran, world: World) -> 
     run_id = new_run("sleepy")
 
     async def cancel_once_running() -> list[str]:
-        stage = asyncio.create_task(unit_tests.fn(RunContext(run_id), str(world.workspace),
+        stage = asyncio.create_task(recorded_stage(RunContext(run_id), str(world.workspace),
                                                   "sleepy", stage_ref="test:sleepy"))
         deadline = time.monotonic() + 60
         while not world.engine.containers_labelled(RUN_LABEL, run_id):
