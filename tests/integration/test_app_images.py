@@ -82,8 +82,11 @@ class Images:
 
 @pytest.fixture(scope="module")
 def images(delivery_stack: dict[str, str],
-           tmp_path_factory: pytest.TempPathFactory) -> Images:
-    return Images(DockerEngine(default_engine_url()), tmp_path_factory.mktemp("contexts"))
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Images]:
+    built = Images(DockerEngine(default_engine_url()), tmp_path_factory.mktemp("contexts"))
+    yield built
+    for reference in built.built.values():
+        docker.from_env().images.remove(reference, force=True)
 
 
 @pytest.fixture(scope="module")
