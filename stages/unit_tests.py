@@ -118,10 +118,10 @@ async def _test_image(ctx: StageContext, engine: DockerEngine, apps: Path, app: 
     found)."""
     try:
         requirements = runner_requirements(apps / app, local_packages(apps))
+        constraints = await asyncio.to_thread(installed_versions)
         wheels = await asyncio.to_thread(
             gather_wheels, requirements, store=ctx.settings.wheelhouse_dir,
-            constraints=installed_versions(), pip_cache=ctx.settings.pip_cache_dir,
-            on_line=log)
+            constraints=constraints, pip_cache=ctx.settings.pip_cache_dir, on_line=log)
     except WheelhouseError as err:
         raise StageFailure("WheelsFailed", str(err)) from err
     try:

@@ -25,7 +25,12 @@ from packaging.requirements import Requirement
 
 from shipyard.adapters.docker_engine import BASE_IMAGE, DockerEngine
 from shipyard.adapters.sandbox import SANDBOX_USER, Confinement, Limits
-from shipyard.adapters.wheelhouse import Wheelhouse, expand_local, parse_requirements
+from shipyard.adapters.wheelhouse import (
+    Wheelhouse,
+    WheelhouseError,
+    expand_local,
+    parse_requirements,
+)
 
 __all__ = ["REPORT_NAME", "TEST_IMAGE_REPOSITORY", "TEST_TOOLS", "WORKSPACE",
            "ensure_runner_image", "pytest_confinement", "runner_recipe", "runner_requirements"]
@@ -43,6 +48,9 @@ def runner_requirements(app_dir: Path, packages: Mapping[str, Path]) -> list[Req
     """What the test image of ``app_dir`` installs: its requirements, with the repository's
     packages replaced by their dependencies, and the test tools."""
     requirements_file = app_dir / "requirements.txt"
+    if not requirements_file.is_file():
+        raise WheelhouseError(f"apps/{app_dir.name}/requirements.txt is missing: list the "
+                              "app's dependencies there")
     requirements = parse_requirements(requirements_file.read_text(),
                                       source=f"apps/{app_dir.name}/requirements.txt")
     return [*expand_local(requirements, packages), *TEST_TOOLS]
