@@ -49,6 +49,22 @@ class Settings(BaseSettings):
                                description="port of the stack's PostgreSQL on 127.0.0.1")
     pip_cache: Path | None = Field(
         default=None, description="pip's cache for the apps' wheels; default <stack>/pip-cache")
+    wheelhouse: Path | None = Field(
+        default=None, description="the gathered wheel sets (binary only, by a key of what "
+        "chose them), reused by builds and test images; default <stack>/wheelhouse")
+    test_cpus: float = Field(
+        default=1.0, gt=0, le=64, description="CPUs the container of a test stage may use")
+    test_memory_mib: int = Field(
+        default=2048, ge=128, le=1024 * 1024,
+        description="memory (MiB, no swap; its /tmp counts too) of a test stage's container; "
+        "past it the kernel kills the tests and the stage fails OutOfMemory")
+    test_pids: int = Field(
+        default=1024, ge=32, le=1 << 22,
+        description="processes and threads a test stage's container may hold at once")
+    test_timeout_seconds: float = Field(
+        default=900.0, gt=0, le=6 * 3600,
+        description="wall-clock limit of a test stage's container; past it the container "
+        "is killed and the stage fails TimedOut")
     push_branches: list[str] = Field(
         default_factory=lambda: ["*"],
         description="branches whose ci runs push images (shell patterns, JSON list); "
@@ -128,8 +144,8 @@ class Settings(BaseSettings):
         description="each window of the chaos experiment: the steady state is judged over "
         "one before the kill and one after it")
 
-    @field_validator("home", "project_dir", "stack_home", "pip_cache", "kubeconfig",
-                     mode="after")
+    @field_validator("home", "project_dir", "stack_home", "pip_cache", "wheelhouse",
+                     "kubeconfig", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
@@ -225,6 +241,11 @@ class Settings(BaseSettings):
         """The key that signs judgment answers: ``SHIPYARD_JUDGMENT_KEY_FILE``, else
         ``<home>/judgment-key``."""
         return (self.judgment_key_file or self.home / "judgment-key").expanduser().resolve()
+
+    @property
+    def wheelhouse_dir(self) -> Path:
+        """The gathered wheel sets: ``SHIPYARD_WHEELHOUSE``, else kept with the stack."""
+        return self.wheelhouse or self.stack_dir / "wheelhouse"
 
     @property
     def prefect_home(self) -> Path:

@@ -1,6 +1,7 @@
-"""Image build and push: hermetic builds from the checked-out commit (wheels gathered on the
-host, no network in the build), pushed to the local registry; the digest the registry
-reports is recorded as the run's artifact."""
+"""Image build and push: hermetic builds from the checked-out commit (wheels downloaded on the
+host, binary only; the repository's own packages built in a sandbox; no network in the
+build), pushed to the local registry; the digest the registry reports is recorded as the
+run's artifact."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from shipyard.domain.changes import source_tag
 from shipyard.store import Ledger
 from stages.changes import image_repository
 from stages.runtime import StageContext, StageFailure, StageResult, stage
+from stages.thread_log import ThreadLog
 
 __all__ = ["BuildResult", "PushResult", "build_image", "push_image"]
 
@@ -57,25 +59,24 @@ async def build_image(ctx: StageContext, workspace: str, app: str, commit: str,
     context = ctx.settings.home / "build" / ctx.run_id / app
     reference = _reference(ctx.settings.registry, app, key)
     version = commit[:12]
-    loop = asyncio.get_running_loop()
-
-    def log(line: str) -> None:
-        asyncio.run_coroutine_threadsafe(ctx.log(line), loop)
-
     try:
-        await ctx.log(f"gathering wheels for apps/{app}")
-        await asyncio.to_thread(prepare_build_context, root / "apps" / app, context,
-                                packages=local_packages(root / "apps"),
-                                pip_cache=ctx.settings.pip_cache_dir, on_line=log)
-        await ctx.log(f"building {reference} (no network)")
-        labels = {"org.opencontainers.image.revision": commit,
-                  "org.opencontainers.image.created": datetime.now(UTC).isoformat(),
-                  "org.opencontainers.image.version": version,
-                  "dev.shipyard.run": ctx.run_id, "dev.shipyard.app": app,
-                  "dev.shipyard.source-key": key}
-        built = await asyncio.to_thread(build_app_image, DockerEngine(default_engine_url()),
-                                        context, reference, labels=labels, version=version,
-                                        on_line=log)
+        async with ThreadLog(ctx) as log:
+            await ctx.log(f"gathering wheels for apps/{app}")
+            await asyncio.to_thread(prepare_build_context, root / "apps" / app, context,
+                                    packages=local_packages(root / "apps"),
+                                    pip_cache=ctx.settings.pip_cache_dir,
+                                    wheelhouse=ctx.settings.wheelhouse_dir, on_line=log)
+            await log.drain()
+            await ctx.log(f"building {reference} (no network)")
+            labels = {"org.opencontainers.image.revision": commit,
+                      "org.opencontainers.image.created": datetime.now(UTC).isoformat(),
+                      "org.opencontainers.image.version": version,
+                      "dev.shipyard.run": ctx.run_id, "dev.shipyard.app": app,
+                      "dev.shipyard.source-key": key}
+            built = await asyncio.to_thread(build_app_image,
+                                            DockerEngine(default_engine_url()), context,
+                                            reference, labels=labels, version=version,
+                                            on_line=log)
     except AppImageError as err:
         raise StageFailure("WheelsFailed", str(err)) from err
     except EngineError as err:

@@ -1,20 +1,50 @@
-"""Unit tests: run one app's own test suite with pytest and record its JUnit summary."""
+"""Unit tests: run one app's own test suite with pytest in a sandboxed container and record
+its JUnit summary.
+
+The suite is the repository's code, so it never runs on the host: it runs on the local
+Docker engine in the app's test image (:mod:`shipyard.adapters.test_container`), with no
+network, no host environment or secrets, a read-only root, a copy of the checkout's
+``apps/`` mounted read-only, and the limits of ``SHIPYARD_TEST_*``
+(:mod:`shipyard.adapters.sandbox`). Without an engine the stage fails; it never falls back
+to the host.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
+import shutil
 from pathlib import Path
 
-from shipyard.adapters.process import run_streaming
+from shipyard.adapters.app_image import installed_versions, local_packages
+from shipyard.adapters.docker_engine import DockerEngine, EngineError, default_engine_url
+from shipyard.adapters.sandbox import (
+    Limits,
+    SandboxExit,
+    SandboxOutputError,
+    describe,
+    read_output_file,
+    run_confined,
+    stage_source,
+    writable_dir,
+)
+from shipyard.adapters.test_container import (
+    REPORT_NAME,
+    ensure_runner_image,
+    pytest_confinement,
+    runner_requirements,
+)
+from shipyard.adapters.wheelhouse import WheelhouseError, gather_wheels
 from shipyard.domain.catalog import validate_app_name
 from shipyard.domain.test_report import InvalidTestReport, parse_junit_xml
 from stages.runtime import StageContext, StageFailure, StageResult, stage
+from stages.thread_log import ThreadLog
 
 __all__ = ["TestResult", "unit_tests"]
 
-TEST_TIMEOUT_SECONDS = 900
+# Only a backstop: the container's own limit (SHIPYARD_TEST_TIMEOUT_SECONDS, at most 6 h)
+# ends the tests; this also covers gathering wheels and building the test image.
+STAGE_TIMEOUT_SECONDS = 7 * 3600
+MAX_REPORT_BYTES = 64 * 2**20
 
 
 class TestResult(StageResult):
@@ -29,6 +59,7 @@ class TestResult(StageResult):
     skipped: int
     duration_seconds: float
     failures: list[str]
+    image: str = ""  # the test image the suite ran in (empty in records made before)
 
     def summary(self) -> str:
         parts = [f"{self.passed} passed"]
@@ -38,47 +69,99 @@ class TestResult(StageResult):
         return ", ".join(parts) + f" in {self.duration_seconds:.1f}s"
 
 
-@stage("test", timeout_seconds=TEST_TIMEOUT_SECONDS)
+@stage("test", timeout_seconds=STAGE_TIMEOUT_SECONDS)
 async def unit_tests(ctx: StageContext, workspace: str, app: str) -> TestResult:
-    """Run ``apps/<app>``'s tests in the checked-out ``workspace``; fail with
-    ``TestsFailed`` (the failures named in the log) or ``NoTests`` if none ran."""
+    """Run ``apps/<app>``'s tests of the checked-out ``workspace`` in a sandbox; fail with
+    ``TestsFailed`` (the failures named in the log), ``NoTests`` if none ran, ``TimedOut``
+    or ``OutOfMemory`` past the container's limits, ``EngineUnavailable`` without an
+    engine."""
     try:
         validate_app_name(app)
     except ValueError as err:
         raise StageFailure("InvalidInput", str(err)) from err
-    app_dir = Path(workspace) / "apps" / app
-    if not (app_dir / "app.yaml").is_file():
-        raise StageFailure("UnknownApp", f"{app_dir} has no app.yaml: no app named {app!r}")
-    report_path = ctx.settings.home / "reports" / ctx.run_id / f"{app}-junit.xml"
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "pytest", str(app_dir), "-q", "-p", "no:cacheprovider",
-            "--rootdir", str(app_dir), f"--junitxml={report_path}", "-o", "addopts=",
-            "--import-mode=importlib"]
-    await ctx.log(f"$ pytest apps/{app}")
-    # The app's own suite, as a developer runs it: not the worker's CI flag (an app may
-    # demand services in CI that this pipeline does not provide).
-    env = {k: v for k, v in os.environ.items() if k != "CI"}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    done = await run_streaming(argv, cwd=app_dir, on_line=ctx.log, env=env,
-                               timeout_seconds=TEST_TIMEOUT_SECONDS)
-    if done.timed_out:
-        raise StageFailure("TimedOut", f"the tests of {app} ran past {TEST_TIMEOUT_SECONDS}s")
+    apps = Path(workspace) / "apps"
+    if not (apps / app / "app.yaml").is_file():
+        raise StageFailure("UnknownApp", f"{apps / app} has no app.yaml: no app named {app!r}")
+    engine = DockerEngine(default_engine_url())
+    if not await asyncio.to_thread(engine.answers):
+        raise StageFailure("EngineUnavailable",
+                           f"the Docker engine at {engine.url} does not answer, and the tests "
+                           f"of {app} run only in a container, never on the host: start it "
+                           "(`shipyard up --only docker`) or set DOCKER_HOST")
+    settings = ctx.settings
+    limits = Limits(cpus=settings.test_cpus, memory_mib=settings.test_memory_mib,
+                    pids=settings.test_pids, seconds=settings.test_timeout_seconds)
+    scratch = settings.home / "sandbox" / ctx.run_id / app
+    out = writable_dir(settings.home / "reports" / ctx.run_id / app)
     try:
-        text = await asyncio.to_thread(report_path.read_text, encoding="utf-8")
+        async with ThreadLog(ctx) as log:
+            image = await _test_image(ctx, engine, apps, app, scratch / "image", log)
+            source = await asyncio.to_thread(stage_source, apps, scratch / "apps")
+            confinement = pytest_confinement(image, app, apps=source, out=out, limits=limits,
+                                             labels={"dev.shipyard.run": ctx.run_id,
+                                                     "dev.shipyard.app": app})
+            await ctx.log(describe(confinement))
+            await ctx.log(f"$ pytest apps/{app}")
+            try:
+                ended = await run_confined(engine, confinement, log)
+            except EngineError as err:
+                raise StageFailure("EngineUnavailable", str(err)) from err
+    finally:
+        await asyncio.to_thread(shutil.rmtree, scratch, True)
+    _fail_on_limits(app, ended, limits)
+    return await _result(ctx, app, out / REPORT_NAME, ended, image)
+
+
+async def _test_image(ctx: StageContext, engine: DockerEngine, apps: Path, app: str,
+                      work: Path, log: ThreadLog) -> str:
+    """The app's test image: its wheels gathered (or found) and the image built (or
+    found)."""
+    try:
+        requirements = runner_requirements(apps / app, local_packages(apps))
+        constraints = await asyncio.to_thread(installed_versions)
+        wheels = await asyncio.to_thread(
+            gather_wheels, requirements, store=ctx.settings.wheelhouse_dir,
+            constraints=constraints, pip_cache=ctx.settings.pip_cache_dir, on_line=log)
+    except WheelhouseError as err:
+        raise StageFailure("WheelsFailed", str(err)) from err
+    try:
+        image, built = await asyncio.to_thread(ensure_runner_image, engine, wheels, work, log)
+    except EngineError as err:
+        raise StageFailure("TestImageFailed", str(err)) from err
+    await log.drain()
+    await ctx.log(f"test image {image} ({'built now, without network' if built else 'cached'})")
+    return image
+
+
+def _fail_on_limits(app: str, ended: SandboxExit, limits: Limits) -> None:
+    if ended.timed_out:
+        raise StageFailure("TimedOut", f"the tests of {app} ran past the limit of "
+                           f"{limits.seconds:g} s (SHIPYARD_TEST_TIMEOUT_SECONDS): the "
+                           "container was killed")
+    if ended.out_of_memory:
+        raise StageFailure("OutOfMemory", f"the tests of {app} used more than "
+                           f"{limits.memory_mib} MiB (SHIPYARD_TEST_MEMORY_MIB): the kernel "
+                           "killed them")
+
+
+async def _result(ctx: StageContext, app: str, report_path: Path, ended: SandboxExit,
+                  image: str) -> TestResult:
+    try:
+        text = await asyncio.to_thread(read_output_file, report_path,
+                                       max_bytes=MAX_REPORT_BYTES)
         report = parse_junit_xml(text)
-    except (OSError, InvalidTestReport) as err:
+    except (SandboxOutputError, InvalidTestReport) as err:
         raise StageFailure("NoTestReport",
-                           f"pytest exited {done.exit_code} without a readable report: {err}"
+                           f"pytest exited {ended.exit_code} without a readable report: {err}"
                            ) from err
     result = TestResult(
         app=app, passed=report.passed, failed=report.failed, errors=report.errors,
         skipped=report.skipped, duration_seconds=report.duration_seconds,
-        failures=[f.test_id for f in report.failures[:20]],
+        failures=[f.test_id for f in report.failures[:20]], image=image,
     )
     if report.total == 0:
         raise StageFailure("NoTests", f"apps/{app} has no tests: pytest collected none")
-    if not report.ok or done.exit_code != 0:
+    if not report.ok or ended.exit_code != 0:
         await ctx.log("failed: " + ", ".join(result.failures))
         raise StageFailure("TestsFailed", f"{app}: {result.summary()}")
     return result

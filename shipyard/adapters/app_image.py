@@ -3,36 +3,43 @@ them offline.
 
 Containers here cannot reach the package index, so a build context is made of the app's
 folder (without its tests and caches) and a ``wheels/`` folder holding every wheel its
-``requirements.txt`` needs. A requirement naming a folder of ``apps/`` that is a Python
-project (``apps/servicekit``) is built from that folder and pinned by its wheel's path, so
-a same-named package on the index can never take its place. pip's cache lives outside the
-clone, so a second build downloads nothing.
+``requirements.txt`` needs. Nothing of the repository runs on the host while the context
+is made (:mod:`shipyard.adapters.wheelhouse`): the index's wheels are downloaded, binary
+only, and a requirement naming a folder of ``apps/`` that is a Python project
+(``apps/servicekit``) is built into a wheel in a sandbox and taken in under its own name,
+so a same-named package on the index can never take its place.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import os
-import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from shipyard.adapters.docker_engine import DockerEngine
+from packaging.utils import canonicalize_name
+
+from shipyard.adapters.docker_engine import DockerEngine, default_engine_url
+from shipyard.adapters.wheelhouse import (
+    WheelhouseError,
+    build_local_wheel,
+    build_requirements,
+    expand_local,
+    gather_wheels,
+    parse_requirements,
+)
 
 __all__ = ["AppImageError", "BuiltImage", "build_app_image", "installed_versions",
            "local_packages", "prepare_build_context"]
 
 IGNORED = shutil.ignore_patterns("tests", "conftest.py", "__pycache__", "*.pyc", ".*_cache",
                                  "wheels", "*.egg-info", "build", "dist", "deploy")
-_REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
 class AppImageError(RuntimeError):
-    """The context could not be made (a missing requirements file, a failed pip)."""
+    """The context could not be made (a missing or refused requirements file, no wheel for
+    a requirement, a failed build of a local package)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,39 +55,52 @@ def local_packages(apps_dir: Path) -> dict[str, Path]:
 
 
 def prepare_build_context(app_dir: Path, out: Path, *, packages: Mapping[str, Path],
-                          pip_cache: Path, on_line: Callable[[str], None]) -> Path:
+                          pip_cache: Path, on_line: Callable[[str], None],
+                          wheelhouse: Path | None = None,
+                          engine: DockerEngine | None = None) -> Path:
     """Copy ``app_dir`` into ``out`` (emptied first) and gather its wheels into
-    ``out/wheels``; returns ``out``."""
-    requirements = app_dir / "requirements.txt"
-    if not requirements.exists():
-        raise AppImageError(f"{requirements} is missing: list the app's dependencies there")
+    ``out/wheels``; returns ``out``. Index wheels are kept in ``wheelhouse`` (default:
+    beside ``pip_cache``); local packages are built on ``engine`` (default: the local
+    one)."""
+    requirements_file = app_dir / "requirements.txt"
+    if not requirements_file.exists():
+        raise AppImageError(f"{requirements_file} is missing: list the app's dependencies "
+                            "there")
+    store = wheelhouse or pip_cache.parent / "wheelhouse"
+    engine = engine or DockerEngine(default_engine_url())
     if out.exists():
         shutil.rmtree(out)
-    shutil.copytree(app_dir, out, ignore=IGNORED)
+    # Links stay links: one pointing out of the checkout must not copy a host file in.
+    shutil.copytree(app_dir, out, ignore=IGNORED, symlinks=True)
     wheels = out / "wheels"
     wheels.mkdir()
-    pinned = []
-    for line in requirements.read_text().splitlines():
-        match = _REQUIREMENT_NAME.match(line.split("#", 1)[0])
-        if match and match[1] in packages:
-            _pip(["wheel", "--no-deps", "--wheel-dir", str(wheels),
-                  str(packages[match[1]])], pip_cache, on_line)
-            built = sorted(wheels.glob(f"{match[1].replace('-', '_')}-*.whl"))
-            if not built:
-                raise AppImageError(f"building {match[1]} gave no wheel")
-            pinned.append(str(built[-1]))
-        elif line.strip():
-            pinned.append(line)
-    host_requirements = out / ".host-requirements.txt"
-    host_requirements.write_text("\n".join(pinned) + "\n")
     # The versions the tests ran with (this environment's), not whatever the index has
     # newest today: an image holds what was tested.
-    constraints = out / ".constraints.txt"
-    constraints.write_text(installed_versions())
-    _pip(["wheel", "--wheel-dir", str(wheels), "-r", str(host_requirements),
-          "-c", str(constraints)], pip_cache, on_line)
-    host_requirements.unlink()
-    constraints.unlink()
+    constraints = installed_versions()
+    try:
+        requirements = parse_requirements(requirements_file.read_text(),
+                                          source=str(requirements_file))
+        local = {canonicalize_name(name): path for name, path in packages.items()}
+        for requirement in requirements:
+            package = local.get(canonicalize_name(requirement.name))
+            if package is None:
+                continue
+            on_line(f"building {package.name}'s wheel in a sandbox (no network)")
+            tools = gather_wheels(build_requirements(package), store=store,
+                                  constraints=constraints, pip_cache=pip_cache,
+                                  on_line=on_line)
+            built = build_local_wheel(engine, package, out / ".local" / package.name,
+                                      build_tools=tools, store=store, on_line=on_line)
+            shutil.copyfile(built, wheels / built.name)
+        gathered = gather_wheels(expand_local(requirements, packages), store=store,
+                                 constraints=constraints, pip_cache=pip_cache,
+                                 on_line=on_line)
+    except WheelhouseError as err:
+        raise AppImageError(str(err)) from err
+    finally:
+        shutil.rmtree(out / ".local", ignore_errors=True)
+    for wheel in gathered.wheels():
+        shutil.copyfile(wheel, wheels / wheel.name)
     return out
 
 
@@ -105,21 +125,3 @@ def build_app_image(engine: DockerEngine, context: Path, reference: str, *,
                              buildargs={"VERSION": version}, nocache=nocache):
         on_line(line)
     return BuiltImage(reference, engine.image_id(reference), engine.image_size(reference))
-
-
-def _pip(args: list[str], cache: Path, on_line: Callable[[str], None]) -> None:
-    command = [sys.executable, "-m", "pip", *args, "--cache-dir", str(cache),
-               "--disable-pip-version-check", "--progress-bar", "off"]
-    # A fixed timestamp inside the wheels built here (servicekit's): the same source gives
-    # the same bytes, so the engine's layer cache still matches on a rebuild.
-    env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env=env)
-    assert process.stdout is not None
-    tail: list[str] = []
-    for raw in process.stdout:
-        line = raw.rstrip("\n")
-        on_line(line)
-        tail = [*tail[-3:], line]
-    if process.wait() != 0:
-        raise AppImageError(f"`pip {args[0]}` failed: " + " | ".join(tail))

@@ -1,4 +1,6 @@
-"""The Docker engine through the docker SDK: is it there, which version, images in and out.
+"""The Docker engine through the docker SDK: is it there, which version, images in and out,
+and the containers that run untrusted code (created with the options
+:mod:`shipyard.adapters.sandbox` decides, followed, waited for, discarded).
 
 Every call names the engine it talks to (``DOCKER_HOST`` or the default socket) in its
 errors, so a stack failure says which engine refused.
@@ -15,13 +17,25 @@ from typing import Any
 import docker
 from docker.errors import DockerException, ImageNotFound
 
-__all__ = ["DockerEngine", "EngineError", "default_engine_url"]
+__all__ = ["BASE_IMAGE", "ContainerExit", "DockerEngine", "EngineError", "default_engine_url"]
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+BASE_IMAGE = "shipyard/python-base:bookworm"
+"""Debian bookworm with CPython 3.11, made by :mod:`shipyard.stack.base_image`: every app
+image, test image and sandbox starts from it (no registry can be pulled from here)."""
 
 
 class EngineError(RuntimeError):
     """The engine is unreachable or refused; the message names the engine."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerExit:
+    """How a container ended: its exit code (None if the engine lost it) and whether the
+    kernel killed it for passing its memory limit."""
+
+    exit_code: int | None
+    oom_killed: bool
 
 
 def default_engine_url() -> str:
@@ -179,3 +193,87 @@ class DockerEngine:
         except DockerException as err:
             raise EngineError(f"removing {container_id[:12]} on {self.url}: {err}") from err
         return int(code) if code is not None else None
+
+    def create_container(self, reference: str, command: list[str],
+                         options: Mapping[str, Any]) -> str:
+        """Create (not start) a container of ``reference`` running ``command``, with the
+        SDK's ``containers.create`` keyword ``options``; returns its id."""
+        try:
+            container = self._client().containers.create(reference, command, **options)
+        except DockerException as err:
+            raise EngineError(f"creating a container of {reference} on {self.url}: {err}"
+                              ) from err
+        return str(container.id)
+
+    def start(self, container_id: str) -> None:
+        try:
+            self._client().containers.get(container_id).start()
+        except DockerException as err:
+            raise EngineError(f"starting {container_id[:12]} on {self.url}: {err}") from err
+
+    def follow_output(self, container_id: str, *, idle_seconds: float) -> Iterator[str]:
+        """The container's stdout and stderr, line by line as they come, until it ends or
+        is removed. ``idle_seconds`` bounds a wait for the next chunk: set it above the
+        container's own time limit, since a quiet test is not a dead one."""
+        try:
+            container = self._client(timeout=idle_seconds).containers.get(container_id)
+            partial = b""
+            for chunk in container.logs(stream=True, follow=True):
+                partial += bytes(chunk)
+                *lines, partial = partial.split(b"\n")
+                for line in lines:
+                    yield line.decode(errors="replace")
+            if partial:
+                yield partial.decode(errors="replace")
+        except docker.errors.NotFound:
+            return
+        except DockerException as err:
+            raise EngineError(f"following {container_id[:12]} on {self.url}: {err}") from err
+
+    def wait_exit(self, container_id: str, *, timeout: float) -> ContainerExit:
+        """Wait (at most ``timeout`` s) for the container to end; how it ended."""
+        try:
+            container = self._client(timeout=timeout + 10).containers.get(container_id)
+            code = container.wait(timeout=timeout).get("StatusCode")
+            container.reload()
+            oom = bool(container.attrs.get("State", {}).get("OOMKilled", False))
+        except docker.errors.NotFound:
+            return ContainerExit(None, False)
+        except DockerException as err:
+            raise EngineError(f"waiting for {container_id[:12]} on {self.url}: {err}") from err
+        return ContainerExit(int(code) if code is not None else None, oom)
+
+    def kill(self, container_id: str) -> None:
+        """SIGKILL the container's processes; nothing if it has already ended or is gone."""
+        try:
+            self._client().containers.get(container_id).kill()
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as err:
+            if err.status_code == 409:  # not running: it ended on its own meanwhile
+                return
+            raise EngineError(f"killing {container_id[:12]} on {self.url}: {err}") from err
+        except DockerException as err:
+            raise EngineError(f"killing {container_id[:12]} on {self.url}: {err}") from err
+
+    def discard(self, container_id: str) -> None:
+        """Remove the container at once, killing it if it runs; nothing if it is gone."""
+        try:
+            self._client().containers.get(container_id).remove(force=True)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as err:
+            if err.status_code == 409 and "already in progress" in str(err):
+                return
+            raise EngineError(f"removing {container_id[:12]} on {self.url}: {err}") from err
+        except DockerException as err:
+            raise EngineError(f"removing {container_id[:12]} on {self.url}: {err}") from err
+
+    def containers_labelled(self, label: str, value: str) -> list[str]:
+        """Ids of the containers, running or not, whose ``label`` is ``value``."""
+        try:
+            found = self._client().containers.list(all=True,
+                                                   filters={"label": f"{label}={value}"})
+        except DockerException as err:
+            raise EngineError(f"listing containers on {self.url}: {err}") from err
+        return [str(c.id) for c in found]

@@ -21,13 +21,17 @@ from shipyard.adapters.debian import (
     debootstrap,
     pack_rootfs,
 )
-from shipyard.adapters.docker_engine import DockerEngine, EngineError, default_engine_url
+from shipyard.adapters.docker_engine import (
+    BASE_IMAGE,
+    DockerEngine,
+    EngineError,
+    default_engine_url,
+)
 from shipyard.settings import Settings
 from shipyard.stack.component import ComponentFailed, ComponentStatus, Progress, UpResult
 
 __all__ = ["BASE_IMAGE", "BaseImageComponent"]
 
-BASE_IMAGE = "shipyard/python-base:bookworm"
 SUITE = "bookworm"
 PACKAGES = ("python3", "python3-venv", "ca-certificates")
 IMAGE_CHANGES = [

@@ -2,15 +2,19 @@
 has no network: wheels come from the context), and the container it makes serves: health,
 readiness (with discovery, itself in a container, where the app depends on it), version,
 metrics; it registers with discovery, runs as an ordinary user and stops cleanly on
-SIGTERM."""
+SIGTERM. Making the context runs nothing of the repository on the host: a local package's
+build backend runs in a sandbox."""
 
 from __future__ import annotations
 
+import shutil
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import httpx
 import pytest
 
@@ -19,7 +23,7 @@ from shipyard.adapters.app_image import (
     local_packages,
     prepare_build_context,
 )
-from shipyard.adapters.docker_engine import DockerEngine, default_engine_url
+from shipyard.adapters.docker_engine import BASE_IMAGE, DockerEngine, default_engine_url
 from stages.catalog import read_descriptor
 from tests.support.stack import PIP_CACHE as SHARED_PIP_CACHE
 from tests.support.stack import PROJECT
@@ -65,6 +69,7 @@ class Images:
                                             packages=local_packages(PROJECT / "apps"),
                                             pip_cache=PIP_CACHE, on_line=lines.append)
             assert not (context / "tests").exists(), "tests stay out of the image"
+            assert "building servicekit's wheel in a sandbox (no network)" in lines
             assert list((context / "wheels").glob("*.whl")), "the wheels are in the context"
             reference = f"shipyard-test/{app}:{VERSION}"
             built = build_app_image(self.engine, context, reference, version=VERSION,
@@ -77,8 +82,11 @@ class Images:
 
 @pytest.fixture(scope="module")
 def images(delivery_stack: dict[str, str],
-           tmp_path_factory: pytest.TempPathFactory) -> Images:
-    return Images(DockerEngine(default_engine_url()), tmp_path_factory.mktemp("contexts"))
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Images]:
+    built = Images(DockerEngine(default_engine_url()), tmp_path_factory.mktemp("contexts"))
+    yield built
+    for reference in built.built.values():
+        docker.from_env().images.remove(reference, force=True)
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +129,69 @@ def test_the_image_builds_offline_and_serves(app_dir: Path, images: Images,
     finally:
         exit_code = engine.remove(container, stop_timeout=20)
     assert exit_code == 0, "a SIGTERM ends the app cleanly"
+
+
+def test_a_build_has_no_network(images: Images, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {BASE_IMAGE}\nRUN python3 -c \"import socket; "
+        "print('interfaces:', sorted(n for _, n in socket.if_nameindex()))\"\n")
+    reference = f"shipyard-test/no-network:{uuid.uuid4().hex[:12]}"
+    lines: list[str] = []
+    try:
+        build_app_image(images.engine, tmp_path, reference, labels={}, version="0",
+                        on_line=lines.append, nocache=True)
+    finally:
+        docker.from_env().images.remove(reference, force=True)
+    assert "interfaces: ['lo']" in lines
+
+
+EVIL_SETUP = """\
+import os, pathlib, socket
+from setuptools import setup
+
+seen = {{"uid": os.getuid(), "shipyard": sorted(k for k in os.environ if "SHIPYARD" in k)}}
+try:
+    pathlib.Path("{marker}").write_text("the build backend ran on the host")
+    seen["marker"] = "written"
+except OSError as err:
+    seen["marker"] = err.strerror
+try:
+    socket.create_connection(("127.0.0.1", 5000), timeout=2).close()
+    seen["registry"] = "reached"
+except OSError as err:
+    seen["registry"] = err.strerror
+pathlib.Path("evilkit.py").write_text(f"SEEN = {{seen!r}}\\n")
+setup()
+"""
+
+
+def test_a_local_packages_build_backend_runs_in_a_sandbox_not_on_the_host(
+        delivery_stack: dict[str, str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHIPYARD_DATABASE_URL", "postgresql://secret@db/shipyard")
+    marker = tmp_path / "marker"
+    apps = tmp_path / "apps"
+    (apps / "evilkit").mkdir(parents=True)
+    (apps / "evilkit" / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=64"]\n'
+        'build-backend = "setuptools.build_meta"\n\n'
+        '[project]\nname = "evilkit"\nversion = "0.1"\ndependencies = []\n\n'
+        '[tool.setuptools]\npy-modules = ["evilkit"]\n')
+    (apps / "evilkit" / "setup.py").write_text(EVIL_SETUP.format(marker=marker))
+    (apps / "evilkit" / "evilkit.py").write_text("SEEN = None\n")
+    (apps / "app").mkdir()
+    (apps / "app" / "requirements.txt").write_text("evilkit\n")
+    try:
+        context = prepare_build_context(apps / "app", tmp_path / "context",
+                                        packages=local_packages(apps), pip_cache=PIP_CACHE,
+                                        on_line=lambda line: None)
+    finally:
+        for kept in (PIP_CACHE.parent / "wheelhouse").glob("local-evilkit-*"):
+            shutil.rmtree(kept)
+    assert not marker.exists(), "the build backend ran on the host"
+    [wheel] = (context / "wheels").glob("evilkit-*.whl")
+    with zipfile.ZipFile(wheel) as built:
+        seen = built.read("evilkit.py").decode()
+    assert "'uid': 10001" in seen and "'shipyard': []" in seen
+    assert "'marker': 'No such file or directory'" in seen
+    assert "'registry': 'Connection refused'" in seen
