@@ -30,7 +30,14 @@ from sqlalchemy.engine import make_url
 
 from shipyard.adapters.kube import Kube
 from shipyard.adapters.prefect_server import AUTH_STRING_FILE
-from tests.support.stack import PIP_CACHE, PROJECT, SHIPYARD, STACK_CACHE, Stack
+from tests.support.stack import (
+    PIP_CACHE,
+    PROJECT,
+    SHIPYARD,
+    STACK_CACHE,
+    WHEELHOUSE,
+    Stack,
+)
 
 STALE_AFTER = timedelta(hours=3)
 _TEST_NAMESPACE = re.compile(r"^t[0-9a-f]{6}-[a-z]+$")
@@ -60,6 +67,7 @@ def prefect_stack(stack_home: Stack, stack_postgres: str,
     _delete_stale_test_namespaces(Kube.from_kubeconfig(real_cluster))
     saved = os.environ.get("SHIPYARD_HOME")
     os.environ["SHIPYARD_PIP_CACHE"] = PIP_CACHE
+    os.environ["SHIPYARD_WHEELHOUSE"] = WHEELHOUSE
     # In-process flows and Prefect clients in the tests reach the same server and store.
     # Prefect reads its settings once at import, so the URL and the auth string the API
     # asks for go in through its context.

@@ -20,12 +20,16 @@ import pytest
 from shipyard.adapters.postgres import PostgresServer
 from shipyard.settings import Settings
 
-__all__ = ["PIP_CACHE", "PROJECT", "SHIPYARD", "STACK_CACHE", "Stack", "free_port", "in_ci"]
+__all__ = ["PIP_CACHE", "PROJECT", "SHIPYARD", "STACK_CACHE", "WHEELHOUSE", "Stack", "free_port",
+           "in_ci"]
 
 STACK_CACHE = "/var/tmp/shipyard-ci/stack"
 """What is slow to make (the base image, the cluster's binaries, pip's cache) is kept here,
 outside the clone, so the next session on this machine reuses it."""
 PIP_CACHE = f"{STACK_CACHE}/pip-cache"
+WHEELHOUSE = f"{STACK_CACHE}/wheelhouse"
+"""The wheel sets the builds and the test images gather, shared by every session, as the
+pip cache is."""
 
 PROJECT = Path(__file__).resolve().parents[2]
 SHIPYARD = [sys.executable, "-m", "shipyard.cli"]
@@ -74,7 +78,9 @@ def stack_home(tmp_path_factory: pytest.TempPathFactory) -> Stack:
     cluster_home = os.environ.get("SHIPYARD_STACK_HOME", STACK_CACHE)
     env.update(SHIPYARD_HOME=str(home), SHIPYARD_PREFECT_PORT=str(prefect_port),
                SHIPYARD_POSTGRES_PORT=str(free_port()), SHIPYARD_PROJECT_DIR=str(PROJECT),
-               SHIPYARD_PIP_CACHE=PIP_CACHE, COLUMNS="200", PREFECT_UI_ENABLED="false",
+               SHIPYARD_PIP_CACHE=PIP_CACHE, COLUMNS="200",
+               # Wheel sets gathered once per machine, as the pip cache is.
+               SHIPYARD_WHEELHOUSE=WHEELHOUSE, PREFECT_UI_ENABLED="false",
                # The cd pipelines deploy to the session's cluster (the `real_cluster`
                # fixture), into namespaces of this session only.
                SHIPYARD_KUBECONFIG=f"{cluster_home}/cluster/admin.kubeconfig",
