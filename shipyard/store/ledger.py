@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,7 +36,18 @@ __all__ = ["Ledger"]
 _DECISIONS = ("approved", "rejected")
 _INSERT_DELIVERY = insert(Base.metadata.tables[WebhookDelivery.__tablename__])
 _RELEASE_KINDS = ("deploy", "promote", "rollback")
+_RUNS = Base.metadata.tables[PipelineRun.__tablename__]
+# ix_pipeline_runs_commit_sha_ref_created_at finds a commit's runs of the window (one, or a
+# few); the rest is checked on those rows. No ORDER BY: SQLite would take the trigger's
+# index for its order and read every push of the window. A prepared Core statement: this
+# runs inside the webhook's write transaction, where the ORM's overhead would double its
+# cost.
+_RECENT_RUN = select(_RUNS.c.created_at, _RUNS.c.id).where(
+    _RUNS.c.commit_sha == bindparam("commit_sha"), _RUNS.c.ref == bindparam("ref"),
+    _RUNS.c.created_at >= bindparam("since"), _RUNS.c.repo_url == bindparam("repo_url"),
+    _RUNS.c.trigger == bindparam("trigger"), _RUNS.c.pipeline == bindparam("pipeline"))
 _REPLAY_LOCK_CLASS = 0x5E1F  # "push replay", the first of pg_advisory_xact_lock's two keys
+_REPLAY_LOCK = select(func.pg_advisory_xact_lock(_REPLAY_LOCK_CLASS, bindparam("key")))
 
 
 class Ledger:
@@ -246,20 +257,18 @@ class Ledger:
 def _recent_run(session: Session, *, pipeline: str, trigger: str, repo_url: str | None,
                 ref: str | None, commit_sha: str | None, since: datetime) -> str | None:
     """The earliest run since ``since`` for this key, looked up under the key's lock."""
-    if session.connection().dialect.name == "postgresql":
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
         # Held to the end of the transaction. Two 32-bit keys: a space apart from the
         # single 64-bit key of the migration lock.
         digest = hashlib.sha256(f"{repo_url}\0{ref}\0{commit_sha}".encode()).digest()
-        key = int.from_bytes(digest[:4], "big", signed=True)
-        session.execute(select(func.pg_advisory_xact_lock(_REPLAY_LOCK_CLASS, key)))
-    # ix_pipeline_runs_ref_created_at finds the ref's runs of the window; the rest are
-    # checked on those few rows.
-    query = (select(PipelineRun.id)
-             .where(PipelineRun.ref == ref, PipelineRun.created_at >= since,
-                    PipelineRun.repo_url == repo_url, PipelineRun.commit_sha == commit_sha,
-                    PipelineRun.trigger == trigger, PipelineRun.pipeline == pipeline)
-             .order_by(PipelineRun.created_at, PipelineRun.id).limit(1))
-    return session.scalar(query)
+        connection.execute(_REPLAY_LOCK, {"key": int.from_bytes(digest[:4], "big",
+                                                                signed=True)})
+    rows = connection.execute(_RECENT_RUN, {
+        "commit_sha": commit_sha, "ref": ref, "since": since, "repo_url": repo_url,
+        "trigger": trigger, "pipeline": pipeline})
+    found = min(((created_at, run_id) for created_at, run_id in rows), default=None)
+    return found[1] if found is not None else None
 
 
 def _artifact(row: Artifact) -> ArtifactRecord:
