@@ -477,10 +477,11 @@ class Bare:
 @pytest.fixture(scope="module")
 def unconfigured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bare]:
     """A ui as a new user starts it: no secret, no repositories; a small rate limit (a
-    burst of 5, then 1 a second) so the limit is reached in a few calls."""
+    burst of 5, then 1 a second) so the limit is reached in a few calls; 127.0.0.2 plays
+    a reverse proxy the operator trusts."""
     home = tmp_path_factory.mktemp("bare-home")
     env = {**clean_env(), "SHIPYARD_HOME": str(home), "SHIPYARD_WEBHOOK_RATE_BURST": "5",
-           "SHIPYARD_WEBHOOK_RATE_PER_SECOND": "1",
+           "SHIPYARD_WEBHOOK_RATE_PER_SECOND": "1", "SHIPYARD_TRUSTED_PROXIES": "127.0.0.2",
            "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"}
     with serving(env, home) as ui:
         store = Store.open(f"sqlite:///{home / 'shipyard.db'}")
@@ -497,9 +498,12 @@ def test_without_a_secret_every_delivery_is_refused_and_the_console_says_why(
             "delivery (401)") in output
     assert "SHIPYARD_REPOSITORIES is not set, so every push is ignored" in output
 
-    signed = unconfigured.github.send("push", push_payload())
-    unsigned = unconfigured.github.send("push", push_payload(), signature=None)
-    ping = unconfigured.github.send("ping", {"zen": "Keep it logically awesome."})
+    # from an address of its own, so the rate limit's tests do not count these calls
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.3")) as client:
+        github = GitHub(unconfigured.ui.url, client=client)
+        signed = github.send("push", push_payload())
+        unsigned = github.send("push", push_payload(), signature=None)
+        ping = github.send("ping", {"zen": "Keep it logically awesome."})
 
     for answer in (signed, unsigned, ping):
         assert answer.status_code == 401
@@ -508,19 +512,27 @@ def test_without_a_secret_every_delivery_is_refused_and_the_console_says_why(
     assert unconfigured.store.list_runs() == []
 
 
-def test_a_flood_from_one_address_is_429_until_it_slows_down(unconfigured: Bare) -> None:
-    def send(client: httpx.Client, **headers: str) -> httpx.Response:
-        return client.post(unconfigured.github.url, content=b"{}",
-                           headers={"X-GitHub-Event": "push", **headers})
+def flood(client: httpx.Client, url: str, **headers: str) -> list[int]:
+    """Webhook calls from ``client`` until one is refused for the rate (at most 10): the
+    statuses."""
+    statuses: list[int] = []
+    while 429 not in statuses and len(statuses) < 10:
+        statuses.append(client.post(url, content=b"{}", headers={
+            "X-GitHub-Event": "push", **headers}).status_code)
+    return statuses
 
+
+def test_a_flood_from_one_address_is_429_until_it_slows_down(unconfigured: Bare) -> None:
+    url = unconfigured.github.url
     with httpx.Client() as client, httpx.Client(
-            transport=httpx.HTTPTransport(local_address="127.0.0.2")) as elsewhere:
-        statuses = [send(client).status_code for _ in range(8)]
+            transport=httpx.HTTPTransport(local_address="127.0.0.2")) as proxy:
+        statuses = flood(client, url)
         assert statuses[:2] == [401, 401] and statuses[-1] == 429, statuses
-        limited = send(client)
-        # X-Forwarded-For is believed from no one here (SHIPYARD_TRUSTED_PROXIES is empty)
-        spoofed = send(client, **{"X-Forwarded-For": "203.0.113.9"})
-        other_address = send(elsewhere)
+        limited = client.post(url, content=b"{}", headers={"X-GitHub-Event": "push"})
+        # X-Forwarded-For is believed only from the trusted proxy: not from 127.0.0.1
+        spoofed = client.post(url, content=b"{}", headers={
+            "X-GitHub-Event": "push", "X-Forwarded-For": "203.0.113.9"})
+        other_address = proxy.post(url, content=b"{}", headers={"X-GitHub-Event": "push"})
 
         assert limited.status_code == 429 and spoofed.status_code == 429
         assert limited.json()["error"].startswith("too many deliveries from this address")
@@ -528,7 +540,19 @@ def test_a_flood_from_one_address_is_429_until_it_slows_down(unconfigured: Bare)
         assert 1 <= wait <= 2
         assert other_address.status_code == 401  # counted apart
         time.sleep(wait)  # the server said when; a real clock is what uvicorn runs on
-        assert send(client).status_code == 401
+        assert client.post(url, content=b"{}",
+                           headers={"X-GitHub-Event": "push"}).status_code == 401
+
+
+def test_behind_a_trusted_proxy_each_client_it_names_is_counted_apart(
+        unconfigured: Bare) -> None:
+    url = unconfigured.github.url
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2")) as proxy:
+        first = flood(proxy, url, **{"X-Forwarded-For": "198.51.100.1"})
+        second = proxy.post(url, content=b"{}", headers={
+            "X-GitHub-Event": "push", "X-Forwarded-For": "198.51.100.2"})
+    assert first[0] == 401 and first[-1] == 429, first
+    assert second.status_code == 401
 
 
 def test_insecure_webhook_refuses_to_start_beside_a_secret(tmp_path: Path) -> None:
