@@ -555,14 +555,31 @@ def test_behind_a_trusted_proxy_each_client_it_names_is_counted_apart(
     assert second.status_code == 401
 
 
-def test_insecure_webhook_refuses_to_start_beside_a_secret(tmp_path: Path) -> None:
-    env = {**clean_env(), "SHIPYARD_HOME": str(tmp_path), "SHIPYARD_WEBHOOK_SECRET": SECRET}
-    done = subprocess.run([*SHIPYARD, "ui", "--insecure-webhook", "--port", str(free_port())],
-                          env=env, cwd=PROJECT, capture_output=True, text=True, timeout=120,
-                          check=False)
-    assert done.returncode == 2
-    assert "SHIPYARD_WEBHOOK_SECRET is set" in done.stderr
-    assert "drop --insecure-webhook" in done.stderr
+def test_insecure_webhook_refuses_to_start_beside_a_secret(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    # In this process (a `shipyard` process costs seconds of imports): the check comes
+    # before anything is served, and serving would fail the test rather than hang it.
+    import uvicorn
+
+    from shipyard.cli import main
+    from shipyard.cli.context import settings
+
+    for name in [n for n in os.environ if n.startswith("SHIPYARD_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path))
+    monkeypatch.setenv("SHIPYARD_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("it served"))
+    settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main(["ui", "--insecure-webhook", "--port", str(free_port())])
+    finally:
+        settings.cache_clear()
+
+    assert exited.value.code == 2
+    error = " ".join(capsys.readouterr().err.split())
+    assert "SHIPYARD_WEBHOOK_SECRET is set" in error and "drop --insecure-webhook" in error
 
 
 @pytest.fixture(scope="module")
