@@ -10,12 +10,15 @@
    from when it was due, so a slow answer also counts against the requests queued behind
    it (waiting for a free connection included). The ui's
    Prefect is a closed port: the runs stay queued (thousands of ci runs would swamp the
-   machine), while the reconciler tries, fails and notes beside the requests.
+   machine), while the reconciler tries, fails and notes beside the requests. Every push
+   passes the same guards as GitHub's (signature, allow-list, clone URL, replay check);
+   only the per-address rate limit is lifted, since one address sends all of them.
 2. Push to first stage. ``shipyard up --only postgres --only prefect`` in a temporary home
    (the Prefect server, the deployments, a worker polling every second), then --runs
    pushes of a small repository (a README, no apps: the figure is the orchestration, not
    the work), one at a time: from sending the push to the ci run's checkout stage
-   starting, as the store records it.
+   starting, as the store records it. The repository is a local one, so the ui is told
+   it may build it (``SHIPYARD_ALLOW_LOCAL_REPOSITORIES`` and the allow-list).
 
 Prints p50, p90, p99 and max answer times per store, with the CPU the ui spent per request
 and the machine's load average (other work on the machine shows in the tail), and the
@@ -62,7 +65,14 @@ from prefect.settings import (  # noqa: E402
 from shipyard.settings import Settings  # noqa: E402
 from shipyard.store import Store  # noqa: E402
 from tests.support.stack import SHIPYARD, free_port  # noqa: E402
-from tests.support.webhooks import SECRET, GitHub, Remote, push_payload, serve_ui  # noqa: E402
+from tests.support.webhooks import (  # noqa: E402
+    SECRET,
+    GitHub,
+    Remote,
+    local_repository,
+    push_payload,
+    serve_ui,
+)
 
 WARM_UP = 20
 
@@ -167,7 +177,9 @@ async def send_load(url: str, rate: float, seconds: float, in_flight: int) -> Lo
 
 def answer_times(label: str, store_url: str, home: Path, args: argparse.Namespace) -> None:
     env = {**clean_env(), "SHIPYARD_HOME": str(home), "SHIPYARD_DATABASE_URL": store_url,
-           "SHIPYARD_WEBHOOK_SECRET": SECRET,
+           "SHIPYARD_WEBHOOK_SECRET": SECRET, "SHIPYARD_REPOSITORIES": "acme/*",
+           "SHIPYARD_WEBHOOK_RATE_PER_SECOND": "100000",
+           "SHIPYARD_WEBHOOK_RATE_BURST": "1000000",
            "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"}
     with serve_ui(env, home) as ui:
         cpu_before, load_before = cpu_seconds(ui.process.pid), os.getloadavg()[0]
@@ -243,7 +255,8 @@ def first_stage_times(env: dict[str, str], store_url: str, home: Path, runs: int
     remote = small_repository(home / "repo")
     store = Store.open(store_url)
     rows = []
-    with serve_ui(env, home) as ui, httpx.Client() as client:
+    with serve_ui({**env, **local_repository(remote.url)}, home) as ui, \
+            httpx.Client() as client:
         github = GitHub(ui.url, client=client)
         client.get(f"{ui.url}/healthz")  # the connection is open before the clock starts
         for n in range(runs):

@@ -7,7 +7,9 @@ with any SQLAlchemy URL (``postgresql+psycopg://user@host/db``).
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,8 +17,10 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shipyard.domain.clone_urls import CloneUrlPolicy
 from shipyard.domain.globs import GlobSet, InvalidPattern
 from shipyard.domain.push_triggers import TriggerRules
+from shipyard.domain.repositories import RepositoryAllowList
 
 __all__ = ["Settings", "load_settings"]
 
@@ -86,6 +90,29 @@ class Settings(BaseSettings):
     webhook_max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, le=64 * 1024 * 1024,
         description="largest webhook body accepted; a bigger one is refused (413)")
+    repositories: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="repositories whose pushes may start ci: globs on owner/name "
+        "(repository.full_name) or on clone URLs, '!' excludes (JSON list or "
+        "comma-separated); none (the default): every push is ignored, repository not allowed")
+    clone_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["github.com"],
+        description="hosts a webhook's clone URL may name, over https or ssh (globs)")
+    allow_local_repositories: bool = Field(
+        default=False, description="let webhooks name file:// URLs, local paths and "
+        "loopback, link-local or private hosts (tests, local experiments; logged loudly)")
+    webhook_replay_window_seconds: float = Field(
+        default=600.0, description="a push of the same repository, ref and commit within "
+        "this many seconds of one that started a run starts nothing (duplicate push)")
+    webhook_rate_per_second: float = Field(
+        default=10.0, description="webhook calls per second one source address may make "
+        "after its burst; beyond it: 429 with Retry-After")
+    webhook_rate_burst: int = Field(
+        default=100, description="webhook calls one source address may make at once")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="addresses or networks of reverse proxies whose "
+        "X-Forwarded-For and X-Forwarded-Proto are believed; none: the socket's peer is "
+        "the client")
     hand_over_interval_seconds: float = Field(
         default=5.0, gt=0, le=3600,
         description="how often `shipyard ui` hands queued runs Prefect has not taken yet")
@@ -158,25 +185,91 @@ class Settings(BaseSettings):
     @field_validator("trigger_branches", "trigger_tags", "trigger_paths", mode="before")
     @classmethod
     def _pattern_list(cls, value: Any, info: ValidationInfo) -> Any:
-        variable = f"SHIPYARD_{(info.field_name or '').upper()}"
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                try:
-                    value = json.loads(text)
-                except ValueError as err:
-                    raise ValueError(f"{variable}: {text!r} is not a JSON list of patterns "
-                                     f"({err}); write '[\"main\", \"release/*\"]' or "
-                                     "'main,release/*'") from err
-            else:
-                value = [part.strip() for part in text.split(",") if part.strip()]
-        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise ValueError(f"{variable}: must be a list of glob patterns")
+        variable = _variable(info)
+        value = _string_list(value, variable, "glob patterns", example='["main", "release/*"]',
+                             comma_example="main,release/*")
         try:
             GlobSet.of(value)
         except InvalidPattern as err:
             raise ValueError(f"{variable}: {err}") from err
-        return list(value)
+        return value
+
+    @field_validator("repositories", mode="before")
+    @classmethod
+    def _repository_patterns(cls, value: Any, info: ValidationInfo) -> Any:
+        variable = _variable(info)
+        value = _string_list(value, variable, "repository patterns",
+                             example='["acme/*", "!acme/old"]',
+                             comma_example="acme/*,!acme/old")
+        try:
+            RepositoryAllowList.of(value)
+        except InvalidPattern as err:
+            raise ValueError(f"{variable}: {err}") from err
+        return value
+
+    @field_validator("clone_hosts", mode="before")
+    @classmethod
+    def _host_patterns(cls, value: Any, info: ValidationInfo) -> Any:
+        variable = _variable(info)
+        value = _string_list(value, variable, "host patterns",
+                             example='["github.com", "*.example.com"]',
+                             comma_example="github.com,git.example.com")
+        for host in value:
+            if any(c in host for c in "/@[]") or (":" in host and not _is_address(host)):
+                raise ValueError(f"{variable}: {host!r} must be a host name or address "
+                                 "(github.com, *.example.com, 10.0.0.7, fd00::7), without "
+                                 "scheme, user, port, path or brackets")
+        try:
+            CloneUrlPolicy.of(value)
+        except InvalidPattern as err:
+            raise ValueError(f"{variable}: {err}") from err
+        return value
+
+    @field_validator("allow_local_repositories", mode="before")
+    @classmethod
+    def _flag(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text not in _TRUE | _FALSE:
+                raise ValueError(f"{_variable(info)}: {value!r} is neither true nor false; "
+                                 "write 'true' or 'false'")
+            return text in _TRUE
+        return value
+
+    @field_validator("webhook_replay_window_seconds", "webhook_rate_per_second",
+                     "webhook_rate_burst", mode="before")
+    @classmethod
+    def _webhook_number(cls, value: Any, info: ValidationInfo) -> Any:
+        low, high, example = _WEBHOOK_NUMBERS[info.field_name or ""]
+        variable = _variable(info)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        whole = info.field_name == "webhook_rate_burst"
+        if not low <= number <= high or (whole and not number.is_integer()):
+            raise ValueError(f"{variable}: {value!r} must be a {'whole ' if whole else ''}"
+                             f"number from {low:g} to {high:g}, such as {example}")
+        return int(number) if whole else number
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_networks(cls, value: Any, info: ValidationInfo) -> Any:
+        variable = _variable(info)
+        value = _string_list(value, variable, "addresses or networks",
+                             example='["10.0.0.5", "192.168.1.0/24"]',
+                             comma_example="10.0.0.5,192.168.1.0/24")
+        for proxy in value:
+            try:
+                network = ipaddress.ip_network(proxy, strict=False)
+            except ValueError as err:
+                raise ValueError(f"{variable}: {proxy!r} is not an address or network such "
+                                 "as 10.0.0.5 or 192.168.1.0/24 (names are not resolved)") \
+                    from err
+            if network.prefixlen == 0:
+                raise ValueError(f"{variable}: {proxy!r} trusts every address, so any "
+                                 "caller could claim any address; name your proxies")
+        return value
 
     @property
     def trigger_rules(self) -> TriggerRules:
@@ -261,3 +354,45 @@ class Settings(BaseSettings):
 def load_settings() -> Settings:
     """Read the settings from the environment."""
     return Settings()
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+_WEBHOOK_NUMBERS: dict[str, tuple[float, float, str]] = {
+    "webhook_replay_window_seconds": (1, 7 * 86400, "600 (ten minutes)"),
+    "webhook_rate_per_second": (0.01, 100_000, "10"),
+    "webhook_rate_burst": (1, 1_000_000, "100"),
+}
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _variable(info: ValidationInfo) -> str:
+    return f"SHIPYARD_{(info.field_name or '').upper()}"
+
+
+def _string_list(value: Any, variable: str, what: str, *, example: str,
+                 comma_example: str) -> list[str]:
+    """A list of strings from a JSON list or a comma-separated string (or a list given in
+    code); a ValueError naming ``variable`` and showing both spellings otherwise."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError as err:
+                raise ValueError(f"{variable}: {text!r} is not a JSON list of {what} ({err}); "
+                                 "write "
+                                 f"'{example}' or '{comma_example}'") from err
+        else:
+            value = [part.strip() for part in text.split(",") if part.strip()]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{variable}: must be a list of {what}, such as '{example}' or "
+                         f"'{comma_example}'")
+    return list(value)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from git import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError, Repo
 
+from shipyard.domain.clone_urls import RefusedCloneUrl, parse_clone_url, redact_url
+
 __all__ = ["CheckedOut", "CommitInfo", "GitCheckout", "GitError", "files_changed",
            "head_commit", "tree_hash", "validate_ref", "validate_repo_url"]
 
@@ -25,7 +27,6 @@ _REF = re.compile(
     r"^(?!-)(?!/)(?!.*\.\.)(?!.*@\{)(?!.*//)"
     r"[^\x00-\x20~^:?*\[\\]{1,255}(?<!/)(?<!\.lock)$"
 )
-_URL = re.compile(r"^(https?|ssh|git|file)://[^\s]+$|^[\w.-]+@[\w.-]+:[^\s]+$")
 
 
 class GitError(RuntimeError):
@@ -59,15 +60,28 @@ def validate_ref(ref: str) -> str:
 
 
 def validate_repo_url(url: str) -> str:
-    """Return ``url`` if it is a repository URL (http, ssh, git, file) or an existing
-    local path; raise ValueError."""
+    """Return ``url`` if it is a repository URL git may fetch (https, ssh, scp-like, http,
+    git, file: see :func:`~shipyard.domain.clone_urls.parse_clone_url`) or an existing
+    local directory; raise ValueError.
+
+    For an operator's ``shipyard trigger --repo`` and the worker's checkout, so it may
+    look at the disk. Webhook input never comes here: it is held to
+    :func:`~shipyard.domain.clone_urls.check_clone_url`, which reads nothing, so an
+    answer cannot tell a caller whether a directory exists.
+    """
     if url.startswith("-"):
-        raise ValueError(f"repository {url!r} must not start with '-'")
-    if _URL.fullmatch(url) or Path(url).expanduser().is_dir():
+        raise ValueError(f"repository {redact_url(url)!r} must not start with '-'")
+    if Path(url).expanduser().is_dir():
+        return url
+    try:
+        parsed = parse_clone_url(url)
+    except RefusedCloneUrl:
+        parsed = None
+    if parsed is not None and parsed.scheme != "path":  # a path must exist (above)
         return url
     raise ValueError(
-        f"repository {url!r} is neither a URL (https://, ssh://, git://, file://, "
-        "user@host:path) nor an existing local directory"
+        f"repository {redact_url(url)!r} is neither a URL (https://, ssh://, git://, "
+        "file://, user@host:path) nor an existing local directory"
     )
 
 

@@ -38,7 +38,12 @@ class GlobSet:
     def matches(self, name: str) -> bool:
         """True when the last pattern that matches ``name`` includes it (so an empty set
         matches nothing)."""
-        decision = False
+        return self.verdict(name) is True
+
+    def verdict(self, name: str) -> bool | None:
+        """What the last pattern that matches ``name`` says: True to include, False to
+        exclude; None when no pattern matches (so callers can weigh several sets)."""
+        decision: bool | None = None
         for include, regex in self._compiled:
             if regex.fullmatch(name):
                 decision = include

@@ -40,6 +40,7 @@ RefKind = Literal["branch", "tag", "other"]
 _SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
+_FULL_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}(?:/[A-Za-z0-9._-]{1,100}){1,4}")
 _MAX_URL = 1000  # the store's column
 _MAX_REF = 255
 _MAX_ACTOR = 120
@@ -128,7 +129,7 @@ class Push:
     before: str
     after: str
     clone_url: str
-    repository: str  # owner/name, for messages
+    repository: str  # owner/name (repository.full_name); "" when the payload has none
     pusher: str
     deleted: bool
     changed_paths: frozenset[str] | None  # None: the payload cannot tell every file
@@ -161,7 +162,7 @@ def parse_push(payload: object) -> Push:
     if not isinstance(payload, Mapping):
         raise InvalidPayload("(body)", "a push payload must be a JSON object")
     ref = _string(payload, "ref")
-    if not ref.startswith("refs/") or len(ref) > _MAX_REF:
+    if not ref.startswith("refs/") or len(ref) > _MAX_REF or not _printable(ref):
         raise InvalidPayload("ref", f"{ref!r} must be a full git ref such as 'refs/heads/main'")
     before, after = _sha(payload, "before"), _sha(payload, "after")
     repository = payload.get("repository")
@@ -170,13 +171,16 @@ def parse_push(payload: object) -> Push:
     clone_url = _string(repository, "clone_url", "repository.clone_url")
     if len(clone_url) > _MAX_URL:
         raise InvalidPayload("repository.clone_url", f"longer than {_MAX_URL} characters")
-    full_name = repository.get("full_name")
+    full_name = repository.get("full_name") or ""
+    if not isinstance(full_name, str) or (full_name and not _FULL_NAME.fullmatch(full_name)):
+        raise InvalidPayload("repository.full_name", "must be 'owner/name' (letters, digits "
+                                                     "and '._-')")
     deleted_flag = payload.get("deleted", False)
     if not isinstance(deleted_flag, bool):
         raise InvalidPayload("deleted", "must be true or false")
     return Push(
         ref=ref, before=before, after=after, clone_url=clone_url,
-        repository=full_name if isinstance(full_name, str) else clone_url,
+        repository=full_name,
         pusher=_pusher(payload)[:_MAX_ACTOR],
         deleted=deleted_flag or set(after) == {"0"},
         changed_paths=_changed_paths(payload),
@@ -188,6 +192,11 @@ def _string(mapping: Mapping[str, object], key: str, field: str | None = None) -
     if not isinstance(value, str) or not value:
         raise InvalidPayload(field or key, "must be a non-empty string")
     return value
+
+
+def _printable(text: str) -> bool:
+    # What goes into a log line must not be able to start a line of its own.
+    return all(c.isprintable() and not c.isspace() for c in text)
 
 
 def _sha(payload: Mapping[str, object], key: str) -> str:

@@ -3,11 +3,13 @@ the audit trail. Append-only: history is corrected by a new record, never by an 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,6 +19,7 @@ from shipyard.store.models import (
     Artifact,
     AuditEvent,
     Base,
+    PipelineRun,
     Release,
     WebhookDelivery,
 )
@@ -33,6 +36,18 @@ __all__ = ["Ledger"]
 _DECISIONS = ("approved", "rejected")
 _INSERT_DELIVERY = insert(Base.metadata.tables[WebhookDelivery.__tablename__])
 _RELEASE_KINDS = ("deploy", "promote", "rollback")
+_RUNS = Base.metadata.tables[PipelineRun.__tablename__]
+# ix_pipeline_runs_commit_sha_ref_created_at finds a commit's runs of the window (one, or a
+# few); the rest is checked on those rows. No ORDER BY: SQLite would take the trigger's
+# index for its order and read every push of the window. A prepared Core statement: this
+# runs inside the webhook's write transaction, where the ORM's overhead would double its
+# cost.
+_RECENT_RUN = select(_RUNS.c.created_at, _RUNS.c.id).where(
+    _RUNS.c.commit_sha == bindparam("commit_sha"), _RUNS.c.ref == bindparam("ref"),
+    _RUNS.c.created_at >= bindparam("since"), _RUNS.c.repo_url == bindparam("repo_url"),
+    _RUNS.c.trigger == bindparam("trigger"), _RUNS.c.pipeline == bindparam("pipeline"))
+_REPLAY_LOCK_CLASS = 0x5E1F  # "push replay", the first of pg_advisory_xact_lock's two keys
+_REPLAY_LOCK = select(func.pg_advisory_xact_lock(_REPLAY_LOCK_CLASS, bindparam("key")))
 
 
 class Ledger:
@@ -159,6 +174,8 @@ class Ledger:
                         actor: str = "", repo_url: str | None = None, ref: str | None = None,
                         commit_sha: str | None = None,
                         parameters: Mapping[str, Any] | None = None,
+                        replay_window: timedelta | None = None,
+                        duplicate_detail: str = "duplicate",
                         ) -> tuple[DeliveryRecord, bool]:
         """Record a delivery that starts a run, and the queued run, in one transaction.
 
@@ -166,11 +183,28 @@ class Ledger:
         redelivery, even one racing the first, writes nothing and returns the first's
         record: the unique delivery id refuses the second insert, which rolls the second
         run back with it, so no run is ever recorded without its delivery.
+
+        With ``replay_window``, a delivery under a new id for the same ``repo_url``,
+        ``ref`` and ``commit_sha`` as a ``pipeline`` run this ``trigger`` recorded within
+        the window starts nothing: it is recorded ``ignored`` with ``duplicate_detail``,
+        its ``run_id`` the earlier run's. The look and the write are one transaction under
+        a lock on that key (SQLite's write lock, taken at BEGIN; a PostgreSQL advisory
+        lock), so two copies racing each other record one run.
         """
         graph = PipelineGraph.of(stages)
         at = self.store.clock()
 
         def work(session: Session) -> DeliveryRecord:
+            if replay_window is not None:
+                first = _recent_run(session, pipeline=pipeline, trigger=trigger,
+                                    repo_url=repo_url, ref=ref, commit_sha=commit_sha,
+                                    since=at - replay_window)
+                if first is not None:
+                    session.connection().execute(_INSERT_DELIVERY, {
+                        "delivery_id": delivery_id, "event": event, "received_at": at,
+                        "outcome": "ignored", "detail": duplicate_detail, "run_id": first})
+                    return DeliveryRecord(delivery_id, event, at, "ignored", duplicate_detail,
+                                          first)
             run_id = self.store.add_run(session, pipeline, graph, trigger=trigger, actor=actor,
                                         repo_url=repo_url, ref=ref, commit_sha=commit_sha,
                                         parameters=parameters)
@@ -218,6 +252,23 @@ class Ledger:
         with self.store.reading() as session:
             return [AuditRecord(r.id, r.at, r.actor, r.action, r.subject_kind, r.subject_id,
                                 dict(r.details)) for r in session.scalars(query)]
+
+
+def _recent_run(session: Session, *, pipeline: str, trigger: str, repo_url: str | None,
+                ref: str | None, commit_sha: str | None, since: datetime) -> str | None:
+    """The earliest run since ``since`` for this key, looked up under the key's lock."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        # Held to the end of the transaction. Two 32-bit keys: a space apart from the
+        # single 64-bit key of the migration lock.
+        digest = hashlib.sha256(f"{repo_url}\0{ref}\0{commit_sha}".encode()).digest()
+        connection.execute(_REPLAY_LOCK, {"key": int.from_bytes(digest[:4], "big",
+                                                                signed=True)})
+    rows = connection.execute(_RECENT_RUN, {
+        "commit_sha": commit_sha, "ref": ref, "since": since, "repo_url": repo_url,
+        "trigger": trigger, "pipeline": pipeline})
+    found = min(((created_at, run_id) for created_at, run_id in rows), default=None)
+    return found[1] if found is not None else None
 
 
 def _artifact(row: Artifact) -> ArtifactRecord:

@@ -94,6 +94,8 @@ class PipelineRun(Base):
         Index("ix_pipeline_runs_created_at_id", "created_at", "id"),
         *(Index(f"ix_pipeline_runs_{column}_created_at", column, "created_at", "id")
           for column in ("app", "state", "pipeline", "ref", "trigger")),
+        # A replayed push is found by its commit (Ledger.accept_delivery).
+        Index("ix_pipeline_runs_commit_sha_ref_created_at", "commit_sha", "ref", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

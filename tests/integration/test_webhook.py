@@ -41,6 +41,7 @@ from tests.support.webhooks import (
     Remote,
     Ui,
     UiFailed,
+    local_repository,
     push_payload,
     serve_ui,
 )
@@ -50,6 +51,11 @@ pytestmark = pytest.mark.integration
 T = TypeVar("T")
 
 ZERO = "0" * 40
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without Prefect's or Shipyard's settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SHIPYARD_"))}
 
 
 def ui_env(base: dict[str, str], **settings: str) -> dict[str, str]:
@@ -102,13 +108,15 @@ class Hooks:
 
 @pytest.fixture(scope="module")
 def hooks(module_store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hooks]:
-    """One ui per store backend: triggers on main and release/*, tags v*, changes under
-    apps/ other than Markdown; its Prefect is a port nothing listens on."""
+    """One ui per store backend: repositories of acme but acme/secret, from github.com;
+    triggers on main and release/*, tags v*, changes under apps/ other than Markdown; a
+    rate limit no test reaches; its Prefect is a port nothing listens on."""
     home = tmp_path_factory.mktemp("ui-home")
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SHIPYARD_"))}
-    env = ui_env(base, SHIPYARD_HOME=str(home), SHIPYARD_DATABASE_URL=module_store_url,
+    env = ui_env(clean_env(), SHIPYARD_HOME=str(home), SHIPYARD_DATABASE_URL=module_store_url,
+                 SHIPYARD_REPOSITORIES="acme/*,!acme/secret",
                  SHIPYARD_TRIGGER_BRANCHES='["main", "release/*"]',
                  SHIPYARD_TRIGGER_TAGS="v*", SHIPYARD_TRIGGER_PATHS="apps/**,!**/*.md",
+                 SHIPYARD_WEBHOOK_RATE_BURST="100000",
                  PREFECT_API_URL=f"http://127.0.0.1:{free_port()}/api")
     with serving(env, home) as ui:
         store = Store.open(module_store_url)
@@ -327,6 +335,300 @@ def test_bad_input_is_never_a_server_error(hooks: Hooks, body: bytes) -> None:
     assert hooks.ui.process.poll() is None
 
 
+# -- which repositories, from where, how often ---------------------------------------------
+
+
+@pytest.mark.parametrize(("full_name", "clone_url"), [
+    ("other/thing", "https://github.com/other/thing.git"),
+    ("acme/secret", "https://github.com/acme/secret.git"),
+    # an allowed name does not carry another repository's URL in
+    ("acme/shop", "https://github.com/evil/shop.git"),
+], ids=["other-owner", "excluded", "name-of-another-url"])
+def test_a_push_of_a_repository_not_allowed_is_ignored_recorded_and_starts_nothing(
+        hooks: Hooks, full_name: str, clone_url: str) -> None:
+    runs = hooks.runs()
+    delivery = f"not-allowed-{uuid.uuid4()}"
+
+    answer = hooks.github.send("push", push_payload(full_name=full_name, clone_url=clone_url),
+                               delivery=delivery)
+
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    assert (body["ignored"], body["delivery"]) == ("repository not allowed", delivery)
+    assert "matches no pattern of SHIPYARD_REPOSITORIES" in body["reason"]
+    assert hooks.runs() == runs
+    recorded = hooks.ledger.delivery(delivery)
+    assert recorded is not None and (recorded.outcome, recorded.run_id) == ("ignored", None)
+
+
+def test_a_push_of_an_allowed_repository_by_ssh_starts_a_run(hooks: Hooks) -> None:
+    answer = hooks.github.send("push", push_payload(
+        clone_url="git@github.com:acme/shop.git"))
+    assert answer.status_code == 202 and "run_id" in answer.json(), answer.text
+
+
+@pytest.mark.parametrize("clone_url", [
+    "file:///srv/git/shop.git", "/srv/git/shop.git", "git://github.com/acme/shop.git",
+    "http://github.com/acme/shop.git", "https://127.0.0.1/acme/shop.git",
+    "https://127.1/acme/shop.git", "https://169.254.169.254/acme/shop.git",
+    "https://[::1]/acme/shop.git", "https://[::ffff:127.0.0.1]/acme/shop.git",
+    "ssh://git@10.0.0.1/acme/shop.git", "git@localhost:acme/shop.git",
+    "https://gitlab.com/acme/shop.git",
+])
+def test_a_local_plain_or_foreign_clone_url_is_422_naming_the_field(
+        hooks: Hooks, clone_url: str) -> None:
+    runs = hooks.runs()
+    delivery = f"bad-url-{uuid.uuid4()}"
+
+    answer = hooks.github.send("push", push_payload(clone_url=clone_url), delivery=delivery)
+
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == "repository.clone_url"
+    assert answer.json()["error"].startswith("repository.clone_url: ")
+    assert hooks.ledger.delivery(delivery) is None and hooks.runs() == runs
+
+
+def test_an_existing_and_a_missing_directory_get_the_same_answer(
+        hooks: Hooks, tmp_path: Path) -> None:
+    # Nothing about the host's disk leaks: the check never looks at it.
+    (tmp_path / "exists.git").mkdir()
+    answers = [hooks.github.send("push", push_payload(clone_url=url), delivery="same-answer")
+               for url in (str(tmp_path / "exists.git"), str(tmp_path / "missing.git"),
+                           f"file://{tmp_path / 'exists.git'}",
+                           f"file://{tmp_path / 'missing.git'}")]
+    assert [a.status_code for a in answers] == [422] * 4
+    assert answers[0].json() == answers[1].json()
+    assert answers[2].json() == answers[3].json()
+
+
+def test_credentials_in_a_clone_url_reach_no_answer_and_no_log_line(hooks: Hooks) -> None:
+    token = f"ghp_{uuid.uuid4().hex}"
+    urls = [f"https://x-access-token:{token}@github.com/acme/shop.git",  # accepted
+            f"https://{token}@github.com/other/thing.git",  # not allowed
+            f"https://u:{token}@gitlab.com/acme/shop.git"]  # refused host
+    answers = [hooks.github.send("push", push_payload(clone_url=url)) for url in urls]
+
+    assert [a.status_code for a in answers] == [202, 202, 422]
+    assert "run_id" in answers[0].json()
+    assert "https://github.com/other/thing.git" in answers[1].json()["reason"]
+    assert all(token not in a.text for a in answers)
+    logged = hooks.ui.log.read_text(errors="replace")  # stderr is line-buffered
+    assert "https://github.com/other/thing.git" in logged and token not in logged
+
+
+def test_a_replay_under_a_new_delivery_id_is_a_duplicate_of_the_first_run(
+        hooks: Hooks) -> None:
+    body = json.dumps(push_payload()).encode()
+    first = hooks.github.send("push", body=body, delivery=f"replay-a-{uuid.uuid4()}")
+    runs = hooks.runs()
+    delivery = f"replay-b-{uuid.uuid4()}"
+
+    replay = hooks.github.send("push", body=body, delivery=delivery)
+    again = hooks.github.send("push", body=body, delivery=delivery)
+
+    run_id = first.json()["run_id"]
+    assert replay.status_code == 202
+    assert replay.json() == {"ignored": "duplicate push", "run_id": run_id,
+                             "delivery": delivery, "reason": replay.json()["reason"]}
+    assert "SHIPYARD_WEBHOOK_REPLAY_WINDOW_SECONDS" in replay.json()["reason"]
+    assert again.json() == {**replay.json(), "redelivery": True}
+    assert hooks.runs() == runs
+    recorded = hooks.ledger.delivery(delivery)
+    assert recorded is not None and (recorded.outcome, recorded.run_id) == ("ignored", run_id)
+
+
+def test_the_same_commit_pushed_to_another_branch_is_no_replay(hooks: Hooks) -> None:
+    payload = push_payload()
+    first = hooks.github.send("push", payload)
+    other = hooks.github.send("push", {**payload, "ref": "refs/heads/release/9"})
+    assert "run_id" in first.json() and "run_id" in other.json(), other.text
+    assert first.json()["run_id"] != other.json()["run_id"]
+
+
+def test_ten_simultaneous_replays_under_new_delivery_ids_start_one_run(hooks: Hooks) -> None:
+    body = json.dumps(push_payload()).encode()
+    copies = 10
+    barrier = threading.Barrier(copies)
+    runs = hooks.runs()
+
+    def deliver(n: int) -> httpx.Response:
+        barrier.wait()
+        return hooks.github.send("push", body=body, delivery=f"racing-{n}-{uuid.uuid4()}")
+
+    with ThreadPoolExecutor(copies) as pool:
+        answers = list(pool.map(deliver, range(copies)))
+
+    assert [a.status_code for a in answers] == [202] * copies
+    assert len({a.json()["run_id"] for a in answers}) == 1
+    assert sum("ignored" not in a.json() for a in answers) == 1
+    assert hooks.runs() == runs + 1
+
+
+# -- a ui without a secret, and one told to take unsigned deliveries -------------------------
+
+
+@dataclass
+class Bare:
+    ui: Ui
+    github: GitHub
+    store: Store
+
+
+@pytest.fixture(scope="module")
+def unconfigured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bare]:
+    """A ui as a new user starts it: no secret, no repositories; a small rate limit (a
+    burst of 5, then 1 a second) so the limit is reached in a few calls; 127.0.0.2 plays
+    a reverse proxy the operator trusts."""
+    home = tmp_path_factory.mktemp("bare-home")
+    env = {**clean_env(), "SHIPYARD_HOME": str(home), "SHIPYARD_WEBHOOK_RATE_BURST": "5",
+           "SHIPYARD_WEBHOOK_RATE_PER_SECOND": "1", "SHIPYARD_TRUSTED_PROXIES": "127.0.0.2",
+           "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"}
+    with serving(env, home) as ui:
+        store = Store.open(f"sqlite:///{home / 'shipyard.db'}")
+        try:
+            yield Bare(ui, GitHub(ui.url), store)
+        finally:
+            store.close()
+
+
+def test_without_a_secret_every_delivery_is_refused_and_the_console_says_why(
+        unconfigured: Bare) -> None:
+    output = unconfigured.ui.output()
+    assert ("SHIPYARD_WEBHOOK_SECRET is not set, so POST /hooks/github refuses every "
+            "delivery (401)") in output
+    assert "SHIPYARD_REPOSITORIES is not set, so every push is ignored" in output
+
+    # from an address of its own, so the rate limit's tests do not count these calls
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.3")) as client:
+        github = GitHub(unconfigured.ui.url, client=client)
+        signed = github.send("push", push_payload())
+        unsigned = github.send("push", push_payload(), signature=None)
+        ping = github.send("ping", {"zen": "Keep it logically awesome."})
+
+    for answer in (signed, unsigned, ping):
+        assert answer.status_code == 401
+        assert answer.json()["error"].startswith("SHIPYARD_WEBHOOK_SECRET is not set, so "
+                                                 "Shipyard refuses every delivery: set it")
+    assert unconfigured.store.list_runs() == []
+
+
+def flood(client: httpx.Client, url: str, **headers: str) -> list[int]:
+    """Webhook calls from ``client`` until one is refused for the rate (at most 10): the
+    statuses."""
+    statuses: list[int] = []
+    while 429 not in statuses and len(statuses) < 10:
+        statuses.append(client.post(url, content=b"{}", headers={
+            "X-GitHub-Event": "push", **headers}).status_code)
+    return statuses
+
+
+def test_a_flood_from_one_address_is_429_until_it_slows_down(unconfigured: Bare) -> None:
+    url = unconfigured.github.url
+    with httpx.Client() as client, httpx.Client(
+            transport=httpx.HTTPTransport(local_address="127.0.0.2")) as proxy:
+        statuses = flood(client, url)
+        assert statuses[:2] == [401, 401] and statuses[-1] == 429, statuses
+        limited = client.post(url, content=b"{}", headers={"X-GitHub-Event": "push"})
+        # X-Forwarded-For is believed only from the trusted proxy: not from 127.0.0.1
+        spoofed = client.post(url, content=b"{}", headers={
+            "X-GitHub-Event": "push", "X-Forwarded-For": "203.0.113.9"})
+        other_address = proxy.post(url, content=b"{}", headers={"X-GitHub-Event": "push"})
+
+        assert limited.status_code == 429 and spoofed.status_code == 429
+        assert limited.json()["error"].startswith("too many deliveries from this address")
+        wait = int(limited.headers["Retry-After"])
+        assert 1 <= wait <= 2
+        assert other_address.status_code == 401  # counted apart
+        time.sleep(wait)  # the server said when; a real clock is what uvicorn runs on
+        assert client.post(url, content=b"{}",
+                           headers={"X-GitHub-Event": "push"}).status_code == 401
+
+
+def test_behind_a_trusted_proxy_each_client_it_names_is_counted_apart(
+        unconfigured: Bare) -> None:
+    url = unconfigured.github.url
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2")) as proxy:
+        first = flood(proxy, url, **{"X-Forwarded-For": "198.51.100.1"})
+        second = proxy.post(url, content=b"{}", headers={
+            "X-GitHub-Event": "push", "X-Forwarded-For": "198.51.100.2"})
+    assert first[0] == 401 and first[-1] == 429, first
+    assert second.status_code == 401
+
+
+def test_insecure_webhook_refuses_to_start_beside_a_secret(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    # In this process (a `shipyard` process costs seconds of imports): the check comes
+    # before anything is served, and serving would fail the test rather than hang it.
+    import uvicorn
+
+    from shipyard.cli import main
+    from shipyard.cli.context import settings
+
+    for name in [n for n in os.environ if n.startswith("SHIPYARD_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path))
+    monkeypatch.setenv("SHIPYARD_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("it served"))
+    settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main(["ui", "--insecure-webhook", "--port", str(free_port())])
+    finally:
+        settings.cache_clear()
+
+    assert exited.value.code == 2
+    error = " ".join(capsys.readouterr().err.split())
+    assert "SHIPYARD_WEBHOOK_SECRET is set" in error and "drop --insecure-webhook" in error
+
+
+@pytest.fixture(scope="module")
+def insecure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bare]:
+    """``shipyard ui --insecure-webhook`` for a local experiment: no secret, acme's
+    repositories and any local path, local repositories allowed."""
+    home = tmp_path_factory.mktemp("insecure-home")
+    env = {**clean_env(), "SHIPYARD_HOME": str(home),
+           "SHIPYARD_REPOSITORIES": "acme/*,/**,file:///**",
+           "SHIPYARD_ALLOW_LOCAL_REPOSITORIES": "true",
+           "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"}
+    try:
+        with serve_ui(env, home, args=("--insecure-webhook",)) as ui:
+            store = Store.open(f"sqlite:///{home / 'shipyard.db'}")
+            try:
+                yield Bare(ui, GitHub(ui.url, secret="not the secret"), store)
+            finally:
+                store.close()
+    except UiFailed as err:
+        pytest.fail(str(err))
+
+
+def test_insecure_webhook_takes_unsigned_pushes_and_warns_at_start_and_on_each(
+        insecure: Bare) -> None:
+    assert "WARNING: --insecure-webhook" in insecure.ui.output()
+    assert "WARNING: SHIPYARD_ALLOW_LOCAL_REPOSITORIES is on" in insecure.ui.output()
+
+    unsigned = insecure.github.send("push", push_payload(), signature=None)
+    malformed = insecure.github.send("push", body=b"{", signature=None)
+    missing_id = insecure.github.send("push", push_payload(), delivery=None)
+
+    assert unsigned.status_code == 202 and "run_id" in unsigned.json(), unsigned.text
+    assert (malformed.status_code, missing_id.status_code) == (400, 400)
+    assert insecure.store.get_run(unsigned.json()["run_id"]).trigger == "push"
+    lines = [line for line in insecure.ui.log.read_text().splitlines()
+             if "webhook from" in line]
+    assert len(lines) >= 3
+    assert all("WARNING" in line and "UNSIGNED delivery taken" in line for line in lines)
+
+
+def test_allowed_local_paths_get_the_same_answer_whether_they_exist_or_not(
+        insecure: Bare, tmp_path: Path) -> None:
+    (tmp_path / "exists.git").mkdir()
+    answers = [insecure.github.send("push", push_payload(clone_url=url), signature=None)
+               for url in (str(tmp_path / "exists.git"), str(tmp_path / "missing.git"))]
+    assert [a.status_code for a in answers] == [202, 202]
+    assert all("run_id" in a.json() for a in answers)
+
+
 # -- through the real Prefect server and worker ---------------------------------------------
 
 
@@ -341,9 +643,10 @@ def remote(source_repo: Any, tmp_path_factory: pytest.TempPathFactory) -> Remote
 
 
 @pytest.fixture
-def prefect_ui_env(prefect_stack: Any, tmp_path: Path) -> dict[str, str]:
-    """The environment of a ui on the stack's store, whose flows the stack's worker runs."""
-    return ui_env(prefect_stack.env)
+def prefect_ui_env(prefect_stack: Any, remote: Remote) -> dict[str, str]:
+    """The environment of a ui on the stack's store, whose flows the stack's worker runs,
+    allowed to build the local remote."""
+    return ui_env(prefect_stack.env, **local_repository(remote.url))
 
 
 def follow(store: Store, run_id: str, seconds: float = 900) -> RunRecord:
@@ -440,7 +743,8 @@ def test_a_run_waits_while_prefect_is_down_and_is_handed_over_when_it_answers(
         prefect_stack: Any, remote: Remote, tmp_path: Path) -> None:
     store = Store.open(prefect_stack.store_url)
     proxy = TcpProxy(int(prefect_stack.api_url.split(":")[-1].split("/")[0]))
-    env = ui_env(prefect_stack.env, PREFECT_API_URL=f"http://127.0.0.1:{proxy.port}/api")
+    env = ui_env(prefect_stack.env, PREFECT_API_URL=f"http://127.0.0.1:{proxy.port}/api",
+                 **local_repository(remote.url))
     described = remote.push_commit("Say hello", write={"HELLO.txt": "hello\n"})
     try:
         with serving(env, tmp_path) as ui:

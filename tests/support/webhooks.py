@@ -20,8 +20,8 @@ from git import Actor, Repo
 from shipyard.domain.webhooks import sign
 from tests.support.stack import PROJECT, SHIPYARD, free_port
 
-__all__ = ["CLONE_URL", "SECRET", "GitHub", "Remote", "Ui", "UiFailed", "push_payload",
-           "serve_ui"]
+__all__ = ["CLONE_URL", "SECRET", "GitHub", "Remote", "Ui", "UiFailed", "local_repository",
+           "push_payload", "serve_ui"]
 
 SECRET = "It's a Secret to Everybody"
 CLONE_URL = "https://github.com/acme/shop.git"
@@ -42,13 +42,14 @@ class Ui:
 
 
 @contextmanager
-def serve_ui(env: dict[str, str], log_dir: Path, *, seconds: float = 60) -> Iterator[Ui]:
-    """``shipyard ui`` on a free loopback port, yielded once it answers /healthz and
-    stopped (SIGTERM, as Ctrl-C) afterwards."""
+def serve_ui(env: dict[str, str], log_dir: Path, *, seconds: float = 60,
+             args: tuple[str, ...] = ()) -> Iterator[Ui]:
+    """``shipyard ui [args]`` on a free loopback port, yielded once it answers /healthz
+    and stopped (SIGTERM, as Ctrl-C) afterwards."""
     port = free_port()
     log = log_dir / f"ui-{port}.log"
     with log.open("wb") as sink:
-        process = subprocess.Popen([*SHIPYARD, "ui", "--port", str(port)], env=env,
+        process = subprocess.Popen([*SHIPYARD, "ui", "--port", str(port), *args], env=env,
                                    cwd=PROJECT, stdout=sink, stderr=subprocess.STDOUT)
     ui = Ui(f"http://127.0.0.1:{port}", log, process)
     try:
@@ -113,9 +114,10 @@ class GitHub:
 def push_payload(ref: str = "refs/heads/main", *, after: str | None = None,
                  before: str = "a" * 40,
                  files: tuple[str, ...] = ("apps/discovery/discovery/api.py",),
-                 clone_url: str = CLONE_URL, **extra: Any) -> dict[str, Any]:
+                 clone_url: str = CLONE_URL, full_name: str = "acme/shop",
+                 **extra: Any) -> dict[str, Any]:
     """A push in GitHub's format: one commit (a fresh sha unless ``after``) modifying
-    ``files``; ``extra`` replaces top-level fields."""
+    ``files`` of repository ``full_name``; ``extra`` replaces top-level fields."""
     after = after or uuid.uuid4().hex + uuid.uuid4().hex[:8]
     commit = {"id": after, "message": "Change things", "timestamp": "2026-03-01T12:00:00Z",
               "author": {"name": "Ada Tester", "email": "ada@example.com"},
@@ -124,12 +126,19 @@ def push_payload(ref: str = "refs/heads/main", *, after: str | None = None,
         "ref": ref, "before": before, "after": after, "created": False, "deleted": False,
         "forced": False, "base_ref": None, "compare": f"{CLONE_URL[:-4]}/compare",
         "commits": [commit], "head_commit": commit,
-        "repository": {"name": "shop", "full_name": "acme/shop", "clone_url": clone_url},
+        "repository": {"name": full_name.rsplit("/", 1)[-1], "full_name": full_name,
+                       "clone_url": clone_url},
         "pusher": {"name": "Ada Tester", "email": "ada@example.com"},
         "sender": {"login": "ada"},
     }
     payload.update(extra)
     return payload
+
+
+def local_repository(url: str) -> dict[str, str]:
+    """The settings that let a ui build the local repository at ``url`` (a ``file://``
+    URL): the operator's explicit allowance, and the repository on the allow-list."""
+    return {"SHIPYARD_ALLOW_LOCAL_REPOSITORIES": "true", "SHIPYARD_REPOSITORIES": url}
 
 
 @dataclass

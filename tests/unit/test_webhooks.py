@@ -158,6 +158,11 @@ def test_a_push_whose_commit_list_was_cut_short_cannot_tell_its_files() -> None:
     assert parse_push(push_payload(commits=commits)).changed_paths is None
 
 
+def test_a_push_without_a_full_name_has_no_repository_name() -> None:
+    payload = push_payload(repository={"clone_url": "https://github.com/acme/shop.git"})
+    assert parse_push(payload).repository == ""
+
+
 def test_the_sender_names_the_pusher_when_github_gives_no_pusher() -> None:
     payload = push_payload()
     del payload["pusher"]
@@ -176,6 +181,13 @@ def test_a_sha256_repository_is_read_too() -> None:
     ({"repository": "acme/shop"}, "repository"),
     ({"repository": {"full_name": "acme/shop"}}, "repository.clone_url"),
     ({"repository": {"clone_url": "https://x/" + "y" * 1000}}, "repository.clone_url"),
+    ({"ref": "refs/heads/main\nINFO forged log line"}, "ref"),
+    ({"repository": {"clone_url": "https://github.com/a/b.git", "full_name": 7}},
+     "repository.full_name"),
+    ({"repository": {"clone_url": "https://github.com/a/b.git", "full_name": "shop"}},
+     "repository.full_name"),
+    ({"repository": {"clone_url": "https://github.com/a/b.git", "full_name": "a/b\nc"}},
+     "repository.full_name"),
     ({"deleted": "no"}, "deleted"),
     ({"commits": {"id": AFTER}}, "commits"),
     ({"commits": ["abc"]}, "commits[0]"),
