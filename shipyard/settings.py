@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shipyard.domain.globs import GlobSet, InvalidPattern
+from shipyard.domain.hosts import host_patterns, proxy_networks
 from shipyard.domain.push_triggers import TriggerRules
 
 __all__ = ["Settings", "load_settings"]
@@ -85,6 +86,24 @@ class Settings(BaseSettings):
         "served over HTTPS (a proxy in front of it)")
     ui_session_hours: float = Field(
         default=12.0, gt=0, le=24 * 30, description="how long a sign-in lasts")
+    ui_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host header values the UI answers besides the loopback names and the "
+        "address it is bound to (a guard against DNS rebinding); '*.example.com' allows "
+        "subdomains; JSON list or comma-separated")
+    ui_trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="addresses or networks of reverse proxies whose X-Forwarded-Proto and "
+        "X-Forwarded-For are believed (Secure cookies, the sign-in throttle's address); "
+        "none by default: those headers are ignored")
+
+    @field_validator("ui_allowed_hosts", "ui_trusted_proxies", mode="before")
+    @classmethod
+    def _host_list(cls, value: Any, info: ValidationInfo) -> list[str]:
+        variable = f"SHIPYARD_{(info.field_name or '').upper()}"
+        if info.field_name == "ui_allowed_hosts":
+            return host_patterns(value, variable=variable)
+        return proxy_networks(value, variable=variable)
 
     kubeconfig: Path | None = Field(
         default=None, description="kubeconfig of the cluster the cd pipelines deploy to; "

@@ -53,5 +53,6 @@ def serve_ui(
                   f"{rules.branches.describe()}, tags {rules.tags.describe()}, paths "
                   f"{rules.paths.describe() if rules.paths else 'any'}", markup=False,
                   highlight=False)
-    uvicorn.run(create_app(config, store=opened, prefect_ui=prefect_ui_url()), host=host, port=port,
-                log_level="warning", access_log=False)
+    # proxy_headers off: the app believes X-Forwarded-* only from SHIPYARD_UI_TRUSTED_PROXIES.
+    uvicorn.run(create_app(config, store=opened, prefect_ui=prefect_ui_url(), bound_host=host),
+                host=host, port=port, log_level="warning", access_log=False, proxy_headers=False)
