@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shipyard.domain.clone_urls import CloneUrlPolicy
 from shipyard.domain.globs import GlobSet, InvalidPattern
+from shipyard.domain.hosts import host_patterns, proxy_networks
 from shipyard.domain.push_triggers import TriggerRules
 from shipyard.domain.repositories import RepositoryAllowList
 
@@ -128,6 +129,16 @@ class Settings(BaseSettings):
         "served over HTTPS (a proxy in front of it)")
     ui_session_hours: float = Field(
         default=12.0, gt=0, le=24 * 30, description="how long a sign-in lasts")
+    ui_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host header values the UI answers besides the loopback names and the "
+        "address it is bound to (a guard against DNS rebinding); '*.example.com' allows "
+        "subdomains; JSON list or comma-separated")
+
+    @field_validator("ui_allowed_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: Any, info: ValidationInfo) -> list[str]:
+        return host_patterns(value, variable=_variable(info))
 
     kubeconfig: Path | None = Field(
         default=None, description="kubeconfig of the cluster the cd pipelines deploy to; "
@@ -255,21 +266,7 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _proxy_networks(cls, value: Any, info: ValidationInfo) -> Any:
-        variable = _variable(info)
-        value = _string_list(value, variable, "addresses or networks",
-                             example='["10.0.0.5", "192.168.1.0/24"]',
-                             comma_example="10.0.0.5,192.168.1.0/24")
-        for proxy in value:
-            try:
-                network = ipaddress.ip_network(proxy, strict=False)
-            except ValueError as err:
-                raise ValueError(f"{variable}: {proxy!r} is not an address or network such "
-                                 "as 10.0.0.5 or 192.168.1.0/24 (names are not resolved)") \
-                    from err
-            if network.prefixlen == 0:
-                raise ValueError(f"{variable}: {proxy!r} trusts every address, so any "
-                                 "caller could claim any address; name your proxies")
-        return value
+        return proxy_networks(value, variable=_variable(info))
 
     @property
     def trigger_rules(self) -> TriggerRules:

@@ -1,10 +1,12 @@
-"""Checkout: the exact commit of a ref, in a fresh per-run worktree (GitPython, no shell)."""
+"""Checkout: the exact commit of a ref, in a fresh per-run worktree (GitPython, no shell).
+The repository's URL is logged without its credentials."""
 
 from __future__ import annotations
 
 import asyncio
 
 from shipyard.adapters.git import GitCheckout, GitError
+from shipyard.domain.redaction import redact_text, redact_url
 from stages.runtime import StageContext, StageFailure, StageResult, stage
 
 __all__ = ["CheckoutResult", "checkout"]
@@ -31,11 +33,11 @@ async def checkout(ctx: StageContext, repo: str, ref: str) -> CheckoutResult:
     """Clone ``repo`` once into the cache (fetch afterwards) and check ``ref`` out into the
     run's own worktree, named after the run so a retry replaces it."""
     git = GitCheckout(ctx.settings.git_cache_dir, ctx.settings.workspaces_dir)
-    await ctx.log(f"fetching {repo} and checking out {ref}")
+    await ctx.log(f"fetching {redact_url(repo)} and checking out {ref}")
     try:
         done = await asyncio.to_thread(git.checkout, repo, ref, ctx.run_id)
     except ValueError as err:
-        raise StageFailure("InvalidInput", str(err)) from err
+        raise StageFailure("InvalidInput", redact_text(str(err))) from err
     except GitError as err:
         raise StageFailure("CheckoutFailed", str(err)) from err
     commit = done.commit

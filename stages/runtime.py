@@ -39,6 +39,7 @@ from prefect.logging import get_run_logger
 from prefect.runtime import task_run
 from pydantic import BaseModel
 
+from shipyard.domain.redaction import redact_text
 from shipyard.domain.states import State
 from shipyard.settings import Settings, load_settings
 from shipyard.store import Store
@@ -159,7 +160,8 @@ class StageContext:
         """Write buffered log lines now."""
         if not self._pending:
             return
-        chunk, self._pending = "".join(self._pending), []
+        # No log line may show a repository URL's credentials, whoever wrote it.
+        chunk, self._pending = redact_text("".join(self._pending)), []
         self._last_flush = time.monotonic()
         await asyncio.to_thread(self.store.append_log, self.run_id, self.ref, chunk)
         _prefect_logger().info(chunk.rstrip("\n"))
@@ -261,7 +263,7 @@ async def _end(ctx: StageContext, to: State, reason: str, message: str,
                outputs: dict[str, Any] | None = None) -> None:
     await ctx.flush()
     await asyncio.to_thread(ctx.store.transition_stage, ctx.run_id, ctx.ref, to,
-                            reason=reason, message=message, outputs=outputs)
+                            reason=reason, message=redact_text(message), outputs=outputs)
 
 
 def _describe(err: BaseException, timeout_seconds: float | None) -> tuple[str, str]:

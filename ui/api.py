@@ -3,6 +3,8 @@ manual judgments. Documented at ``/docs`` (OpenAPI at ``/openapi.json``).
 
 Reads need the viewer role, actions the deployer role (see :mod:`ui.auth`); the actor
 of an action is whoever is signed in or owns the token, never what the body says.
+Credentials in repository URLs are hidden in every answer (runs' URLs and parameters,
+messages, logs, stage outputs, events: :mod:`shipyard.domain.redaction`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from shipyard.adapters.prefect import PrefectError, PrefectUnavailable
 from shipyard.adapters.secret_files import PrivateFileError
 from shipyard.domain.access import Role
 from shipyard.domain.dora import DEFAULT_WINDOWS, DoraReport, dora_report
+from shipyard.domain.redaction import redact_text, redact_url, redact_values
 from shipyard.domain.states import State
 from shipyard.store import AmbiguousRunId, Ledger, ReleaseRecord, RunNotFound, RunRecord, Store
 from shipyard.store.browse import BadCursor, RunBrowser, RunFilters
@@ -116,9 +119,11 @@ def _store(request: Request) -> Store:
 def run_view(run: RunRecord, now: datetime) -> dict[str, Any]:
     end = run.finished_at or (now if run.started_at else None)
     return {"id": run.id, "pipeline": run.pipeline, "app": run.app, "trigger": run.trigger,
-            "actor": run.actor, "repo_url": run.repo_url, "branch": run.ref,
-            "commit_sha": run.commit_sha, "state": run.state, "reason": run.reason,
-            "message": run.message, "created_at": run.created_at,
+            "actor": run.actor,
+            "repo_url": redact_url(run.repo_url) if run.repo_url else None,
+            "branch": run.ref, "commit_sha": run.commit_sha, "state": run.state,
+            "reason": run.reason, "message": redact_text(run.message),
+            "created_at": run.created_at,
             "started_at": run.started_at, "finished_at": run.finished_at,
             "duration_seconds": (end - run.started_at).total_seconds()
             if end and run.started_at else None,
@@ -133,7 +138,8 @@ def run_detail(run: RunRecord, typical: dict[str, float], now: datetime,
         end = stage.finished_at or (now if stage.started_at else None)
         stages.append({
             "ref": stage.ref, "name": stage.name, "requires": list(stage.requires),
-            "state": stage.state, "reason": stage.reason, "message": stage.message,
+            "state": stage.state, "reason": stage.reason,
+            "message": redact_text(stage.message),
             "attempts": stage.attempts, "started_at": stage.started_at,
             "finished_at": stage.finished_at,
             "duration_seconds": (end - stage.started_at).total_seconds()
@@ -141,7 +147,8 @@ def run_detail(run: RunRecord, typical: dict[str, float], now: datetime,
             "typical_seconds": typical.get(stage.ref)})
     prefect_url = (f"{prefect_ui}/runs/flow-run/{run.prefect_flow_run_id}"
                    if prefect_ui and run.prefect_flow_run_id else None)
-    return {**run_view(run, now), "parameters": run.parameters, "stages": stages,
+    return {**run_view(run, now), "parameters": redact_values(run.parameters),
+            "stages": stages,
             "prefect_url": prefect_url}
 
 
@@ -198,7 +205,7 @@ def get_logs(request: Request, run_id: str, _: Viewer,
     except LookupError as err:
         raise HTTPException(404, str(err)) from None
     return [{"id": c.id, "stage": c.stage_ref, "at": c.at, "stream": c.stream,
-             "text": c.text} for c in chunks]
+             "text": redact_text(c.text)} for c in chunks]
 
 
 @router.get("/runs/{run_id}/stages/{stage_ref}/outputs", tags=["runs"])
@@ -209,7 +216,7 @@ def get_stage_outputs(request: Request, run_id: str, stage_ref: str, _: Viewer) 
     run = _get_run(_store(request), run_id)
     for stage in run.stages:
         if stage.ref == stage_ref:
-            return stage.outputs
+            return redact_values(stage.outputs)
     raise HTTPException(404, f"run {run.short_id} has no stage {stage_ref!r}; it has "
                         f"{', '.join(s.ref for s in run.stages)}")
 
@@ -305,32 +312,35 @@ def get_dora(request: Request, _: Viewer,
 
 @router.get("/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}}, tags=["runs"])
-async def all_events(request: Request, _: Viewer,
+async def all_events(request: Request, principal: Viewer,
                      since: Annotated[str | None, Query(
                          description="<transition id>.<log id> the page showed")] = None,
                      ) -> Any:
-    """Server-sent events: ``run`` and ``stage`` state changes of every run."""
-    return await _stream(request, None, with_logs=False, since=since)
+    """Server-sent events: ``run`` and ``stage`` state changes of every run. The stream
+    ends with an ``ended`` event within seconds of its session or token ending."""
+    return await _stream(request, principal, None, with_logs=False, since=since)
 
 
 @router.get("/runs/{run_id}/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}}, tags=["runs"])
-async def run_events(request: Request, run_id: str, _: Viewer,
+async def run_events(request: Request, run_id: str, principal: Viewer,
                      since: Annotated[str | None, Query()] = None) -> Any:
-    """Server-sent events of one run: ``run``, ``stage`` and ``log``."""
+    """Server-sent events of one run: ``run``, ``stage`` and ``log``; ``ended`` as for
+    ``/api/events``."""
     run = await asyncio.to_thread(_get_run, _store(request), run_id)
-    return await _stream(request, run.id, with_logs=True, since=since)
+    return await _stream(request, principal, run.id, with_logs=True, since=since)
 
 
-async def _stream(request: Request, run_id: str | None, *, with_logs: bool,
-                  since: str | None) -> StreamingResponse:
+async def _stream(request: Request, principal: Principal, run_id: str | None, *,
+                  with_logs: bool, since: str | None) -> StreamingResponse:
     feed: ChangeFeed = request.app.state.feed
     resume = parse_since(request.headers.get("last-event-id") or since)
     browser = RunBrowser(_store(request))
     start = (await asyncio.to_thread(browser.last_change_id),
              await asyncio.to_thread(browser.last_log_id))
     # On the event loop: the feed's wake-up event is not thread-safe.
-    subscription = feed.subscribe(run_id, with_logs=with_logs, start=start)
+    subscription = feed.subscribe(run_id, with_logs=with_logs, start=start,
+                                  credential=principal.credential)
     return StreamingResponse(
         sse_stream(feed, subscription, request.is_disconnected, resume),
         media_type="text/event-stream",

@@ -3,63 +3,95 @@
 A request is made by a :class:`Principal`, found in this order:
 
 1. ``Authorization: Bearer shy_...``: an API token (its role, capped by its owner's);
-2. the signed session cookie set at ``/login`` (Starlette's ``SessionMiddleware``);
+2. the session cookie set at ``/login``: a random 256-bit token naming a live row of
+   ``ui_sessions`` (:mod:`shipyard.store.sessions`); the cookie holds nothing else, so
+   ending the row (signing out, a new password, disabling the user, from this process or
+   the CLI) ends the session at the next request;
 3. anonymous, only when ``SHIPYARD_UI_ANONYMOUS_ROLE=viewer`` allows it; otherwise nobody.
 
-Pages send nobody to the login page; the API answers 401 (with ``WWW-Authenticate:
-Bearer``) or 403. Requests that change something and are authenticated by the cookie must
-carry the session's CSRF token (a form field ``csrf_token`` or the ``X-CSRF-Token``
-header): the cookie travels with any request a browser makes, the token only with ours.
+Pages send nobody to the login page (a form posted without a session is answered 401);
+the API answers 401 (with ``WWW-Authenticate: Bearer``) or 403. Requests that change
+something and are authenticated by the cookie must carry the session's CSRF token (a form
+field ``csrf_token`` or the ``X-CSRF-Token`` header): the cookie travels with any request a
+browser makes, the token only with ours. The CSRF token is the HMAC of the cookie's token
+under the UI key, so it needs no storage and changes with every sign-in. A browser that is
+not signed in gets a cookie token too (with no row behind it), so the login form carries
+a CSRF token as well (login CSRF: signing a victim in as the attacker).
 Token-authenticated requests need none; no browser adds that header by itself.
+
+Cookies are ``HttpOnly``, ``SameSite=Lax``, and ``Secure`` when the request came over
+HTTPS (directly, or through a proxy in ``SHIPYARD_TRUSTED_PROXIES`` saying so) or
+``SHIPYARD_UI_SECURE_COOKIES`` is set.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import secrets
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Request, Response
 from fastapi.responses import RedirectResponse
 
-from shipyard.domain.access import Role
+from shipyard.domain.access import Role, hash_token
 from shipyard.settings import Settings
 from shipyard.store import Accounts
+from shipyard.store.sessions import SessionRecord, Sessions, new_session_token
 
 __all__ = [
     "CSRF_FIELD",
     "CSRF_HEADER",
+    "MIN_KEY_BYTES",
+    "SESSION_COOKIE",
     "LoginRequired",
     "Principal",
+    "UiKeyError",
     "api_principal",
+    "browser_token",
     "check_csrf",
     "csrf_token",
+    "live_credentials",
     "login_redirect",
     "page_principal",
     "principal_of",
+    "remember_browser",
     "secret_key",
+    "session_of",
     "sign_in",
     "sign_out",
+    "valid_csrf",
 ]
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
+SESSION_COOKIE = "shipyard_session"
+MIN_KEY_BYTES = 32
+KEY_VARIABLE = "SHIPYARD_UI_SECRET_KEY"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class UiKeyError(ValueError):
+    """The UI key is missing, empty or too short; the message names where it came from
+    and how to fix it."""
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who makes a request and with which role."""
+    """Who makes a request and with which role. ``credential`` names what proved it
+    (``session:<sha256>`` or ``token:<sha256>``; None for anonymous): an open event
+    stream is ended once it no longer works."""
 
     name: str
     role: Role
     via: Literal["session", "token", "anonymous"]
+    credential: str | None = None
 
     def may(self, required: Role) -> bool:
         return self.role.allows(required)
@@ -73,25 +105,70 @@ class LoginRequired(Exception):
         self.next_path = next_path
 
 
+# -- the UI key ---------------------------------------------------------------------------
+
+
 def secret_key(settings: Settings) -> str:
-    """The key that signs session cookies: configured, or kept in ``<home>/ui-secret-key``
-    (created once, readable by the owner only) so sign-ins survive a restart."""
+    """The key that derives CSRF tokens: ``SHIPYARD_UI_SECRET_KEY``, else the one kept in
+    ``<home>/ui-secret-key`` (made once, readable by the owner only). Either must hold at
+    least :data:`MIN_KEY_BYTES` bytes: :class:`UiKeyError` otherwise, and for an empty or
+    cut-short file (never an empty key)."""
     if settings.ui_secret_key is not None:
-        return settings.ui_secret_key.get_secret_value()
+        key = settings.ui_secret_key.get_secret_value()
+        if len(key.encode()) < MIN_KEY_BYTES:
+            raise UiKeyError(
+                f"{KEY_VARIABLE} holds {len(key.encode())} bytes; the UI key needs at least "
+                f"{MIN_KEY_BYTES}: set it to the output of `python3 -c 'import secrets; "
+                f"print(secrets.token_urlsafe(48))'`, or unset it to use <home>/ui-secret-key")
+        return key
     path: Path = settings.home / "ui-secret-key"
     try:
-        return path.read_text().strip()
+        return _read_key(path)
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
+    # Written whole under another name, then linked into place: a process starting at the
+    # same moment finds either no file or the complete key, never a half-written one, and
+    # the first link wins (os.link fails if the name exists).
+    temporary = path.with_name(f".ui-secret-key.{os.getpid()}.{secrets.token_hex(4)}")
+    with open(temporary, "x", opener=lambda p, f: os.open(p, f, 0o600)) as out:
+        out.write(secrets.token_urlsafe(48) + "\n")
     try:
-        # O_EXCL: two processes starting at once keep one key, the first one written.
-        with open(path, "x", opener=lambda p, f: os.open(p, f, 0o600)) as out:
-            out.write(key + "\n")
-        return key
+        os.link(temporary, path)
     except FileExistsError:
-        return path.read_text().strip()
+        pass
+    finally:
+        temporary.unlink()
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> str:
+    key = path.read_text().strip()
+    if len(key.encode()) < MIN_KEY_BYTES:
+        raise UiKeyError(
+            f"{path} holds {len(key.encode())} bytes; the UI key needs at least "
+            f"{MIN_KEY_BYTES} (the file is empty or cut short): delete it and start the UI "
+            f"again to make a new one (everyone signs in again), or set {KEY_VARIABLE}")
+    return key
+
+
+# -- who is asking ------------------------------------------------------------------------
+
+
+def browser_token(request: Request) -> str | None:
+    """The token in the browser's session cookie, if it sent one."""
+    return request.cookies.get(SESSION_COOKIE) or None
+
+
+def session_of(request: Request) -> SessionRecord | None:
+    """The live session of the request's cookie, or None. Blocking (a store read)."""
+    if hasattr(request.state, "session_record"):
+        found: SessionRecord | None = request.state.session_record
+        return found
+    token = browser_token(request)
+    sessions: Sessions = request.app.state.sessions
+    request.state.session_record = sessions.find(token) if token else None
+    return request.state.session_record  # type: ignore[no-any-return]
 
 
 def principal_of(request: Request) -> Principal | None:
@@ -113,23 +190,34 @@ def principal_of(request: Request) -> Principal | None:
                                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         token, owner = owned
         role = token.role if owner.role.allows(token.role) else owner.role
-        found = Principal(owner.name, role, "token")
-    elif (name := request.session.get("user")) is not None:
-        user = accounts.user(name)
-        fresh = time.time() - float(request.session.get("at", 0)) < settings.ui_session_hours * 3600
-        if user is not None and user.active and fresh:
-            found = Principal(user.name, user.role, "session")
-        else:
-            request.session.clear()
+        found = Principal(owner.name, role, "token",
+                          f"token:{hash_token(credentials.strip())}")
+    elif (session := session_of(request)) is not None:
+        found = Principal(session.user.name, session.user.role, "session",
+                          f"session:{session.digest}")
     if found is None and settings.ui_anonymous_role:
         found = Principal("anonymous", Role.parse(settings.ui_anonymous_role), "anonymous")
     request.state.principal = found
     return found
 
 
+def live_credentials(accounts: Accounts, sessions: Sessions,
+                     credentials: Collection[str]) -> set[str]:
+    """Which of ``credentials`` (as in :attr:`Principal.credential`) still work, asked of
+    the store in one query per kind. Blocking."""
+    digests: dict[str, set[str]] = {"session": set(), "token": set()}
+    for credential in credentials:
+        kind, _, digest = credential.partition(":")
+        if kind in digests:
+            digests[kind].add(digest)
+    return ({f"session:{d}" for d in sessions.live(digests["session"])}
+            | {f"token:{d}" for d in accounts.live_tokens(digests["token"])})
+
+
 def api_principal(required: Role) -> Callable[[Request], Principal]:
     """A dependency for API routes: the principal if its role allows ``required``; else
-    401 (nobody) or 403 (too little), with a message that says what to do."""
+    401 (nobody) or 403 (too little, or an unsafe cookie request without its CSRF
+    token), with a message that says what to do."""
 
     def dependency(request: Request) -> Principal:
         principal = principal_of(request)
@@ -145,11 +233,16 @@ def api_principal(required: Role) -> Callable[[Request], Principal]:
 
 
 def page_principal(required: Role) -> Callable[[Request], Principal]:
-    """A dependency for pages: as :func:`api_principal`, but nobody is sent to /login."""
+    """A dependency for pages: as :func:`api_principal`, but nobody is sent to /login
+    when reading, and answered 401 when posting a form (the form's work is lost either
+    way; a redirect would hide that)."""
 
     def dependency(request: Request) -> Principal:
         principal = principal_of(request)
         if principal is None:
+            if request.method not in _SAFE_METHODS:
+                raise HTTPException(401, "you are not signed in (or your session ended): "
+                                    "sign in and try again")
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             raise LoginRequired(target)
         _require(principal, required)
@@ -165,37 +258,86 @@ def _require(principal: Principal, required: Role) -> None:
                             "`shipyard user set NAME --role ...`)")
 
 
+# -- CSRF -----------------------------------------------------------------------------------
+
+
 def csrf_token(request: Request) -> str:
-    """The session's CSRF token, made on first use."""
-    token = request.session.get("csrf")
-    if not token:
-        token = secrets.token_urlsafe(32)
-        request.session["csrf"] = token
-    return str(token)
+    """The CSRF token of the request's browser: the HMAC of its cookie token. A browser
+    without a cookie is given one (:func:`remember_browser` sets it on the response)."""
+    token = browser_token(request) or getattr(request.state, "new_browser_token", None)
+    if token is None:
+        token = new_session_token()
+        request.state.new_browser_token = token
+    return _csrf_for(request, token)
+
+
+def _csrf_for(request: Request, token: str) -> str:
+    key: bytes = request.app.state.ui_key
+    return hmac.new(key, b"csrf\0" + token.encode(), hashlib.sha256).hexdigest()
+
+
+def remember_browser(request: Request, response: Response) -> None:
+    """Set the cookie token :func:`csrf_token` made for a browser that had none."""
+    token = getattr(request.state, "new_browser_token", None)
+    if token is not None:
+        _set_cookie(request, response, token, max_age=None)
 
 
 def check_csrf(request: Request, principal: Principal, form_token: str | None = None) -> None:
     """Refuse (403) an unsafe request authenticated by the cookie without the session's
     CSRF token in the header or ``form_token``."""
-    if request.method in _SAFE_METHODS or principal.via == "token":
+    if request.method in _SAFE_METHODS or principal.via != "session":
         return
-    expected = request.session.get("csrf")
-    given = form_token or request.headers.get(CSRF_HEADER, "")
-    if not expected or not hmac.compare_digest(str(expected), given):
+    if not valid_csrf(request, form_token or request.headers.get(CSRF_HEADER, "")):
         raise HTTPException(403, "the form's CSRF token is missing or stale; reload the "
                             "page and try again")
 
 
-def sign_in(request: Request, name: str) -> None:
-    """Start a session for ``name``: a new CSRF token, so one planted before sign-in is
-    worthless after it."""
-    request.session.clear()
-    request.session.update(user=name, at=time.time(), csrf=secrets.token_urlsafe(32))
+def valid_csrf(request: Request, given: str) -> bool:
+    """Whether ``given`` is the CSRF token of the request's cookie."""
+    token = browser_token(request)
+    if not token or not given:
+        return False
+    return hmac.compare_digest(_csrf_for(request, token), given)
 
 
-def sign_out(request: Request) -> None:
-    request.session.clear()
+# -- signing in and out ---------------------------------------------------------------------
+
+
+def sign_in(request: Request, response: Response, name: str) -> None:
+    """Start a session for ``name`` under a new cookie token (one planted in the browser
+    before sign-in is worthless after it), lasting ``SHIPYARD_UI_SESSION_HOURS``."""
+    settings: Settings = request.app.state.settings
+    sessions: Sessions = request.app.state.sessions
+    lifetime = timedelta(hours=settings.ui_session_hours)
+    token, _ = sessions.start(name, lifetime=lifetime)
+    _set_cookie(request, response, token, max_age=int(lifetime.total_seconds()))
+
+
+def sign_out(request: Request, response: Response) -> None:
+    """End the request's session (its open event streams close within seconds) and drop
+    the cookie."""
+    token = browser_token(request)
+    if token:
+        sessions: Sessions = request.app.state.sessions
+        sessions.end(token)
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=_secure(request), httponly=True,
+                           samesite="lax")
+
+
+def _secure(request: Request) -> bool:
+    settings: Settings = request.app.state.settings
+    # The scheme is https over TLS, or when a trusted proxy said so (ProxyHeadersMiddleware
+    # believes X-Forwarded-Proto from SHIPYARD_TRUSTED_PROXIES only).
+    return settings.ui_secure_cookies or request.url.scheme == "https"
+
+
+def _set_cookie(request: Request, response: Response, token: str, *,
+                max_age: int | None) -> None:
+    response.set_cookie(SESSION_COOKIE, token, max_age=max_age, path="/", httponly=True,
+                        samesite="lax", secure=_secure(request))
 
 
 def login_redirect(next_path: str) -> RedirectResponse:
     return RedirectResponse(f"/login?next={quote(next_path, safe='/')}", status_code=303)
+

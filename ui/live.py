@@ -11,6 +11,13 @@ A page is rendered from the store, then opens its stream saying where it stopped
 reconnect). The stream first replays what came after that, then goes live; events carry
 their ids, so a client ignores one it has seen. A subscriber too slow to keep up (its
 queue full) is told to reload instead of being fed a gap.
+
+A stream lives no longer than what let it open: every :data:`RECHECK_SECONDS` the feed asks
+the store, in one query per kind, which of its subscribers' sessions and tokens still work
+(``check_credentials``), and ends the others with an ``ended`` event. Signing out, a new
+password, disabling a user or revoking a token, in this process or another (the CLI),
+closes the streams they opened within about that time. Text from the store is redacted
+(:mod:`shipyard.domain.redaction`) before it is sent.
 """
 
 from __future__ import annotations
@@ -19,10 +26,12 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from shipyard.domain.redaction import redact_text
 from shipyard.store.browse import Change, LogLine, RunBrowser
 
 __all__ = ["ChangeFeed", "Subscription", "parse_since", "sse_stream"]
@@ -31,6 +40,11 @@ log = logging.getLogger("shipyard.ui.live")
 
 QUEUE_SIZE = 2000
 HEARTBEAT_SECONDS = 15.0
+RECHECK_SECONDS = 1.0
+
+CredentialCheck = Callable[[Collection[str]], set[str]]
+"""Given credentials (:attr:`ui.auth.Principal.credential`), the ones that still work.
+Blocking: the feed calls it in a thread."""
 
 
 @dataclass(eq=False)
@@ -45,12 +59,15 @@ class Subscription:
     queue: asyncio.Queue[tuple[str, dict[str, Any]]] = field(
         default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
     lagging: bool = False
+    credential: str | None = None
+    """What let the stream open; None (anonymous) is never ended."""
+    ended: bool = False
 
     def wants(self, run_id: str) -> bool:
         return self.run_id is None or self.run_id == run_id
 
     def offer(self, event: str, data: dict[str, Any]) -> None:
-        if self.lagging or data["id"] <= self.start[1 if event == "log" else 0]:
+        if self.ended or self.lagging or data["id"] <= self.start[1 if event == "log" else 0]:
             return
         try:
             self.queue.put_nowait((event, data))
@@ -60,23 +77,38 @@ class Subscription:
                 self.queue.get_nowait()
             self.queue.put_nowait(("resync", {}))
 
+    def end(self, reason: str) -> None:
+        """Close the stream: nothing more is sent but an ``ended`` event saying why."""
+        self.ended = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(("ended", {"reason": reason}))
+
 
 class ChangeFeed:
     """Tails the store every ``interval_seconds`` while anyone listens."""
 
-    def __init__(self, browser: RunBrowser, *, interval_seconds: float = 0.25) -> None:
+    def __init__(self, browser: RunBrowser, *, interval_seconds: float = 0.25,
+                 check_credentials: CredentialCheck | None = None,
+                 recheck_seconds: float = RECHECK_SECONDS) -> None:
         self.browser = browser
         self.interval_seconds = interval_seconds
+        self.check_credentials = check_credentials
+        self.recheck_seconds = recheck_seconds
+        self._checked_at = 0.0
         self._subscribers: set[Subscription] = set()
         self._listening = asyncio.Event()
         self._last_change = 0
         self._last_log = 0
 
     def subscribe(self, run_id: str | None = None, *, with_logs: bool = False,
-                  start: tuple[int, int] = (0, 0)) -> Subscription:
+                  start: tuple[int, int] = (0, 0),
+                  credential: str | None = None) -> Subscription:
         """A new subscription; call it on the event loop (the feed's events are not
-        thread-safe). ``start``: see :attr:`Subscription.start`."""
-        subscription = Subscription(run_id, with_logs, start)
+        thread-safe). ``start``: see :attr:`Subscription.start`; ``credential``: what
+        let it open, checked again every :attr:`recheck_seconds`."""
+        subscription = Subscription(run_id, with_logs, start, credential=credential)
+        self._checked_at = 0.0  # check the newcomer at once: it may have ended already
         self._subscribers.add(subscription)
         self._listening.set()
         return subscription
@@ -96,12 +128,29 @@ class ChangeFeed:
                 self._last_change = min(s.start[0] for s in self._subscribers)
                 self._last_log = min(s.start[1] for s in self._subscribers)
             try:
+                if time.monotonic() - self._checked_at >= self.recheck_seconds:
+                    await self._recheck()
                 busy = await self._tick()
             except Exception:  # a database hiccup must not end live updates for good
                 log.exception("reading the store for live updates failed; retrying")
                 busy = False
             if not busy:
                 await asyncio.sleep(self.interval_seconds)
+
+    async def _recheck(self) -> None:
+        """End the subscriptions whose session or token no longer works."""
+        self._checked_at = time.monotonic()
+        if self.check_credentials is None:
+            return
+        held = {s.credential for s in self._subscribers if s.credential and not s.ended}
+        if not held:
+            return
+        live = await asyncio.to_thread(self.check_credentials, held)
+        for subscription in list(self._subscribers):
+            if subscription.credential in held and subscription.credential not in live:
+                kind = (subscription.credential or "").partition(":")[0]
+                subscription.end("the session ended" if kind == "session"
+                                 else "the token was revoked or its owner disabled")
 
     async def _tick(self) -> bool:
         changes = await asyncio.to_thread(self.browser.changes_after, self._last_change)
@@ -167,7 +216,7 @@ async def sse_stream(feed: ChangeFeed, subscription: Subscription, is_disconnect
                 yield ": keep-alive\n\n"
                 continue
             yield _format(event, data)
-            if event == "resync":
+            if event in ("resync", "ended"):
                 return
     finally:
         feed.unsubscribe(subscription)
@@ -199,9 +248,10 @@ def _replay(browser: RunBrowser, subscription: Subscription,
 def change_data(change: Change) -> dict[str, Any]:
     return {"id": change.id, "run_id": change.run_id, "stage": change.stage_ref,
             "state": change.to_state.value, "reason": change.reason,
-            "message": change.message, "at": change.at.isoformat()}
+            "message": redact_text(change.message), "at": change.at.isoformat()}
 
 
 def log_data(line: LogLine) -> dict[str, Any]:
     return {"id": line.id, "run_id": line.run_id, "stage": line.stage_ref,
-            "stream": line.stream, "text": line.text, "at": line.at.isoformat()}
+            "stream": line.stream, "text": redact_text(line.text),
+            "at": line.at.isoformat()}

@@ -22,8 +22,9 @@ from fastapi.templating import Jinja2Templates
 
 from shipyard.domain.access import Role
 from shipyard.domain.dora import DEFAULT_WINDOWS
+from shipyard.domain.redaction import redact_text
 from shipyard.domain.states import State
-from shipyard.domain.throttle import SignInThrottle
+from shipyard.domain.throttle import Lockout, SignInThrottle
 from shipyard.store import (
     Accounts,
     AmbiguousRunId,
@@ -33,16 +34,21 @@ from shipyard.store import (
     Store,
 )
 from shipyard.store.browse import BadCursor, RunBrowser, RunFilters
+from shipyard.store.sessions import Sessions
 from ui import actions, presentation
 from ui.api import action_response, judgment_response, production_dora, release_pair
 from ui.auth import (
     Principal,
+    browser_token,
     check_csrf,
     csrf_token,
     page_principal,
     principal_of,
+    remember_browser,
+    session_of,
     sign_in,
     sign_out,
+    valid_csrf,
 )
 from ui.charts import box_plots, chaos_timeline, series_chart
 from ui.dag import layout_dag
@@ -54,6 +60,8 @@ templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates"))
 templates.env.globals.update(
     badge=presentation.badge, duration_text=presentation.duration_text,
     pace=presentation.pace)
+# Messages and logs can quote a repository URL; none may show its credentials.
+templates.env.filters["redact"] = redact_text
 
 router = APIRouter(include_in_schema=False)
 
@@ -66,20 +74,36 @@ _BADGES_JSON = json.dumps(presentation.STATE_BADGES, ensure_ascii=False)
 
 def render(request: Request, name: str, context: dict[str, Any], *,
            status_code: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
-    """A page with what every page needs: who is signed in, the CSRF token, the time."""
+    """A page with what every page needs: who is signed in, the CSRF token, the time,
+    and the messages left for it (each shown once)."""
     store: Store = request.app.state.store
     now = store.clock()
     base = {"principal": principal_of(request), "csrf": csrf_token(request),
-            "badges_json": _BADGES_JSON, "flashes": request.session.pop("flashes", []),
+            "badges_json": _BADGES_JSON, "flashes": _take_flashes(request),
             "since_text": lambda at: presentation.since_text(at, now),
             "run_seconds": lambda run: _seconds(run.started_at, run.finished_at, now),
             "stage_seconds": lambda s: _seconds(s.started_at, s.finished_at, now)}
-    return templates.TemplateResponse(request, name, {**base, **context},
-                                      status_code=status_code, headers=headers)
+    response = templates.TemplateResponse(request, name, {**base, **context},
+                                          status_code=status_code, headers=headers)
+    remember_browser(request, response)
+    return response
 
 
 def flash(request: Request, text: str, kind: str = "ok") -> None:
-    request.session.setdefault("flashes", []).append({"text": text, "kind": kind})
+    """Leave a message for the session's next page (kept with the session in the store)."""
+    token = browser_token(request)
+    if token and session_of(request) is not None:
+        sessions: Sessions = request.app.state.sessions
+        sessions.add_flash(token, {"text": redact_text(text), "kind": kind})
+
+
+def _take_flashes(request: Request) -> list[dict[str, Any]]:
+    session = session_of(request)
+    token = browser_token(request)
+    if session is None or token is None or not session.flashes:
+        return []  # the common case costs no write
+    sessions: Sessions = request.app.state.sessions
+    return sessions.take_flashes(token)
 
 
 def _seconds(started: datetime | None, finished: datetime | None,
@@ -111,46 +135,57 @@ def login(request: Request, username: Annotated[str, Form()],
               alias="csrf_token")] = "", next: Annotated[str, Form()] = "/runs",
           ) -> Response:
     """Sign in. The login form carries a CSRF token too (login CSRF: signing a victim in
-    as the attacker)."""
-    expected = request.session.get("csrf")
-    if not expected or expected != csrf_token_:
+    as the attacker). Failures are counted per name and per source address
+    (:class:`SignInThrottle`); a locked name or address is refused before the password is
+    even checked."""
+    if not valid_csrf(request, csrf_token_):
         return render(request, "login.html", {"next_path": _safe_next(next),
                                               "username": username,
                                               "error": "The form was stale; try again."},
                       status_code=403)
     name = username.strip()
+    address = request.client.host if request.client else None
     throttle: SignInThrottle = request.app.state.sign_in_throttle
     with _THROTTLE_LOCK:
-        wait = throttle.retry_after(name, time.monotonic())
-    if wait:
-        return render(request, "login.html", {
-            "next_path": _safe_next(next), "username": username,
-            "error": f"Too many failed sign-ins for {name!r}: try again in "
-                     f"{math.ceil(wait)} s."}, status_code=429,
-            headers={"Retry-After": str(math.ceil(wait))})
+        lockout = throttle.locked(name, address, time.monotonic())
+    if lockout is not None:
+        return _locked_out(request, lockout, name, username, next)
     accounts: Accounts = request.app.state.accounts
     user = accounts.authenticate(name, password)
     if user is None:
         with _THROTTLE_LOCK:
-            throttle.failed(name, time.monotonic())
+            throttle.failed(name, address, time.monotonic())
         return render(request, "login.html", {
             "next_path": _safe_next(next), "username": username,
             "error": "Wrong username or password, or the account is disabled."},
             status_code=401)
     with _THROTTLE_LOCK:
         throttle.succeeded(name)
-    sign_in(request, user.name)
-    return RedirectResponse(_safe_next(next), status_code=303)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    sign_in(request, response, user.name)
+    return response
+
+
+def _locked_out(request: Request, lockout: Lockout, name: str, username: str,
+                next_path: str) -> Response:
+    wait = math.ceil(lockout.seconds)
+    whom = f"for {name!r}" if lockout.by == "name" else "from your address"
+    return render(request, "login.html", {
+        "next_path": _safe_next(next_path), "username": username,
+        "error": f"Too many failed sign-ins {whom}: try again in {wait} s."},
+        status_code=429, headers={"Retry-After": str(wait)})
 
 
 @router.post("/logout")
 def logout(request: Request, csrf_token_: Annotated[str, Form(alias="csrf_token")] = ""
            ) -> Response:
+    """Sign out: the session ends in the store, so its open event streams close too."""
     principal = principal_of(request)
     if principal is not None:
         check_csrf(request, principal, csrf_token_)
-    sign_out(request)
-    return RedirectResponse("/login", status_code=303)
+    response = RedirectResponse("/login", status_code=303)
+    sign_out(request, response)
+    return response
 
 
 # -- runs -----------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 rather than re-cloned, and a detached worktree per run.
 
 Refs and URLs are validated before git sees them: a value starting with ``-`` would be read
-as an option, and git runs with no shell, so nothing else needs quoting.
+as an option, and git runs with no shell, so nothing else needs quoting. Errors name the
+repository without the credentials its URL may carry (``https://user:token@...``), and
+are raised without git's exception chained, whose text holds the command line.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 
 from git import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError, Repo
 
-from shipyard.domain.clone_urls import RefusedCloneUrl, parse_clone_url, redact_url
+from shipyard.domain.clone_urls import RefusedCloneUrl, parse_clone_url
+from shipyard.domain.redaction import redact_text, redact_url
 
 __all__ = ["CheckedOut", "CommitInfo", "GitCheckout", "GitError", "files_changed",
            "head_commit", "tree_hash", "validate_ref", "validate_repo_url"]
@@ -109,7 +112,8 @@ class GitCheckout:
             repo.git.fetch("--prune", "--force", "origin")
             return repo
         except GitCommandError as err:
-            raise GitError(f"cannot fetch {repo_url}: {_git_message(err)}") from err
+            raise GitError(f"cannot fetch {redact_url(repo_url)}: {_git_message(err)}"
+                           ) from None
 
     def checkout(self, repo_url: str, ref: str, workspace_name: str) -> CheckedOut:
         """Check ``ref`` of ``repo_url`` out into a fresh worktree named ``workspace_name``.
@@ -124,7 +128,8 @@ class GitCheckout:
         try:
             commit = repo.commit(ref)
         except (BadName, ValueError, GitCommandError) as err:
-            raise GitError(f"{repo_url} has no branch, tag or commit {ref!r}") from err
+            raise GitError(f"{redact_url(repo_url)} has no branch, tag or commit {ref!r}"
+                           ) from err
         dest = self.workspaces_dir / workspace_name
         self.workspaces_dir.mkdir(parents=True, exist_ok=True)
         if dest.exists():
@@ -146,7 +151,7 @@ class GitCheckout:
         except KeyError:
             return None
         except (BadName, ValueError, GitCommandError) as err:
-            raise GitError(f"{repo_url} has no commit {commit!r}") from err
+            raise GitError(f"{redact_url(repo_url)} has no commit {commit!r}") from err
         return bytes(blob.data_stream.read()).decode("utf-8")
 
     def read_dir(self, repo_url: str, commit: str, path: str) -> dict[str, str]:
@@ -159,7 +164,7 @@ class GitCheckout:
         except KeyError:
             return {}
         except (BadName, ValueError, GitCommandError) as err:
-            raise GitError(f"{repo_url} has no commit {commit!r}") from err
+            raise GitError(f"{redact_url(repo_url)} has no commit {commit!r}") from err
         return {blob.name: bytes(blob.data_stream.read()).decode("utf-8")
                 for blob in tree.blobs}
 
@@ -193,8 +198,8 @@ class GitCheckout:
             sha = work.head.commit.hexsha
             repo.git.push(source, f"{sha}:refs/heads/{branch}")
         except GitCommandError as err:
-            raise GitError(f"cannot push the revert to {repo_url}: {_git_message(err)}") \
-                from err
+            raise GitError(f"cannot push the revert to {redact_url(repo_url)}: "
+                           f"{_git_message(err)}") from None
         finally:
             if dest.exists():
                 repo.git.worktree("remove", "--force", str(dest))
@@ -229,8 +234,10 @@ def _commit_info(commit: object) -> CommitInfo:
 
 
 def _git_message(err: GitCommandError) -> str:
+    """git's complaint, without credentials: both git's stderr and the command line it
+    ran can quote the repository's URL."""
     stderr = str(err.stderr or "").strip().replace("stderr: ", "").strip("'\n ")
-    return stderr.splitlines()[-1] if stderr else str(err)
+    return redact_text(stderr.splitlines()[-1] if stderr else str(err))
 
 
 def tree_hash(workspace: Path, path: str) -> str | None:

@@ -1,6 +1,8 @@
 """Accounts of the web UI: ``shipyard user add|set|list`` and ``shipyard token
 create|list|revoke``. Run on the machine that holds the store; whoever can run them there
-is trusted as an admin, as with any other direct access to the database."""
+is trusted as an admin, as with any other direct access to the database. They change the
+store, which the running UI reads on every request, so a new password, a disabled user or
+a revoked token takes effect there at once (open event streams within seconds)."""
 
 from __future__ import annotations
 
@@ -68,12 +70,16 @@ def user_set(
         "--disable/--enable", help="Stop or allow signing in (and the user's tokens).",
         show_default=False)] = None,
 ) -> None:
-    """Change a user's role or password, or disable them."""
+    """Change a user's role or password, or disable them. A new password or disabling
+    signs the user out everywhere: their sessions end, and their open live pages close
+    within seconds."""
     record = Accounts(store()).set_user(
         name, password=_password(name) if password else None,
         role=_role(role) if role else None, disabled=disable)
     state = "active" if record.active else "disabled"
     console.print(f"{record.name}: {record.role.value}, {state}", highlight=False)
+    if password or disable:
+        console.print(f"{record.name} is signed out everywhere", highlight=False)
 
 
 @user_app.command("list")
@@ -113,6 +119,7 @@ def token_list(owner: Annotated[str | None, typer.Option("--owner")] = None) -> 
 
 @token_app.command("revoke")
 def token_revoke(token_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
-    """Revoke a token at once."""
+    """Revoke a token at once: requests with it are refused, and event streams it opened
+    close within seconds."""
     record = Accounts(store()).revoke_token(token_id)
     console.print(f"token {record.id} ({record.name}) revoked", highlight=False)

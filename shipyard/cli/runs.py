@@ -1,8 +1,10 @@
-"""Reading runs: ``shipyard runs``, ``shipyard show RUN``, ``shipyard logs RUN``."""
+"""Reading runs: ``shipyard runs``, ``shipyard show RUN``, ``shipyard logs RUN``. What they
+print hides credentials in repository URLs, as the web UI does."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Annotated
 
 import typer
@@ -11,9 +13,11 @@ from shipyard.cli import app
 from shipyard.cli.context import prefect_ui_url, store
 from shipyard.cli.errors import console
 from shipyard.cli.render import run_detail, runs_table, transitions_table
+from shipyard.domain.redaction import redact_text, redact_url, redact_values
 from shipyard.domain.states import State
+from shipyard.store import RunRecord
 
-__all__ = ["logs", "runs", "show"]
+__all__ = ["logs", "redacted", "runs", "show"]
 
 FOLLOW_SECONDS = 0.5
 
@@ -33,7 +37,7 @@ def runs(
     if not found:
         console.print("No runs yet. Start one with `shipyard run ci --repo PATH`.")
         return
-    console.print(runs_table(found))
+    console.print(runs_table([redacted(run) for run in found]))
 
 
 @app.command()
@@ -43,10 +47,12 @@ def show(
                                               help="Also list every state transition.")] = False,
 ) -> None:
     """Show one run: its stages with states, reasons and durations."""
-    record = store().get_run(run_id)
+    record = redacted(store().get_run(run_id))
     console.print(run_detail(record, prefect_ui=prefect_ui_url()))
     if transitions:
-        console.print(transitions_table(store().transitions(record.id)))
+        console.print(transitions_table([
+            replace(t, message=redact_text(t.message))
+            for t in store().transitions(record.id)]))
 
 
 @app.command()
@@ -72,10 +78,19 @@ def logs(
             if chunk.stage_ref != current:
                 current = chunk.stage_ref
                 console.rule(current, align="left")
-            console.out(chunk.text, end="", highlight=False)
+            console.out(redact_text(chunk.text), end="", highlight=False)
             last_id = chunk.id
         if not follow or run.state.is_terminal:
             break
         time.sleep(FOLLOW_SECONDS)
     if follow:
         console.print(f"run {run.short_id} {run.state.value}", highlight=False)
+
+
+def redacted(run: RunRecord) -> RunRecord:
+    """``run`` as it may be shown: no credentials in its repository URL, parameters or
+    messages (:mod:`shipyard.domain.redaction`)."""
+    return replace(
+        run, repo_url=redact_url(run.repo_url) if run.repo_url else run.repo_url,
+        message=redact_text(run.message), parameters=redact_values(run.parameters),
+        stages=tuple(replace(s, message=redact_text(s.message)) for s in run.stages))

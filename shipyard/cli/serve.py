@@ -72,15 +72,15 @@ def serve_ui(
                   f"{config.webhook_replay_window_seconds:g} s starts nothing; client "
                   f"address from {', '.join(config.trusted_proxies) or 'the socket only'}",
                   markup=False, highlight=False)
-    application = create_app(config, store=opened, prefect_ui=prefect_ui_url())
+    application = create_app(config, store=opened, prefect_ui=prefect_ui_url(),
+                             bound_host=host)
     if insecure_webhook:
         allow_unsigned_deliveries(application)
-    # X-Forwarded-For and -Proto are believed only from the proxies the operator names;
-    # uvicorn would otherwise believe them from 127.0.0.1, so any local process could
-    # pick the address it is counted (and rate-limited) under.
+    # uvicorn's own proxy headers off: it would believe X-Forwarded-* from 127.0.0.1, so
+    # any local process could pick the address it is counted (and rate-limited) under;
+    # the application believes them from SHIPYARD_TRUSTED_PROXIES only.
     uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False,
-                proxy_headers=bool(config.trusted_proxies),
-                forwarded_allow_ips=config.trusted_proxies or None)
+                proxy_headers=False)
 
 
 def _webhook_warnings(config: Settings, *, insecure: bool) -> list[str]:

@@ -49,7 +49,6 @@ __all__ = [
     "check_clone_url",
     "is_internal_address",
     "parse_clone_url",
-    "redact_url",
 ]
 
 Scheme = Literal["https", "ssh", "scp", "http", "git", "file", "path"]
@@ -63,7 +62,6 @@ _HOSTNAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 _SCP = re.compile(r"(?P<user>[^@/:]+)@(?P<host>\[[^\]/]+\]|[^:/\[\]]+):(?P<path>.+)")
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]{0,15}")  # anything else may hold credentials
-_USERINFO = re.compile(r"(://)[^/?#]*@")
 _NUMERIC_PART = re.compile(r"0x[0-9a-f]*|[0-9]+")
 _WILDCARDS = frozenset("*?[!")
 _LOCAL_HINT = ("set SHIPYARD_ALLOW_LOCAL_REPOSITORIES=true to allow local repositories "
@@ -174,15 +172,6 @@ def parse_clone_url(url: str) -> CloneUrl:
         return _parse_scp(scp["user"], scp["host"], scp["path"])
     raise RefusedCloneUrl(f"is not a clone URL: use {ALLOWED_SCHEMES}, such as "
                           "'https://github.com/owner/name.git'")
-
-
-def redact_url(url: str) -> str:
-    """``url`` fit for a message: :attr:`CloneUrl.shown` when it parses, else the text with
-    whatever sits between ``://`` and an ``@`` (credentials, perhaps) masked."""
-    try:
-        return parse_clone_url(url).shown
-    except RefusedCloneUrl:
-        return _USERINFO.sub(r"\1***@", url)
 
 
 def _parse_url(url: str) -> CloneUrl:

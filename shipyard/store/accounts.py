@@ -4,16 +4,21 @@ Passwords are kept as Argon2id hashes (argon2-cffi's defaults, the RFC 9106 low-
 profile); a hash made with older parameters is replaced on the next good sign-in. Tokens
 are kept as their SHA-256 only (see :mod:`shipyard.domain.access`), so the store never
 holds a secret that works.
+
+A new password or disabling a user ends every sign-in session of that user in the same
+transaction (see :mod:`shipyard.store.sessions`): whoever knew the old password, or was
+signed in as someone no longer allowed, is out at once, whichever process made the change.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,10 +30,10 @@ from shipyard.domain.access import (
     validate_password,
     validate_username,
 )
-from shipyard.store.models import ApiToken, User
+from shipyard.store.models import ApiToken, UiSession, User
 from shipyard.store.store import Store
 
-__all__ = ["Accounts", "TokenRecord", "UserRecord"]
+__all__ = ["Accounts", "TokenRecord", "UserRecord", "end_sessions_of", "user_record"]
 
 _HASHER = PasswordHasher()
 # Verifying against this when the user does not exist costs what a real check costs, so
@@ -77,7 +82,7 @@ class Accounts:
         def work(session: Session) -> UserRecord:
             session.add(row)
             session.flush()
-            return _user(row)
+            return user_record(row)
 
         try:
             return self.store.writing(work)
@@ -87,7 +92,9 @@ class Accounts:
 
     def set_user(self, name: str, *, password: str | None = None, role: Role | None = None,
                  disabled: bool | None = None) -> UserRecord:
-        """Change a user's password, role or whether it may sign in."""
+        """Change a user's password, role or whether it may sign in. A new password or
+        disabling ends every session of the user (a role takes effect on the next
+        request by itself)."""
         if password is not None:
             validate_password(password, username=name)
         hashed = _HASHER.hash(password) if password is not None else None
@@ -104,19 +111,21 @@ class Accounts:
                 row.role = role.value
             if disabled is not None:
                 row.disabled_at = now if disabled else None
+            if hashed is not None or disabled:
+                end_sessions_of(session, name)
             session.flush()
-            return _user(row)
+            return user_record(row)
 
         return self.store.writing(work)
 
     def user(self, name: str) -> UserRecord | None:
         with self.store.reading() as session:
             row = session.get(User, name)
-            return _user(row) if row else None
+            return user_record(row) if row else None
 
     def users(self) -> list[UserRecord]:
         with self.store.reading() as session:
-            return [_user(r) for r in session.scalars(select(User).order_by(User.name))]
+            return [user_record(r) for r in session.scalars(select(User).order_by(User.name))]
 
     def authenticate(self, name: str, password: str) -> UserRecord | None:
         """The user if ``password`` is theirs and they may sign in, else None. Takes the
@@ -124,7 +133,7 @@ class Accounts:
         with self.store.reading() as session:
             row = session.get(User, name)
             stored = row.password_hash if row else _DUMMY_HASH
-            record = _user(row) if row else None
+            record = user_record(row) if row else None
         try:
             _HASHER.verify(stored, password)
         except (VerificationError, InvalidHashError):
@@ -176,7 +185,7 @@ class Accounts:
             owner = session.get(User, row.owner)
             if owner is None or owner.disabled_at is not None:
                 return None
-            record, owner_record = _token(row), _user(owner)
+            record, owner_record = _token(row), user_record(owner)
         now = self.store.clock()
         last = record.last_used_at
         # Written at most once a minute per token: a busy API client must not turn every
@@ -185,6 +194,18 @@ class Accounts:
             self.store.writing(lambda s: s.execute(
                 update(ApiToken).where(ApiToken.id == record.id).values(last_used_at=now)))
         return record, owner_record
+
+    def live_tokens(self, digests: Collection[str]) -> set[str]:
+        """Which of the tokens named by their SHA-256 ``digests`` still work: not revoked,
+        their owner not disabled (one query for all: open event streams ask every second
+        or so)."""
+        if not digests:
+            return set()
+        with self.store.reading() as session:
+            return set(session.scalars(
+                select(ApiToken.token_hash).join(User, User.name == ApiToken.owner)
+                .where(ApiToken.token_hash.in_(list(digests)), ApiToken.revoked_at.is_(None),
+                       User.disabled_at.is_(None))))
 
     def tokens(self, owner: str | None = None) -> list[TokenRecord]:
         query = select(ApiToken).order_by(ApiToken.id)
@@ -209,7 +230,13 @@ class Accounts:
         return self.store.writing(work)
 
 
-def _user(row: User) -> UserRecord:
+def end_sessions_of(session: Session, user: str) -> int:
+    """Delete every sign-in session of ``user`` inside the caller's transaction; how many."""
+    result = session.execute(delete(UiSession).where(UiSession.user_name == user))
+    return int(getattr(result, "rowcount", 0))
+
+
+def user_record(row: User) -> UserRecord:
     return UserRecord(row.name, Role(row.role), row.created_at, row.disabled_at)
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "StageLog",
     "StageRun",
     "StateTransition",
+    "UiSession",
     "User",
     "WebhookDelivery",
 ]
@@ -295,3 +296,18 @@ class ApiToken(Base):
     created_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class UiSession(Base):
+    """A sign-in to the web UI. The browser's cookie holds a random 256-bit id; only its
+    SHA-256 is kept, so the table holds nothing a thief could sign in with."""
+
+    __tablename__ = "ui_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(
+        ForeignKey("users.name", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    flashes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    """Messages for the next page (an action's outcome), shown once."""

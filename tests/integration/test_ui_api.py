@@ -420,13 +420,15 @@ def test_the_list_stream_tells_of_every_runs_changes(site: Site):
 
 
 def test_the_api_docs_are_served_from_the_package_not_a_cdn(site: Site):
-    page = site.get("/docs", who=None)
+    assert site.get("/docs", who=None).status_code == 303  # to sign in
+    assert site.get("/openapi.json", who=None).status_code == 401
+    page = site.get("/docs", who="viewer")
     assert page.status_code == 200
     assert "/static/vendor/swagger-ui/swagger-ui-bundle.js" in page.text
     assert "cdn" not in page.text.lower()
     bundle = site.get("/static/vendor/swagger-ui/swagger-ui-bundle.js", who=None)
     assert bundle.status_code == 200 and len(bundle.content) > 500_000
-    schema = site.get("/openapi.json", who=None).json()
+    schema = site.get("/openapi.json", who="viewer").json()
     assert "/api/runs" in schema["paths"]
     assert "/api/runs/{run_id}/judgment" in schema["paths"]
 

@@ -98,12 +98,18 @@ def site(prefect_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture
 def page(browser: Any, site: Ui) -> Iterator[Any]:
+    """A page; whatever the Content Security Policy refused on it fails the test (the
+    pages and Swagger UI must work with scripts and styles from this origin only)."""
     context = browser.new_context(viewport=DESKTOP, base_url=site.url)
     opened = context.new_page()
+    refused: list[str] = []
+    opened.on("console", lambda message: refused.append(message.text)
+              if "Content Security Policy" in message.text else None)
     try:
         yield opened
     finally:
         context.close()
+    assert refused == [], f"the CSP refused: {refused}"
 
 
 def shoot(page: Any, name: str) -> None:
@@ -237,7 +243,7 @@ def test_the_api_docs_render_from_the_vendored_swagger_ui(page: Any) -> None:
 
     requests: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
-    page.goto("/docs")
+    sign_in(page, "/docs")  # the API's description is for those who may use it
     expect(page.get_by_text("/api/runs/{run_id}/judgment")).to_be_visible(timeout=30_000)
     shoot(page, "api-docs")
     outside = [url for url in requests if not url.startswith(page.url.split("/docs")[0])]

@@ -15,8 +15,8 @@ from shipyard.domain.clone_urls import (
     check_clone_url,
     is_internal_address,
     parse_clone_url,
-    redact_url,
 )
+from shipyard.domain.redaction import redact_url
 
 GITHUB = CloneUrlPolicy.of(["github.com"])
 LOCAL = CloneUrlPolicy.of(["github.com"], allow_local=True)
@@ -148,7 +148,7 @@ def test_credentials_are_never_shown_nor_repeated_in_a_refusal() -> None:
         with pytest.raises(RefusedCloneUrl) as raised:
             check_clone_url(refused, GITHUB)
         assert token not in str(raised.value)
-    assert redact_url(f"https://u:{token}@github.com/a.git") == "https://github.com/a.git"
+    assert token not in redact_url(f"https://u:{token}@github.com/a.git")
     assert token not in redact_url(f"odd://u:{token}@host/a b")
 
 

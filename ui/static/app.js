@@ -39,6 +39,9 @@ function listen(url, since, handlers) {
     });
   }
   source.addEventListener("resync", () => { source.close(); location.reload(); });
+  // The session ended (signed out here or elsewhere, a new password, disabled): the
+  // reload shows the sign-in page.
+  source.addEventListener("ended", () => { source.close(); location.reload(); });
   return source;
 }
 
