@@ -41,7 +41,7 @@ def test_the_lists_read_as_json_or_comma_separated(monkeypatch: pytest.MonkeyPat
     settings = Settings()
     assert settings.repositories == ["acme/*", "!acme/old", "file:///srv/git/**"]
     assert settings.clone_hosts == ["github.com", "*.corp.example", "10.0.0.7"]
-    assert settings.trusted_proxies == ["10.0.0.5", "192.168.1.0/24", "fd00::/8"]
+    assert settings.trusted_proxies == ["10.0.0.5/32", "192.168.1.0/24", "fd00::/8"]
     assert settings.allow_local_repositories is True
 
 

@@ -1,7 +1,7 @@
 """pipeline_runs: an index on the commit, so the webhook finds a replayed push in one look
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-28
 """
 
