@@ -124,7 +124,7 @@ async def run_chaos_verification(
     if seed is None:
         seed = random.SystemRandom().randrange(2**32)
     rng = random.Random(seed)  # noqa: S311 -- a repeatable draw of victims, not a secret
-    killer = PodKiller(await open_kube(ctx))
+    killer = PodKiller(await open_kube(ctx, namespace))
     candidates = await _live_pods(killer, namespace, selector)
     if not candidates:
         raise StageFailure("NoChaosTargets",
