@@ -222,11 +222,19 @@ def _cluster(tmp_path_factory: pytest.TempPathFactory, nodes: str,
         return subprocess.run([*SHIPYARD, *args], env=env, cwd=PROJECT, capture_output=True,
                               text=True, timeout=3600, check=False)
 
-    was_up = shipyard("status", "--only", "kubernetes").returncode == 0
-    started = shipyard("up", "--only", "k8s-binaries", "--only", "kubernetes",
-                       "--nodes", nodes)
-    if started.returncode != 0:
-        pytest.fail(f"`shipyard up` failed:\n{started.stdout}\n{started.stderr}")
+    status = shipyard("status", "--json", "--only", "kubernetes")
+    was_up = status.returncode == 0
+    # A cluster that runs with the nodes asked for is used as it is. `up` from another
+    # checkout or interpreter than the one that started it would see the cluster DNS
+    # server's fingerprint (its command and code) changed and restart it under every
+    # other session sharing the cluster.
+    detail = "".join(c.get("detail", "") for c in
+                     json.loads(status.stdout or "{}").get("components", []))
+    if not (was_up and (nodes == "kwok" or "nodes: real" in detail)):
+        started = shipyard("up", "--only", "k8s-binaries", "--only", "kubernetes",
+                           "--nodes", nodes)
+        if started.returncode != 0:
+            pytest.fail(f"`shipyard up` failed:\n{started.stdout}\n{started.stderr}")
     admin = Path(stack_home) / "cluster" / "admin.kubeconfig"
     yield admin
     delete_environments(Kube.from_kubeconfig(admin), prefix)

@@ -27,7 +27,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prefect import flow
 
-from shipyard.adapters.kube import Kube
+from shipyard.adapters.kube import Kube, KubeError
 from shipyard.adapters.kube_identity import (
     deploy_kubeconfig,
     open_identity,
@@ -82,6 +82,8 @@ def answer(call: Callable[[], object]) -> int:
         call()
     except ApiException as err:
         return int(err.status or 0)
+    except KubeError as err:  # Shipyard's own adapter calls
+        return err.status
     return 200
 
 
