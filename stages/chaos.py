@@ -116,8 +116,8 @@ async def run_chaos_verification(
     not given).
 
     Raises :class:`SteadyStateNotMet` or :class:`ChaosDeviated` with the report, and
-    ``StageFailure`` with ``InvalidChaosInput``, ``NoChaosTargets`` or
-    ``KubernetesError`` or ``ClusterUnavailable`` when the experiment cannot be run.
+    ``StageFailure`` with ``InvalidChaosInput``, ``NoChaosTargets``, ``KubernetesError``,
+    ``ClusterUnavailable`` or ``NoDeployIdentity`` when the experiment cannot be run.
     """
     experiment, spec = _plan(app, selector, target_url, paths, window_seconds,
                              settle_seconds, rate_per_second, kill_count, kill_share)

@@ -90,10 +90,18 @@ class EnvironmentBootstrap:
         return written
 
     def missing(self, now: datetime | None = None) -> list[str]:
-        """The identities with no kubeconfig, or an expired one (for ``status``)."""
+        """The identities with no usable kubeconfig: none, unreadable, or its token
+        expired (for ``status``, which makes no API call for them)."""
         moment = now or datetime.now(UTC)
-        return [i.account for i in self.identities()
-                if not i.kubeconfig.exists() or (token_expiry(i.kubeconfig) or moment) <= moment]
+        found = []
+        for identity in self.identities():
+            try:
+                expires = token_expiry(identity.kubeconfig)
+            except KubeError:
+                expires = None
+            if expires is None or expires <= moment:
+                found.append(identity.account)
+        return found
 
     @staticmethod
     def _current(identity: Identity, server: str, renew_after: datetime) -> bool:
