@@ -200,7 +200,7 @@ class KubernetesComponent:
                  "identities")
         try:
             return bootstrap.ensure()
-        except KubeError as err:
+        except (KubeError, OSError) as err:
             raise ComponentFailed(self.name, f"making the environments: {err}",
                                   fix="check that this kubeconfig may create namespaces, "
                                   "service accounts, roles and role bindings") from err
