@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from shipyard.adapters.kube import Kube
 from shipyard.domain.pipeline import StageSpec
 from shipyard.domain.states import State
 from shipyard.store import DeployLocks, Ledger
@@ -269,9 +270,10 @@ async def roll_back_release(run: RunContext, plans: Sequence[ReleasePlan],
     ledger = Ledger(store)
     undone: list[str] = []
     try:
-        kube = await open_kube(ctx)
         order = _reverse_dependency_order(plans)
         for env in reversed(options.environments):
+            namespace = ctx.settings.namespace_for(env)
+            kube: Kube | None = None  # opened as the environment's identity when needed
             for plan in order:
                 stage = record.stage(f"{env}:{plan.app}") if _has(record, env, plan) else None
                 if stage is None or stage.state not in (State.SUCCEEDED, State.FAILED):
@@ -285,8 +287,9 @@ async def roll_back_release(run: RunContext, plans: Sequence[ReleasePlan],
                               if target_id else None)
                 await ctx.log(f"{env}: rolling {plan.app} back to "
                               f"{target.version if target else 'nothing'}")
+                kube = kube or await open_kube(ctx, namespace)
                 mode = await restore_release(
-                    kube, plan.app, ctx.settings.namespace_for(env), target, ctx.log,
+                    kube, plan.app, namespace, target, ctx.log,
                     timeout_seconds=ctx.settings.rollout_timeout_seconds)
                 if target is not None and stage.state is State.SUCCEEDED:
                     await asyncio.to_thread(

@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shipyard.domain.clone_urls import CloneUrlPolicy
+from shipyard.domain.environment_access import InvalidEnvironment, validate_environments
 from shipyard.domain.globs import GlobSet, InvalidPattern
 from shipyard.domain.hosts import host_patterns, proxy_networks
 from shipyard.domain.push_triggers import TriggerRules
@@ -141,7 +142,8 @@ class Settings(BaseSettings):
         return host_patterns(value, variable=_variable(info))
 
     kubeconfig: Path | None = Field(
-        default=None, description="kubeconfig of the cluster the cd pipelines deploy to; "
+        default=None, description="admin kubeconfig of the cluster the cd pipelines deploy "
+        "to, used only by `shipyard up` to make the environments and their identities; "
         "default: KUBECONFIG, else the local stack's cluster")
     namespace_prefix: str = Field(
         default="shipyard-", pattern=r"^[a-z0-9]([a-z0-9-]{0,30})$",
@@ -158,6 +160,35 @@ class Settings(BaseSettings):
         default=2, ge=0, le=50,
         description="how many earlier production versions (scaled down) are kept for a "
         "rollback by re-apply; older ones are deleted")
+    environments: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["staging", "prod"],
+        description="the environments `shipyard up` makes in the cluster, each a namespace "
+        "(the prefix plus its name) enforcing the restricted Pod Security Standard, with a "
+        "deploy identity of its own (comma-separated or a JSON list)")
+    identity_token_days: float = Field(
+        default=30.0, ge=1, le=365,
+        description="how long the deploy and read-only identities' tokens live; `shipyard "
+        "up` renews one with less than half of that left")
+
+    @field_validator("environments", mode="before")
+    @classmethod
+    def _environment_list(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                value = (json.loads(text) if text.startswith("[") else
+                         [part.strip() for part in text.split(",") if part.strip()])
+            except ValueError as err:
+                raise ValueError(f"SHIPYARD_ENVIRONMENTS: {text!r} is not a JSON list "
+                                 f"({err}); write 'staging,prod'") from err
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ValueError("SHIPYARD_ENVIRONMENTS: must be a list of names, e.g. "
+                             "'staging,prod'")
+        try:
+            return list(validate_environments(str(info.data.get("namespace_prefix", "")),
+                                              value))
+        except InvalidEnvironment as err:
+            raise ValueError(f"SHIPYARD_ENVIRONMENTS: {err}") from err
 
     canary_window_seconds: float = Field(
         default=300.0, gt=0, le=86400,
@@ -294,8 +325,9 @@ class Settings(BaseSettings):
 
     @property
     def kubeconfig_file(self) -> Path:
-        """The cluster the cd pipelines deploy to: ``SHIPYARD_KUBECONFIG``, else
-        ``KUBECONFIG``, else the local stack's admin kubeconfig."""
+        """The admin kubeconfig of the cluster the cd pipelines deploy to (what the
+        bootstrap uses; deploys use their environment's identity):
+        ``SHIPYARD_KUBECONFIG``, else ``KUBECONFIG``, else the local stack's."""
         if self.kubeconfig:
             return self.kubeconfig
         named = os.environ.get("KUBECONFIG")

@@ -6,16 +6,27 @@ server-side dry run of each object, so a bad field, an unknown kind or an admiss
 fails here, before anything changes in the cluster. The production bake is versioned: it
 gets the next free slot (``v007``) of the app, counted over the ledger and the cluster, so
 red/black can run it beside the current version.
+
+Before the API server sees anything, bake refuses what no environment may run: an object
+for another namespace, a kind Shipyard does not deploy, a pod the restricted Pod Security
+Standard refuses (:mod:`shipyard.domain.pod_security`: privileged, host namespaces or
+paths, added capabilities, privilege escalation, root...), naming the object, the field
+and the fix. Admission would refuse such pods too, but only once a ReplicaSet makes them:
+the Deployment itself would be stored, and the rollout would wait out its deadline. Bake
+works as the environment's deploy identity and never creates a namespace: it checks that
+``shipyard up`` made it, enforcing the standard.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from shipyard.adapters.git import GitCheckout, GitError
 from shipyard.adapters.kube import Kube, KubeError
 from shipyard.domain.bakes import manifest_digest, next_slot, object_names
 from shipyard.domain.catalog import AppDescriptor
+from shipyard.domain.environment_access import DEPLOYABLE_KINDS, ENFORCE_LABEL
 from shipyard.domain.manifests import (
     SLOT_LABEL,
     BakeValues,
@@ -23,12 +34,14 @@ from shipyard.domain.manifests import (
     parse_manifests,
     render_manifests,
 )
+from shipyard.domain.pod_security import pod_security_violations
 from shipyard.store import Ledger
 from stages.cluster import open_kube
 from stages.releases import ReleasePlan
 from stages.runtime import StageContext, StageFailure, StageResult, stage
 
-__all__ = ["BakeResult", "BakedEnvironment", "bake_manifests", "red_black_environments"]
+__all__ = ["BakeResult", "BakedEnvironment", "bake_manifests", "check_environment",
+           "red_black_environments"]
 
 RED_BLACK_ENVIRONMENTS = frozenset({"prod"})
 
@@ -83,9 +96,9 @@ async def bake_manifests(ctx: StageContext, plan: ReleasePlan,
     if not templates:
         raise StageFailure("NoTemplates", f"apps/{plan.app}/deploy has no *.j2 templates at "
                            f"{plan.commit_sha[:12]}")
-    kube = await open_kube(ctx)
     bakes = {}
     for environment in environments:
+        kube = await open_kube(ctx, ctx.settings.namespace_for(environment))
         bakes[environment] = await _bake_one(ctx, kube, plan, templates, environment)
     return BakeResult(app=plan.app, version=plan.version, image=plan.image, bakes=bakes)
 
@@ -109,13 +122,8 @@ async def _bake_one(ctx: StageContext, kube: Kube, plan: ReleasePlan,
         objects = parse_manifests(stream)
     except InvalidManifest as err:
         raise StageFailure("InvalidManifest", f"{plan.app} for {environment}: {err}") from err
-    for obj in objects:
-        if obj["metadata"].get("namespace") != namespace:
-            raise StageFailure("InvalidManifest",
-                               f"{obj['kind']}/{obj['metadata']['name']} is for namespace "
-                               f"{obj['metadata'].get('namespace')!r}, not {namespace!r}; "
-                               "templates must use {{ namespace }}")
-    await asyncio.to_thread(ensure_namespace, kube, namespace)
+    _check_objects(objects, namespace, f"{plan.app} for {environment}")
+    await asyncio.to_thread(check_environment, kube, namespace)
     for obj in objects:
         try:
             await asyncio.to_thread(kube.apply, obj, dry_run=True)
@@ -131,11 +139,48 @@ async def _bake_one(ctx: StageContext, kube: Kube, plan: ReleasePlan,
                             manifests=stream)
 
 
-def ensure_namespace(kube: Kube, namespace: str) -> None:
-    """Create (or keep) the environment's namespace, labelled as Shipyard's."""
-    kube.apply({"apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": namespace,
-                             "labels": {"app.kubernetes.io/managed-by": "shipyard"}}})
+def _check_objects(objects: list[dict[str, Any]], namespace: str, what: str) -> None:
+    """Refuse, before the API server sees anything, an object for another namespace, of
+    a kind Shipyard does not deploy, or whose pods the restricted Pod Security Standard
+    would refuse."""
+    for obj in objects:
+        name = f"{obj['kind']}/{obj['metadata']['name']}"
+        if obj["metadata"].get("namespace") != namespace:
+            raise StageFailure("InvalidManifest",
+                               f"{name} is for namespace "
+                               f"{obj['metadata'].get('namespace')!r}, not {namespace!r}; "
+                               "templates must use {{ namespace }}")
+        if (str(obj["apiVersion"]), str(obj["kind"])) not in DEPLOYABLE_KINDS:
+            kinds = ", ".join(f"{k} ({v})" for v, k in sorted(DEPLOYABLE_KINDS))
+            raise StageFailure("InvalidManifest",
+                               f"{what}: {name} ({obj['apiVersion']}) is not a kind "
+                               f"Shipyard deploys; use one of: {kinds}")
+    violations = pod_security_violations(objects)
+    if violations:
+        raise StageFailure("PodSecurity",
+                           f"{what}: refused before anything was applied, as "
+                           f"{namespace} admits only pods of the restricted Pod Security "
+                           "Standard: " + "; ".join(map(str, violations)))
+
+
+def check_environment(kube: Kube, namespace: str) -> None:
+    """Fail unless the environment's namespace exists and enforces the restricted Pod
+    Security Standard (``shipyard up`` makes it so; bake never creates namespaces)."""
+    probe = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    try:
+        live = kube.get(probe)
+    except KubeError as err:
+        raise StageFailure("NoEnvironment", f"cannot read namespace {namespace} as its "
+                           f"deploy identity: {err}; `shipyard up` makes the environments "
+                           "and their identities") from err
+    if live is None:
+        raise StageFailure("NoEnvironment", f"namespace {namespace} does not exist; "
+                           "`shipyard up` makes the environments of SHIPYARD_ENVIRONMENTS")
+    labels = live.get("metadata", {}).get("labels") or {}
+    if labels.get(ENFORCE_LABEL) != "restricted":
+        raise StageFailure("NoEnvironment", f"namespace {namespace} does not enforce the "
+                           f"restricted Pod Security Standard ({ENFORCE_LABEL} is "
+                           f"{labels.get(ENFORCE_LABEL)!r}); `shipyard up` labels it")
 
 
 def _next_slot(ctx: StageContext, kube: Kube, app: str, namespace: str,

@@ -81,7 +81,7 @@ async def analyze_canary(ctx: StageContext, bake: BakeResult, production: Releas
                            "production release's recorded manifests")
     namespace = baked.namespace
     app = bake.app
-    kube = await open_kube(ctx)
+    kube = await open_kube(ctx, namespace)
     tracks = {
         "baseline": derive_track(parse_manifests(production.manifests), app=app,
                                  track="baseline", replicas=options.replicas),

@@ -116,15 +116,15 @@ async def run_chaos_verification(
     not given).
 
     Raises :class:`SteadyStateNotMet` or :class:`ChaosDeviated` with the report, and
-    ``StageFailure`` with ``InvalidChaosInput``, ``NoChaosTargets`` or
-    ``KubernetesError`` or ``ClusterUnavailable`` when the experiment cannot be run.
+    ``StageFailure`` with ``InvalidChaosInput``, ``NoChaosTargets``, ``KubernetesError``,
+    ``ClusterUnavailable`` or ``NoDeployIdentity`` when the experiment cannot be run.
     """
     experiment, spec = _plan(app, selector, target_url, paths, window_seconds,
                              settle_seconds, rate_per_second, kill_count, kill_share)
     if seed is None:
         seed = random.SystemRandom().randrange(2**32)
     rng = random.Random(seed)  # noqa: S311 -- a repeatable draw of victims, not a secret
-    killer = PodKiller(await open_kube(ctx))
+    killer = PodKiller(await open_kube(ctx, namespace))
     candidates = await _live_pods(killer, namespace, selector)
     if not candidates:
         raise StageFailure("NoChaosTargets",

@@ -24,7 +24,7 @@ async def chaos_gate(ctx: StageContext, descriptor: AppDescriptor, environment: 
     app = descriptor.name
     replicas = descriptor.chaos.replicas
     normal = descriptor.replicas.get(environment, 1)
-    kube = await open_kube(ctx)
+    kube = await open_kube(ctx, namespace)
     await ctx.log(f"scaling {app} in {namespace} to {replicas} for the experiment")
     await asyncio.to_thread(kube.scale, namespace, app, replicas)
     try:

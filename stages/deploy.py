@@ -82,7 +82,7 @@ async def deploy_rolling(ctx: StageContext, bake: BakeResult, environment: str,
     """Apply ``bake``'s manifests for ``environment`` in place (a rolling update) and wait
     until kubectl's rules call it rolled out; record the release."""
     baked = _baked(bake, environment)
-    kube = await open_kube(ctx)
+    kube = await open_kube(ctx, baked.namespace)
     ledger = Ledger(ctx.store)
     previous = await asyncio.to_thread(ledger.current_release, bake.app, environment)
     objects = parse_manifests(baked.manifests)
@@ -109,7 +109,7 @@ async def deploy_red_black(ctx: StageContext, bake: BakeResult, environment: str
     if not baked.slot:
         raise StageFailure("NotVersioned", f"the {environment} bake of {bake.app} has no "
                            "slot; red/black needs a versioned bake")
-    kube = await open_kube(ctx)
+    kube = await open_kube(ctx, baked.namespace)
     ledger = Ledger(ctx.store)
     previous = await asyncio.to_thread(ledger.current_release, bake.app, environment)
     serving = await asyncio.to_thread(serving_slot, kube, baked.namespace, bake.app)
@@ -157,7 +157,7 @@ async def scale_down_previous(ctx: StageContext, app: str, environment: str,
                       f"(rollback in this window switches back at once)")
         await ctx.flush()
         await asyncio.sleep(warm)
-    kube = await open_kube(ctx)
+    kube = await open_kube(ctx, namespace)
     serving = await asyncio.to_thread(serving_slot, kube, namespace, app)
     scaled = await scale_down_others(kube, app, namespace, keep=serving, log=ctx.log)
     pruned = await prune_slots(kube, app, namespace, serving=serving,

@@ -225,10 +225,11 @@ def _origin_commit(ctx: StageContext, release: ReleaseRecord) -> tuple[str, str]
 async def _roll_back(ctx: StageContext, app: str, environment: str, current: ReleaseRecord,
                      target: ReleaseRecord, actor: str, why: str) -> ReleaseResult:
     ledger = Ledger(ctx.store)
-    kube = await open_kube(ctx)
+    namespace = ctx.settings.namespace_for(environment)
+    kube = await open_kube(ctx, namespace)
     await ctx.log(f"{app} in {environment}: {current.version} → {target.version} "
                   f"(release #{target.id}{', ' + target.slot if target.slot else ''})")
-    mode = await restore_release(kube, app, ctx.settings.namespace_for(environment), target,
+    mode = await restore_release(kube, app, namespace, target,
                                  ctx.log, timeout_seconds=ctx.settings.rollout_timeout_seconds)
     row = await asyncio.to_thread(
         ledger.record_release, app=app, version=target.version, environment=environment,

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from shipyard.adapters.kube import Kube, KubeError
+from shipyard.adapters.kube_identity import open_identity, viewer_kubeconfig
+from shipyard.domain.environment_access import EnvironmentAccess
 from shipyard.domain.environments import (
     Health,
     Workload,
@@ -81,11 +83,14 @@ def read_board(store: Store, settings: Settings) -> Board:
 
 
 def _open_cluster(settings: Settings) -> tuple[Kube | None, str]:
-    path = settings.kubeconfig_file
+    """The cluster as the installation's read-only identity (never the admin's)."""
+    access = EnvironmentAccess(settings.namespace_prefix, tuple(settings.environments))
+    path = viewer_kubeconfig(settings.home, access.system_namespace)
     if not path.exists():
-        return None, f"no kubeconfig at {path}: the cluster is not set up"
+        return None, (f"no kubeconfig at {path}: the read-only identity is not set up; "
+                      "`shipyard up` makes it")
     try:
-        kube = Kube.from_kubeconfig(path)
+        kube = open_identity(path, what="the read-only identity")
         if not kube.ready():
             return None, f"the API server of {path} does not answer /readyz"
     except KubeError as err:

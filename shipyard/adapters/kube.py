@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -19,6 +19,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from shipyard.domain.environment_access import DEPLOYABLE_KINDS
 from shipyard.domain.pod_health import PodProblem, pod_problems
 from shipyard.domain.rollout import RolloutStatus, deployment_rollout_status
 
@@ -29,20 +30,24 @@ FIELD_MANAGER = "shipyard"
 SCALER = "shipyard-scaler"
 """Scaling goes through its own manager, so the next apply of a record takes replicas back."""
 
-# (apiVersion, kind) -> (URL prefix, plural, namespaced). The kinds an app's templates may
-# render; anything else is refused at bake time, with this list in the message.
+
+def _prefix(api_version: str) -> str:
+    return "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+
+
+# (apiVersion, kind) -> (URL prefix, plural, namespaced): what ``apply``, ``get``,
+# ``list_objects`` and ``delete`` handle. The kinds an app's templates may render (the
+# domain's list: bake refuses the others), plus what the bootstrap applies with the admin
+# identity (namespaces and the identities' accounts, Roles and bindings).
 _RESOURCES: dict[tuple[str, str], tuple[str, str, bool]] = {
+    **{key: (_prefix(key[0]), plural, True)
+       for key, (_, plural) in DEPLOYABLE_KINDS.items()},
     ("v1", "Namespace"): ("/api/v1", "namespaces", False),
-    ("v1", "ConfigMap"): ("/api/v1", "configmaps", True),
-    ("v1", "Secret"): ("/api/v1", "secrets", True),
-    ("v1", "Service"): ("/api/v1", "services", True),
     ("v1", "ServiceAccount"): ("/api/v1", "serviceaccounts", True),
-    ("v1", "PersistentVolumeClaim"): ("/api/v1", "persistentvolumeclaims", True),
-    ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments", True),
-    ("apps/v1", "StatefulSet"): ("/apis/apps/v1", "statefulsets", True),
-    ("policy/v1", "PodDisruptionBudget"): ("/apis/policy/v1", "poddisruptionbudgets", True),
-    ("networking.k8s.io/v1", "NetworkPolicy"):
-        ("/apis/networking.k8s.io/v1", "networkpolicies", True),
+    ("rbac.authorization.k8s.io/v1", "Role"):
+        ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"):
+        ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
 }
 
 
@@ -195,6 +200,36 @@ class Kube:
         return sorted(items, key=lambda e: str(e.get("lastTimestamp") or
                                                e.get("eventTime") or ""))
 
+    def request_token(self, namespace: str, service_account: str, *,
+                      seconds: int) -> tuple[str, datetime]:
+        """A new token of ServiceAccount ``namespace/service_account`` from the
+        TokenRequest API, valid for ``seconds`` (or less, if the API server caps it), for
+        the API server's own audience; returns it and when it expires. It stays valid until
+        then unless the account is deleted."""
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"expirationSeconds": seconds}}
+        status, answer = self._call(
+            "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token",
+            body=body, content_type="application/json")
+        if status not in (200, 201):
+            raise KubeError(f"requesting a token of {namespace}/{service_account}: {status} "
+                            f"{_message(answer)}", status)
+        token_status = (answer or {}).get("status") or {}
+        expires = datetime.fromisoformat(
+            str(token_status["expirationTimestamp"]).replace("Z", "+00:00"))
+        return str(token_status["token"]), expires.astimezone(UTC)
+
+    def whoami(self) -> str:
+        """The user name the API server takes this client for (a SelfSubjectReview, which
+        every authenticated identity may make)."""
+        status, answer = self._call(
+            "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+            content_type="application/json", timeout=10)
+        if status not in (200, 201):
+            raise KubeError(f"who am I: {status} {_message(answer)}", status)
+        return str(((answer or {}).get("status") or {}).get("userInfo", {}).get("username"))
+
     def ready(self) -> bool:
         """Whether the API server answers ``/readyz`` with ok."""
         try:
@@ -249,11 +284,11 @@ class Kube:
 
     def delete_namespace(self, name: str) -> None:
         """Delete a namespace and everything in it (the API finishes it in the background);
-        a missing one is fine."""
+        a missing one, or one being deleted already (409), is fine."""
         try:
             client.CoreV1Api(self.api).delete_namespace(name)
         except ApiException as err:
-            if err.status != 404:
+            if err.status not in (404, 409):
                 raise KubeError(f"deleting namespace {name}: {err.reason}") from err
 
     def patch_node(self, name: str, patch: Mapping[str, Any]) -> None:

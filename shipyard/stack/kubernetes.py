@@ -6,6 +6,10 @@ there) and, unless ``--nodes kwok``, a real one (containerd and a kubelet). Clus
 the real node's kubelet hands that address to its pods.
 
 A cluster named by ``KUBECONFIG`` that answers is used as it is: nothing local starts.
+
+Either way, ``up`` then makes the settings' environments and their identities with the
+cluster's admin kubeconfig (:mod:`shipyard.stack.environments`), which nothing else in
+Shipyard uses: deploys and the UI open the identities.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from shipyard.adapters.go_build import KWOK_VERSION
 from shipyard.adapters.host_firewall import FirewallError
 from shipyard.adapters.host_network import NetworkError, ensure_local_address, remove_device
 from shipyard.adapters.kube import Kube, KubeError
+from shipyard.adapters.kube_identity import identity_dir
 from shipyard.adapters.pki import ClientIdentity, ClusterPKI
 from shipyard.adapters.probe import http_ok
 from shipyard.settings import Settings
@@ -33,6 +38,7 @@ from shipyard.stack.cluster_dns import IDENTITY as DNS_IDENTITY
 from shipyard.stack.cluster_dns import RBAC as DNS_RBAC
 from shipyard.stack.cluster_dns import ClusterDNSProcess
 from shipyard.stack.component import ComponentFailed, ComponentStatus, Progress, UpResult
+from shipyard.stack.environments import EnvironmentBootstrap, access_of
 from shipyard.stack.real_node import NODE_NAME, RealNode
 
 __all__ = ["KubernetesComponent", "NodeMode"]
@@ -119,9 +125,14 @@ class KubernetesComponent:
             version = kube.version() if ready else ""
         except KubeError as err:
             return ComponentStatus(self.name, False, "", str(kubeconfig), str(err))
+        # Noted, not unhealthy: the cluster itself works, and `up` makes what is missing.
+        missing = self._bootstrap(kubeconfig).missing()
+        identities = (f"; no identity for {', '.join(missing)} (`shipyard up` makes it)"
+                      if missing else "")
         if external:
             return ComponentStatus(self.name, ready, version, f"kubeconfig {kubeconfig}",
-                                   "external cluster" if ready else "API server not ready")
+                                   ("external cluster" if ready else "API server not ready")
+                                   + identities)
         if not ready:
             return ComponentStatus(self.name, False, "", f"kubeconfig {kubeconfig}",
                                    "API server not ready")
@@ -130,7 +141,8 @@ class KubernetesComponent:
         return ComponentStatus(
             self.name, answering, version, f"kubeconfig {kubeconfig}",
             f"nodes: {self._mode_file()}; cluster DNS {dns.address}:{dns.port} " +
-            ("answering" if answering else "not answering (`shipyard up` starts it)"))
+            ("answering" if answering else "not answering (`shipyard up` starts it)")
+            + identities)
 
     def _mode_file(self) -> str:
         try:
@@ -148,8 +160,10 @@ class KubernetesComponent:
                 raise ComponentFailed(self.name, f"KUBECONFIG={external} names a cluster that "
                                       "does not answer", fix="fix that cluster, or unset "
                                       "KUBECONFIG to use the local one")
-            return UpResult(self.name, False, f"using the cluster of KUBECONFIG={external} "
-                            f"({kube.version()}); no local cluster started")
+            written = self._environments(external, progress)
+            return UpResult(self.name, bool(written), f"using the cluster of "
+                            f"KUBECONFIG={external} ({kube.version()}); no local cluster "
+                            f"started; {self._environments_said(written)}")
         if not (self.bin_dir / "k8s").exists():
             raise ComponentFailed(self.name, "the Kubernetes binaries are not built",
                                   fix="`shipyard up --only k8s-binaries` builds them")
@@ -164,12 +178,39 @@ class KubernetesComponent:
         mode, real_started = self._real_node(progress)
         started += real_started
         (self.state / "node-mode").write_text(mode)
+        written = self._environments(self.admin_kubeconfig, progress)
         kube = Kube.from_kubeconfig(self.admin_kubeconfig)
+        environments = self._environments_said(written)
         if not started:
-            return UpResult(self.name, False, f"{kube.version()} already running ({mode} "
-                            f"nodes); kubeconfig {self.admin_kubeconfig}")
+            return UpResult(self.name, bool(written), f"{kube.version()} already running "
+                            f"({mode} nodes); admin kubeconfig {self.admin_kubeconfig}; "
+                            f"{environments}")
         return UpResult(self.name, True, f"{kube.version()} with {mode} nodes; started "
-                        f"{', '.join(started)}; kubeconfig {self.admin_kubeconfig}")
+                        f"{', '.join(started)}; admin kubeconfig {self.admin_kubeconfig}; "
+                        f"{environments}")
+
+    def _bootstrap(self, admin_kubeconfig: Path) -> EnvironmentBootstrap:
+        return EnvironmentBootstrap(self.settings, admin_kubeconfig)
+
+    def _environments(self, admin_kubeconfig: Path, progress: Progress) -> list[str]:
+        """Make the settings' environments and their identities (the admin kubeconfig's
+        one use); returns the identities written."""
+        bootstrap = self._bootstrap(admin_kubeconfig)
+        progress(f"environments {', '.join(bootstrap.access.environments)} and their "
+                 "identities")
+        try:
+            return bootstrap.ensure()
+        except (KubeError, OSError) as err:
+            raise ComponentFailed(self.name, f"making the environments: {err}",
+                                  fix="check that this kubeconfig may create namespaces, "
+                                  "service accounts, roles and role bindings") from err
+
+    def _environments_said(self, written: list[str]) -> str:
+        access = access_of(self.settings)
+        namespaces = ", ".join(access.namespace(env) for env in access.environments)
+        where = identity_dir(self.settings.home)
+        return (f"environments {namespaces} (restricted); identities in {where}"
+                + (f" (new tokens: {', '.join(written)})" if written else ""))
 
     def _real(self) -> RealNode:
         return RealNode(self.state, self.bin_dir, self._pki, self.server, ADVERTISE_ADDRESS,

@@ -29,7 +29,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from shipyard.adapters.kube import Kube
+from shipyard.adapters.kube_identity import identity_dir
 from shipyard.adapters.prefect_server import AUTH_STRING_FILE
+from shipyard.domain.environment_access import SYSTEM
+from shipyard.settings import Settings
 from tests.support.stack import (
     PIP_CACHE,
     PROJECT,
@@ -40,7 +43,7 @@ from tests.support.stack import (
 )
 
 STALE_AFTER = timedelta(hours=3)
-_TEST_NAMESPACE = re.compile(r"^t[0-9a-f]{6}-[a-z]+$")
+_TEST_NAMESPACE = re.compile(r"^t[0-9a-f]{6}-[a-z]+$")  # environments and `system`
 
 
 def _delete_stale_test_namespaces(kube: Kube) -> None:
@@ -54,10 +57,27 @@ def _delete_stale_test_namespaces(kube: Kube) -> None:
 
 
 @pytest.fixture(scope="session")
+def session_environments(stack_home: Stack, real_cluster: Path) -> Path:
+    """The session's environments (its namespace prefix plus staging and prod) and their
+    identities, made by the product's own `shipyard up --only kubernetes` in the session's
+    home: with SHIPYARD_KUBECONFIG naming the running cluster's admin kubeconfig, it starts
+    and restarts nothing (no process, flag or fingerprint of the shared cluster changes)
+    and only applies the environments and writes the identities. Yields where they are;
+    the cd flows deploy with them, the board reads with the viewer."""
+    made = stack_home.shipyard("up", "--only", "kubernetes", timeout=300)
+    if made.returncode != 0:
+        pytest.fail(f"`shipyard up --only kubernetes` failed:\n{made.stdout}\n{made.stderr}")
+    assert "no local cluster started" in made.stdout, made.stdout
+    return identity_dir(stack_home.home)
+
+
+@pytest.fixture(scope="session")
 def prefect_stack(stack_home: Stack, stack_postgres: str,
-                  delivery_stack: dict[str, str], real_cluster: Path) -> Iterator[Stack]:
+                  delivery_stack: dict[str, str], real_cluster: Path,
+                  session_environments: Path) -> Iterator[Stack]:
     """Prefect on the stack's PostgreSQL, with the Docker engine and the registry the ci
-    pipeline builds and pushes with, and the cluster the cd pipelines deploy to."""
+    pipeline builds and pushes with, and the cluster the cd pipelines deploy to (as the
+    session's environments' identities)."""
     stack = stack_home
     started = stack.shipyard("up", "--only", "postgres", "--only", "prefect", timeout=300)
     if started.returncode != 0:
@@ -83,9 +103,9 @@ def prefect_stack(stack_home: Stack, stack_postgres: str,
         else:
             os.environ["SHIPYARD_HOME"] = saved
         stack.shipyard("down", "--only", "prefect", timeout=120)
-        kube = Kube.from_kubeconfig(real_cluster)
-        for environment in ("staging", "prod"):
-            kube.delete_namespace(stack.env["SHIPYARD_NAMESPACE_PREFIX"] + environment)
+        # What the pipelines deployed holds pods that would crowd the one real node out.
+        delete_environments(Kube.from_kubeconfig(real_cluster),
+                            stack.env["SHIPYARD_NAMESPACE_PREFIX"])
 
 
 @dataclass(frozen=True)
@@ -198,37 +218,59 @@ def delivery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
 # -- the local Kubernetes cluster ------------------------------------------------------------
 
 
-def _cluster(tmp_path_factory: pytest.TempPathFactory, nodes: str) -> Iterator[Path]:
+def _cluster(tmp_path_factory: pytest.TempPathFactory, nodes: str,
+             session: Stack) -> Iterator[Path]:
     home = tmp_path_factory.mktemp(f"cluster-home-{nodes}")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("SHIPYARD_") and k != "KUBECONFIG"}
     stack_home = os.environ.get("SHIPYARD_STACK_HOME", STACK_CACHE)
-    env.update(SHIPYARD_HOME=str(home), COLUMNS="200", SHIPYARD_STACK_HOME=stack_home)
+    # `up` makes the environments of its namespace prefix too: the session's, never the
+    # default one another user of the shared cluster may deploy to.
+    prefix = session.env["SHIPYARD_NAMESPACE_PREFIX"]
+    env.update(SHIPYARD_HOME=str(home), COLUMNS="200", SHIPYARD_STACK_HOME=stack_home,
+               SHIPYARD_NAMESPACE_PREFIX=prefix)
 
     def shipyard(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*SHIPYARD, *args], env=env, cwd=PROJECT, capture_output=True,
                               text=True, timeout=3600, check=False)
 
-    was_up = shipyard("status", "--only", "kubernetes").returncode == 0
-    started = shipyard("up", "--only", "k8s-binaries", "--only", "kubernetes",
-                       "--nodes", nodes)
-    if started.returncode != 0:
-        pytest.fail(f"`shipyard up` failed:\n{started.stdout}\n{started.stderr}")
-    yield Path(stack_home) / "cluster" / "admin.kubeconfig"
+    status = shipyard("status", "--json", "--only", "kubernetes")
+    was_up = status.returncode == 0
+    # A cluster that runs with the nodes asked for is used as it is. `up` from another
+    # checkout or interpreter than the one that started it would see the cluster DNS
+    # server's fingerprint (its command and code) changed and restart it under every
+    # other session sharing the cluster.
+    detail = "".join(c.get("detail", "") for c in
+                     json.loads(status.stdout or "{}").get("components", []))
+    if not (was_up and (nodes == "kwok" or "nodes: real" in detail)):
+        started = shipyard("up", "--only", "k8s-binaries", "--only", "kubernetes",
+                           "--nodes", nodes)
+        if started.returncode != 0:
+            pytest.fail(f"`shipyard up` failed:\n{started.stdout}\n{started.stderr}")
+    admin = Path(stack_home) / "cluster" / "admin.kubeconfig"
+    yield admin
+    delete_environments(Kube.from_kubeconfig(admin), prefix)
     if not was_up:
         shipyard("down", "--only", "kubernetes")
 
 
+def delete_environments(kube: Kube, prefix: str) -> None:
+    """Delete the namespaces `shipyard up` made for ``prefix``: the environments (with
+    whatever a test deployed there) and the identities' namespace."""
+    for name in (*Settings().environments, SYSTEM):
+        kube.delete_namespace(prefix + name)
+
+
 @pytest.fixture(scope="session")
-def kwok_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def kwok_cluster(tmp_path_factory: pytest.TempPathFactory, stack_home: Stack) -> Iterator[Path]:
     """A local cluster with KWOK nodes, from `shipyard up` (reused when one runs); yields
     its admin kubeconfig. What this session started, it stops at the end."""
-    yield from _cluster(tmp_path_factory, "kwok")
+    yield from _cluster(tmp_path_factory, "kwok", stack_home)
 
 
 @pytest.fixture(scope="session")
 def real_cluster(tmp_path_factory: pytest.TempPathFactory,
-                 delivery_stack: dict[str, str]) -> Iterator[Path]:
+                 delivery_stack: dict[str, str], stack_home: Stack) -> Iterator[Path]:
     """The local cluster with its real node (containerd and a kubelet) as well, pulling
     from the local registry."""
-    yield from _cluster(tmp_path_factory, "real")
+    yield from _cluster(tmp_path_factory, "real", stack_home)

@@ -28,6 +28,8 @@ from shipyard.adapters.kube import Kube
 from shipyard.domain.catalog import AppDescriptor, Slo
 from shipyard.domain.pipeline import StageSpec
 from shipyard.domain.states import State
+from shipyard.settings import Settings
+from shipyard.stack.environments import EnvironmentBootstrap
 from shipyard.store import Ledger, Store
 from stages.chaos import verify_chaos
 from stages.lifecycle import PipelineFailed, begin_run, running
@@ -70,9 +72,14 @@ def workload(name: str, namespace: str, image: str, replicas: int) -> list[dict[
          "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
                   "template": {"metadata": {"labels": labels}, "spec": {
                       "terminationGracePeriodSeconds": 0,
+                      # The environment enforces the restricted Pod Security Standard.
+                      "securityContext": {"runAsNonRoot": True, "runAsUser": 65534,
+                                          "seccompProfile": {"type": "RuntimeDefault"}},
                       "containers": [{
                           "name": name, "image": image, "imagePullPolicy": "IfNotPresent",
-                          "ports": [{"containerPort": 8080}], "readinessProbe": probe}]}}}},
+                          "ports": [{"containerPort": 8080}], "readinessProbe": probe,
+                          "securityContext": {"allowPrivilegeEscalation": False,
+                                              "capabilities": {"drop": ["ALL"]}}}]}}}},
         {"apiVersion": "v1", "kind": "Service",
          "metadata": {"name": name, "namespace": namespace},
          "spec": {"selector": {"app.kubernetes.io/name": name},
@@ -91,19 +98,25 @@ class Target:
 @dataclass(frozen=True)
 class Cluster:
     kube: Kube
-    kubeconfig: Path
+    home: Path
+    """The home whose deploy identity of the namespace the stage uses."""
     one: Target
     three: Target
 
 
 @pytest.fixture(scope="module")
-def cluster(real_cluster: Path, version_image: str) -> Iterator[Cluster]:
-    """One namespace of the module's own with the app at one replica and at three, each
-    behind a Service answering on its ClusterIP from this host."""
+def cluster(real_cluster: Path, version_image: str,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """An environment of the module's own, made as `shipyard up` makes them (with its
+    deploy identity, which the stage uses), with the app at one replica and at three,
+    each behind a Service answering on its ClusterIP from this host."""
     kube = Kube.from_kubeconfig(real_cluster)
-    namespace = f"chaos-{uuid.uuid4().hex[:8]}"
-    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    home = tmp_path_factory.mktemp("chaos-home")
+    prefix = f"chaos-{uuid.uuid4().hex[:8]}-"
+    namespace = f"{prefix}test"
     try:
+        EnvironmentBootstrap(Settings(home=home, namespace_prefix=prefix,
+                                      environments=["test"]), real_cluster).ensure()
         targets = {}
         for name, replicas in (("one", 1), ("three", 3)):
             for manifest in workload(name, namespace, version_image, replicas):
@@ -116,9 +129,10 @@ def cluster(real_cluster: Path, version_image: str) -> Iterator[Cluster]:
             targets[name] = Target(name, namespace,
                                    f"app.kubernetes.io/name={name},shipyard.dev/track=canary",
                                    url)
-        yield Cluster(kube, real_cluster, targets["one"], targets["three"])
+        yield Cluster(kube, home, targets["one"], targets["three"])
     finally:
         kube.delete_namespace(namespace)
+        kube.delete_namespace(f"{prefix}system")
 
 
 def wait_until_answering(url: str) -> None:
@@ -144,12 +158,11 @@ def prefect_server() -> Iterator[None]:
 
 
 @pytest.fixture
-def store(cluster: Cluster, prefect_server: None, tmp_path: Path,
+def store(cluster: Cluster, prefect_server: None,
           monkeypatch: pytest.MonkeyPatch) -> Store:
-    """The store the stage records in (SQLite in ``tmp_path``), with the settings pointing
-    at the real cluster."""
-    monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path))
-    monkeypatch.setenv("SHIPYARD_KUBECONFIG", str(cluster.kubeconfig))
+    """The store the stage records in (SQLite in the module's home, where the deploy
+    identity is too)."""
+    monkeypatch.setenv("SHIPYARD_HOME", str(cluster.home))
     monkeypatch.delenv("SHIPYARD_DATABASE_URL", raising=False)
     return open_store()
 

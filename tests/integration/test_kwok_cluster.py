@@ -95,24 +95,37 @@ def test_a_reachable_kubeconfig_cluster_is_used_and_nothing_local_starts(
         kwok_cluster: Path, tmp_path: Path, named_by: str):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("SHIPYARD_") and k != "KUBECONFIG"}
+    prefix = f"x{uuid.uuid4().hex[:6]}-"
     env.update(SHIPYARD_HOME=str(tmp_path), SHIPYARD_STACK_HOME=str(tmp_path / "stack"),
-               COLUMNS="200")
+               COLUMNS="200", SHIPYARD_NAMESPACE_PREFIX=prefix)
     shipyard = [sys.executable, "-m", "shipyard.cli"]
     if named_by == "KUBECONFIG":
         env["KUBECONFIG"] = str(kwok_cluster)
     else:
         shipyard += ["--kubeconfig", str(kwok_cluster)]
-    up = subprocess.run([*shipyard, "up", "--only", "kubernetes"],
-                        env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert up.returncode == 0, up.stderr
-    assert f"using the cluster of KUBECONFIG={kwok_cluster}" in up.stdout
-    assert not (tmp_path / "stack" / "cluster").exists()  # nothing local was set up
-    status = subprocess.run([*shipyard, "status", "--json",
-                             "--only", "kubernetes"], env=env, capture_output=True,
-                            text=True, timeout=120, check=False)
-    [component] = json.loads(status.stdout)["components"]
-    assert component["healthy"] and component["detail"] == "external cluster"
-    assert component["version"] == "v1.34.4"
+    admin = Kube.from_kubeconfig(kwok_cluster)
+    try:
+        up = subprocess.run([*shipyard, "up", "--only", "kubernetes"],
+                            env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert up.returncode == 0, up.stderr
+        assert f"using the cluster of KUBECONFIG={kwok_cluster}" in up.stdout
+        assert not (tmp_path / "stack" / "cluster").exists()  # nothing local was set up
+        # That kubeconfig was the bootstrap admin: the environments and their identities
+        # are made there, and the identities are what deploys will use.
+        assert sorted(p.name for p in (tmp_path / "kube").iterdir()) == [
+            f"deploy-{prefix}prod.kubeconfig", f"deploy-{prefix}staging.kubeconfig",
+            f"viewer-{prefix}system.kubeconfig"]
+        deployer = Kube.from_kubeconfig(tmp_path / "kube" / f"deploy-{prefix}prod.kubeconfig")
+        assert deployer.whoami() == f"system:serviceaccount:{prefix}system:deploy-prod"
+        status = subprocess.run([*shipyard, "status", "--json",
+                                 "--only", "kubernetes"], env=env, capture_output=True,
+                                text=True, timeout=120, check=False)
+        [component] = json.loads(status.stdout)["components"]
+        assert component["healthy"] and component["detail"] == "external cluster"
+        assert component["version"] == "v1.34.4"
+    finally:
+        for name in ("staging", "prod", "system"):
+            admin.delete_namespace(prefix + name)
 
 
 def test_an_unreachable_kubeconfig_cluster_is_a_clear_error(tmp_path: Path):

@@ -82,7 +82,9 @@ def stack_home(tmp_path_factory: pytest.TempPathFactory) -> Stack:
                # Wheel sets gathered once per machine, as the pip cache is.
                SHIPYARD_WHEELHOUSE=WHEELHOUSE, PREFECT_UI_ENABLED="false",
                # The cd pipelines deploy to the session's cluster (the `real_cluster`
-               # fixture), into namespaces of this session only.
+               # fixture), into namespaces of this session only, as the identities that
+               # `shipyard up --only kubernetes` makes with this admin kubeconfig (the
+               # `session_environments` fixture); the flows never use it themselves.
                SHIPYARD_KUBECONFIG=f"{cluster_home}/cluster/admin.kubeconfig",
                SHIPYARD_NAMESPACE_PREFIX=f"t{uuid.uuid4().hex[:6]}-",
                SHIPYARD_WARM_SECONDS="0", SHIPYARD_ROLLOUT_TIMEOUT_SECONDS="90",
