@@ -14,8 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 import yaml
 
 from shipyard.adapters.kube import Kube, KubeError
+from shipyard.adapters.secret_files import write_secret
 
 __all__ = ["IdentityUnavailable", "cluster_of", "deploy_kubeconfig", "identity_dir",
            "open_identity", "server_of", "token_expiry", "viewer_kubeconfig",
@@ -114,9 +113,6 @@ def write_identity(destination: Path, cluster: Mapping[str, Any], user: str,
     """Write a kubeconfig for ``user`` with ``token`` on ``cluster`` (as
     :func:`cluster_of` gives it): mode 0600 from the start, replacing any earlier file at
     once (a reader sees the old one or the new one, never half of one)."""
-    directory = destination.parent
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    directory.chmod(0o700)
     config = {
         "apiVersion": "v1", "kind": "Config",
         "clusters": [{"name": "shipyard", "cluster": dict(cluster)}],
@@ -124,14 +120,7 @@ def write_identity(destination: Path, cluster: Mapping[str, Any], user: str,
         "contexts": [{"name": "shipyard", "context": {"cluster": "shipyard", "user": user}}],
         "current-context": "shipyard",
     }
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{destination.name}.")
-    try:
-        with os.fdopen(fd, "w") as out:  # mkstemp makes it 0600
-            out.write(yaml.safe_dump(config, sort_keys=False))
-        os.replace(temporary, destination)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_secret(destination, yaml.safe_dump(config, sort_keys=False))
 
 
 def server_of(path: Path) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from shipyard.adapters.kube_identity import identity_dir
 from shipyard.adapters.secret_files import check_private, tighten
 from shipyard.domain.file_modes import TooOpen
 from shipyard.settings import Settings
@@ -40,6 +41,7 @@ def private_state(settings: Settings) -> PrivateState:
         cluster / "etcd",    # every object of the cluster, Secrets included, unencrypted
         postgres,
         settings.prefect_home,
+        identity_dir(settings.home),  # the deploy and viewer identities' tokens
     )
     files = (
         settings.home / "ui-secret-key",            # signs the UI's session cookies
@@ -48,6 +50,7 @@ def private_state(settings: Settings) -> PrivateState:
         *_glob(cluster / "pki", "*.key"),           # private keys (the CA's: cluster-admin)
         *_glob(cluster, "*.kubeconfig"),            # client identities, admin's included
         *_glob(postgres, "*.password"),             # PostgreSQL's roles
+        *_glob(identity_dir(settings.home), "*.kubeconfig"),  # ServiceAccount tokens
         settings.stack_database_file,               # the store's URL, with its password
     )
     return PrivateState(dirs, files)
