@@ -28,7 +28,6 @@ from shipyard.store.browse import RunBrowser, RunFilters
 
 __all__ = ["Board", "Cell", "read_board"]
 
-ENVIRONMENTS = ("staging", "prod")
 APP_LABEL = "app.kubernetes.io/name"
 
 
@@ -59,7 +58,8 @@ def read_board(store: Store, settings: Settings) -> Board:
     browser = RunBrowser(store)
     recorded = ledger.all_current_releases()
     apps = sorted({app for app, _ in recorded} | set(browser.distinct_values()["app"]))
-    environments = [*ENVIRONMENTS, *sorted({env for _, env in recorded} - set(ENVIRONMENTS))]
+    made = list(settings.environments)  # what `shipyard up` made, in delivery order
+    environments = [*made, *sorted({env for _, env in recorded} - set(made))]
     kube, cluster_error = _open_cluster(settings)
     cells: dict[tuple[str, str], Cell] = {}
     for app in apps:
