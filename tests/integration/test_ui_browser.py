@@ -181,8 +181,10 @@ def test_a_pipeline_followed_live_and_its_judgment_approved_in_the_browser(
         assert final.state is State.SUCCEEDED
         assert final.stage("judgment").message == (
             "browser → prod: approved by dora: canary clean, chaos passed")
-        trail = [(e.actor, e.action) for e in Ledger(store).audit_trail(subject_id=run.id)]
-        assert trail == [("dora", "judgment.approve")]
+        trail = [(e.actor, e.action, e.details.get("route"))
+                 for e in Ledger(store).audit_trail(subject_id=run.id)]
+        # Answered from the page: the signed answer says it came through a UI session.
+        assert trail == [("dora", "judgment.approve", "ui-session")]
     finally:
         store.close()
 
