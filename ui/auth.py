@@ -315,12 +315,17 @@ def sign_in(request: Request, response: Response, name: str) -> None:
 
 
 def sign_out(request: Request, response: Response) -> None:
-    """End the request's session (its open event streams close within seconds) and drop
-    the cookie."""
+    """Sign the request's user out everywhere: every session of that user ends (their
+    open event streams close within seconds), and the cookie is dropped. Ending only this
+    browser's session would leave a forgotten one (a shared machine, a lost phone) live
+    until it expires; signing in again elsewhere is cheap."""
     token = browser_token(request)
     if token:
         sessions: Sessions = request.app.state.sessions
-        sessions.end(token)
+        found = sessions.find(token)
+        if found is not None:
+            sessions.end_all(found.user.name)
+        sessions.end(token)  # an expired or disabled user's row, gone too
     response.delete_cookie(SESSION_COOKIE, path="/", secure=_secure(request), httponly=True,
                            samesite="lax")
 

@@ -138,15 +138,20 @@ def test_signing_in_again_makes_a_new_token(site: Site) -> None:
     assert refused.status_code == 401
 
 
-def test_signing_out_ends_the_session_and_its_open_stream(site: Site) -> None:
-    client = site.signed_in(site.user("out", Role.VIEWER))
-    other = site.signed_in("vera")  # another session, which lives on
+def test_signing_out_ends_every_session_of_the_user_and_their_open_streams(
+        site: Site) -> None:
+    name = site.user("out", Role.VIEWER)
+    client, elsewhere = site.signed_in(name), site.signed_in(name)
+    other = site.signed_in("vera")  # another user's session, which lives on
     stream = open_stream(site, cookie_of(client))
+    forgotten = open_stream(site, cookie_of(elsewhere))
     kept = open_stream(site, cookie_of(other))
     asked = time.monotonic()
     assert client.post("/logout", data={"csrf_token": csrf_of(client)}).status_code == 303
     assert stream.wait_ended() - asked < CLOSES_WITHIN
+    assert forgotten.wait_ended() - asked < CLOSES_WITHIN
     assert stream.names()[-1] == "ended"
+    assert elsewhere.get("/api/runs").status_code == 401
     assert client.get("/runs").status_code == 303  # the browser dropped the cookie
     # and the server the session: the old cookie, kept by a thief, opens nothing.
     assert site.request("GET", "/api/runs", headers=stream.headers).status_code == 401
