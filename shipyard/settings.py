@@ -8,7 +8,6 @@ with any SQLAlchemy URL (``postgresql+psycopg://user@host/db``).
 from __future__ import annotations
 
 import ipaddress
-import json
 import math
 import os
 from pathlib import Path
@@ -23,6 +22,7 @@ from shipyard.domain.globs import GlobSet, InvalidPattern
 from shipyard.domain.hosts import host_patterns, proxy_networks
 from shipyard.domain.push_triggers import TriggerRules
 from shipyard.domain.repositories import RepositoryAllowList
+from shipyard.domain.setting_lists import string_list
 
 __all__ = ["Settings", "load_settings"]
 
@@ -173,17 +173,8 @@ class Settings(BaseSettings):
     @field_validator("environments", mode="before")
     @classmethod
     def _environment_list(cls, value: Any, info: ValidationInfo) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            try:
-                value = (json.loads(text) if text.startswith("[") else
-                         [part.strip() for part in text.split(",") if part.strip()])
-            except ValueError as err:
-                raise ValueError(f"SHIPYARD_ENVIRONMENTS: {text!r} is not a JSON list "
-                                 f"({err}); write 'staging,prod'") from err
-        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise ValueError("SHIPYARD_ENVIRONMENTS: must be a list of names, e.g. "
-                             "'staging,prod'")
+        value = string_list(value, "SHIPYARD_ENVIRONMENTS", "environment names",
+                            example='["staging", "prod"]', comma_example="staging,prod")
         try:
             return list(validate_environments(str(info.data.get("namespace_prefix", "")),
                                               value))
@@ -228,7 +219,7 @@ class Settings(BaseSettings):
     @classmethod
     def _pattern_list(cls, value: Any, info: ValidationInfo) -> Any:
         variable = _variable(info)
-        value = _string_list(value, variable, "glob patterns", example='["main", "release/*"]',
+        value = string_list(value, variable, "glob patterns", example='["main", "release/*"]',
                              comma_example="main,release/*")
         try:
             GlobSet.of(value)
@@ -240,7 +231,7 @@ class Settings(BaseSettings):
     @classmethod
     def _repository_patterns(cls, value: Any, info: ValidationInfo) -> Any:
         variable = _variable(info)
-        value = _string_list(value, variable, "repository patterns",
+        value = string_list(value, variable, "repository patterns",
                              example='["acme/*", "!acme/old"]',
                              comma_example="acme/*,!acme/old")
         try:
@@ -253,7 +244,7 @@ class Settings(BaseSettings):
     @classmethod
     def _host_patterns(cls, value: Any, info: ValidationInfo) -> Any:
         variable = _variable(info)
-        value = _string_list(value, variable, "host patterns",
+        value = string_list(value, variable, "host patterns",
                              example='["github.com", "*.example.com"]',
                              comma_example="github.com,git.example.com")
         for host in value:
@@ -405,23 +396,3 @@ def _is_address(text: str) -> bool:
 def _variable(info: ValidationInfo) -> str:
     return f"SHIPYARD_{(info.field_name or '').upper()}"
 
-
-def _string_list(value: Any, variable: str, what: str, *, example: str,
-                 comma_example: str) -> list[str]:
-    """A list of strings from a JSON list or a comma-separated string (or a list given in
-    code); a ValueError naming ``variable`` and showing both spellings otherwise."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except ValueError as err:
-                raise ValueError(f"{variable}: {text!r} is not a JSON list of {what} ({err}); "
-                                 "write "
-                                 f"'{example}' or '{comma_example}'") from err
-        else:
-            value = [part.strip() for part in text.split(",") if part.strip()]
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"{variable}: must be a list of {what}, such as '{example}' or "
-                         f"'{comma_example}'")
-    return list(value)

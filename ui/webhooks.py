@@ -44,10 +44,11 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
+from shipyard.domain.client_address import client_key
 from shipyard.domain.clone_urls import CloneUrl, CloneUrlPolicy, RefusedCloneUrl, check_clone_url
 from shipyard.domain.deployments import FIRST_STAGES
 from shipyard.domain.push_triggers import TriggerRules, decide
-from shipyard.domain.rate_limit import TokenBuckets, retry_after, source_key
+from shipyard.domain.rate_limit import TokenBuckets, retry_after
 from shipyard.domain.repositories import NOT_ALLOWED, RepositoryAllowList
 from shipyard.domain.webhooks import (
     InvalidPayload,
@@ -177,7 +178,7 @@ async def receive_github_delivery(request: Request) -> JSONResponse:
     """Take one GitHub delivery (see the module's description for every answer)."""
     hooks: Webhooks = request.app.state.webhooks
     source = request.client.host if request.client else None
-    wait = hooks.limiter.take(source_key(source), hooks.monotonic())
+    wait = hooks.limiter.take(client_key(source), hooks.monotonic())
     if wait:
         seconds = retry_after(wait)
         log.debug("webhook from %s: 429, %d s to wait", source, seconds)

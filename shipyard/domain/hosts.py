@@ -14,9 +14,10 @@ A proxy in front of the UI says the client's address and scheme in ``X-Forwarded
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from typing import Any
+
+from shipyard.domain.setting_lists import string_list
 
 __all__ = ["LOOPBACK_HOSTS", "allowed_hosts", "host_patterns", "proxy_networks"]
 
@@ -28,30 +29,13 @@ _HOST = re.compile(rf"^(?:\*\.)?{_LABEL}(?:\.{_LABEL})*$|^\[[0-9a-f:.]+\]$")
 _WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - names, not a bind
 
 
-def _items(value: Any, variable: str) -> list[str]:
-    """A JSON list or a comma-separated string as a list of stripped strings."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except ValueError as err:
-                raise ValueError(f"{variable}: {text!r} is not a JSON list ({err}); write "
-                                 "'[\"a.example.com\"]' or 'a.example.com,b.example.com'"
-                                 ) from err
-        else:
-            value = text.split(",")
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"{variable}: must be a list of strings")
-    return [v.strip() for v in value if v.strip()]
-
-
 def host_patterns(value: Any, *, variable: str) -> list[str]:
     """``value`` (a list, JSON list or comma-separated string) as Host allow-list
     entries, lower case; ValueError naming ``variable`` for one that is no host name,
     carries a port, or is ``*`` (which would undo the guard)."""
     patterns = []
-    for item in _items(value, variable):
+    for item in string_list(value, variable, "host names", example='["ui.example.com"]',
+                            comma_example="ui.example.com,*.corp.example"):
         name = item.lower()
         if name == "*":
             raise ValueError(f"{variable}: '*' would answer any Host and so undo the guard "
@@ -68,7 +52,9 @@ def proxy_networks(value: Any, *, variable: str) -> list[str]:
     """``value`` as addresses or networks (``10.0.0.0/8``), normalised; ValueError naming
     ``variable`` for anything else."""
     networks = []
-    for item in _items(value, variable):
+    for item in string_list(value, variable, "addresses or networks",
+                            example='["10.0.0.5", "192.168.1.0/24"]',
+                            comma_example="10.0.0.5,192.168.1.0/24"):
         try:
             network = ipaddress.ip_network(item, strict=False)
         except ValueError:

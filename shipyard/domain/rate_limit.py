@@ -14,12 +14,11 @@ of its 2^64 addresses apart would let it walk past any limit.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-__all__ = ["TokenBuckets", "retry_after", "source_key"]
+__all__ = ["TokenBuckets", "retry_after"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,19 +78,3 @@ def retry_after(wait: float) -> int:
     """``wait`` as HTTP's ``Retry-After`` counts it: whole seconds, rounded up, at least 1."""
     return max(1, math.ceil(wait))
 
-
-def source_key(address: str | None) -> str:
-    """What a call is counted under: the address, an IPv6 one as its /64, an IPv4-mapped
-    one as the IPv4 address; anything that is no address (a Unix socket) as itself."""
-    if not address:
-        return "unknown"
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(parsed, ipaddress.IPv6Address):
-        if parsed.ipv4_mapped is not None:
-            return str(parsed.ipv4_mapped)
-        unscoped = ipaddress.IPv6Address(int(parsed))  # a zone (%eth0) is no network's
-        return str(ipaddress.IPv6Network((unscoped, 64), strict=False))
-    return str(parsed)

@@ -15,12 +15,13 @@ cannot grow the process.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["FailureCounter", "Lockout", "SignInThrottle", "address_key"]
+from shipyard.domain.client_address import client_key
+
+__all__ = ["FailureCounter", "Lockout", "SignInThrottle"]
 
 
 @dataclass
@@ -94,22 +95,6 @@ class Lockout:
     by: Literal["name", "address"]
 
 
-def address_key(address: str | None) -> str:
-    """What an address is counted as: an IPv4 address itself, an IPv6 address by its /64
-    (one host is usually given a whole /64, so counting single addresses would let it
-    try forever), anything unparsable as itself."""
-    if not address:
-        return "unknown"
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(parsed, ipaddress.IPv6Address):
-        if parsed.ipv4_mapped is not None:
-            return str(parsed.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
-    return str(parsed)
-
 
 @dataclass
 class SignInThrottle:
@@ -124,7 +109,7 @@ class SignInThrottle:
         """The lockout a sign-in as ``name`` from ``address`` meets now, if any (the
         longer one when both are locked)."""
         by_name = self.by_name.retry_after(name.lower(), now)
-        by_address = self.by_address.retry_after(address_key(address), now)
+        by_address = self.by_address.retry_after(client_key(address), now)
         if not by_name and not by_address:
             return None
         return Lockout(by_name, "name") if by_name >= by_address else Lockout(
@@ -133,7 +118,7 @@ class SignInThrottle:
     def failed(self, name: str, address: str | None, now: float) -> Lockout | None:
         """Count a failed sign-in; the lockout it starts, if any."""
         by_name = self.by_name.failed(name.lower(), now)
-        by_address = self.by_address.failed(address_key(address), now)
+        by_address = self.by_address.failed(client_key(address), now)
         if not by_name and not by_address:
             return None
         return Lockout(by_name, "name") if by_name >= by_address else Lockout(

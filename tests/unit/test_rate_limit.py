@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shipyard.domain.rate_limit import TokenBuckets, retry_after, source_key
+from shipyard.domain.client_address import client_key
+from shipyard.domain.rate_limit import TokenBuckets, retry_after
 
 
 def test_a_burst_goes_through_then_the_next_call_waits_for_a_token() -> None:
@@ -69,4 +70,4 @@ def test_retry_after_is_whole_seconds_rounded_up(wait: float, header: int) -> No
 ])
 def test_an_ipv6_source_is_counted_by_its_64_and_others_as_they_are(
         address: str | None, key: str) -> None:
-    assert source_key(address) == key
+    assert client_key(address) == key

@@ -4,7 +4,8 @@ in, so each test sets the clock it needs."""
 
 from __future__ import annotations
 
-from shipyard.domain.throttle import FailureCounter, Lockout, SignInThrottle, address_key
+from shipyard.domain.client_address import client_key
+from shipyard.domain.throttle import FailureCounter, Lockout, SignInThrottle
 
 
 def test_five_failures_in_the_window_lock_the_name_for_a_minute() -> None:
@@ -55,12 +56,12 @@ def test_a_good_sign_in_does_not_clear_its_addresses_count() -> None:
 
 
 def test_ipv6_addresses_count_by_their_64_and_mapped_ipv4_as_ipv4() -> None:
-    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:bbbb::9")
-    assert address_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
-    assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
-    assert address_key("::ffff:192.0.2.1") == "192.0.2.1"
-    assert address_key("192.0.2.1") == "192.0.2.1"
-    assert address_key(None) == "unknown"
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::9")
+    assert client_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("::ffff:192.0.2.1") == "192.0.2.1"
+    assert client_key("192.0.2.1") == "192.0.2.1"
+    assert client_key(None) == "unknown"
 
 
 def test_keys_quiet_for_a_window_are_forgotten() -> None:
