@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from urllib.parse import quote
 from fastapi import HTTPException, Request, Response
 from fastapi.responses import RedirectResponse
 
+from shipyard.adapters.secret_files import PrivateFileError, read_or_create_secret
 from shipyard.domain.access import Role, hash_token
 from shipyard.settings import Settings
 from shipyard.store import Accounts
@@ -123,32 +123,15 @@ def secret_key(settings: Settings) -> str:
         return key
     path: Path = settings.home / "ui-secret-key"
     try:
-        return _read_key(path)
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written whole under another name, then linked into place: a process starting at the
-    # same moment finds either no file or the complete key, never a half-written one, and
-    # the first link wins (os.link fails if the name exists).
-    temporary = path.with_name(f".ui-secret-key.{os.getpid()}.{secrets.token_hex(4)}")
-    with open(temporary, "x", opener=lambda p, f: os.open(p, f, 0o600)) as out:
-        out.write(secrets.token_urlsafe(48) + "\n")
-    try:
-        os.link(temporary, path)
-    except FileExistsError:
-        pass
-    finally:
-        temporary.unlink()
-    return _read_key(path)
-
-
-def _read_key(path: Path) -> str:
-    key = path.read_text().strip()
+        # Made once, whole, linked into place: UIs starting at once agree on one key.
+        key = read_or_create_secret(path, lambda: secrets.token_urlsafe(48), what="the UI key")
+    except PrivateFileError as err:
+        raise UiKeyError(f"{err} (everyone signs in again), or set {KEY_VARIABLE}") from err
     if len(key.encode()) < MIN_KEY_BYTES:
         raise UiKeyError(
             f"{path} holds {len(key.encode())} bytes; the UI key needs at least "
-            f"{MIN_KEY_BYTES} (the file is empty or cut short): delete it and start the UI "
-            f"again to make a new one (everyone signs in again), or set {KEY_VARIABLE}")
+            f"{MIN_KEY_BYTES} (the file is cut short): delete it and start the UI again to "
+            f"make a new one (everyone signs in again), or set {KEY_VARIABLE}")
     return key
 
 
