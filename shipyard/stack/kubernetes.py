@@ -104,7 +104,7 @@ class KubernetesComponent:
     def _process(self, name: str) -> BackgroundProcess:
         return BackgroundProcess(name, self.state / "run")
 
-    def _external(self) -> Path | None:
+    def external(self) -> Path | None:
         """The cluster the settings name instead of a local one (``SHIPYARD_KUBECONFIG``,
         else ``KUBECONFIG``), if any."""
         if self.settings.kubeconfig is not None:
@@ -115,7 +115,7 @@ class KubernetesComponent:
     # -- status -----------------------------------------------------------------------
 
     def status(self) -> ComponentStatus:
-        external = self._external()
+        external = self.external()
         kubeconfig = external or self.admin_kubeconfig
         if not kubeconfig.exists():
             return ComponentStatus(self.name, False, "", self.server, "not set up yet")
@@ -153,7 +153,7 @@ class KubernetesComponent:
     # -- up ---------------------------------------------------------------------------
 
     def up(self, progress: Progress) -> UpResult:
-        external = self._external()
+        external = self.external()
         if external is not None:
             kube = Kube.from_kubeconfig(external)
             if not kube.ready():

@@ -34,7 +34,6 @@ COMPONENT_NAMES = ("docker", "registry", "base-image", "k8s-binaries", "kubernet
                    "postgres", "prefect")
 """Start order: a component may rely on those before it."""
 
-_CLUSTER_COMPONENTS = ("k8s-binaries", "kubernetes")
 
 
 class UnknownComponent(ValueError):
@@ -78,14 +77,17 @@ class LocalStack:
                 for name in self.names()]
 
     def make_private(self) -> list[TooOpen]:
-        """Create the home, the stack directory and (for the cluster's components) the
-        cluster's directory with mode 0700 unless they exist, and take group and others'
+        """Create the home, the stack directory and (for the local cluster's components)
+        the cluster's directory with mode 0700 unless they exist, and take group and others'
         access off every secret file and state directory that has it. Returns what was too
         open; idempotent."""
         settings = self.settings
         private_dir(settings.home)
         private_dir(settings.stack_dir)
-        if any(name in _CLUSTER_COMPONENTS for name in self.names()):
+        names = set(self.names())
+        # The local cluster's state; a cluster named by KUBECONFIG has none here.
+        if "k8s-binaries" in names or (
+                "kubernetes" in names and KubernetesComponent(settings).external() is None):
             private_dir(settings.stack_dir / "cluster")
         return tighten_private_state(settings)
 
