@@ -15,6 +15,8 @@ from shipyard.settings import Settings
 
 __all__ = ["serve_ui"]
 
+SHUTDOWN_GRACE_SECONDS = 3
+
 
 @app.command("ui")
 def serve_ui(
@@ -79,8 +81,10 @@ def serve_ui(
     # uvicorn's own proxy headers off: it would believe X-Forwarded-* from 127.0.0.1, so
     # any local process could pick the address it is counted (and rate-limited) under;
     # the application believes them from SHIPYARD_TRUSTED_PROXIES only.
+    # Event streams never end by themselves: on Ctrl-C they get a few seconds to close,
+    # rather than holding the shutdown for as long as a browser tab stays open.
     uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False,
-                proxy_headers=False)
+                proxy_headers=False, timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
 
 
 def _webhook_warnings(config: Settings, *, insecure: bool) -> list[str]:
