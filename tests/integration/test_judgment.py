@@ -50,6 +50,7 @@ from tests.support.judgment_flow import (
     start_probe,
     stop_worker,
 )
+from tests.support.prefect_runs import settled_prefect_state
 from tests.support.stack import Stack
 from tests.support.webhooks import Ui, serve_ui
 
@@ -165,7 +166,7 @@ def test_an_approved_judgment_lets_the_next_stage_start_and_the_run_succeed(
         ("prepare", State.SUCCEEDED), ("judgment", State.SUCCEEDED), ("ship", State.SUCCEEDED)]
     assert run.state is State.SUCCEEDED
     assert 0 < answer_to_next_stage(run) < 30
-    assert asyncio.run(flow_run_state(str(run.prefect_flow_run_id))).state == "COMPLETED"
+    assert settled_prefect_state(str(run.prefect_flow_run_id)) == "COMPLETED"
 
 
 def test_an_approval_records_who_why_and_by_which_route(approved: Approved,

@@ -3,14 +3,11 @@ the real ``shipyard`` CLI, and recorded in the store."""
 
 from __future__ import annotations
 
-import asyncio
-from uuid import UUID
-
 import pytest
-from prefect.client.orchestration import get_client
 
 from shipyard.domain.states import State
 from shipyard.store import Ledger, RunRecord, Store
+from tests.support.prefect_runs import settled_prefect_state
 
 pytestmark = pytest.mark.integration
 
@@ -23,16 +20,6 @@ def newest_run(stack, pipeline: str) -> RunRecord:
     store = open_store(stack)
     latest = store.list_runs(limit=1, pipeline=pipeline)[0]
     return store.get_run(latest.id)
-
-
-def prefect_state(flow_run_id: str) -> str:
-    async def read() -> str:
-        async with get_client() as client:
-            flow_run = await client.read_flow_run(UUID(flow_run_id))
-        assert flow_run.state is not None
-        return flow_run.state.type.value
-
-    return asyncio.run(read())
 
 
 def test_ci_checks_out_tests_builds_and_pushes_one_app_through_prefect(prefect_stack,
@@ -55,7 +42,7 @@ def test_ci_checks_out_tests_builds_and_pushes_one_app_through_prefect(prefect_s
     assert tests.outputs["passed"] > 0 and tests.outputs["failed"] == 0
     assert tests.duration_seconds is not None and tests.duration_seconds > 0
     assert run.stage("checkout").outputs["author"] == "Ada Tester"
-    assert prefect_state(str(run.prefect_flow_run_id)) == "COMPLETED"
+    assert settled_prefect_state(str(run.prefect_flow_run_id)) == "COMPLETED"
 
 
 def test_runs_and_show_list_a_flow_run_with_its_stages(prefect_stack, source_repo):
@@ -90,7 +77,7 @@ def test_a_failing_test_fails_the_run_and_says_which(prefect_stack, source_repo)
     assert any("test_this_commit_is_broken" in f for f in stage.outputs.get("failures", [])) \
         or "test_this_commit_is_broken" in "".join(
             c.text for c in open_store(prefect_stack).read_logs(run.id, "test:discovery"))
-    assert prefect_state(str(run.prefect_flow_run_id)) == "FAILED"
+    assert settled_prefect_state(str(run.prefect_flow_run_id)) == "FAILED"
 
 
 def test_an_unknown_ref_fails_checkout_and_nothing_after_it_runs(prefect_stack, source_repo):

@@ -29,10 +29,10 @@ import httpx
 import pytest
 
 from pipelines.launch import follow_run
-from shipyard.adapters.prefect import flow_run_state
 from shipyard.domain.states import State
 from shipyard.domain.webhooks import sign
 from shipyard.store import Ledger, RunRecord, Store
+from tests.support.prefect_runs import settled_prefect_state
 from tests.support.stack import PROJECT, SHIPYARD, free_port
 from tests.support.webhooks import (
     CLONE_URL,
@@ -663,7 +663,7 @@ def assert_ci_ran_the_pushed_commit(store: Store, run_id: str, after: str) -> Ru
     checkout = run.stage("checkout")
     assert checkout.state is State.SUCCEEDED and checkout.outputs["sha"] == after
     assert run.prefect_flow_run_id is not None
-    assert asyncio.run(flow_run_state(run.prefect_flow_run_id)).state == "COMPLETED"
+    assert settled_prefect_state(run.prefect_flow_run_id) == "COMPLETED"
     return run
 
 
