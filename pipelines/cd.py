@@ -30,9 +30,13 @@ async def cd_flow(
     canary_window_seconds: float | None = None,
     judgment: bool = False,
     judgment_timeout_seconds: float | None = None,
+    restart_of: str | None = None,
+    restart_from: str | None = None,
 ) -> dict[str, Any]:
     """Deliver ``app`` as built and tested by ``ci_run_id`` through ``environments``
-    (default staging, then prod)."""
+    (default staging, then prod).
+    ``restart_of`` and ``restart_from`` restart that run from that stage (see
+    :mod:`stages.restart`)."""
     validate_app_name(app)
     options = DeliveryOptions(environments=environments or ["staging", "prod"],
                               warm_seconds=warm_seconds,
@@ -42,7 +46,8 @@ async def cd_flow(
                               why=why or f"ci run {ci_run_id[:8]}")
     run = await begin_run("cd", FIRST_STAGES["cd"], run_id=run_id, trigger=trigger, actor=actor,
                           app=app, parameters={"ci_run_id": ci_run_id,
-                                               "environments": options.environments})
+                                               "environments": options.environments},
+                          restart_of=restart_of, restart_from=restart_from)
     async with running(run):
         plan = await plan_release(run, app, ci_run_id, options.environments[0])
         delivered = await deliver(run, [plan], options, planned_by={app: "plan"})

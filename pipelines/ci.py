@@ -22,13 +22,12 @@ from shipyard.domain.deployments import FIRST_STAGES
 from shipyard.domain.pipeline import StageSpec
 from shipyard.domain.triggers import branch_matches
 from stages.catalog import discover_apps
-from stages.changes import ChangesResult, detect_changes
+from stages.changes import detect_changes
 from stages.checkout import checkout
-from stages.images import BuildResult, PushResult, build_image, push_image
+from stages.images import build_image, push_image
 from stages.lifecycle import begin_run, extend_run, running, skip_stage
 from stages.post import clean_up
-from stages.restart import Restart
-from stages.runtime import current_settings
+from stages.runtime import RunContext, current_settings
 from stages.unit_tests import TestResult, unit_tests
 
 __all__ = ["ci_flow"]
@@ -51,7 +50,8 @@ async def ci_flow(
     ``apps`` (default: every app). ``branch`` is the branch the commit was pushed to (for
     ``when`` rules; default ``ref``); ``all_apps`` rebuilds every app even if unchanged.
     ``restart_of`` and ``restart_from`` restart run ``restart_of`` from that stage: the
-    stages before it reuse that run's outputs (see :mod:`stages.restart`).
+    stages before it reuse that run's outputs (see :mod:`stages.restart`); the checkout
+    runs again, since the stages after it work in its worktree.
 
     Returns the run id, the commit, each built app's test summary and every app's image
     digest; raises when the run did not succeed, so the Prefect flow run fails with it.
@@ -62,8 +62,8 @@ async def ci_flow(
         "ci", FIRST_STAGES["ci"], run_id=run_id, trigger=trigger, actor=actor,
         app=apps[0] if apps and len(apps) == 1 else None, repo_url=repo, ref=ref,
         parameters={"apps": apps, "branch": branch, "all_apps": all_apps},
+        restart_of=restart_of, restart_from=restart_from,
     )
-    restart = await Restart.of(run, restart_of, restart_from)
     images: dict[str, str] = {}
     tests: dict[str, Any] = {}
     try:
@@ -71,8 +71,8 @@ async def ci_flow(
             source = await checkout(run, repo, ref)
             names = apps or discover_apps(Path(source.workspace))
             await extend_run(run, [StageSpec("changes", ("checkout",), "change detection")])
-            changes = await restart.stage("changes", ChangesResult, lambda: detect_changes(
-                run, source.workspace, source.sha, names, force=all_apps))
+            changes = await detect_changes(run, source.workspace, source.sha, names,
+                                           force=all_apps)
             images.update(changes.reused)
             await extend_run(run, [spec for app in changes.changed for spec in (
                 StageSpec(f"test:{app}", ("changes",), f"test {app}"),
@@ -80,7 +80,7 @@ async def ci_flow(
                 StageSpec(f"push:{app}", (f"build:{app}",), f"push {app}'s image"))])
             push = branch_matches(current_settings().push_branches, branch or ref)
             results = await asyncio.gather(
-                *(_ship(restart, source.workspace, source.sha, app,
+                *(_ship(run, source.workspace, source.sha, app,
                         changes.source_keys[app], push) for app in changes.changed),
                 return_exceptions=True)
             for app, result in zip(changes.changed, results, strict=True):
@@ -93,18 +93,14 @@ async def ci_flow(
     return {"run_id": run.run_id, "commit": source.sha, "tests": tests, "images": images}
 
 
-async def _ship(restart: Restart, workspace: str, commit: str, app: str, key: str,
+async def _ship(run: RunContext, workspace: str, commit: str, app: str, key: str,
                 push: bool) -> tuple[TestResult, str | None]:
     """Test, build and (when allowed) push one app; returns its tests and its digest."""
-    run = restart.run
-    tested = await restart.stage(f"test:{app}", TestResult, lambda: unit_tests(
-        run, workspace, app, stage_ref=f"test:{app}"))
-    built = await restart.stage(f"build:{app}", BuildResult, lambda: build_image(
-        run, workspace, app, commit, key, stage_ref=f"build:{app}"))
+    tested = await unit_tests(run, workspace, app, stage_ref=f"test:{app}")
+    built = await build_image(run, workspace, app, commit, key, stage_ref=f"build:{app}")
     if not push:
         await skip_stage(run, f"push:{app}", reason="WhenNotMet",
                          message="the branch matches none of SHIPYARD_PUSH_BRANCHES")
         return tested, None
-    pushed = await restart.stage(f"push:{app}", PushResult, lambda: push_image(
-        run, app, built.reference, commit, stage_ref=f"push:{app}"))
+    pushed = await push_image(run, app, built.reference, commit, stage_ref=f"push:{app}")
     return tested, pushed.digest

@@ -1,5 +1,6 @@
 """The delivery body the ``cd``, ``release`` and ``promote`` pipelines share (Spinnaker's
-deploy pipeline): for each app, in the dependency order of their descriptors,
+deploy pipeline): the deploy locks of every app and environment (all or none), then for
+each app, in the dependency order of their descriptors,
 
     bake → staging (rolling) → canary (Kayenta's judge) → chaos (steady state, kill, again)
 
@@ -17,6 +18,8 @@ solution"; here it is one stage, ``rollback``, skipped when nothing failed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from graphlib import TopologicalSorter
@@ -24,23 +27,22 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from shipyard.adapters.kube import Kube
 from shipyard.domain.pipeline import StageSpec
-from shipyard.domain.states import State
-from shipyard.store import DeployLocks, Ledger
+from shipyard.store import Ledger
 from stages.bake import BakeResult, bake_manifests, red_black_environments
 from stages.canary import CanaryOptions, analyze_canary
 from stages.chaos_gate import chaos_gate
-from stages.cluster import open_kube
 from stages.deploy import DeployResult, deploy_red_black, deploy_rolling, scale_down_previous
 from stages.judgment import manual_judgment
 from stages.lifecycle import extend_run, skip_stage
+from stages.locks import release_locks, take_deploy_locks
 from stages.releases import ReleasePlan
-from stages.rollouts import restore_release
-from stages.runtime import RunContext, StageContext, current_settings, open_store
+from stages.rollback import dependency_order, roll_back_delivery
+from stages.runtime import RunContext, StageFailure, current_settings, open_store
 
 __all__ = ["DeliveryOptions", "deliver", "delivery_stages"]
 
+LOCKS_STAGE = "locks"
 ROLLBACK_STAGE = "rollback"
 JUDGMENT_STAGE = "judgment"
 
@@ -85,13 +87,14 @@ def delivery_stages(plans: Sequence[ReleasePlan], options: DeliveryOptions, *,
     delivered). Before production come the ``gates``: per app canary then chaos, then
     one judgment for the whole delivery."""
     given = {p.app for p in plans}
-    specs: list[StageSpec] = []
+    specs: list[StageSpec] = [StageSpec(LOCKS_STAGE, tuple(sorted(set(planned_by.values()))),
+                                        "take the deploy locks")]
     ordered = sorted(plans, key=lambda p: p.app)
     last_gate: dict[str, str] = {}
     for plan in ordered:
         app = plan.app
         deps = [d for d in plan.depends_on if d in given]
-        specs.append(StageSpec(f"bake:{app}", (planned_by[app],), f"bake {app}"))
+        specs.append(StageSpec(f"bake:{app}", (LOCKS_STAGE,), f"bake {app}"))
         previous = f"bake:{app}"
         for env in options.environments:
             if env in red_black_environments():
@@ -110,10 +113,11 @@ def delivery_stages(plans: Sequence[ReleasePlan], options: DeliveryOptions, *,
             specs.append(StageSpec(ref, (previous, *(f"{env}:{d}" for d in deps)),
                                    f"deploy {app} to {env}"))
             previous = ref
-        if "prod" in options.environments:
-            specs.append(StageSpec(f"scale-down:{app}",
-                                   tuple(f"prod:{p.app}" for p in ordered),
-                                   f"scale down the previous {app}"))
+        for env in options.environments:
+            if env in red_black_environments():
+                specs.append(StageSpec(f"scale-down:{app}",
+                                       tuple(f"{env}:{p.app}" for p in ordered),
+                                       f"scale down the previous {app}"))
     if gates.judgment and last_gate:
         specs.append(StageSpec(JUDGMENT_STAGE, tuple(sorted(set(last_gate.values()))),
                                "manual judgment before production"))
@@ -124,106 +128,86 @@ def delivery_stages(plans: Sequence[ReleasePlan], options: DeliveryOptions, *,
 async def deliver(run: RunContext, plans: Sequence[ReleasePlan], options: DeliveryOptions,
                   *, planned_by: Mapping[str, str], kind: str = "deploy") -> dict[str, Any]:
     """Deliver ``plans`` through ``options.environments``; on any failure roll every app
-    this run changed back. Returns what each app became, per environment."""
+    this run changed back. Returns what each app became, per environment.
+
+    Each step is a recorded stage: the locks, the bakes, per environment the gates and the
+    deploys, the scale-downs, and (only after a failure) the coordinated rollback."""
     gates = await _gates(plans, options)
     await extend_run(run, delivery_stages(plans, options, planned_by=planned_by,
                                           gates=gates))
-    bakes: dict[str, BakeResult] = {}
-    deployed: dict[str, dict[str, DeployResult]] = {p.app: {} for p in plans}
-    failure: BaseException | None = None
-    locks = DeployLocks(await asyncio.to_thread(open_store))
     pairs = [(p.app, env) for p in plans for env in options.environments]
+    deployed: dict[str, dict[str, DeployResult]] = {p.app: {} for p in plans}
     try:
-        await take_deploy_locks(run, locks, pairs, first_stage=f"bake:{plans[0].app}")
-        for plan in plans:  # cheap, and every later step needs all of them
-            bakes[plan.app] = await bake_manifests(run, plan, options.environments,
-                                                   stage_ref=f"bake:{plan.app}")
-        for env in options.environments:
-            if env in red_black_environments():
-                for plan in _dependency_order(plans):  # one at a time: each loads the machine
-                    if plan.app in gates.canary:
-                        await _canary(run, plan, bakes[plan.app], options)
-                    if plan.app in gates.chaos:
-                        assert plan.descriptor is not None
-                        await chaos_gate(run, plan.descriptor, gates.chaos_environment,
-                                         options.chaos_window_seconds
-                                         or current_settings().chaos_window_seconds,
-                                         stage_ref=f"chaos:{plan.app}")
-
-                if gates.judgment:
-                    await manual_judgment(
-                        run, subject=", ".join(f"{p.app} {p.version}" for p in plans)
-                        + f" → {env}", timeout_seconds=options.judgment_timeout_seconds
-                        or current_settings().judgment_timeout_seconds,
-                        stage_ref=JUDGMENT_STAGE)
-
-            async def one(plan: ReleasePlan, env: str = env) -> None:
-                if env in red_black_environments():
-                    deployed[plan.app][env] = await deploy_red_black(
-                        run, bakes[plan.app], env, options.actor, options.why, kind,
-                        stage_ref=f"{env}:{plan.app}")
-                else:
-                    deployed[plan.app][env] = await deploy_rolling(
-                        run, bakes[plan.app], env, options.actor, options.why,
-                        stage_ref=f"{env}:{plan.app}")
-
-            await in_dependency_order(plans, one)
-        # The switches are done: a rollback may run during the warm window.
-        await _release_locks(locks, pairs, run)
-        if "prod" in options.environments:
-            await asyncio.gather(*(scale_down_previous(
-                run, p.app, "prod", options.warm_seconds, stage_ref=f"scale-down:{p.app}")
-                for p in plans))
-    except Exception as err:
-        failure = err
-    if isinstance(failure, DeployInProgress):  # nothing was touched: nothing to undo
+        await take_deploy_locks(run, pairs)
+    except StageFailure as refused:  # nothing was touched: nothing to undo
         await skip_stage(run, ROLLBACK_STAGE, reason="WhenNotMet",
                          message="another run deploys these apps: nothing was changed")
-        raise failure
-    if failure is None:
-        await skip_stage(run, ROLLBACK_STAGE, reason="WhenNotMet",
-                         message="nothing failed: nothing to roll back")
-        return {app: {env: d.model_dump(mode="json") for env, d in envs.items()}
-                for app, envs in deployed.items()}
+        raise refused
     try:
-        await roll_back_release(run, plans, options, cause=failure)
-    finally:
-        await _release_locks(locks, pairs, run)
-    raise failure
+        bakes = {plan.app: await bake_manifests(run, plan, options.environments,
+                                                stage_ref=f"bake:{plan.app}")
+                 for plan in plans}  # cheap, and every later step needs all of them
+        for env in options.environments:
+            if env in red_black_environments():
+                await _gate(run, plans, bakes, gates, env, options)
+            await in_dependency_order(plans, functools.partial(
+                _deploy, run, bakes=bakes, environment=env, options=options, kind=kind,
+                deployed=deployed))
+        # The switches are done: a rollback may run during the warm window.
+        await release_locks(run, pairs)
+        await asyncio.gather(*(
+            scale_down_previous(run, p.app, env, options.warm_seconds,
+                                stage_ref=f"scale-down:{p.app}")
+            for env in options.environments if env in red_black_environments()
+            for p in plans))
+    except Exception as failure:
+        try:
+            # A rollback that fails is recorded as the rollback stage's failure; the
+            # delivery still fails with its first cause.
+            with contextlib.suppress(Exception):
+                await roll_back_delivery(run, list(plans), list(options.environments),
+                                         options.actor, f"{type(failure).__name__}: {failure}")
+        finally:
+            await release_locks(run, pairs)
+        raise
+    await skip_stage(run, ROLLBACK_STAGE, reason="WhenNotMet",
+                     message="nothing failed: nothing to roll back")
+    return {app: {env: d.model_dump(mode="json") for env, d in envs.items()}
+            for app, envs in deployed.items()}
 
 
-class DeployInProgress(Exception):
-    """Another live run holds the deploy lock of an app in an environment."""
+async def _gate(run: RunContext, plans: Sequence[ReleasePlan], bakes: Mapping[str, BakeResult],
+                gates: Gates, environment: str, options: DeliveryOptions) -> None:
+    """The gates before ``environment`` (production): per app in dependency order, one at
+    a time since each loads the machine, the canary then chaos; then one judgment."""
+    for plan in dependency_order(plans):
+        if plan.app in gates.canary:
+            await _canary(run, plan, bakes[plan.app], environment, options)
+        if plan.app in gates.chaos:
+            assert plan.descriptor is not None  # every plan stage reads it
+            await chaos_gate(run, plan.descriptor, gates.chaos_environment,
+                             options.chaos_window_seconds
+                             or current_settings().chaos_window_seconds,
+                             stage_ref=f"chaos:{plan.app}")
+    if gates.judgment:
+        await manual_judgment(
+            run, subject=", ".join(f"{p.app} {p.version}" for p in plans)
+            + f" → {environment}", timeout_seconds=options.judgment_timeout_seconds
+            or current_settings().judgment_timeout_seconds, stage_ref=JUDGMENT_STAGE)
 
 
-async def take_deploy_locks(run: RunContext, locks: DeployLocks,
-                            pairs: Sequence[tuple[str, str]], *, first_stage: str) -> None:
-    """Take every (app, environment) lock for ``run`` or none: on a refusal the locks
-    taken are given back and ``first_stage`` fails with ``DeployInProgress``, naming the
-    run that holds the lock."""
-    taken: list[tuple[str, str]] = []
-    for app, env in pairs:
-        holder = await asyncio.to_thread(locks.acquire, app, env, run.run_id)
-        if holder is None:
-            taken.append((app, env))
-            continue
-        await _release_locks(locks, taken, run)
-        store = await asyncio.to_thread(open_store)
-        other = await asyncio.to_thread(store.get_run, holder)
-        message = (f"{app} in {env} is being deployed by {other.pipeline} run "
-                   f"{other.short_id} ({other.state.value}); one deploy per app and "
-                   f"environment at a time: wait for it to end, or cancel it")
-        await asyncio.to_thread(store.transition_stage, run.run_id, first_stage,
-                                State.RUNNING, reason="Started")
-        await asyncio.to_thread(store.transition_stage, run.run_id, first_stage,
-                                State.FAILED, reason="DeployInProgress", message=message)
-        raise DeployInProgress(message)
-
-
-async def _release_locks(locks: DeployLocks, pairs: Sequence[tuple[str, str]],
-                         run: RunContext) -> None:
-    for app, env in pairs:
-        await asyncio.to_thread(locks.release, app, env, run.run_id)
+async def _deploy(run: RunContext, plan: ReleasePlan, *, bakes: Mapping[str, BakeResult],
+                  environment: str, options: DeliveryOptions, kind: str,
+                  deployed: dict[str, dict[str, DeployResult]]) -> None:
+    """One app into one environment: red/black where that is the strategy, else rolling."""
+    ref = f"{environment}:{plan.app}"
+    bake = bakes[plan.app]
+    if environment in red_black_environments():
+        deployed[plan.app][environment] = await deploy_red_black(
+            run, bake, environment, options.actor, options.why, kind, stage_ref=ref)
+    else:
+        deployed[plan.app][environment] = await deploy_rolling(
+            run, bake, environment, options.actor, options.why, stage_ref=ref)
 
 
 async def in_dependency_order(plans: Sequence[ReleasePlan],
@@ -255,100 +239,22 @@ async def in_dependency_order(plans: Sequence[ReleasePlan],
         raise failure
 
 
-async def roll_back_release(run: RunContext, plans: Sequence[ReleasePlan],
-                            options: DeliveryOptions, *, cause: BaseException) -> None:
-    """The ``rollback`` stage: give every environment this run changed its previous
-    release back, dependents first, and mark the deploys undone."""
-    store = await asyncio.to_thread(open_store)
-    record = await asyncio.to_thread(store.get_run, run.run_id)
-    failed = [s for s in record.stages if s.state is State.FAILED]
-    why = "; ".join(f"{s.ref}: {s.reason}: {s.message}" for s in failed) or \
-        f"{type(cause).__name__}: {cause}"
-    await asyncio.to_thread(store.transition_stage, run.run_id, ROLLBACK_STAGE, State.RUNNING,
-                            reason="Started", message=why[:500])
-    ctx = StageContext(run.run_id, ROLLBACK_STAGE, 1, current_settings(), store)
-    ledger = Ledger(store)
-    undone: list[str] = []
-    try:
-        order = _reverse_dependency_order(plans)
-        for env in reversed(options.environments):
-            namespace = ctx.settings.namespace_for(env)
-            kube: Kube | None = None  # opened as the environment's identity when needed
-            for plan in order:
-                stage = record.stage(f"{env}:{plan.app}") if _has(record, env, plan) else None
-                if stage is None or stage.state not in (State.SUCCEEDED, State.FAILED):
-                    continue
-                target_id = stage.outputs.get("previous_release_id")
-                if stage.state is State.FAILED:  # it never recorded: what was there before
-                    current = await asyncio.to_thread(ledger.current_release, plan.app, env)
-                    target = current
-                else:
-                    target = (await asyncio.to_thread(ledger.release, target_id)
-                              if target_id else None)
-                await ctx.log(f"{env}: rolling {plan.app} back to "
-                              f"{target.version if target else 'nothing'}")
-                kube = kube or await open_kube(ctx, namespace)
-                mode = await restore_release(
-                    kube, plan.app, namespace, target, ctx.log,
-                    timeout_seconds=ctx.settings.rollout_timeout_seconds)
-                if target is not None and stage.state is State.SUCCEEDED:
-                    await asyncio.to_thread(
-                        ledger.record_release, app=plan.app, version=target.version,
-                        environment=env, kind="rollback", digest=target.digest,
-                        manifests=target.manifests, slot=target.slot,
-                        actor=options.actor or "shipyard",
-                        why=f"coordinated rollback of run {run.run_id[:8]}: {why}"[:2000],
-                        run_id=run.run_id, source_release_id=target.id)
-                if stage.state is State.SUCCEEDED:  # a failed one keeps its own reason
-                    await asyncio.to_thread(
-                        store.transition_stage, run.run_id, f"{env}:{plan.app}",
-                        State.ROLLED_BACK, reason="RolledBack",
-                        message=f"rolled back ({mode}) because {why}"[:2000])
-                undone.append(f"{env}:{plan.app} ({mode})")
-    except Exception as err:
-        await ctx.log(f"rollback failed: {type(err).__name__}: {err}")
-        await ctx.flush()
-        await asyncio.to_thread(store.transition_stage, run.run_id, ROLLBACK_STAGE,
-                                State.FAILED, reason="RollbackFailed",
-                                message=f"{type(err).__name__}: {err}; undone so far: "
-                                        f"{', '.join(undone) or 'nothing'}")
-        return
-    await ctx.flush()
-    await asyncio.to_thread(store.transition_stage, run.run_id, ROLLBACK_STAGE,
-                            State.SUCCEEDED, reason="RolledBack",
-                            message=f"undid {', '.join(undone) or 'nothing (nothing deployed)'}",
-                            outputs={"undone": undone, "cause": why[:2000]})
-
-
-def _has(record: Any, env: str, plan: ReleasePlan) -> bool:
-    return any(s.ref == f"{env}:{plan.app}" for s in record.stages)
-
-
-def _dependency_order(plans: Sequence[ReleasePlan]) -> list[ReleasePlan]:
-    by_app = {p.app: p for p in plans}
-    order = TopologicalSorter({p.app: [d for d in p.depends_on if d in by_app]
-                               for p in plans}).static_order()
-    return [by_app[app] for app in order]
-
-
-def _reverse_dependency_order(plans: Sequence[ReleasePlan]) -> list[ReleasePlan]:
-    return list(reversed(_dependency_order(plans)))
-
-
 async def _gates(plans: Sequence[ReleasePlan], options: DeliveryOptions) -> Gates:
     """The gates before production: a canary for the apps production already runs (their
     baseline), chaos for those that opt in when an environment comes before production."""
     if not options.to_production:
         return Gates()
     ledger = Ledger(await asyncio.to_thread(open_store))
+    first_red_black = next(i for i, env in enumerate(options.environments)
+                           if env in red_black_environments())
+    production = options.environments[first_red_black]
     canary = set()
     if options.canary:
         for plan in plans:
-            production = await asyncio.to_thread(ledger.current_release, plan.app, "prod")
-            if production is not None and production.slot:
+            running = await asyncio.to_thread(ledger.current_release, plan.app, production)
+            if running is not None and running.slot:
                 canary.add(plan.app)
-    before = options.environments[:next(i for i, env in enumerate(options.environments)
-                                        if env in red_black_environments())]
+    before = options.environments[:first_red_black]
     chaos = frozenset(p.app for p in plans if options.chaos and before and p.descriptor
                       and p.descriptor.chaos.enabled)
     return Gates(canary=frozenset(canary), chaos=chaos,
@@ -356,13 +262,12 @@ async def _gates(plans: Sequence[ReleasePlan], options: DeliveryOptions) -> Gate
                  judgment=options.judgment)
 
 
-async def _canary(run: RunContext, plan: ReleasePlan, bake: BakeResult,
+async def _canary(run: RunContext, plan: ReleasePlan, bake: BakeResult, environment: str,
                   options: DeliveryOptions) -> None:
-    """The canary of one app against what production runs now."""
-    ref = f"canary:{plan.app}"
+    """The canary of one app against what ``environment`` (production) runs now."""
     production = await asyncio.to_thread(Ledger(await asyncio.to_thread(open_store))
-                                         .current_release, plan.app, "prod")
-    assert production is not None  # _canaried chose only apps production runs
+                                         .current_release, plan.app, environment)
+    assert production is not None  # _gates chose only apps production runs
     settings = current_settings()
     window = options.canary_window_seconds or settings.canary_window_seconds
     interval = min(settings.canary_interval_seconds, window / 5)
@@ -371,4 +276,4 @@ async def _canary(run: RunContext, plan: ReleasePlan, bake: BakeResult,
                                    rate_per_second=settings.canary_rate_per_second)
     assert plan.descriptor is not None  # every plan stage reads it
     await analyze_canary(run, bake, production, plan.descriptor, canary_options,
-                         stage_ref=ref)
+                         stage_ref=f"canary:{plan.app}")

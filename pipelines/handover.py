@@ -24,7 +24,6 @@ from typing import Any, Protocol
 
 from shipyard.adapters.prefect import PrefectUnavailable, start_deployment
 from shipyard.domain.clock import Clock, system_clock
-from shipyard.domain.states import State
 from shipyard.store import RunRecord, Store
 
 __all__ = ["HandOverFailed", "OnRefusal", "PassReport", "Reconciler", "StartDeployment",
@@ -89,7 +88,7 @@ async def hand_over(store: Store, record: RunRecord, *, on_refusal: OnRefusal,
         asked = f"{record.pipeline} run {record.short_id}"
         if on_refusal is OnRefusal.CANCEL:
             await asyncio.to_thread(
-                store.transition_run, record.id, State.CANCELLED, reason="HandOverFailed",
+                store.cancel_run, record.id, reason="HandOverFailed",
                 message=f"Prefect did not take the run: {_why(err)}")
             raise HandOverFailed(
                 f"Prefect did not take {asked} ({_why(err)}); is the Prefect server up and "

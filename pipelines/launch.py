@@ -17,7 +17,6 @@ from typing import Any
 from pipelines.handover import HandOverFailed, OnRefusal, StartDeployment, hand_over
 from shipyard.adapters.prefect import flow_run_state, start_deployment
 from shipyard.domain.deployments import FIRST_STAGES
-from shipyard.domain.states import State
 from shipyard.store import RunRecord, Store
 
 __all__ = ["HandOverFailed", "OnRefusal", "follow_run", "launch"]
@@ -78,7 +77,7 @@ async def follow_run(store: Store, run_id: str, *, poll_seconds: float = 0.5,
 def _settle_orphan(store: Store, record: RunRecord, prefect_state: str,
                    message: str) -> RunRecord:
     if prefect_state == "CANCELLED":
-        return store.transition_run(record.id, State.CANCELLED, reason="FlowCancelled",
+        return store.cancel_run(record.id, reason="FlowCancelled",
                                     message=message or "the Prefect flow run was cancelled")
     return store.finish_run(record.id, error=f"Prefect flow run {prefect_state.lower()}: "
                                              f"{message or 'no message'}")

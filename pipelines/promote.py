@@ -30,14 +30,19 @@ async def promote_flow(
     canary_window_seconds: float | None = None,
     judgment: bool = False,
     judgment_timeout_seconds: float | None = None,
+    restart_of: str | None = None,
+    restart_from: str | None = None,
 ) -> dict[str, Any]:
     """Take ``app`` into ``to_env`` at the version ``from_env`` runs (or ``version``, if
-    it ran there)."""
+    it ran there).
+    ``restart_of`` and ``restart_from`` restart that run from that stage (see
+    :mod:`stages.restart`)."""
     validate_app_name(app)
     run = await begin_run("promote", FIRST_STAGES["promote"], run_id=run_id, trigger=trigger,
                           actor=actor, app=app,
                           parameters={"from_env": from_env, "to_env": to_env,
-                                      "version": version, "why": why})
+                                      "version": version, "why": why},
+                          restart_of=restart_of, restart_from=restart_from)
     async with running(run):
         plan = await plan_promotion(run, app, from_env, to_env, version)
         options = DeliveryOptions(environments=[to_env], warm_seconds=warm_seconds,

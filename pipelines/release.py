@@ -20,10 +20,9 @@ from pipelines.delivery import DeliveryOptions, deliver
 from shipyard.domain.catalog import validate_app_name
 from shipyard.domain.deployments import FIRST_STAGES
 from shipyard.domain.pipeline import StageSpec
-from shipyard.domain.states import State
-from stages.lifecycle import begin_run, child_stage, extend_run, running
+from stages.lifecycle import begin_run, child_stage, extend_run, reused_child, running
 from stages.releases import plan_release
-from stages.runtime import RunContext, open_store
+from stages.runtime import open_store
 
 __all__ = ["release_flow"]
 
@@ -41,9 +40,13 @@ async def release_flow(
     canary_window_seconds: float | None = None,
     judgment: bool = False,
     judgment_timeout_seconds: float | None = None,
+    restart_of: str | None = None,
+    restart_from: str | None = None,
 ) -> dict[str, Any]:
     """Build and test ``apps`` (default: all) at ``ref``, then deliver each through
-    ``environments`` (default staging, then prod)."""
+    ``environments`` (default staging, then prod).
+    ``restart_of`` and ``restart_from`` restart that run from that stage (see
+    :mod:`stages.restart`)."""
     for app in apps or []:
         validate_app_name(app)
     options = DeliveryOptions(environments=environments or ["staging", "prod"],
@@ -53,10 +56,12 @@ async def release_flow(
                               judgment_timeout_seconds=judgment_timeout_seconds, actor=actor)
     run = await begin_run("release", FIRST_STAGES["release"], run_id=run_id, trigger=trigger,
                           actor=actor, repo_url=repo, ref=ref,
-                          parameters={"apps": apps, "environments": options.environments})
+                          parameters={"apps": apps, "environments": options.environments},
+                          restart_of=restart_of, restart_from=restart_from)
     delivered: dict[str, Any] = {}
     async with running(run):
-        built = await _ci_done_before(run)
+        # Not again after a suspension (a judgment), nor before a restart's point.
+        built = _built(await reused_child(run, "ci"))
         if built is None:
             async with child_stage(run, "ci") as outputs:
                 built = await ci_flow(repo=repo, ref=ref, apps=apps, trigger="release",
@@ -80,12 +85,9 @@ async def release_flow(
     return {"run_id": run.run_id, "commit": built["commit"], "delivered": delivered}
 
 
-async def _ci_done_before(run: RunContext) -> dict[str, Any] | None:
-    """What the ci stage produced, if this run's flow already ran it: a flow run resumed
-    after a suspension (a manual judgment) runs its body again, and ci must not rebuild."""
-    record = await asyncio.to_thread(open_store().get_run, run.run_id)
-    stage = record.stage("ci")
-    if stage.state is not State.SUCCEEDED or "images" not in stage.outputs:
+def _built(outputs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the ci stage produced, from its recorded outputs."""
+    if outputs is None or "images" not in outputs:
         return None
-    return {"run_id": stage.outputs["child_run_id"], "commit": stage.outputs["commit"],
-            "images": {app: None for app in stage.outputs["images"]}}
+    return {"run_id": outputs["child_run_id"], "commit": outputs["commit"],
+            "images": {app: None for app in outputs["images"]}}

@@ -10,7 +10,7 @@ from prefect import flow
 from shipyard.domain.catalog import validate_app_name
 from shipyard.domain.deployments import FIRST_STAGES
 from stages.lifecycle import begin_run, running
-from stages.releases import rollback_release
+from stages.rollback import rollback_release
 
 __all__ = ["rollback_flow"]
 
@@ -25,14 +25,19 @@ async def rollback_flow(
     actor: str = "",
     why: str = "",
     revert: bool = False,
+    restart_of: str | None = None,
+    restart_from: str | None = None,
 ) -> dict[str, Any]:
     """Roll ``app`` in ``environment`` back to ``to`` (a release id or a version) or the
-    previous version."""
+    previous version.
+    ``restart_of`` and ``restart_from`` restart that run from that stage (see
+    :mod:`stages.restart`)."""
     validate_app_name(app)
     run = await begin_run("rollback", FIRST_STAGES["rollback"], run_id=run_id,
                           trigger=trigger, actor=actor, app=app,
                           parameters={"environment": environment, "to": to, "why": why,
-                                      "revert": revert})
+                                      "revert": revert},
+                          restart_of=restart_of, restart_from=restart_from)
     async with running(run):
         release = await rollback_release(run, app, environment, to, actor, why, revert)
     return {"run_id": run.run_id, "release_id": release.release_id,

@@ -70,7 +70,8 @@ class CanaryResult(StageResult):
                 f"{self.marginal_threshold:g}) over {self.points} points")
 
 
-@stage("canary")
+# A verdict is never reused: a restart judges again.
+@stage("canary", reusable=False)
 async def analyze_canary(ctx: StageContext, bake: BakeResult, production: ReleaseRecord,
                          descriptor: AppDescriptor, options: CanaryOptions) -> CanaryResult:
     """Compare ``bake``'s production version with ``production`` (the release running

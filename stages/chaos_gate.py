@@ -15,7 +15,8 @@ from stages.runtime import StageContext, stage
 __all__ = ["chaos_gate"]
 
 
-@stage("chaos", timeout_seconds=CHAOS_TIMEOUT_SECONDS + 300)
+# A verdict is never reused: a restart experiments again.
+@stage("chaos", timeout_seconds=CHAOS_TIMEOUT_SECONDS + 300, reusable=False)
 async def chaos_gate(ctx: StageContext, descriptor: AppDescriptor, environment: str,
                      window_seconds: float) -> ChaosResult:
     """Scale ``descriptor``'s app in ``environment`` to ``chaos.replicas``, run its chaos

@@ -28,7 +28,8 @@ class CheckoutResult(StageResult):
         return f"{self.sha[:12]} by {self.author}: {title}"
 
 
-@stage("checkout", retries=1, retry_delay_seconds=2, timeout_seconds=600)
+# Not reusable: the stages after it work in the worktree it makes.
+@stage("checkout", retries=1, retry_delay_seconds=2, timeout_seconds=600, reusable=False)
 async def checkout(ctx: StageContext, repo: str, ref: str) -> CheckoutResult:
     """Clone ``repo`` once into the cache (fetch afterwards) and check ``ref`` out into the
     run's own worktree, named after the run so a retry replaces it."""

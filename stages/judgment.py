@@ -87,9 +87,8 @@ import itertools
 import math
 import re
 import secrets
-from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import FlowPauseTimeout
@@ -116,10 +115,9 @@ from stages.runtime import (
     StageContext,
     StageFailure,
     StageResult,
-    current_settings,
-    open_store,
     pause_key,
     resumed_pause_keys,
+    run_stage,
 )
 
 __all__ = ["JudgmentInput", "JudgmentRequest", "JudgmentResult", "WaitMode", "judgment_key",
@@ -173,6 +171,8 @@ class JudgmentResult(StageResult):
     comment: str = ""
     answered_at: datetime
 
+    success_reason: ClassVar[str] = "Approved"
+
     def summary(self) -> str:
         return f"{self.subject}: approved by {self.actor}" + (
             f": {self.comment}" if self.comment else "")
@@ -191,32 +191,26 @@ async def manual_judgment(run: RunContext, *, subject: str, timeout_seconds: flo
     """
     if not timeout_seconds > 0:
         raise ValueError(f"timeout_seconds must be positive, not {timeout_seconds}")
-    settings = current_settings()
-    store = await asyncio.to_thread(open_store, settings)
-    ctx = StageContext(run.run_id, stage_ref, 1, settings, store)
-    recorded = (await asyncio.to_thread(store.get_run, run.run_id)).stage(stage_ref)
-    if recorded.state is State.SUCCEEDED:  # answered before a later suspension
-        return JudgmentResult.model_validate(recorded.outputs)
-    if recorded.state.is_terminal:
-        raise StageFailure(recorded.reason, recorded.message)
-    if recorded.state is State.QUEUED:
-        await asyncio.to_thread(store.transition_stage, run.run_id, stage_ref,
-                                State.RUNNING, reason="Started")
-    try:  # before waiting: a key that cannot be read fails now, not when the answer comes
-        key = await asyncio.to_thread(judgment_key, settings)
-    except PrivateFileError as err:
-        await _end(ctx, State.FAILED, "JudgmentKeyUnusable", str(err))
-        raise StageFailure("JudgmentKeyUnusable", str(err)) from err
-    if recorded.state is State.WAITING:  # the flow run was resumed: the answer is in
-        request = JudgmentRequest.model_validate(recorded.outputs)
-    else:
-        request = await _start_waiting(ctx, subject, timeout_seconds, clock())
-    checker = _Checker(ctx, request, key)
-    if request.wait == "suspend":
-        answer = await _suspended(ctx, run, request, checker, clock)
-    else:
-        answer = await _paused(ctx, run, request, checker, clock)
-    return await _record(ctx, request, answer, clock())
+
+    async def judge(ctx: StageContext) -> JudgmentResult:
+        try:  # before waiting: a key that cannot be read fails now, not at the answer
+            key = await asyncio.to_thread(judgment_key, ctx.settings)
+        except PrivateFileError as err:
+            raise StageFailure("JudgmentKeyUnusable", str(err)) from err
+        if ctx.recorded is not None and ctx.recorded.state is State.WAITING:
+            # The flow run was resumed: the answer is in.
+            request = JudgmentRequest.model_validate(ctx.recorded.outputs)
+        else:
+            request = await _start_waiting(ctx, subject, timeout_seconds, clock())
+        checker = _Checker(ctx, request, key)
+        if request.wait == "suspend":
+            answer = await _suspended(ctx, run, request, checker, clock)
+        else:
+            answer = await _paused(ctx, run, request, checker, clock)
+        return await _record(ctx, request, answer, clock())
+
+    # A verdict is never reused: a restart asks again.
+    return await run_stage(run, stage_ref, JudgmentResult, judge, reusable=False)
 
 
 def judgment_key(settings: Settings) -> bytes:
@@ -244,10 +238,7 @@ async def _start_waiting(ctx: StageContext, subject: str, timeout_seconds: float
                f"`shipyard reject {run_id} --reason TEXT`, by "
                f"{request.deadline:%Y-%m-%d %H:%M:%S} UTC (then it fails, never approves)")
     await ctx.log(message)
-    await ctx.flush()
-    await asyncio.to_thread(ctx.store.transition_stage, ctx.run_id, ctx.ref, State.WAITING,
-                            reason="AwaitingJudgment", message=message,
-                            outputs=request.model_dump(mode="json"))
+    await ctx.wait("AwaitingJudgment", message, request.model_dump(mode="json"))
     return request
 
 
@@ -352,7 +343,6 @@ async def _record(ctx: StageContext, request: JudgmentRequest, answer: JudgmentI
                                 subject_kind="run", subject_id=ctx.run_id,
                                 details={"stage": ctx.ref, "subject": request.subject,
                                          "comment": ""})
-        await _end(ctx, State.FAILED, "JudgmentTimedOut", message)
         raise StageFailure("JudgmentTimedOut", message)
     decided = "approved" if answer.decision == "approve" else "rejected"
     actor = answer.actor
@@ -366,24 +356,12 @@ async def _record(ctx: StageContext, request: JudgmentRequest, answer: JudgmentI
     outputs = {"decision": decided, "actor": actor, "route": answer.route,
                "comment": answer.comment, "answered_at": answered_at.isoformat()}
     if answer.decision == "reject":
-        await _end(ctx, State.FAILED, "Rejected", message, outputs)
-        raise StageFailure("Rejected", message)
-    result = JudgmentResult(subject=request.subject, actor=actor, route=answer.route,
-                            comment=answer.comment, answered_at=answered_at)
-    # A waiting stage resumes running before it can succeed (the table of transitions).
-    await asyncio.to_thread(ctx.store.transition_stage, ctx.run_id, ctx.ref, State.RUNNING,
-                            reason="Approved", message=message)
-    await _end(ctx, State.SUCCEEDED, "Approved", result.summary(),
-               result.model_dump(mode="json"))
-    return result
-
-
-async def _end(ctx: StageContext, to: State, reason: str, message: str,
-               outputs: Mapping[str, Any] | None = None) -> None:
+        raise StageFailure("Rejected", message, outputs)
     await ctx.log(message)
-    await ctx.flush()
-    await asyncio.to_thread(ctx.store.transition_stage, ctx.run_id, ctx.ref, to,
-                            reason=reason, message=message, outputs=outputs)
+    # A waiting stage resumes running before it can succeed (the table of transitions).
+    await ctx.resume("Approved", message)
+    return JudgmentResult(subject=request.subject, actor=actor, route=answer.route,
+                          comment=answer.comment, answered_at=answered_at)
 
 
 def _wait_mode() -> WaitMode:

@@ -6,7 +6,11 @@ flow run that Prefect suspended and resumed runs its body again, and adopts its 
 again (see :mod:`stages.judgment`);
 ``extend_run`` adds stages known only once the run is under way; ``running`` settles the
 run from its stages and raises :class:`PipelineFailed` so Prefect marks the flow run failed
-too. Flows call these three; stages record themselves (see :mod:`stages.runtime`).
+too. Flows call these three; stages record themselves (see :mod:`stages.runtime`), and a
+child pipeline is recorded as one stage of its parent (``child_stage``, ``reused_child``).
+
+A run that restarts another (``restart_of``, ``restart_from``) carries, in its
+:class:`RunContext`, the stages it runs again; the others reuse the restarted run's outputs.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from prefect.runtime import flow_run
@@ -21,10 +26,17 @@ from prefect.runtime import flow_run
 from shipyard.domain.pipeline import StageSpec
 from shipyard.domain.states import State
 from shipyard.store import RunRecord, Store
-from stages.runtime import RunContext, open_store, resumed_pause_keys, run_id_of_pause_keys
+from stages.restart import RestartRefused, check_restart
+from stages.runtime import (
+    RunContext,
+    open_store,
+    resumed_pause_keys,
+    reuse_outputs,
+    run_id_of_pause_keys,
+)
 
-__all__ = ["PipelineFailed", "begin_run", "child_stage", "extend_run", "running",
-           "skip_stage"]
+__all__ = ["PipelineFailed", "begin_run", "child_stage", "extend_run", "reused_child",
+           "running", "skip_stage"]
 
 
 class PipelineFailed(RuntimeError):
@@ -46,28 +58,35 @@ async def begin_run(
     repo_url: str | None = None,
     ref: str | None = None,
     parameters: Mapping[str, Any] | None = None,
+    restart_of: str | None = None,
+    restart_from: str | None = None,
 ) -> RunContext:
     """Record a new queued run with ``stages``, or adopt the queued run ``run_id`` (adding
     ``stages`` it does not have yet), and link it to the current Prefect flow run.
 
     A flow run resumed after a suspension adopts the run it began before (``run_id``, or
-    else the run its pause keys name), as it is, unless that run has ended."""
+    else the run its pause keys name), as it is, unless that run has ended.
+
+    With ``restart_of`` and ``restart_from``, the run restarts that run from that stage:
+    :class:`~stages.restart.RestartRefused` when it cannot be."""
     store = await asyncio.to_thread(open_store)
     specs = tuple(stages)
     linked = str(flow_run.id) if flow_run.id else None
     keys = resumed_pause_keys()
+    restart = await asyncio.to_thread(_restart, store, restart_of, restart_from)
     if keys and linked:
         resumed = await asyncio.to_thread(_own_run, store,
                                           run_id or run_id_of_pause_keys(keys), linked)
         if resumed is not None:
-            return resumed
+            return replace(restart, run_id=resumed)
     if run_id is None:
         # Linked as it is written: a queued run without a flow run is one still waiting
         # to be handed to Prefect (pipelines.handover), which this one is not.
         record = await asyncio.to_thread(
             store.create_run, pipeline, specs, trigger=trigger, actor=actor, app=app,
-            repo_url=repo_url, ref=ref, parameters=parameters, prefect_flow_run_id=linked)
-        return RunContext(record.id)
+            repo_url=repo_url, ref=ref, parameters=parameters, prefect_flow_run_id=linked,
+            restarted_from=restart.restart_of)
+        return replace(restart, run_id=record.id)
     record = await asyncio.to_thread(store.get_run, run_id)
     if record.state is not State.QUEUED:
         raise ValueError(f"run {record.short_id} is {record.state.value}, not queued: "
@@ -78,16 +97,28 @@ async def begin_run(
         record = await asyncio.to_thread(store.add_stages, record.id, missing)
     if linked:
         await asyncio.to_thread(store.link_flow_run, record.id, linked)
-    return RunContext(record.id)
+    return replace(restart, run_id=record.id)
 
 
-def _own_run(store: Store, run_id: str | None, flow_run_id: str) -> RunContext | None:
+def _restart(store: Store, restart_of: str | None, restart_from: str | None) -> RunContext:
+    """A context (its run id still to be set) carrying what a restart runs again."""
+    if restart_of is None and restart_from is None:
+        return RunContext("")
+    if restart_of is None or restart_from is None:
+        raise RestartRefused("a restart names both the run (restart_of) and the stage "
+                             "(restart_from)")
+    original = store.get_run(restart_of)
+    rerun = check_restart(original, restart_from)
+    return RunContext("", restart_of=original.id, rerun=tuple(sorted(rerun)))
+
+
+def _own_run(store: Store, run_id: str | None, flow_run_id: str) -> str | None:
     if run_id is None:
         return None
     record = store.get_run(run_id)
     if record.prefect_flow_run_id != flow_run_id or record.state.is_terminal:
         return None
-    return RunContext(record.id)
+    return record.id
 
 
 async def extend_run(run: RunContext, stages: Iterable[StageSpec]) -> None:
@@ -136,6 +167,18 @@ async def running(run: RunContext) -> AsyncIterator[RunContext]:
     record = await asyncio.to_thread(store.finish_run, run.run_id)
     if record.state is not State.SUCCEEDED:
         raise PipelineFailed(record)
+
+
+async def reused_child(run: RunContext, ref: str) -> dict[str, Any] | None:
+    """The outputs of child stage ``ref`` when its child pipeline need not run: this run
+    already ran it (a flow run resumed after a suspension runs its body again), or the run
+    this one restarts did and ``ref`` lies before the restart point (then it is recorded
+    ``Reused`` here). None when the child must run (:func:`child_stage`)."""
+    store = await asyncio.to_thread(open_store)
+    if resumed_pause_keys():
+        own = (await asyncio.to_thread(store.get_run, run.run_id)).stage(ref)
+        return dict(own.outputs) if own.state is State.SUCCEEDED else None
+    return await reuse_outputs(store, run, ref, dict)
 
 
 @asynccontextmanager

@@ -147,7 +147,8 @@ async def restore_release(kube: Kube, app: str, namespace: str,
     """Make ``namespace`` run ``target`` (a recorded release) of ``app`` again, or nothing
     of the app when ``target`` is None. Returns how: ``warm`` (its version was still
     scaled: only the Services were re-applied), ``reapplied`` (its manifests were applied
-    again and waited for) or ``removed``."""
+    again and waited for) or ``removed``. Raises :class:`StageFailure`
+    (``SwitchNotVerified``) when the probes never saw the target serve."""
     if target is None:
         await remove_app(kube, app, namespace, log)
         return "removed"
@@ -167,7 +168,12 @@ async def restore_release(kube: Kube, app: str, namespace: str,
                   f"{', ' + target.slot if target.slot else ''})")
         await apply_and_wait(kube, workloads, log, timeout_seconds=timeout_seconds)
     if services:
-        await switch_traffic(kube, services, version=target.version, log=log)
+        switch = await switch_traffic(kube, services, version=target.version, log=log)
+        if switch.seconds is None:  # as a deploy's switch: unverified is not done
+            raise StageFailure("SwitchNotVerified",
+                               f"fewer than 99% of requests reached {target.version} after "
+                               f"the switch back; {app} in {namespace} may still serve "
+                               "another version")
     if target.slot:
         await scale_down_others(kube, app, namespace, keep=target.slot, log=log)
     return mode

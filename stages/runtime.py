@@ -11,7 +11,14 @@ message). The decorator wraps it so that, without the stage doing anything:
 * a timeout fails the stage with reason ``TimedOut``, a cancellation cancels it;
 * in a flow run that Prefect suspended and resumed (a manual judgment, see
   :mod:`stages.judgment`), which runs its body again from the top, a stage already
-  recorded as succeeded does not run again: it returns its recorded outputs.
+  recorded as succeeded does not run again: it returns its recorded outputs;
+* in a restart (:mod:`stages.restart`), a stage that succeeded in the restarted run and
+  lies before the restart point is not run: it is recorded ``Reused`` with that run's
+  outputs, unless it is not ``reusable`` (a checkout, a lock, a verdict).
+
+The same lifecycle (:func:`run_stage`) records the steps that run in the flow's body, not
+as tasks (a manual judgment, which must be able to suspend the flow run). This module and
+:mod:`stages.lifecycle` are the only code outside the store that moves a state.
 
 Pipelines call the task with a :class:`RunContext` first and may name the stage's ref
 (``stage_ref="test:gateway"``) when one stage function appears several times in a run.
@@ -29,7 +36,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, cast, get_type_hints
+from typing import Any, ClassVar, Protocol, TypeVar, cast, get_type_hints
 
 import anyio
 from prefect import task
@@ -42,12 +49,14 @@ from pydantic import BaseModel
 from shipyard.domain.redaction import redact_text
 from shipyard.domain.states import State
 from shipyard.settings import Settings, load_settings
-from shipyard.store import Store
+from shipyard.store import StageRecord, Store
 
 __all__ = ["RunContext", "StageContext", "StageFailure", "StageResult", "current_settings",
-           "open_store", "pause_key", "resumed_pause_keys", "run_id_of_pause_keys", "stage"]
+           "open_store", "pause_key", "resumed_pause_keys", "reuse_outputs",
+           "run_id_of_pause_keys", "run_stage", "stage"]
 
 R = TypeVar("R", bound="StageResult")
+T = TypeVar("T")
 
 _FLUSH_LINES = 50
 _FLUSH_SECONDS = 0.5
@@ -56,6 +65,8 @@ _PAUSE_KEY = re.compile(r"shipyard-(?P<run_id>[0-9a-f]{32})-[A-Za-z0-9-]+")
 
 class StageResult(BaseModel):
     """Base of every stage's typed output."""
+
+    success_reason: ClassVar[str] = "Succeeded"
 
     def summary(self) -> str:
         """One line for the stage's success message."""
@@ -76,10 +87,13 @@ class StageFailure(Exception):
 
 @dataclass(frozen=True, slots=True)
 class RunContext:
-    """What a pipeline hands each stage: which run it belongs to. Plain data, so Prefect
-    can show it as a parameter."""
+    """What a pipeline hands each stage: which run it belongs to and, in a restart, the
+    run it restarts and the stages that run again (the others reuse that run's outputs).
+    Plain data, so Prefect can show it as a parameter."""
 
     run_id: str
+    restart_of: str | None = None
+    rerun: tuple[str, ...] = ()
 
 
 _stores: dict[str, Store] = {}
@@ -145,6 +159,9 @@ class StageContext:
     attempt: int
     settings: Settings
     store: Store
+    recorded: StageRecord | None = None
+    """The stage as recorded before this attempt began, when a resumed flow run reads it
+    (a judgment that was waiting when its flow run was suspended)."""
     _pending: list[str] = field(default_factory=list, repr=False)
     _last_flush: float = field(default_factory=time.monotonic, repr=False)
 
@@ -166,6 +183,24 @@ class StageContext:
         await asyncio.to_thread(self.store.append_log, self.run_id, self.ref, chunk)
         _prefect_logger().info(chunk.rstrip("\n"))
 
+    async def wait(self, reason: str, message: str, outputs: dict[str, Any]) -> None:
+        """The running stage waits for a person (a judgment): ``waiting``, with what it
+        waits for in its outputs."""
+        await self.flush()
+        await asyncio.to_thread(self.store.transition_stage, self.run_id, self.ref,
+                                State.WAITING, reason=reason, message=message, outputs=outputs)
+
+    async def resume(self, reason: str, message: str) -> None:
+        """The waiting stage runs again (it was answered)."""
+        await asyncio.to_thread(self.store.transition_stage, self.run_id, self.ref,
+                                State.RUNNING, reason=reason, message=message)
+
+    async def mark_rolled_back(self, ref: str, message: str) -> None:
+        """Another stage of this run, which had succeeded, was undone by this one (the
+        coordinated rollback)."""
+        await asyncio.to_thread(self.store.transition_stage, self.run_id, ref,
+                                State.ROLLED_BACK, reason="RolledBack", message=message)
+
 
 class StageTask(Protocol):
     """What ``@stage`` returns: a Prefect task called with the run and the stage inputs."""
@@ -181,45 +216,22 @@ def stage(
     retries: int = 0,
     retry_delay_seconds: float = 0,
     timeout_seconds: float | None = None,
+    reusable: bool = True,
 ) -> Callable[[Callable[..., Awaitable[R]]], StageTask]:
-    """Turn a stage function into a recorded Prefect task with default ref ``ref``."""
+    """Turn a stage function into a recorded Prefect task with default ref ``ref``. A stage
+    that is not ``reusable`` runs again in every restart (see :func:`run_stage`)."""
 
     def decorate(fn: Callable[..., Awaitable[R]]) -> StageTask:
+        result_model = cast(type[R], get_type_hints(fn)["return"])
+
         @functools.wraps(fn)
         async def run_recorded(run: RunContext, *args: Any, stage_ref: str | None = None,
                                **kwargs: Any) -> R:
-            stage_ref = stage_ref or ref
-            settings = current_settings()
-            store = await asyncio.to_thread(open_store, settings)
-            attempt = max(1, int(task_run.run_count or 1))
-            ctx = StageContext(run.run_id, stage_ref, attempt, settings, store)
-            if resumed_pause_keys():
-                recorded = await _recorded_outcome(ctx, fn)
-                if recorded is not None:
-                    return recorded
-            await _begin(ctx, retries)
-            try:
-                # The timeout is ours, not Prefect's: Prefect's cancels this wrapper too,
-                # before it could record why the stage ended.
-                async with asyncio.timeout(timeout_seconds):
-                    result = await fn(ctx, *args, **kwargs)
-            except asyncio.CancelledError:
-                with anyio.CancelScope(shield=True):
-                    await _end(ctx, State.CANCELLED, "Cancelled", "the stage was cancelled")
-                raise
-            except BaseException as err:
-                reason, message = _describe(err, timeout_seconds)
-                await ctx.log(f"{reason}: {message}")
-                if attempt <= retries:
-                    await ctx.log(f"attempt {attempt} of {retries + 1} failed; retrying")
-                    await ctx.flush()
-                    raise
-                await _end(ctx, State.FAILED, reason, message,
-                           err.outputs if isinstance(err, StageFailure) else None)
-                raise
-            await _end(ctx, State.SUCCEEDED, "Succeeded", result.summary(),
-                       result.model_dump(mode="json"))
-            return result
+            return await run_stage(
+                run, stage_ref or ref, result_model,
+                lambda ctx: fn(ctx, *args, **kwargs),
+                attempt=max(1, int(task_run.run_count or 1)), retries=retries,
+                timeout_seconds=timeout_seconds, reusable=reusable)
 
         run_recorded.__signature__ = _task_signature(fn, ref)  # type: ignore[attr-defined]
         prefect_task = task(
@@ -235,19 +247,81 @@ def stage(
     return decorate
 
 
-async def _recorded_outcome(ctx: StageContext, fn: Callable[..., Awaitable[R]]) -> R | None:
+async def run_stage(run: RunContext, ref: str, result_model: type[R],
+                    body: Callable[[StageContext], Awaitable[R]], *, attempt: int = 1,
+                    retries: int = 0, timeout_seconds: float | None = None,
+                    reusable: bool = True) -> R:
+    """The one lifecycle of a recorded stage: ``body`` runs between ``running`` and
+    ``succeeded`` (with its result as outputs) or ``failed`` (with a reason) or
+    ``cancelled``; a retried attempt is counted on the same stage; a stage a resumed flow
+    run already ended, or a restart may reuse, does not run. Signals that are not errors
+    (Prefect suspending the flow run) pass through unrecorded."""
+    settings = current_settings()
+    store = await asyncio.to_thread(open_store, settings)
+    ctx = StageContext(run.run_id, ref, attempt, settings, store)
+    if resumed_pause_keys():
+        ctx.recorded = (await asyncio.to_thread(store.get_run, run.run_id)).stage(ref)
+        done = _recorded_outcome(ctx.recorded, result_model)
+        if done is not None:
+            return done
+    elif reusable:
+        reused = await reuse_outputs(store, run, ref, result_model.model_validate)
+        if reused is not None:
+            return reused
+    if ctx.recorded is None or ctx.recorded.state is State.QUEUED:
+        await _begin(ctx, retries)
+    try:
+        # The timeout is ours, not Prefect's: Prefect's cancels this wrapper too, before it
+        # could record why the stage ended.
+        async with asyncio.timeout(timeout_seconds):
+            result = await body(ctx)
+    except asyncio.CancelledError:
+        with anyio.CancelScope(shield=True):
+            await _end(ctx, State.CANCELLED, "Cancelled", "the stage was cancelled")
+        raise
+    except Exception as err:
+        reason, message = _describe(err, timeout_seconds)
+        await ctx.log(f"{reason}: {message}")
+        if attempt <= retries:
+            await ctx.log(f"attempt {attempt} of {retries + 1} failed; retrying")
+            await ctx.flush()
+            raise
+        await _end(ctx, State.FAILED, reason, message,
+                   err.outputs if isinstance(err, StageFailure) else None)
+        raise
+    await _end(ctx, State.SUCCEEDED, result.success_reason, result.summary(),
+               result.model_dump(mode="json"))
+    return result
+
+
+def _recorded_outcome(recorded: StageRecord, model: type[R]) -> R | None:
     """What the stage ended with before the flow run was suspended: its outputs again if it
     succeeded (re-validated into its result model), its failure again if it failed; None
-    if it has not run yet."""
-    stage_record = (await asyncio.to_thread(ctx.store.get_run, ctx.run_id)).stage(ctx.ref)
-    if stage_record.state is State.SUCCEEDED:
-        _prefect_logger().info(f"stage {ctx.ref} succeeded before the flow run was "
+    if it has not ended yet."""
+    if recorded.state is State.SUCCEEDED:
+        _prefect_logger().info(f"stage {recorded.ref} succeeded before the flow run was "
                                "suspended; its recorded outputs are used again")
-        model = cast(type[R], get_type_hints(fn)["return"])
-        return model.model_validate(stage_record.outputs)
-    if stage_record.state.is_terminal:
-        raise StageFailure(stage_record.reason, stage_record.message)
+        return model.model_validate(recorded.outputs)
+    if recorded.state.is_terminal:
+        raise StageFailure(recorded.reason, recorded.message)
     return None
+
+
+async def reuse_outputs(store: Store, run: RunContext, ref: str,
+                        read: Callable[[dict[str, Any]], T]) -> T | None:
+    """In a restart, the restarted run's outputs of stage ``ref`` (through ``read``),
+    recorded as ``Reused`` in this run, when it succeeded there and ``ref`` is not among the
+    stages the restart runs again; None (run it) otherwise."""
+    if run.restart_of is None or ref in run.rerun:
+        return None
+    original = await asyncio.to_thread(store.get_run, run.restart_of)
+    before = next((s for s in original.stages if s.ref == ref), None)
+    if before is None or before.state is not State.SUCCEEDED:
+        return None
+    value = read(before.outputs)  # a model that no longer reads them fails before a write
+    await asyncio.to_thread(store.reuse_stage, run.run_id, ref, outputs=before.outputs,
+                            message=f"reused from run {original.short_id}: {before.message}")
+    return value
 
 
 async def _begin(ctx: StageContext, retries: int) -> None:

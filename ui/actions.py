@@ -1,5 +1,5 @@
 """What a deployer can do from the UI and the API, each written to the audit trail: cancel
-a run, restart a ci run from a stage, promote a version, roll an environment back.
+a run, restart a run from a stage, promote a version, roll an environment back.
 
 Starting a pipeline goes through :func:`pipelines.launch.launch`, as the CLI does: the run
 is recorded queued, then handed to Prefect. The actor is always the signed-in user or the
@@ -16,9 +16,8 @@ from pipelines.launch import follow_run, launch
 from shipyard.adapters.prefect import cancel_flow_run
 from shipyard.domain.catalog import validate_app_name
 from shipyard.domain.judgment_signature import Route
-from shipyard.domain.states import State
 from shipyard.store import Ledger, RunRecord, Store
-from stages.restart import restart_parameters
+from stages.restart import restart_request
 from ui.auth import Principal
 
 __all__ = ["ActionRefused", "cancel", "judgment_route", "promote", "restart", "roll_back"]
@@ -61,7 +60,7 @@ async def cancel(store: Store, run_id: str, principal: Principal, reason: str) -
     message = f"cancelled by {principal.name}: {why}"
     if run.prefect_flow_run_id:
         await cancel_flow_run(run.prefect_flow_run_id, message=message)
-    cancelled = await asyncio.to_thread(store.transition_run, run.id, State.CANCELLED,
+    cancelled = await asyncio.to_thread(store.cancel_run, run.id,
                                         reason="CancelledByUser", message=message)
     await asyncio.to_thread(_audit, store, principal, "run.cancel", "run", run.id,
                             {"reason": why, "pipeline": run.pipeline})
@@ -82,15 +81,16 @@ async def _settle(store: Store, run_id: str) -> None:
 
 async def restart(store: Store, run_id: str, principal: Principal,
                   from_stage: str) -> RunRecord:
-    """A new ci run at the same commit, reusing the stages before ``from_stage``."""
+    """A new run of the same pipeline with the same parameters, reusing the stages before
+    ``from_stage`` (see :mod:`stages.restart`)."""
     original = await asyncio.to_thread(store.get_run, run_id)
     try:
-        parameters = restart_parameters(original, from_stage)
+        request = restart_request(original, from_stage)
     except ValueError as err:
         raise ActionRefused(str(err)) from None
-    record = await launch(store, "ci", parameters, trigger="restart", actor=principal.name,
-                          app=original.app, repo_url=original.repo_url,
-                          ref=original.commit_sha, restarted_from=original.id)
+    record = await launch(store, request.pipeline, request.parameters, trigger="restart",
+                          actor=principal.name, app=request.app, repo_url=request.repo_url,
+                          ref=request.ref, restarted_from=request.restarted_from)
     await asyncio.to_thread(_audit, store, principal, "run.restart", "run", original.id,
                             {"from_stage": from_stage, "new_run": record.id})
     return record

@@ -34,7 +34,7 @@ from shipyard.cli.render import run_detail
 from shipyard.domain.catalog import validate_app_name
 from shipyard.domain.states import State
 from shipyard.store import RunRecord
-from stages.restart import RestartRefused, restart_parameters
+from stages.restart import RestartRefused, restart_request
 
 __all__ = ["ci", "deploy", "promote", "release", "rollback", "start_and_follow", "trigger"]
 
@@ -186,16 +186,18 @@ def restart(
         "before it reuse the run's outputs.", show_default=False)],
     wait: Wait = True, timeout: Timeout = 1800, actor: Actor = None,
 ) -> None:
-    """Restart a ci run from a stage: a new run at the same commit with the same
-    parameters, reusing what the stages before that one produced."""
+    """Restart a run of any pipeline from a stage: a new run with the same parameters (at
+    the same commit), reusing what the stages before that one produced; the stage and
+    everything after it run again, and so do canaries, chaos and judgments, which never
+    trust an earlier verdict."""
     original = store().get_run(run_id)
     try:
-        parameters = restart_parameters(original, from_stage)
+        request = restart_request(original, from_stage)
     except RestartRefused as err:
         raise CommandFailed(str(err)) from err
-    start_and_follow("ci", parameters, repo_url=original.repo_url, ref=original.commit_sha,
-                     app_name=original.app, wait=wait, timeout=timeout, actor=actor,
-                     trigger="restart", restarted_from=original.id)
+    start_and_follow(request.pipeline, request.parameters, repo_url=request.repo_url,
+                     ref=request.ref, app_name=request.app, wait=wait, timeout=timeout,
+                     actor=actor, trigger="restart", restarted_from=request.restarted_from)
 
 
 def start_and_follow(pipeline: str, parameters: dict[str, Any], *, wait: bool,

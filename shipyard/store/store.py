@@ -304,6 +304,22 @@ class Store:
             self._apply(session, run, None, State.RUNNING, "JudgmentAnswered",
                         f"stage {ref} is no longer waiting")
 
+    def reuse_stage(self, run_id: str, ref: str, *, message: str,
+                    outputs: Mapping[str, Any]) -> RunRecord:
+        """Record a queued stage as done by an earlier run (a restart): running, then
+        succeeded with reason ``Reused`` and that run's ``outputs``, in one transaction."""
+
+        def work(session: Session) -> None:
+            run = self._load_run(session, run_id, for_update=True)
+            stage = _find_stage(run, ref)
+            for to in (State.RUNNING, State.SUCCEEDED):
+                self._apply(session, run, stage, to, "Reused", message)
+                self._follow_stage(session, run, ref, to)
+            stage.outputs = dict(outputs)
+
+        self.writing(work)
+        return self.get_run(run_id)
+
     def record_attempt(self, run_id: str, ref: str, message: str) -> None:
         """Count one more attempt of a running stage (a retry), without changing state."""
 
@@ -330,6 +346,10 @@ class Store:
 
         self.writing(work)
         return self.get_run(run_id)
+
+    def cancel_run(self, run_id: str, *, reason: str, message: str) -> RunRecord:
+        """Cancel the run and every unfinished stage of it (see :meth:`transition_run`)."""
+        return self.transition_run(run_id, State.CANCELLED, reason=reason, message=message)
 
     def finish_run(self, run_id: str, *, error: str | None = None) -> RunRecord:
         """End the run in the state its stages add up to (see

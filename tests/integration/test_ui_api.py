@@ -654,15 +654,17 @@ def test_cancelling_from_the_page_asks_why_first(site: Site):
     assert site.store.get_run(run.id).message == "cancelled by dave: superseded"
 
 
-def test_restarting_a_run_that_is_not_ci_or_not_ended_is_refused(site: Site):
+def test_restarting_a_run_still_going_or_from_a_stage_it_lacks_is_refused(site: Site):
     running = site.run(finish=None)
     refused = site.post(f"/api/runs/{running.id}/restart", json={"from_stage": "build"})
     assert refused.status_code == 409
     assert "restart a run once it has ended" in refused.json()["error"]
+    assert "its stages: " in refused.json()["error"]
     cd = site.run(pipeline="cd")
     refused = site.post(f"/api/runs/{cd.id}/restart", json={"from_stage": "build"})
     assert refused.status_code == 409
-    assert "restart from a stage is for ci runs" in refused.json()["error"]
+    stages = ", ".join(s.ref for s in site.store.get_run(cd.id).stages)
+    assert f"has no stage 'build'; its stages are: {stages}" in refused.json()["error"]
 
 
 def test_a_rollback_without_a_reason_is_refused_and_a_viewer_may_not_promote(site: Site):

@@ -1,5 +1,6 @@
-"""The stage graph of a delivery: dependency order per environment, the gates before
-production, one judgment for the whole release, scale-downs after every switch."""
+"""The stage graph of a delivery: the deploy locks first, dependency order per environment,
+the gates before production, one judgment for the whole release, scale-downs after every
+switch."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def test_deploys_wait_for_the_same_environments_deploys_of_their_dependencies():
     assert graph["staging:gateway"] == {"bake:gateway", "staging:discovery"}
     assert graph["prod:gateway"] == {"staging:gateway", "prod:discovery"}
     assert graph["prod:discovery"] == {"staging:discovery"}
-    assert graph["bake:data"] == {"plan:data"}
+    assert graph["bake:data"] == {"locks"}
+    assert graph["locks"] == set(PLANNED.values())  # every plan before any lock
     PipelineGraph.of([*(StageSpec(p) for p in PLANNED.values()), *specs])  # a valid DAG
 
 
@@ -54,8 +56,8 @@ def test_gates_come_between_staging_and_production_and_one_judgment_holds_all():
 def test_a_promotion_bakes_then_deploys_to_production_only():
     specs = delivery_stages([plan("gateway")], DeliveryOptions(environments=["prod"]),
                             planned_by={"gateway": "plan"})
-    assert [s.ref for s in specs] == ["bake:gateway", "prod:gateway", "scale-down:gateway",
-                                      "rollback"]
+    assert [s.ref for s in specs] == ["locks", "bake:gateway", "prod:gateway",
+                                      "scale-down:gateway", "rollback"]
 
 
 def test_the_rollback_stage_waits_for_nothing():
