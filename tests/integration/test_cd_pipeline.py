@@ -271,37 +271,88 @@ async def _rollback_under_load(stack, url: str) -> list:
     return await load.stop()
 
 
-def test_a_judgment_holds_production_until_approved_and_the_run_goes_on_where_it_was(
-        prefect_stack, source_repo, kube):
-    store = store_of(prefect_stack)
-    started = prefect_stack.shipyard("release", "--repo", str(source_repo.path), "--ref",
-                                     source_repo.good, "--app", "discovery", "--judgment",
-                                     "--no-wait")
-    assert started.returncode == 0, started.stderr
-    run = newest(prefect_stack, "release")
-    deadline = time.monotonic() + 900
-    while not any(s.ref == "judgment" and s.state is State.WAITING
-                  for s in store.get_run(run.id).stages):
-        assert time.monotonic() < deadline, "the judgment never waited"
-        assert not store.get_run(run.id).state.is_terminal, store.get_run(run.id).message
+def wait_for_stage(store: Store, run_id: str, ref: str, state: State,
+                   deadline: float) -> RunRecord:
+    """The run once its stage ``ref`` is in ``state``; fails if the run ends first."""
+    while True:
+        run = store.get_run(run_id)
+        if any(s.ref == ref and s.state is state for s in run.stages):
+            return run
+        assert time.monotonic() < deadline, f"{ref} never became {state.value}"
+        assert not run.state.is_terminal, f"{run.state.value}: {run.reason}: {run.message}"
         time.sleep(1)
-    waiting = store.get_run(run.id)
-    assert {s.ref: s.state for s in waiting.stages}["prod:discovery"] is State.QUEUED
+
+
+def wait_for_end(store: Store, run_id: str, deadline: float) -> RunRecord:
+    while not (run := store.get_run(run_id)).state.is_terminal:
+        assert time.monotonic() < deadline, f"run {run_id[:8]} did not end in time"
+        time.sleep(1)
+    return run
+
+
+def test_a_rejected_release_restarted_from_its_canary_judges_again_and_goes_on_when_approved(
+        prefect_stack, source_repo, kube, discovery_released):
+    """One release serves the judgment and the restart: it is rejected (and rolled back),
+    restarted from its canary, which re-deploys staging, judges the canary and chaos
+    again and asks for a new judgment, never trusting the old verdicts. The judgment holds
+    production until it is approved; then the run goes on where it was."""
+    store = store_of(prefect_stack)
+    readme = (source_repo.path / "apps/discovery/README.md").read_text()
+    judged = commit_on_branch(source_repo.path, "judged", source_repo.good,
+                              {"apps/discovery/README.md": readme + "\nA judged version.\n"},
+                              "A version of discovery a person judges")
+    started = prefect_stack.shipyard("release", "--repo", str(source_repo.path), "--ref",
+                                     judged, "--app", "discovery", "--judgment", "--no-wait")
+    assert started.returncode == 0, started.stderr
+    first = newest(prefect_stack, "release")
+    deadline = time.monotonic() + 900
+    wait_for_stage(store, first.id, "judgment", State.WAITING, deadline)
+    rejected = prefect_stack.shipyard("reject", first.short_id, "--reason", "not today")
+    assert rejected.returncode == 0, rejected.stdout + rejected.stderr
+    first = wait_for_end(store, first.id, deadline)
+    assert first.state is State.FAILED
+    assert first.stage("judgment").reason == "Rejected"
+    assert first.stage("staging:discovery").state is State.ROLLED_BACK
+    assert first.stage("prod:discovery").state is State.SKIPPED
+    assert version_served(kube, namespace(prefect_stack, "staging"), "discovery") == \
+        source_repo.good[:12]
+
+    refused = prefect_stack.shipyard("restart", first.short_id, "--from", "canary")
+    assert refused.returncode == 1
+    assert "has no stage 'canary'; its stages are: ci, plan:discovery, locks" in \
+        refused.stderr
+    restarted = prefect_stack.shipyard("restart", first.short_id, "--from",
+                                       "canary:discovery", "--no-wait")
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    again = newest(prefect_stack, "release")
+    assert again.id != first.id and again.restarted_from == first.id
+    waiting = wait_for_stage(store, again.id, "judgment", State.WAITING, deadline)
+    reasons = {s.ref: (s.state, s.reason) for s in waiting.stages}
+    # What stood is reused; what the rejection undid, and every verdict, runs again.
+    for ref in ("ci", "plan:discovery", "bake:discovery"):
+        assert reasons[ref] == (State.SUCCEEDED, "Reused"), ref
+    assert waiting.stage("bake:discovery").outputs == first.stage("bake:discovery").outputs
+    for ref in ("locks", "staging:discovery", "canary:discovery", "chaos:discovery"):
+        assert reasons[ref][0] is State.SUCCEEDED and reasons[ref][1] != "Reused", ref
+    assert waiting.stage("canary:discovery").started_at > first.finished_at
+    assert version_served(kube, namespace(prefect_stack, "staging"), "discovery") == \
+        judged[:12]
+
+    assert reasons["prod:discovery"][0] is State.QUEUED  # the judgment holds production
     staging_ran = waiting.stage("staging:discovery").finished_at
 
     answered_at = time.time()
-    approved = prefect_stack.shipyard("approve", run.short_id, "--comment", "looks good")
+    approved = prefect_stack.shipyard("approve", again.short_id, "--comment", "now yes")
     assert approved.returncode == 0, approved.stdout + approved.stderr
-    while not store.get_run(run.id).state.is_terminal:
-        assert time.monotonic() < deadline, "the release did not end after the approval"
-        time.sleep(1)
-    done = store.get_run(run.id)
+    done = wait_for_end(store, again.id, deadline)
     assert done.state is State.SUCCEEDED, done.message
-    judgment = done.stage("judgment")
-    assert judgment.state is State.SUCCEEDED
-    assert judgment.message.endswith(f"approved by {operating_system_user()}: looks good")
     # The body ran again after the suspension, but the stages before the judgment did not.
     assert done.stage("staging:discovery").finished_at == staging_ran
     prod_started = done.stage("prod:discovery").started_at
     assert prod_started is not None
     print(f"answer → prod:discovery started: {prod_started.timestamp() - answered_at:.1f}s")
+    assert done.stage("judgment").message.endswith(
+        f"approved by {operating_system_user()}: now yes")
+    assert done.stage("prod:discovery").state is State.SUCCEEDED
+    assert current(Ledger(store), "discovery", "prod").version == judged[:12]
+    assert version_served(kube, namespace(prefect_stack, "prod"), "discovery") == judged[:12]

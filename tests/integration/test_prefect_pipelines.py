@@ -106,8 +106,8 @@ def test_release_promote_and_rollback_move_versions_between_environments(
     gates = {"canary:discovery", "chaos:discovery"}
     assert "chaos:discovery" in {s.ref for s in release_run.stages}
     assert [s.ref for s in release_run.stages if s.ref not in gates] == [
-        "ci", "plan:discovery", "bake:discovery", "staging:discovery", "prod:discovery",
-        "scale-down:discovery", "rollback"]
+        "ci", "plan:discovery", "locks", "bake:discovery", "staging:discovery",
+        "prod:discovery", "scale-down:discovery", "rollback"]
     assert release_run.stage("rollback").reason == "WhenNotMet"
     assert all(s.state is State.SUCCEEDED for s in release_run.stages[:-1])
     staging = ledger.current_release("discovery", "staging")
@@ -135,6 +135,29 @@ def test_release_promote_and_rollback_move_versions_between_environments(
     history = prefect_stack.shipyard("history", "discovery")
     assert history.returncode == 0, history.stderr
     assert "rollback" in history.stdout and "promote" in history.stdout
+
+    # A promote restarted from its deploy takes the same version into a new slot again,
+    # reusing its plan and bake; a rollback restarted rolls back to the same release.
+    promote_run = newest_run(prefect_stack, "promote")
+    again = prefect_stack.shipyard("restart", promote_run.short_id, "--from", "prod:discovery")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr
+    repromoted = newest_run(prefect_stack, "promote")
+    assert repromoted.restarted_from == promote_run.id
+    assert repromoted.stage("plan").reason == "Reused"
+    assert repromoted.stage("bake:discovery").reason == "Reused"
+    assert repromoted.stage("prod:discovery").reason != "Reused"
+    prod = ledger.current_release("discovery", "prod")
+    assert prod is not None and prod.kind == "promote" and prod.run_id == repromoted.id
+    assert prod.version == staging.version and prod.slot > first.slot
+
+    rollback_run = newest_run(prefect_stack, "rollback")
+    again = prefect_stack.shipyard("restart", rollback_run.short_id, "--from", "rollback")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr
+    rerolled = newest_run(prefect_stack, "rollback")
+    assert rerolled.restarted_from == rollback_run.id and rerolled.state is State.SUCCEEDED
+    back = ledger.current_release("discovery", "prod")
+    assert back is not None and back.kind == "rollback" and back.run_id == rerolled.id
+    assert back.slot == first.slot and back.source_release_id == first.id
 
 
 def test_cd_refuses_a_failed_ci_run(prefect_stack, source_repo):

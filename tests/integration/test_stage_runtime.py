@@ -10,6 +10,7 @@ from prefect import flow
 
 from shipyard.domain.pipeline import StageSpec
 from shipyard.domain.states import State
+from shipyard.store import DeployLocks
 from stages.lifecycle import PipelineFailed, begin_run, running
 from stages.runtime import StageContext, StageFailure, StageResult, open_store, stage
 
@@ -123,3 +124,99 @@ def test_a_stage_past_its_timeout_fails_as_timed_out(prefect_stack):
     assert slow_stage.state is State.FAILED and slow_stage.reason == "TimedOut"
     assert slow_stage.duration_seconds is not None and slow_stage.duration_seconds < 10
     assert run.stage("join").state is State.SKIPPED
+
+
+# -- a restart reuses what came before the restart point -----------------------------------
+
+lock_runs: list[str] = []
+
+
+@stage("lock", reusable=False)
+async def lock(ctx: StageContext) -> Counted:
+    lock_runs.append(ctx.run_id)
+    return Counted(value=len(lock_runs))
+
+
+CHAIN = (StageSpec("lock"), StageSpec("first", ("lock",)), StageSpec("second", ("first",)),
+         StageSpec("third", ("second",)))
+
+
+@flow(name="restart-test")
+async def chain(restart_of: str | None = None, restart_from: str | None = None) -> str:
+    run = await begin_run("cd", CHAIN, run_id=None, trigger="test", restart_of=restart_of,
+                          restart_from=restart_from)
+    async with running(run):
+        await lock(run)
+        for n, ref in enumerate(("first", "second", "third"), start=1):
+            await count(run, n * 10, stage_ref=ref)
+    return run.run_id
+
+
+def test_a_restart_reuses_the_stages_before_its_point_and_runs_the_rest(prefect_stack):
+    store = open_store()
+    original = asyncio.run(chain())
+    again = store.get_run(asyncio.run(chain(restart_of=original, restart_from="second")))
+    assert again.restarted_from == original
+    before = store.get_run(original)
+    reasons = {s.ref: (s.state, s.reason) for s in again.stages}
+    assert reasons["first"] == (State.SUCCEEDED, "Reused")
+    assert again.stage("first").outputs == before.stage("first").outputs
+    assert f"reused from run {before.short_id}" in again.stage("first").message
+    assert reasons["second"] == reasons["third"] == (State.SUCCEEDED, "Succeeded")
+    assert "".join(c.text for c in store.read_logs(again.id, "second")).count("line") == 20
+    # A stage that is not reusable runs in every restart, even before the point.
+    assert reasons["lock"] == (State.SUCCEEDED, "Succeeded")
+    assert lock_runs[-2:] == [original, again.id]
+    # A reused stage went through the table in one write: queued, running, succeeded.
+    moves = [(t.from_state, t.to_state, t.reason) for t in store.transitions(again.id)
+             if t.stage_ref == "first"]
+    assert moves == [(State.QUEUED, State.RUNNING, "Reused"),
+                     (State.RUNNING, State.SUCCEEDED, "Reused")]
+
+
+# -- a delivery takes every deploy lock or none ----------------------------------------------
+
+@stage("plan")
+async def planned(ctx: StageContext) -> Counted:
+    return Counted(value=1)
+
+
+@flow(name="locked-delivery-test")
+async def locked_delivery() -> str:
+    from pipelines.delivery import DeliveryOptions, deliver
+    from stages.releases import ReleasePlan
+
+    run = await begin_run("cd", (StageSpec("plan"),), run_id=None, trigger="test")
+    plan = ReleasePlan(app="discovery", environment="staging", version="abc", digest="",
+                       commit_sha="abc", ci_run_id="r", depends_on=[])
+    async with running(run):
+        await planned(run)
+        await deliver(run, [plan], DeliveryOptions(canary=False, chaos=False),
+                      planned_by={"discovery": "plan"})
+    return run.run_id
+
+
+def test_a_delivery_whose_lock_another_run_holds_changes_nothing_and_names_the_holder(
+        prefect_stack):
+    store = open_store()
+    holder = store.create_run("release", [StageSpec("ci")], trigger="test")
+    locks = DeployLocks(store)
+    assert locks.acquire("discovery", "prod", holder.id) is None
+    try:
+        with pytest.raises(PipelineFailed) as failed:
+            asyncio.run(locked_delivery())
+        run = store.get_run(failed.value.run.id)
+        refused = run.stage("locks")
+        assert refused.state is State.FAILED and refused.reason == "DeployInProgress"
+        assert f"discovery in prod is being deployed by release run {holder.short_id}" in \
+            refused.message
+        assert run.stage("bake:discovery").state is State.SKIPPED
+        assert run.stage("staging:discovery").state is State.SKIPPED
+        assert (run.stage("rollback").state, run.stage("rollback").reason) == (
+            State.SKIPPED, "WhenNotMet")
+        # None taken: staging's lock, which it would have taken first, is free.
+        other = store.create_run("release", [StageSpec("ci")], trigger="test")
+        assert locks.acquire("discovery", "staging", other.id) is None
+        store.cancel_run(other.id, reason="TestOver", message="the test ended")
+    finally:
+        store.cancel_run(holder.id, reason="TestOver", message="the test ended")
