@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from dataclasses import fields
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -21,17 +21,15 @@ from pydantic import BaseModel, Field
 
 from pipelines.handover import HandOverFailed
 from shipyard.domain.access import Role
-from shipyard.domain.dora import DEFAULT_WINDOWS, DoraReport, dora_report
 from shipyard.domain.redaction import redact_text, redact_url, redact_values
 from shipyard.domain.states import State
-from shipyard.store import AmbiguousRunId, Ledger, ReleaseRecord, RunNotFound, RunRecord, Store
+from shipyard.store import AmbiguousRunId, Ledger, RunNotFound, RunRecord, Store
 from shipyard.store.browse import BadCursor, RunBrowser, RunFilters
-from shipyard.store.deliveries import production_deployments
 from ui import actions
 from ui.auth import Principal, api_principal
 from ui.environments import read_board
 from ui.live import ChangeFeed, parse_since, sse_stream
-from ui.presentation import manifest_diff
+from ui.releases import ReleaseNotFound, compare_releases, production_dora
 
 __all__ = ["router"]
 
@@ -243,29 +241,11 @@ def list_releases(request: Request, app: str, _: Viewer,
 def diff_releases(request: Request, app: str, _: Viewer,
                   from_: Annotated[int, Query(alias="from")], to: int) -> Any:
     """The unified diff of two releases' manifests, as lines."""
-    left, right = release_pair(Ledger(_store(request)), app, from_, to)
-    return {"from": from_, "to": to, "diff": manifest_diff(left, right)}
-
-
-def release_pair(ledger: Ledger, app: str, first: int,
-                 second: int) -> tuple[ReleaseRecord, ReleaseRecord]:
-    """Two of ``app``'s releases by id; 404 when either is missing or another app's."""
     try:
-        left, right = ledger.release(first), ledger.release(second)
-    except LookupError as err:
+        compared = compare_releases(Ledger(_store(request)), app, from_, to)
+    except ReleaseNotFound as err:
         raise HTTPException(404, str(err)) from None
-    if left.app != app or right.app != app:
-        raise HTTPException(404, f"releases #{first} and #{second} are not both {app}'s")
-    return left, right
-
-
-def production_dora(store: Store, environment: str) -> DoraReport:
-    """DORA's report for ``environment`` now, from the release history of the last two
-    of the longest windows (the current one and the one before it)."""
-    now = store.clock()
-    deployments = production_deployments(
-        store, environment, since=now - timedelta(days=2 * max(DEFAULT_WINDOWS)))
-    return dora_report(deployments, now=now, environment=environment)
+    return {"from": from_, "to": to, "diff": compared.diff}
 
 
 @router.get("/environments", tags=["releases"])

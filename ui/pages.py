@@ -39,7 +39,6 @@ from shipyard.store import (
 from shipyard.store.browse import BadCursor, RunBrowser, RunFilters
 from shipyard.store.sessions import Sessions
 from ui import actions, presentation
-from ui.api import production_dora, release_pair
 from ui.auth import (
     Principal,
     browser_token,
@@ -56,6 +55,7 @@ from ui.auth import (
 from ui.charts import box_plots, chaos_timeline, series_chart
 from ui.dag import layout_dag
 from ui.environments import read_board
+from ui.releases import ReleaseComparison, ReleaseNotFound, compare_releases, production_dora
 
 __all__ = ["router", "templates"]
 
@@ -371,14 +371,17 @@ def releases_page(request: Request, app: str, principal: ViewerPage, env: str = 
     ledger = Ledger(store)
     releases = ledger.releases(app, env or None, limit=200)
     environments = sorted({r.environment for r in ledger.releases(app, limit=500)})
-    left = right = None
-    diff: list[str] | None = None
+    compared: ReleaseComparison | None = None
     if from_ is not None and to is not None:
-        left, right = release_pair(ledger, app, from_, to)
-        diff = presentation.manifest_diff(left, right)
+        try:
+            compared = compare_releases(ledger, app, from_, to)
+        except ReleaseNotFound as err:
+            raise HTTPException(404, str(err)) from None
     return render(request, "releases.html", {
         "section": "releases", "app": app, "env": env, "releases": releases,
-        "environments": environments, "left": left, "right": right, "diff": diff,
+        "environments": environments, "left": compared.left if compared else None,
+        "right": compared.right if compared else None,
+        "diff": compared.diff if compared else None,
         "line_class": presentation.diff_line_class, "may_act": principal.may(Role.DEPLOYER),
         "current": {env: r.id for (name, env), r in ledger.all_current_releases().items()
                     if name == app}})
