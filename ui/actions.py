@@ -1,9 +1,17 @@
-"""What a deployer can do from the UI and the API, each written to the audit trail: cancel
-a run, restart a run from a stage, promote a version, roll an environment back.
+"""What a deployer can do from the UI and the API: answer a judgment, cancel a run, restart
+a run from a stage, promote a version, roll an environment back.
+
+These are the one implementation of each action: the API's routes turn what they return
+or raise into JSON, the pages' forms into a message and a redirect. The routes check who
+may act (and the pages the CSRF token) before calling them; the actor is always the
+signed-in user or the token's owner, never what a request says. Each action but the
+judgment writes its audit entry here; the judgment stage writes its own when it takes the
+answer.
 
 Starting a pipeline goes through :func:`pipelines.launch.launch`, as the CLI does: the run
-is recorded queued, then handed to Prefect. The actor is always the signed-in user or the
-token's owner.
+is recorded queued, then handed to Prefect. An action that cannot be taken raises one of
+:data:`REFUSALS`, whose message says why and what can be done;
+:func:`refusal_status` gives its HTTP status.
 """
 
 from __future__ import annotations
@@ -12,15 +20,21 @@ import asyncio
 import logging
 from typing import Any
 
+from pipelines.handover import HandOverFailed
 from pipelines.launch import follow_run, launch
-from shipyard.adapters.prefect import cancel_flow_run
+from shipyard.adapters.prefect import PrefectError, PrefectUnavailable, cancel_flow_run
+from shipyard.adapters.secret_files import PrivateFileError
 from shipyard.domain.catalog import validate_app_name
 from shipyard.domain.judgment_signature import Route
-from shipyard.store import Ledger, RunRecord, Store
+from shipyard.settings import Settings
+from shipyard.store import AmbiguousRunId, Ledger, RunNotFound, RunRecord, Store
+from stages.judgment import judgment_key
+from stages.judgments_service import InvalidAnswer, JudgmentAnswer, JudgmentError, answer_judgment
 from stages.restart import restart_request
 from ui.auth import Principal
 
-__all__ = ["ActionRefused", "cancel", "judgment_route", "promote", "restart", "roll_back"]
+__all__ = ["REFUSALS", "ActionRefused", "JudgmentKeyUnreadable", "NotPermitted", "answer",
+           "cancel", "judgment_route", "promote", "refusal_status", "restart", "roll_back"]
 
 log = logging.getLogger("shipyard.ui.actions")
 
@@ -30,6 +44,40 @@ _background: set[asyncio.Task[None]] = set()
 
 class ActionRefused(ValueError):
     """The action cannot be taken; the message says why and what can (HTTP 409)."""
+
+
+class NotPermitted(ActionRefused):
+    """Whoever asks may not take the action this way (HTTP 403)."""
+
+
+class JudgmentKeyUnreadable(RuntimeError):
+    """The key that signs judgment answers cannot be read; the ui's log says why, the
+    message does not (it would name a file on the server) (HTTP 500)."""
+
+
+_STATUS_OF_REFUSAL: tuple[tuple[type[Exception], int], ...] = (
+    (RunNotFound, 404), (AmbiguousRunId, 404),
+    (NotPermitted, 403), (ActionRefused, 409),
+    (InvalidAnswer, 422), (JudgmentError, 409),
+    (JudgmentKeyUnreadable, 500),
+    (HandOverFailed, 503), (PrefectUnavailable, 503), (PrefectError, 502),
+    (ValueError, 422),  # a malformed input: an app name, a pipeline
+)
+"""Each refusal an action may end in and its HTTP status, a subclass before its base."""
+
+REFUSALS: tuple[type[Exception], ...] = tuple(kind for kind, _ in _STATUS_OF_REFUSAL)
+"""What an action raises when it cannot be taken, its message fit to show to whoever asked.
+Anything else is a fault: the application answers 500 and logs it."""
+
+
+def refusal_status(refusal: Exception) -> int:
+    """The HTTP status of one of :data:`REFUSALS`: 404 no such run, 403 not allowed this
+    way, 409 not now (the run's state), 422 a malformed request, 500 the judgment key is
+    unreadable, 502 or 503 Prefect did not take it."""
+    for kind, status in _STATUS_OF_REFUSAL:
+        if isinstance(refusal, kind):
+            return status
+    raise TypeError(f"{type(refusal).__name__} is not one of the actions' refusals")
 
 
 def _audit(store: Store, principal: Principal, action: str, kind: str, subject: str,
@@ -45,7 +93,29 @@ def judgment_route(principal: Principal) -> Route:
         return "ui-session"
     if principal.via == "token":
         return "api-token"
-    raise ActionRefused("answering a judgment needs a signed-in deployer or an API token")
+    raise NotPermitted("answering a judgment needs a signed-in deployer or an API token")
+
+
+async def answer(store: Store, settings: Settings, run_id: str, principal: Principal, *,
+                 decision: str, comment: str) -> JudgmentAnswer:
+    """Approve or reject the manual judgment run ``run_id`` (or a run it started) waits
+    for, as ``principal``, signed for the route it came by: the answer Prefect took (the
+    waiting flow records it and goes on within seconds).
+
+    Raises :class:`NotPermitted`, :class:`JudgmentKeyUnreadable`, and the refusals of
+    :func:`stages.judgments_service.answer_judgment`.
+    """
+    route = judgment_route(principal)
+    try:
+        key = await asyncio.to_thread(judgment_key, settings)
+    except PrivateFileError as err:
+        log.error("cannot sign a judgment answer: %s", err)
+        raise JudgmentKeyUnreadable("Shipyard's judgment key cannot be read; the ui's log "
+                                    "says why") from None
+    # The judgment stage writes the audit entry when it takes the answer, whoever gave it
+    # (the CLI, the API, Prefect's UI): writing one here too would count it twice.
+    return await answer_judgment(store, run_id, decision, actor=principal.name, route=route,
+                                 key=key, comment=comment)
 
 
 async def cancel(store: Store, run_id: str, principal: Principal, reason: str) -> RunRecord:

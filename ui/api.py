@@ -10,10 +10,9 @@ messages, logs, stage outputs, events: :mod:`shipyard.domain.redaction`).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable
 from dataclasses import fields
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -21,28 +20,20 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from pipelines.handover import HandOverFailed
-from shipyard.adapters.prefect import PrefectError, PrefectUnavailable
-from shipyard.adapters.secret_files import PrivateFileError
 from shipyard.domain.access import Role
-from shipyard.domain.dora import DEFAULT_WINDOWS, DoraReport, dora_report
 from shipyard.domain.redaction import redact_text, redact_url, redact_values
 from shipyard.domain.states import State
-from shipyard.store import AmbiguousRunId, Ledger, ReleaseRecord, RunNotFound, RunRecord, Store
+from shipyard.store import AmbiguousRunId, Ledger, RunNotFound, RunRecord, Store
 from shipyard.store.browse import BadCursor, RunBrowser, RunFilters
-from shipyard.store.deliveries import production_deployments
-from stages.judgment import judgment_key
-from stages.judgments_service import InvalidAnswer, JudgmentError, answer_judgment
 from ui import actions
-from ui.actions import ActionRefused
 from ui.auth import Principal, api_principal
 from ui.environments import read_board
 from ui.live import ChangeFeed, parse_since, sse_stream
-from ui.presentation import manifest_diff
+from ui.releases import ReleaseNotFound, compare_releases, production_dora
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api")
-log = logging.getLogger("shipyard.ui.api")
 
 Viewer = Annotated[Principal, Depends(api_principal(Role.VIEWER))]
 Deployer = Annotated[Principal, Depends(api_principal(Role.DEPLOYER))]
@@ -250,29 +241,11 @@ def list_releases(request: Request, app: str, _: Viewer,
 def diff_releases(request: Request, app: str, _: Viewer,
                   from_: Annotated[int, Query(alias="from")], to: int) -> Any:
     """The unified diff of two releases' manifests, as lines."""
-    left, right = release_pair(Ledger(_store(request)), app, from_, to)
-    return {"from": from_, "to": to, "diff": manifest_diff(left, right)}
-
-
-def release_pair(ledger: Ledger, app: str, first: int,
-                 second: int) -> tuple[ReleaseRecord, ReleaseRecord]:
-    """Two of ``app``'s releases by id; 404 when either is missing or another app's."""
     try:
-        left, right = ledger.release(first), ledger.release(second)
-    except LookupError as err:
+        compared = compare_releases(Ledger(_store(request)), app, from_, to)
+    except ReleaseNotFound as err:
         raise HTTPException(404, str(err)) from None
-    if left.app != app or right.app != app:
-        raise HTTPException(404, f"releases #{first} and #{second} are not both {app}'s")
-    return left, right
-
-
-def production_dora(store: Store, environment: str) -> DoraReport:
-    """DORA's report for ``environment`` now, from the release history of the last two
-    of the longest windows (the current one and the one before it)."""
-    now = store.clock()
-    deployments = production_deployments(
-        store, environment, since=now - timedelta(days=2 * max(DEFAULT_WINDOWS)))
-    return dora_report(deployments, now=now, environment=environment)
+    return {"from": from_, "to": to, "diff": compared.diff}
 
 
 @router.get("/environments", tags=["releases"])
@@ -354,37 +327,11 @@ async def answer_run_judgment(request: Request, run_id: str, body: JudgmentBody,
     for: 202 with the answer Prefect took (the flow records it and goes on within
     seconds); 404 no such run; 409 not waiting, answered already, or timed out; 422 a
     malformed answer or a rejection without a comment; 503 Prefect unreachable."""
-    return await judgment_response(request, run_id, body.decision, body.comment, principal)
-
-
-async def judgment_response(request: Request, run_id: str, decision: str, comment: str,
-                            principal: Principal) -> JSONResponse:
-    store = _store(request)
     try:
-        route = actions.judgment_route(principal)
-        key = await asyncio.to_thread(judgment_key, request.app.state.settings)
-    except ActionRefused as err:
-        return JSONResponse({"error": str(err)}, status_code=403)
-    except PrivateFileError as err:
-        log.error("cannot sign a judgment answer: %s", err)
-        return JSONResponse({"error": "Shipyard's judgment key cannot be read; the ui's log "
-                             "says why"}, status_code=500)
-    try:
-        # Signed as who is signed in or owns the token, by that route: the flow checks it.
-        answer = await answer_judgment(store, run_id, decision, actor=principal.name,
-                                       route=route, key=key, comment=comment)
-    except (RunNotFound, AmbiguousRunId) as err:
-        return JSONResponse({"error": str(err)}, status_code=404)
-    except InvalidAnswer as err:
-        return JSONResponse({"error": str(err)}, status_code=422)
-    except JudgmentError as err:
-        return JSONResponse({"error": str(err)}, status_code=409)
-    except PrefectUnavailable as err:
-        return JSONResponse({"error": str(err)}, status_code=503)
-    except PrefectError as err:
-        return JSONResponse({"error": str(err)}, status_code=502)
-    # The judgment stage writes the audit entry when it takes the answer, whoever gave it
-    # (the CLI, the API, Prefect's UI): writing one here too would count it twice.
+        answer = await actions.answer(_store(request), request.app.state.settings, run_id,
+                                      principal, decision=body.decision, comment=body.comment)
+    except actions.REFUSALS as refusal:
+        return refusal_response(refusal)
     return JSONResponse(answer.to_json(), status_code=202)
 
 
@@ -429,22 +376,21 @@ class RollbackBody(BaseModel):
     why: str = Field(description="required: the release history records it")
 
 
+def refusal_response(refusal: Exception) -> JSONResponse:
+    """An action's refusal (one of :data:`ui.actions.REFUSALS`) as JSON: its message, and
+    the run a hand-over failed to start."""
+    body: dict[str, Any] = {"error": str(refusal)}
+    if isinstance(refusal, HandOverFailed):
+        body["run_id"] = refusal.run_id
+    return JSONResponse(body, status_code=actions.refusal_status(refusal))
+
+
 async def action_response(work: Awaitable[RunRecord], status: int = 202) -> JSONResponse:
-    """Run an action; its run as JSON, or the refusal with the status that fits."""
+    """Carry out an action: the run it started or ended as JSON, or its refusal."""
     try:
         record = await work
-    except (RunNotFound, AmbiguousRunId) as err:
-        return JSONResponse({"error": str(err)}, status_code=404)
-    except ActionRefused as err:
-        return JSONResponse({"error": str(err)}, status_code=409)
-    except HandOverFailed as err:
-        return JSONResponse({"error": str(err), "run_id": err.run_id}, status_code=503)
-    except PrefectUnavailable as err:
-        return JSONResponse({"error": str(err)}, status_code=503)
-    except PrefectError as err:
-        return JSONResponse({"error": str(err)}, status_code=502)
-    except ValueError as err:
-        return JSONResponse({"error": str(err)}, status_code=422)
+    except actions.REFUSALS as refusal:
+        return refusal_response(refusal)
     return JSONResponse({"run_id": record.id, "pipeline": record.pipeline,
                          "state": record.state.value, "reason": record.reason,
                          "message": record.message}, status_code=status)

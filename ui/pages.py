@@ -2,7 +2,9 @@
 
 Pages are Jinja2 templates rendered from the store; ``static/app.js`` keeps them live
 over SSE. Forms post back here with the session's CSRF token; destructive actions
-(reject) go through a confirmation page first; every action is audited.
+(reject) go through a confirmation page first. An action is carried out by the same
+function of :mod:`ui.actions` the API calls (which audits it); its outcome or refusal is
+left as a message for the page the browser is sent to.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import math
 import threading
 import time
+from collections.abc import Awaitable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,7 +39,6 @@ from shipyard.store import (
 from shipyard.store.browse import BadCursor, RunBrowser, RunFilters
 from shipyard.store.sessions import Sessions
 from ui import actions, presentation
-from ui.api import action_response, judgment_response, production_dora, release_pair
 from ui.auth import (
     Principal,
     browser_token,
@@ -53,6 +55,7 @@ from ui.auth import (
 from ui.charts import box_plots, chaos_timeline, series_chart
 from ui.dag import layout_dag
 from ui.environments import read_board
+from ui.releases import ReleaseComparison, ReleaseNotFound, compare_releases, production_dora
 
 __all__ = ["router", "templates"]
 
@@ -282,12 +285,14 @@ async def judgment_form(
             "action": f"/runs/{run_id}/judgment", "fields": {"decision": "reject"},
             "ask_reason": "Why (recorded with the rejection)", "reason": comment,
             "confirm_label": "✘ Reject", "cancel_url": f"/runs/{run_id}"})
-    answered = await judgment_response(request, run_id, decision, comment, principal)
-    if answered.status_code == 202:
-        word = "Approved" if decision == "approve" else "Rejected"
-        flash(request, f"{word}: the pipeline goes on within seconds.")
+    try:
+        answer = await actions.answer(request.app.state.store, request.app.state.settings,
+                                      run_id, principal, decision=decision, comment=comment)
+    except actions.REFUSALS as refusal:
+        flash(request, str(refusal), "error")
     else:
-        flash(request, json.loads(bytes(answered.body))["error"], "error")
+        word = "Approved" if answer.decision == "approve" else "Rejected"
+        flash(request, f"{word}: the pipeline goes on within seconds.")
     return RedirectResponse(f"/runs/{run_id}", status_code=303)
 
 
@@ -366,14 +371,17 @@ def releases_page(request: Request, app: str, principal: ViewerPage, env: str = 
     ledger = Ledger(store)
     releases = ledger.releases(app, env or None, limit=200)
     environments = sorted({r.environment for r in ledger.releases(app, limit=500)})
-    left = right = None
-    diff: list[str] | None = None
+    compared: ReleaseComparison | None = None
     if from_ is not None and to is not None:
-        left, right = release_pair(ledger, app, from_, to)
-        diff = presentation.manifest_diff(left, right)
+        try:
+            compared = compare_releases(ledger, app, from_, to)
+        except ReleaseNotFound as err:
+            raise HTTPException(404, str(err)) from None
     return render(request, "releases.html", {
         "section": "releases", "app": app, "env": env, "releases": releases,
-        "environments": environments, "left": left, "right": right, "diff": diff,
+        "environments": environments, "left": compared.left if compared else None,
+        "right": compared.right if compared else None,
+        "diff": compared.diff if compared else None,
         "line_class": presentation.diff_line_class, "may_act": principal.may(Role.DEPLOYER),
         "current": {env: r.id for (name, env), r in ledger.all_current_releases().items()
                     if name == app}})
@@ -410,15 +418,17 @@ def _filter_choices(request: Request, browser: RunBrowser) -> dict[str, list[str
 # -- actions from the pages ------------------------------------------------------------------
 
 
-async def _act(request: Request, work: Any, done: str, *, fallback: str) -> Response:
-    """Carry out an action; flash its outcome; go to the new run, or back."""
-    answered = await action_response(work)
-    body = json.loads(bytes(answered.body))
-    if answered.status_code in (200, 202):
-        flash(request, done)
-        return RedirectResponse(f"/runs/{body['run_id']}", status_code=303)
-    flash(request, body["error"], "error")
-    return RedirectResponse(fallback, status_code=303)
+async def _act(request: Request, work: Awaitable[RunRecord], done: str, *,
+               fallback: str) -> Response:
+    """Carry out an action; flash its outcome; go to the run it started or ended, or
+    back to ``fallback`` with its refusal."""
+    try:
+        record = await work
+    except actions.REFUSALS as refusal:
+        flash(request, str(refusal), "error")
+        return RedirectResponse(fallback, status_code=303)
+    flash(request, done)
+    return RedirectResponse(f"/runs/{record.id}", status_code=303)
 
 
 @router.post("/runs/{run_id}/cancel")

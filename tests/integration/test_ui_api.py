@@ -654,6 +654,25 @@ def test_cancelling_from_the_page_asks_why_first(site: Site):
     assert site.store.get_run(run.id).message == "cancelled by dave: superseded"
 
 
+def test_a_refused_action_from_a_page_shows_why_on_the_page_it_returns_to(site: Site):
+    ended = site.run()
+    client, _ = signed_in(site, "dave")
+    with contextlib.closing(client):
+        token = csrf_of(client.get(f"/runs/{ended.id}").text)
+        refused = client.post(f"/runs/{ended.id}/cancel", data={
+            "csrf_token": token, "confirmed": "yes", "comment": "too late"})
+        assert refused.status_code == 303
+        assert refused.headers["location"] == f"/runs/{ended.id}"
+        page = client.get(f"/runs/{ended.id}").text
+        assert '<p class="flash error" role="status">' in page
+        assert f"run {ended.short_id} is succeeded already" in page
+        answered = client.post(f"/runs/{ended.id}/judgment", data={
+            "csrf_token": token, "decision": "approve"})
+        assert answered.headers["location"] == f"/runs/{ended.id}"
+        assert "not waiting for a judgment" in client.get(f"/runs/{ended.id}").text
+    assert site.store.get_run(ended.id).state is State.SUCCEEDED
+
+
 def test_restarting_a_run_still_going_or_from_a_stage_it_lacks_is_refused(site: Site):
     running = site.run(finish=None)
     refused = site.post(f"/api/runs/{running.id}/restart", json={"from_stage": "build"})
