@@ -14,7 +14,8 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shipyard.adapters.kube import Kube, KubeError
+from shipyard.adapters.kube import Kube
+from shipyard.adapters.kube_client import KubeError
 from shipyard.adapters.load import LoadSpec, start_load
 from shipyard.domain.bakes import slot_number, split_for_switch
 from shipyard.domain.manifests import SLOT_LABEL, parse_manifests
