@@ -23,7 +23,8 @@ import asyncio
 from typing import Any
 
 from shipyard.adapters.git import GitCheckout, GitError
-from shipyard.adapters.kube import Kube, KubeError
+from shipyard.adapters.kube import Kube
+from shipyard.adapters.kube_client import KubeError
 from shipyard.domain.bakes import manifest_digest, next_slot, object_names
 from shipyard.domain.catalog import AppDescriptor
 from shipyard.domain.environment_access import DEPLOYABLE_KINDS, ENFORCE_LABEL

@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from shipyard.adapters.kube import KubeError
+from shipyard.adapters.kube_client import KubeError
 from shipyard.adapters.load import LoadRun, LoadSpec, start_load
 from shipyard.adapters.pod_killer import PodKiller
 from shipyard.domain.catalog import AppDescriptor

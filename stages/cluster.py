@@ -28,7 +28,7 @@ async def open_kube(ctx: StageContext, namespace: str) -> Kube:
                                        what=f"the deploy identity of namespace {namespace}")
     except IdentityUnavailable as err:
         raise StageFailure("NoDeployIdentity", str(err)) from err
-    if not await asyncio.to_thread(kube.ready):
+    if not await asyncio.to_thread(kube.client.ready):
         raise StageFailure("ClusterUnavailable", f"the API server of {path} does not "
                            "answer /readyz; start it with `shipyard up`")
     return kube

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 
-from shipyard.adapters.kube import Kube, KubeError
+from shipyard.adapters.kube import Kube
+from shipyard.adapters.kube_client import KubeError
 from shipyard.domain.bakes import split_for_switch
 from shipyard.domain.manifests import parse_manifests
 from shipyard.store import Ledger, ReleaseRecord

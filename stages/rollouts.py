@@ -14,11 +14,14 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shipyard.adapters.kube import Kube, KubeError
+from shipyard.adapters.kube import Kube
+from shipyard.adapters.kube_client import KubeError
 from shipyard.adapters.load import LoadSpec, start_load
 from shipyard.domain.bakes import slot_number, split_for_switch
+from shipyard.domain.clock import Monotonic
 from shipyard.domain.manifests import SLOT_LABEL, parse_manifests
 from shipyard.domain.pod_health import worst_problem
+from shipyard.domain.rollout import scaled_and_rolled_out
 from shipyard.domain.traffic import summarize, switch_time
 from shipyard.store import ReleaseRecord
 from stages.runtime import StageFailure
@@ -102,9 +105,11 @@ def service_url(kube: Kube, namespace: str, name: str) -> str:
 
 
 async def switch_traffic(kube: Kube, services: Sequence[Mapping[str, Any]], *,
-                         version: str, log: Log, timeout_seconds: float = 30.0) -> Switch:
+                         version: str, log: Log, timeout_seconds: float = 30.0,
+                         now: Monotonic = time.monotonic) -> Switch:
     """Apply ``services`` (the switch) under a probe load on the app's Service and measure
-    how long until ≥ 99% of answers come from ``version``."""
+    how long until ≥ 99% of answers come from ``version``, within ``timeout_seconds`` on
+    ``now`` (the monotonic clock the probe load times its answers on)."""
     main = services[0]
     namespace, name = main["metadata"]["namespace"], main["metadata"]["name"]
     existed = await asyncio.to_thread(kube.get, main) is not None
@@ -120,13 +125,13 @@ async def switch_traffic(kube: Kube, services: Sequence[Mapping[str, Any]], *,
                     keep_alive=False)
     async with start_load(spec) as load:
         await asyncio.sleep(0.3)  # a few answers from before the switch, for the record
-        switched_at = load.since_start(time.monotonic())
+        switched_at = load.since_start(now())
         for service in services:
             await asyncio.to_thread(kube.apply, service)
         await log(f"switched Service {namespace}/{name} to {version}; probing {url}")
-        deadline = time.monotonic() + timeout_seconds
+        deadline = now() + timeout_seconds
         settled: float | None = None
-        while time.monotonic() < deadline:
+        while now() < deadline:
             await asyncio.sleep(0.2)
             settled = switch_time(load.samples, version, after=switched_at)
             if settled is not None:
@@ -180,13 +185,12 @@ async def restore_release(kube: Kube, app: str, namespace: str,
 
 
 def _warm(kube: Kube, namespace: str, name: str) -> bool:
+    """Whether Deployment ``name`` could take the traffic back at once."""
     try:
         deployment = kube.deployment(namespace, name)
     except KubeError:
         return False
-    wanted = deployment.get("spec", {}).get("replicas", 0)
-    available = (deployment.get("status") or {}).get("availableReplicas", 0)
-    return bool(wanted) and available >= wanted
+    return scaled_and_rolled_out(deployment)
 
 
 async def scale_down_others(kube: Kube, app: str, namespace: str, *, keep: str,

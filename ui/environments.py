@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shipyard.adapters.kube import Kube, KubeError
+from shipyard.adapters.kube import Kube
+from shipyard.adapters.kube_client import KubeError
 from shipyard.adapters.kube_identity import open_identity, viewer_kubeconfig
 from shipyard.domain.environment_access import EnvironmentAccess
 from shipyard.domain.environments import (
@@ -91,7 +92,7 @@ def _open_cluster(settings: Settings) -> tuple[Kube | None, str]:
                       "`shipyard up` makes it")
     try:
         kube = open_identity(path, what="the read-only identity")
-        if not kube.ready():
+        if not kube.client.ready():
             return None, f"the API server of {path} does not answer /readyz"
     except KubeError as err:
         return None, str(err)

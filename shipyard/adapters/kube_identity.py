@@ -21,7 +21,8 @@ from typing import Any
 
 import yaml
 
-from shipyard.adapters.kube import Kube, KubeError
+from shipyard.adapters.kube import Kube
+from shipyard.adapters.kube_client import KubeError
 from shipyard.adapters.secret_files import write_secret
 
 __all__ = ["IdentityUnavailable", "cluster_of", "deploy_kubeconfig", "identity_dir",

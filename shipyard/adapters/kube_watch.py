@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from shipyard.adapters.kube import Kube
+from shipyard.adapters.kube_client import KubeClient
 
 __all__ = ["ENDPOINT_SLICES", "SERVICES", "EventType", "ObjectWatch", "WatchSink"]
 
@@ -51,7 +51,7 @@ class ObjectWatch:
     until :meth:`stop`. Each watch call lasts ``watch_seconds`` at most and asks for
     bookmarks, so a quiet collection still moves its version forward."""
 
-    kube: Kube
+    client: KubeClient
     path: str
     on_error: Callable[[str], None] = lambda message: None
     watch_seconds: int = 300
@@ -91,7 +91,7 @@ class ObjectWatch:
                 response.shutdown()
 
     def _request(self, query: dict[str, str], read_timeout: float) -> Any:
-        api = self.kube.api
+        api = self.client.api
         method, url, headers, _, _ = api.param_serialize(
             "GET", f"{self.path}?{urlencode(query)}", header_params={"Accept": "application/json"},
             auth_settings=["BearerToken"])

@@ -11,11 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
-
-from shipyard.adapters.kube import Kube, KubeError
+from shipyard.adapters.kube import Kube
+from shipyard.adapters.kube_client import refused
 
 __all__ = ["PodKiller"]
 
@@ -27,25 +24,21 @@ class PodKiller:
     def live_pods(self, namespace: str, selector: str) -> list[str]:
         """The names of the running pods ``selector`` picks that are not already being
         deleted, sorted."""
-        try:
-            pods = self.kube.pods(namespace, selector)
-        except (ApiException, HTTPError, OSError) as err:
-            raise KubeError(f"listing pods {selector!r} in {namespace}: {err}") from err
-        return sorted(p["metadata"]["name"] for p in pods if _alive(p))
+        return sorted(p["metadata"]["name"] for p in self.kube.pods(namespace, selector)
+                      if _alive(p))
 
     def kill(self, namespace: str, name: str) -> bool:
-        """Delete pod ``name`` with no grace period; ``False`` if it was already gone."""
-        try:
-            client.CoreV1Api(self.kube.api).delete_namespaced_pod(
-                name, namespace, grace_period_seconds=0,
-                body=client.V1DeleteOptions(grace_period_seconds=0), _request_timeout=10)
-        except ApiException as err:
-            if err.status == 404:
-                return False
-            raise KubeError(f"killing pod {namespace}/{name}: {err.status} {err.reason}") \
-                from err
-        except (HTTPError, OSError) as err:
-            raise KubeError(f"killing pod {namespace}/{name}: {err}") from err
+        """Delete pod ``name`` with no grace period; ``False`` if it was already gone.
+        Shipyard's one way of deleting a pod."""
+        status, answer = self.kube.client.call(
+            "DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}",
+            query={"gracePeriodSeconds": "0"},
+            body={"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0},
+            timeout=10)
+        if status == 404:
+            return False
+        if status not in (200, 202):
+            raise refused(f"killing pod {namespace}/{name}", status, answer)
         return True
 
 

@@ -46,7 +46,7 @@ def scrape_pods(kube: Kube, namespace: str, selector: str, *, port: int,
     configured ``retries`` (urllib3's default of 3).
     """
     at = time.monotonic()
-    core = client.CoreV1Api(kube.api)
+    core = client.CoreV1Api(kube.client.api)
     try:
         listed = core.list_namespaced_pod(namespace, label_selector=selector,
                                           _request_timeout=timeout_seconds)

@@ -2,6 +2,9 @@
 
 Nothing in Shipyard calls ``datetime.now()`` directly where a decision depends on it: the
 caller passes a :data:`Clock`, so tests can fix or fast-forward time instead of sleeping.
+Deadlines are kept on a :data:`Monotonic` clock (``time.monotonic`` in production), which a
+wall clock set back or forward cannot move, and polling loops wait with an injected
+:data:`Sleep`, so a test's fake clock can move when the loop sleeps.
 """
 
 from __future__ import annotations
@@ -9,10 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["Clock", "FrozenClock", "system_clock"]
+__all__ = ["Clock", "FrozenClock", "Monotonic", "Sleep", "system_clock"]
 
 Clock = Callable[[], datetime]
 """A zero-argument callable returning an aware UTC datetime."""
+
+Monotonic = Callable[[], float]
+"""Seconds since an arbitrary start, never going back (``time.monotonic``)."""
+
+Sleep = Callable[[float], None]
+"""Waits the given seconds (``time.sleep``)."""
 
 
 def system_clock() -> datetime:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RolloutStatus", "deployment_rollout_status"]
+__all__ = ["RolloutStatus", "deployment_rollout_status", "scaled_and_rolled_out"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +51,10 @@ def deployment_rollout_status(deployment: Mapping[str, Any]) -> RolloutStatus:
                              f"finish: {available} of {updated} updated replicas are "
                              "available")
     return RolloutStatus(True, False, f"deployment {name!r} successfully rolled out")
+
+
+def scaled_and_rolled_out(deployment: Mapping[str, Any]) -> bool:
+    """Whether a Deployment asks for replicas and has them all, by kubectl's rules: a
+    version still warm, which can take traffic back at once."""
+    wanted = deployment.get("spec", {}).get("replicas", 0)
+    return bool(wanted) and deployment_rollout_status(deployment).done

@@ -54,7 +54,7 @@ from dnslib import (
 )
 from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer, TCPServer
 
-from shipyard.adapters.kube import Kube
+from shipyard.adapters.kube_client import KubeClient
 from shipyard.adapters.kube_watch import ENDPOINT_SLICES, SERVICES, EventType, ObjectWatch
 from shipyard.adapters.pki import ClientIdentity
 from shipyard.domain.cluster_dns import (
@@ -336,7 +336,7 @@ class ClusterDNSProcess:
 
 def serve(kubeconfig: Path, address: str, port: int = DNS_PORT, zone: str = ZONE) -> None:
     """Answer for ``zone`` on ``address``:``port`` (UDP and TCP) until SIGTERM or SIGINT."""
-    kube = Kube.from_kubeconfig(kubeconfig)
+    kube = KubeClient.from_kubeconfig(kubeconfig)
     resolver = ClusterResolver(ClusterZone(zone, nameserver=address))
     watches = [(ObjectWatch(kube, SERVICES, on_error=_log), resolver.services),
                (ObjectWatch(kube, ENDPOINT_SLICES, on_error=_log), resolver.slices)]

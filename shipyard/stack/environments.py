@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from shipyard.adapters.kube import Kube, KubeError
+from shipyard.adapters.kube import Kube
+from shipyard.adapters.kube_bootstrap import KubeBootstrap
+from shipyard.adapters.kube_client import KubeClient, KubeError
 from shipyard.adapters.kube_identity import (
     cluster_of,
     deploy_kubeconfig,
@@ -71,10 +73,11 @@ class EnvironmentBootstrap:
     def ensure(self, now: datetime | None = None) -> list[str]:
         """Apply the environments' objects and write the identities that need a new token.
         Returns the accounts whose kubeconfig was written. Raises ``KubeError``."""
-        admin = Kube.from_kubeconfig(self.admin_kubeconfig)
+        connection = KubeClient.from_kubeconfig(self.admin_kubeconfig)
+        kube, admin = Kube(connection), KubeBootstrap(connection)
         access = self.access
         for manifest in access.manifests():
-            admin.apply(manifest)
+            kube.apply(manifest)
         cluster = cluster_of(self.admin_kubeconfig)
         lifetime = timedelta(days=self.settings.identity_token_days)
         moment = now or datetime.now(UTC)
@@ -114,6 +117,7 @@ class EnvironmentBootstrap:
         if expires is None or expires <= renew_after:
             return False
         try:
-            return Kube.from_kubeconfig(path).whoami().endswith(f":{identity.account}")
+            return KubeBootstrap.from_kubeconfig(path).whoami().endswith(
+                f":{identity.account}")
         except KubeError:
             return False

@@ -29,7 +29,8 @@ from shipyard.adapters.debian import DebianError
 from shipyard.adapters.go_build import KWOK_VERSION
 from shipyard.adapters.host_firewall import FirewallError
 from shipyard.adapters.host_network import NetworkError, ensure_local_address, remove_device
-from shipyard.adapters.kube import Kube, KubeError
+from shipyard.adapters.kube_bootstrap import KubeBootstrap
+from shipyard.adapters.kube_client import KubeError
 from shipyard.adapters.kube_identity import identity_dir
 from shipyard.adapters.pki import ClientIdentity, ClusterPKI
 from shipyard.adapters.probe import http_ok
@@ -120,9 +121,9 @@ class KubernetesComponent:
         if not kubeconfig.exists():
             return ComponentStatus(self.name, False, "", self.server, "not set up yet")
         try:
-            kube = Kube.from_kubeconfig(kubeconfig)
-            ready = kube.ready()
-            version = kube.version() if ready else ""
+            cluster = KubeBootstrap.from_kubeconfig(kubeconfig)
+            ready = cluster.client.ready()
+            version = cluster.version() if ready else ""
         except KubeError as err:
             return ComponentStatus(self.name, False, "", str(kubeconfig), str(err))
         # Noted, not unhealthy: the cluster itself works, and `up` makes what is missing.
@@ -155,14 +156,14 @@ class KubernetesComponent:
     def up(self, progress: Progress) -> UpResult:
         external = self.external()
         if external is not None:
-            kube = Kube.from_kubeconfig(external)
-            if not kube.ready():
+            cluster = KubeBootstrap.from_kubeconfig(external)
+            if not cluster.client.ready():
                 raise ComponentFailed(self.name, f"KUBECONFIG={external} names a cluster that "
                                       "does not answer", fix="fix that cluster, or unset "
                                       "KUBECONFIG to use the local one")
             written = self._environments(external, progress)
             return UpResult(self.name, bool(written), f"using the cluster of "
-                            f"KUBECONFIG={external} ({kube.version()}); no local cluster "
+                            f"KUBECONFIG={external} ({cluster.version()}); no local cluster "
                             f"started; {self._environments_said(written)}")
         if not (self.bin_dir / "k8s").exists():
             raise ComponentFailed(self.name, "the Kubernetes binaries are not built",
@@ -179,13 +180,13 @@ class KubernetesComponent:
         started += real_started
         (self.state / "node-mode").write_text(mode)
         written = self._environments(self.admin_kubeconfig, progress)
-        kube = Kube.from_kubeconfig(self.admin_kubeconfig)
+        cluster = KubeBootstrap.from_kubeconfig(self.admin_kubeconfig)
         environments = self._environments_said(written)
         if not started:
-            return UpResult(self.name, bool(written), f"{kube.version()} already running "
+            return UpResult(self.name, bool(written), f"{cluster.version()} already running "
                             f"({mode} nodes); admin kubeconfig {self.admin_kubeconfig}; "
                             f"{environments}")
-        return UpResult(self.name, True, f"{kube.version()} with {mode} nodes; started "
+        return UpResult(self.name, True, f"{cluster.version()} with {mode} nodes; started "
                         f"{', '.join(started)}; admin kubeconfig {self.admin_kubeconfig}; "
                         f"{environments}")
 
@@ -222,7 +223,7 @@ class KubernetesComponent:
         return ClusterDNSProcess(self.state / "cluster-dns.kubeconfig", ADVERTISE_ADDRESS)
 
     def _cluster_dns(self, progress: Progress) -> list[str]:
-        admin = Kube.from_kubeconfig(self.admin_kubeconfig)
+        admin = KubeBootstrap.from_kubeconfig(self.admin_kubeconfig)
         for manifest in DNS_RBAC:
             admin.create(manifest)
         dns = self._dns()
@@ -241,7 +242,7 @@ class KubernetesComponent:
         try:
             started = self._real().up(self._start_program, progress)
             progress(f"waiting for node {NODE_NAME} to be Ready")
-            Kube.from_kubeconfig(self.admin_kubeconfig).wait_for_node_ready(
+            KubeBootstrap.from_kubeconfig(self.admin_kubeconfig).wait_for_node_ready(
                 NODE_NAME, timeout_seconds=START_TIMEOUT_SECONDS)
         except (ComponentFailed, KubeError, DebianError, FirewallError, OSError,
                 subprocess.CalledProcessError) as err:
@@ -323,7 +324,7 @@ class KubernetesComponent:
         ], lambda: http_ok("http://127.0.0.1:2379/health", expect='"health":"true"'),
                 progress):
             started.append("etcd")
-        admin = Kube.from_kubeconfig(self.admin_kubeconfig)
+        admin = KubeBootstrap.from_kubeconfig(self.admin_kubeconfig)
         if self._start("kube-apiserver", [
             f"--advertise-address={ADVERTISE_ADDRESS}", f"--bind-address={ADVERTISE_ADDRESS}",
             f"--secure-port={API_PORT}", "--etcd-servers=http://127.0.0.1:2379",
@@ -340,7 +341,7 @@ class KubernetesComponent:
             f"--service-account-key-file={pki.path('sa', 'key')}",
             f"--service-account-signing-key-file={pki.path('sa', 'key')}",
             f"--cert-dir={state / 'apiserver-certs'}",
-        ], admin.ready, progress):
+        ], admin.client.ready, progress):
             started.append("kube-apiserver")
         if self._start("kube-controller-manager", [
             f"--kubeconfig={state / 'kcm.kubeconfig'}",
@@ -372,7 +373,7 @@ class KubernetesComponent:
         stages = self.state / "kwok-stages.yaml"
         if not stages.exists():
             stages.write_text(_kwok_stages())
-        admin = Kube.from_kubeconfig(self.admin_kubeconfig)
+        admin = KubeBootstrap.from_kubeconfig(self.admin_kubeconfig)
         started = self._start("kwok", [
             f"--kubeconfig={self.state / 'kwok.kubeconfig'}", f"--config={stages}",
             "--manage-all-nodes=false",

@@ -28,7 +28,7 @@ from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from shipyard.adapters.kube import Kube
+from shipyard.adapters.kube_bootstrap import KubeBootstrap
 from shipyard.adapters.kube_identity import identity_dir
 from shipyard.adapters.prefect_server import AUTH_STRING_FILE
 from shipyard.domain.environment_access import SYSTEM
@@ -46,14 +46,14 @@ STALE_AFTER = timedelta(hours=3)
 _TEST_NAMESPACE = re.compile(r"^t[0-9a-f]{6}-[a-z]+$")  # environments and `system`
 
 
-def _delete_stale_test_namespaces(kube: Kube) -> None:
+def _delete_stale_test_namespaces(admin: KubeBootstrap) -> None:
     """Namespaces of test sessions that never ended (a killed run) hold pods that would
     crowd the one real node out: delete those older than any session lasts. A session
     running beside this one is younger and left alone."""
     now = datetime.now(UTC)
-    for name, created in kube.namespaces().items():
+    for name, created in admin.namespaces().items():
         if _TEST_NAMESPACE.fullmatch(name) and created and now - created > STALE_AFTER:
-            kube.delete_namespace(name)
+            admin.delete_namespace(name)
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +84,7 @@ def prefect_stack(stack_home: Stack, stack_postgres: str,
         log = stack.home / "prefect" / "prefect-server.log"
         tail = log.read_text()[-3000:] if log.exists() else "(no server log)"
         pytest.fail(f"`shipyard up` failed:\n{started.stdout}\n{started.stderr}\n{tail}")
-    _delete_stale_test_namespaces(Kube.from_kubeconfig(real_cluster))
+    _delete_stale_test_namespaces(KubeBootstrap.from_kubeconfig(real_cluster))
     saved = os.environ.get("SHIPYARD_HOME")
     os.environ["SHIPYARD_PIP_CACHE"] = PIP_CACHE
     os.environ["SHIPYARD_WHEELHOUSE"] = WHEELHOUSE
@@ -104,7 +104,7 @@ def prefect_stack(stack_home: Stack, stack_postgres: str,
             os.environ["SHIPYARD_HOME"] = saved
         stack.shipyard("down", "--only", "prefect", timeout=120)
         # What the pipelines deployed holds pods that would crowd the one real node out.
-        delete_environments(Kube.from_kubeconfig(real_cluster),
+        delete_environments(KubeBootstrap.from_kubeconfig(real_cluster),
                             stack.env["SHIPYARD_NAMESPACE_PREFIX"])
 
 
@@ -249,16 +249,16 @@ def _cluster(tmp_path_factory: pytest.TempPathFactory, nodes: str,
             pytest.fail(f"`shipyard up` failed:\n{started.stdout}\n{started.stderr}")
     admin = Path(stack_home) / "cluster" / "admin.kubeconfig"
     yield admin
-    delete_environments(Kube.from_kubeconfig(admin), prefix)
+    delete_environments(KubeBootstrap.from_kubeconfig(admin), prefix)
     if not was_up:
         shipyard("down", "--only", "kubernetes")
 
 
-def delete_environments(kube: Kube, prefix: str) -> None:
+def delete_environments(admin: KubeBootstrap, prefix: str) -> None:
     """Delete the namespaces `shipyard up` made for ``prefix``: the environments (with
     whatever a test deployed there) and the identities' namespace."""
     for name in (*Settings().environments, SYSTEM):
-        kube.delete_namespace(prefix + name)
+        admin.delete_namespace(prefix + name)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from prefect import flow
 from prefect.testing.utilities import prefect_test_harness
 
 from shipyard.adapters.kube import Kube
+from shipyard.adapters.kube_bootstrap import KubeBootstrap
 from shipyard.domain.catalog import AppDescriptor, Slo
 from shipyard.domain.pipeline import StageSpec
 from shipyard.domain.states import State
@@ -111,6 +112,7 @@ def cluster(real_cluster: Path, version_image: str,
     deploy identity, which the stage uses), with the app at one replica and at three,
     each behind a Service answering on its ClusterIP from this host."""
     kube = Kube.from_kubeconfig(real_cluster)
+    admin = KubeBootstrap(kube.client)
     home = tmp_path_factory.mktemp("chaos-home")
     prefix = f"chaos-{uuid.uuid4().hex[:8]}-"
     namespace = f"{prefix}test"
@@ -120,7 +122,7 @@ def cluster(real_cluster: Path, version_image: str,
         targets = {}
         for name, replicas in (("one", 1), ("three", 3)):
             for manifest in workload(name, namespace, version_image, replicas):
-                kube.create(manifest)
+                admin.create(manifest)
         for name in ("one", "three"):
             status = kube.wait_for_rollout(namespace, name, timeout_seconds=180)
             assert status.done, status.message
@@ -131,8 +133,8 @@ def cluster(real_cluster: Path, version_image: str,
                                    url)
         yield Cluster(kube, home, targets["one"], targets["three"])
     finally:
-        kube.delete_namespace(namespace)
-        kube.delete_namespace(f"{prefix}system")
+        admin.delete_namespace(namespace)
+        admin.delete_namespace(f"{prefix}system")
 
 
 def wait_until_answering(url: str) -> None:

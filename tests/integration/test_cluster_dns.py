@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from shipyard.adapters.kube import Kube
+from shipyard.adapters.kube_bootstrap import KubeBootstrap
 from shipyard.stack.cluster_dns import lookup
 from tests.support.images import script_image
 
@@ -138,15 +139,16 @@ def eventually(check: Any, seconds: float = 60) -> Any:
 @pytest.fixture(scope="module")
 def world(real_cluster: Path, server_image: str) -> Iterator[World]:
     kube = Kube.from_kubeconfig(real_cluster)
+    admin = KubeBootstrap(kube.client)
     kubectl = [str(real_cluster.parent / "bin" / "kubectl"), f"--kubeconfig={real_cluster}"]
     namespace = f"dns-{uuid.uuid4().hex[:8]}"
-    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    admin.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     try:
-        kube.create(deployment("web", namespace, server_image, 2, 8080))
-        kube.create(deployment("web-unready", namespace, server_image, 1, 8081))
-        kube.create(service("web", namespace, headless=False, selector={"app": "web"}))
-        kube.create(service("web-peers", namespace, headless=True, selector={"app": "web"}))
-        kube.create(service("many", namespace, headless=True, selector=None))
+        admin.create(deployment("web", namespace, server_image, 2, 8080))
+        admin.create(deployment("web-unready", namespace, server_image, 1, 8081))
+        admin.create(service("web", namespace, headless=False, selector={"app": "web"}))
+        admin.create(service("web-peers", namespace, headless=True, selector={"app": "web"}))
+        admin.create(service("many", namespace, headless=True, selector=None))
         subprocess.run([*kubectl, "apply", "-f", "-"], input=json.dumps({
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": "many-1", "namespace": namespace,
@@ -166,7 +168,7 @@ def world(real_cluster: Path, server_image: str) -> Iterator[World]:
                     sorted(p["status"]["podIP"] for p in ready),
                     unready[0]["status"]["podIP"], ready[0]["metadata"]["name"])
     finally:
-        kube.delete_namespace(namespace)
+        admin.delete_namespace(namespace)
 
 
 def test_a_pod_is_told_to_ask_the_cluster_dns_with_the_cluster_search_path(world):
@@ -209,7 +211,8 @@ def test_the_api_servers_own_name_resolves(world):
 
 
 def test_a_new_service_resolves_within_seconds(world):
-    world.kube.create(service("late", world.namespace, headless=False, selector={"app": "web"}))
+    KubeBootstrap(world.kube.client).create(
+        service("late", world.namespace, headless=False, selector={"app": "web"}))
     cluster_ip = world.kube.service(world.namespace, "late")["spec"]["clusterIP"]
     name = f"late.{world.namespace}.svc.cluster.local"
     start = time.monotonic()

@@ -22,6 +22,7 @@ import pytest
 from shipyard.adapters.app_image import build_app_image, local_packages, prepare_build_context
 from shipyard.adapters.docker_engine import DockerEngine, default_engine_url
 from shipyard.adapters.kube import Kube
+from shipyard.adapters.kube_bootstrap import KubeBootstrap
 from shipyard.domain.manifests import BakeValues, parse_manifests, render_manifests
 from stages.catalog import read_descriptor
 from tests.support.stack import PIP_CACHE, PROJECT
@@ -84,7 +85,7 @@ def deployed(real_cluster: Path, images: dict[str, str]) -> Iterator[Deployed]:
         deploy(kube, namespace, "gateway", images["gateway"], 1)
         yield Deployed(kube, kubectl, namespace)
     finally:
-        kube.delete_namespace(namespace)
+        KubeBootstrap(kube.client).delete_namespace(namespace)
 
 
 def test_the_gateway_becomes_ready_next_to_discovery(deployed):

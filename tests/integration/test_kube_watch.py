@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from shipyard.adapters.kube import Kube
+from shipyard.adapters.kube_bootstrap import KubeBootstrap
 from shipyard.adapters.kube_watch import SERVICES, EventType, ObjectWatch
 
 pytestmark = pytest.mark.integration
@@ -46,11 +47,12 @@ def eventually(check: Any, seconds: float = 20) -> bool:
 @pytest.fixture
 def watching(real_cluster: Path) -> Iterator[tuple[Kube, Recorder, ObjectWatch, str]]:
     kube = Kube.from_kubeconfig(real_cluster)
+    admin = KubeBootstrap(kube.client)
     namespace = f"watch-{uuid.uuid4().hex[:8]}"
-    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    admin.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     recorder = Recorder()
     errors: list[str] = []
-    watch = ObjectWatch(kube, SERVICES, on_error=errors.append)
+    watch = ObjectWatch(kube.client, SERVICES, on_error=errors.append)
     thread = threading.Thread(target=watch.run, args=(recorder,), daemon=True)
     thread.start()
     try:
@@ -59,7 +61,7 @@ def watching(real_cluster: Path) -> Iterator[tuple[Kube, Recorder, ObjectWatch, 
     finally:
         watch.stop()
         thread.join(10)
-        kube.delete_namespace(namespace)
+        admin.delete_namespace(namespace)
     assert not thread.is_alive(), "stop() ends the watch"
 
 
@@ -78,7 +80,7 @@ def test_the_first_list_holds_every_service_as_json(watching):
 
 def test_a_created_then_deleted_service_arrives_as_two_events(watching):
     kube, recorder, _, namespace = watching
-    kube.create(service(namespace, "web"))
+    KubeBootstrap(kube.client).create(service(namespace, "web"))
     assert eventually(lambda: recorder.seen("ADDED", namespace, "web"))
     added = next(obj for kind, obj in recorder.events if kind == "ADDED" and
                  obj["metadata"]["name"] == "web")

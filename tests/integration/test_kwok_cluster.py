@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from shipyard.adapters.kube import Kube
+from shipyard.adapters.kube_bootstrap import KubeBootstrap
+from shipyard.adapters.pod_killer import PodKiller
 
 pytestmark = pytest.mark.integration
 
@@ -41,21 +43,21 @@ def namespace(kwok_cluster: Path) -> Iterator[str]:
     """A namespace of the test's own, deleted afterwards (a reused cluster would otherwise
     fill its node with pods of earlier runs)."""
     name = f"t-{uuid.uuid4().hex[:8]}"
-    kube = Kube.from_kubeconfig(kwok_cluster)
-    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    admin = KubeBootstrap.from_kubeconfig(kwok_cluster)
+    admin.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     yield name
-    kube.delete_namespace(name)
+    admin.delete_namespace(name)
 
 
 def test_the_cluster_reports_its_kubernetes_version(kwok_cluster: Path):
-    kube = Kube.from_kubeconfig(kwok_cluster)
-    assert kube.ready()
-    assert kube.version() == "v1.34.4"
+    admin = KubeBootstrap.from_kubeconfig(kwok_cluster)
+    assert admin.client.ready()
+    assert admin.version() == "v1.34.4"
 
 
 def test_a_three_replica_deployment_rolls_out(kwok_cluster: Path, namespace: str):
     kube = Kube.from_kubeconfig(kwok_cluster)
-    kube.create(deployment("web", namespace, 3))
+    KubeBootstrap(kube.client).create(deployment("web", namespace, 3))
     status = kube.wait_for_rollout(namespace, "web", timeout_seconds=120)
     assert status.done and "successfully rolled out" in status.message
     pods = kube.pods(namespace, "app.kubernetes.io/name=web")
@@ -65,11 +67,11 @@ def test_a_three_replica_deployment_rolls_out(kwok_cluster: Path, namespace: str
 
 def test_a_deleted_pod_is_replaced_by_its_replicaset(kwok_cluster: Path, namespace: str):
     kube = Kube.from_kubeconfig(kwok_cluster)
-    kube.create(deployment("web", namespace, 3))
+    KubeBootstrap(kube.client).create(deployment("web", namespace, 3))
     kube.wait_for_rollout(namespace, "web", timeout_seconds=120)
     before = {p["metadata"]["name"] for p in kube.pods(namespace, "app.kubernetes.io/name=web")}
     victim = sorted(before)[0]
-    kube.delete_pod(namespace, victim)
+    assert PodKiller(kube).kill(namespace, victim)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         now = {p["metadata"]["name"] for p in kube.pods(namespace, "app.kubernetes.io/name=web")
@@ -84,7 +86,7 @@ def test_a_deleted_pod_is_replaced_by_its_replicaset(kwok_cluster: Path, namespa
 
 def test_a_200_replica_deployment_rolls_out(kwok_cluster: Path, namespace: str):
     kube = Kube.from_kubeconfig(kwok_cluster)
-    kube.create(deployment("wide", namespace, 200))
+    KubeBootstrap(kube.client).create(deployment("wide", namespace, 200))
     status = kube.wait_for_rollout(namespace, "wide", timeout_seconds=300)
     assert status.done
     assert kube.deployment(namespace, "wide")["status"]["availableReplicas"] == 200
@@ -103,7 +105,7 @@ def test_a_reachable_kubeconfig_cluster_is_used_and_nothing_local_starts(
         env["KUBECONFIG"] = str(kwok_cluster)
     else:
         shipyard += ["--kubeconfig", str(kwok_cluster)]
-    admin = Kube.from_kubeconfig(kwok_cluster)
+    admin = KubeBootstrap.from_kubeconfig(kwok_cluster)
     try:
         up = subprocess.run([*shipyard, "up", "--only", "kubernetes"],
                             env=env, capture_output=True, text=True, timeout=120, check=False)
@@ -115,7 +117,8 @@ def test_a_reachable_kubeconfig_cluster_is_used_and_nothing_local_starts(
         assert sorted(p.name for p in (tmp_path / "kube").iterdir()) == [
             f"deploy-{prefix}prod.kubeconfig", f"deploy-{prefix}staging.kubeconfig",
             f"viewer-{prefix}system.kubeconfig"]
-        deployer = Kube.from_kubeconfig(tmp_path / "kube" / f"deploy-{prefix}prod.kubeconfig")
+        deployer = KubeBootstrap.from_kubeconfig(
+            tmp_path / "kube" / f"deploy-{prefix}prod.kubeconfig")
         assert deployer.whoami() == f"system:serviceaccount:{prefix}system:deploy-prod"
         status = subprocess.run([*shipyard, "status", "--json",
                                  "--only", "kubernetes"], env=env, capture_output=True,

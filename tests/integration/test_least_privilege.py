@@ -27,7 +27,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prefect import flow
 
-from shipyard.adapters.kube import Kube, KubeError
+from shipyard.adapters.kube import Kube
+from shipyard.adapters.kube_bootstrap import KubeBootstrap
+from shipyard.adapters.kube_client import KubeError
 from shipyard.adapters.kube_identity import (
     deploy_kubeconfig,
     open_identity,
@@ -89,15 +91,15 @@ def answer(call: Callable[[], object]) -> int:
 
 # The client's typed methods take its model classes; these tests send the API's JSON.
 def core_api(kube: Kube) -> Any:
-    return client.CoreV1Api(kube.api)
+    return client.CoreV1Api(kube.client.api)
 
 
 def apps_api(kube: Kube) -> Any:
-    return client.AppsV1Api(kube.api)
+    return client.AppsV1Api(kube.client.api)
 
 
 def rbac_api(kube: Kube) -> Any:
-    return client.RbacAuthorizationV1Api(kube.api)
+    return client.RbacAuthorizationV1Api(kube.client.api)
 
 
 def config_map(name: str, namespace: str) -> dict[str, Any]:
@@ -110,8 +112,10 @@ def config_map(name: str, namespace: str) -> dict[str, Any]:
 def test_up_writes_each_identity_as_a_service_account_token_for_its_owner_only(
         world: World, session_environments: Path):
     system = world.namespace("system")
-    assert world.staging.whoami() == f"system:serviceaccount:{system}:deploy-staging"
-    assert world.viewer.whoami() == f"system:serviceaccount:{system}:viewer"
+    assert KubeBootstrap(world.staging.client).whoami() == \
+        f"system:serviceaccount:{system}:deploy-staging"
+    assert KubeBootstrap(world.viewer.client).whoami() == \
+        f"system:serviceaccount:{system}:viewer"
     assert stat.S_IMODE(session_environments.stat().st_mode) == 0o700
     files = sorted(session_environments.glob("*.kubeconfig"))
     assert [f.name for f in files] == [f"deploy-{world.prefix}prod.kubeconfig",
@@ -136,7 +140,8 @@ def test_the_bootstrap_keeps_current_tokens_and_renews_those_near_expiry(world: 
     assert bootstrap.ensure(now=later) == ["deploy-staging", "deploy-prod", "viewer"]
     for identity in bootstrap.identities():
         assert identity.kubeconfig.read_text() != before[identity.account]
-        assert Kube.from_kubeconfig(identity.kubeconfig).whoami().endswith(identity.account)
+        assert KubeBootstrap.from_kubeconfig(identity.kubeconfig).whoami().endswith(
+            identity.account)
 
 
 # -- a deploy identity ------------------------------------------------------------------------

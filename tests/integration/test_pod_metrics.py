@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from shipyard.adapters.kube import Kube
+from shipyard.adapters.kube_bootstrap import KubeBootstrap
 from shipyard.adapters.pod_metrics import scrape_pods, start_recording
 from shipyard.domain.catalog import AppDescriptor, CanaryMetric
 from shipyard.domain.metric_series import intervals, parse_pod_scrape, series_for_all
@@ -120,13 +121,14 @@ def phase_running(kube: Kube, namespace: str, selector: str, seconds: float = 12
 @pytest.fixture(scope="module")
 def workload(real_cluster: Path, metrics_image: str) -> Iterator[Workload]:
     kube = Kube.from_kubeconfig(real_cluster)
+    admin = KubeBootstrap(kube.client)
     namespace = f"pod-metrics-{uuid.uuid4().hex[:8]}"
-    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    admin.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     try:
-        kube.create(deployment("answers", namespace, metrics_image, replicas=2,
-                               readiness_path="/healthz"))
-        kube.create(deployment("never-ready", namespace, metrics_image, replicas=1,
-                               readiness_path="/not-ready"))
+        admin.create(deployment("answers", namespace, metrics_image, replicas=2,
+                                readiness_path="/healthz"))
+        admin.create(deployment("never-ready", namespace, metrics_image, replicas=1,
+                                readiness_path="/not-ready"))
         status = kube.wait_for_rollout(namespace, "answers", timeout_seconds=180)
         assert status.done, status.message
         never_ready = phase_running(kube, namespace, "app.kubernetes.io/name=never-ready")
@@ -134,7 +136,7 @@ def workload(real_cluster: Path, metrics_image: str) -> Iterator[Workload]:
                           for p in kube.pods(namespace, "app.kubernetes.io/name=answers"))
         yield Workload(kube, namespace, ready, never_ready)
     finally:
-        kube.delete_namespace(namespace)
+        admin.delete_namespace(namespace)
 
 
 def test_every_ready_pod_is_scraped_and_its_text_parses(workload):

@@ -14,6 +14,8 @@ import httpx
 import pytest
 
 from shipyard.adapters.kube import Kube
+from shipyard.adapters.kube_bootstrap import KubeBootstrap
+from shipyard.adapters.pod_killer import PodKiller
 from tests.support.images import script_image
 
 pytestmark = pytest.mark.integration
@@ -55,14 +57,15 @@ def workload(name: str, namespace: str, image: str) -> list[dict[str, Any]]:
 @pytest.fixture
 def hello(real_cluster: Path, hello_image: str) -> Iterator[tuple[Kube, str]]:
     kube = Kube.from_kubeconfig(real_cluster)
+    admin = KubeBootstrap(kube.client)
     namespace = f"real-{uuid.uuid4().hex[:8]}"
-    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    admin.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     for manifest in workload("hello", namespace, hello_image):
-        kube.create(manifest)
+        admin.create(manifest)
     status = kube.wait_for_rollout(namespace, "hello", timeout_seconds=180)
     assert status.done, status.message
     yield kube, namespace
-    kube.delete_namespace(namespace)
+    admin.delete_namespace(namespace)
 
 
 def test_three_real_pods_answer_through_the_service(hello):
@@ -96,10 +99,11 @@ def test_the_cluster_ip_answers_from_the_host_through_kube_proxy(hello):
 def test_a_node_port_answers_on_the_host_loopback(hello):
     kube, namespace = hello
     labels = {"app.kubernetes.io/name": "hello", "app.kubernetes.io/managed-by": "shipyard"}
-    kube.create({"apiVersion": "v1", "kind": "Service",
-                 "metadata": {"name": "hello-nodeport", "namespace": namespace},
-                 "spec": {"type": "NodePort", "selector": labels,
-                          "ports": [{"port": 80, "targetPort": 8080}]}})
+    KubeBootstrap(kube.client).create({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "hello-nodeport", "namespace": namespace},
+        "spec": {"type": "NodePort", "selector": labels,
+                 "ports": [{"port": 80, "targetPort": 8080}]}})
     node_port = kube.service(namespace, "hello-nodeport")["spec"]["ports"][0]["nodePort"]
     url = f"http://127.0.0.1:{node_port}/"
     deadline = time.monotonic() + 30  # kube-proxy writes the Service's rules within seconds
@@ -119,7 +123,7 @@ def test_a_deleted_real_pod_is_replaced(hello):
     kube, namespace = hello
     before = {p["metadata"]["name"] for p in kube.pods(namespace, "app.kubernetes.io/name=hello")}
     victim = sorted(before)[0]
-    kube.delete_pod(namespace, victim)
+    assert PodKiller(kube).kill(namespace, victim)
     deadline = time.monotonic() + 90
     ready: set[str] = set()
     while time.monotonic() < deadline:

@@ -1,0 +1,155 @@
+"""The one way Shipyard talks to a Kubernetes API server: REST calls through the official
+client's connection (its kubeconfig loading, TLS and token handling), answers as plain
+JSON mappings, and every failure as a :class:`KubeError`.
+
+The jobs built on it each have a module of their own: the deploy verbs the stages use
+(:mod:`shipyard.adapters.kube`), the cluster bootstrap of ``shipyard up``
+(:mod:`shipyard.adapters.kube_bootstrap`) and the chaos gate's pod kills
+(:mod:`shipyard.adapters.pod_killer`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from shipyard.domain.environment_access import DEPLOYABLE_KINDS
+
+__all__ = ["KubeClient", "KubeError", "UnsupportedKind", "object_path", "refused"]
+
+
+def _prefix(api_version: str) -> str:
+    return "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+
+
+# (apiVersion, kind) -> (URL prefix, plural, namespaced): the kinds ``object_path`` names.
+# The kinds an app's templates may render (the domain's list: bake refuses the others),
+# plus what the bootstrap applies with the admin identity (namespaces and the identities'
+# accounts, Roles and bindings).
+_RESOURCES: dict[tuple[str, str], tuple[str, str, bool]] = {
+    **{key: (_prefix(key[0]), plural, True)
+       for key, (_, plural) in DEPLOYABLE_KINDS.items()},
+    ("v1", "Namespace"): ("/api/v1", "namespaces", False),
+    ("v1", "ServiceAccount"): ("/api/v1", "serviceaccounts", True),
+    ("rbac.authorization.k8s.io/v1", "Role"):
+        ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"):
+        ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
+}
+
+
+class KubeError(RuntimeError):
+    """The API server refused or could not be reached; the message says which call, and
+    ``status`` the HTTP status of a refusal (0 when there was no answer)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class UnsupportedKind(KubeError):
+    """An object of a kind Shipyard does not apply."""
+
+
+def refused(what: str, status: int, answer: Any) -> KubeError:
+    """The error for an API server that answered ``what`` with ``status``, carrying the
+    server's reason (a Status object's message)."""
+    if isinstance(answer, Mapping):
+        reason = str(answer.get("message") or answer.get("reason") or answer)
+    else:
+        reason = str(answer)
+    return KubeError(f"{what}: {status} {reason}", status)
+
+
+def object_path(manifest: Mapping[str, Any], *, named: bool = True) -> str:
+    """The REST path of ``manifest``'s object (or, not ``named``, of its collection).
+    Raises :class:`UnsupportedKind` for a kind Shipyard does not apply."""
+    key = (str(manifest.get("apiVersion")), str(manifest.get("kind")))
+    if key not in _RESOURCES:
+        known = ", ".join(f"{k} ({v})" for v, k in sorted(_RESOURCES))
+        raise UnsupportedKind(f"{key[1]} ({key[0]}) is not a kind Shipyard applies; "
+                              f"use one of: {known}")
+    prefix, plural, namespaced = _RESOURCES[key]
+    metadata = manifest.get("metadata") or {}
+    path = prefix
+    if namespaced:
+        path += f"/namespaces/{metadata.get('namespace') or 'default'}"
+    path += f"/{plural}"
+    return f"{path}/{metadata['name']}" if named else path
+
+
+@dataclass(frozen=True)
+class KubeClient:
+    """A connection to one API server as one identity (a kubeconfig's)."""
+
+    api: client.ApiClient
+
+    @classmethod
+    def from_kubeconfig(cls, path: Path) -> KubeClient:
+        try:
+            return cls(config.new_client_from_config(config_file=str(path)))
+        except (config.ConfigException, OSError) as err:
+            raise KubeError(f"cannot use kubeconfig {path}: {err}") from err
+
+    def call(self, method: str, path: str, *, query: Mapping[str, str] | None = None,
+             body: Any = None, content_type: str | None = None,
+             timeout: float = 30) -> tuple[int, Any]:
+        """One REST call; returns the status and the decoded JSON answer (or None). A
+        refusal is an answer, not an error: the caller decides which statuses are fine.
+        Raises :class:`KubeError` only when no answer came."""
+        url_path = f"{path}?{urlencode(query)}" if query else path
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        try:
+            method, url, headers, body, _ = self.api.param_serialize(
+                method, url_path, header_params=headers, body=body,
+                auth_settings=["BearerToken"])
+            response = self.api.call_api(method, url, header_params=headers, body=body,
+                                         _request_timeout=timeout)
+            response.read()
+        except ApiException as err:
+            return err.status or 0, _decoded(err.body)
+        except (HTTPError, OSError) as err:
+            raise KubeError(f"{method} {path}: {err}") from err
+        return response.status, _decoded(response.data)
+
+    def text(self, path: str, *, timeout: float = 5) -> str:
+        """GET ``path`` as text (``/readyz``, a proxied answer); any status but 200 is a
+        :class:`KubeError`."""
+        try:
+            method, url, headers, _, _ = self.api.param_serialize(
+                "GET", path, auth_settings=["BearerToken"])
+            response = self.api.call_api(method, url, header_params=headers,
+                                         _request_timeout=timeout)
+            response.read()
+        except (ApiException, HTTPError, OSError) as err:
+            raise KubeError(f"GET {path}: {err}") from err
+        if response.status != 200:
+            raise KubeError(f"GET {path}: {response.status}", response.status)
+        return bytes(response.data or b"").decode()
+
+    def ready(self) -> bool:
+        """Whether the API server answers ``/readyz`` with ok."""
+        try:
+            return self.text("/readyz").strip() == "ok"
+        except KubeError:
+            return False
+
+
+def _decoded(data: Any) -> Any:
+    if not data:
+        return None
+    try:
+        return json.loads(data)
+    except (ValueError, TypeError):
+        return {"message": bytes(data).decode(errors="replace")[:500]
+                if isinstance(data, bytes | bytearray) else str(data)[:500]}
