@@ -334,7 +334,8 @@ def test_a_rejected_release_restarted_from_its_canary_judges_again_and_goes_on_w
     assert waiting.stage("bake:discovery").outputs == first.stage("bake:discovery").outputs
     for ref in ("locks", "staging:discovery", "canary:discovery", "chaos:discovery"):
         assert reasons[ref][0] is State.SUCCEEDED and reasons[ref][1] != "Reused", ref
-    assert waiting.stage("canary:discovery").started_at > first.finished_at
+    judged_again, first_ended = waiting.stage("canary:discovery").started_at, first.finished_at
+    assert judged_again is not None and first_ended is not None and judged_again > first_ended
     assert version_served(kube, namespace(prefect_stack, "staging"), "discovery") == \
         judged[:12]
 
