@@ -162,18 +162,18 @@ class Kube:
 
     def deployment(self, namespace: str, name: str) -> dict[str, Any]:
         """Deployment ``name`` as it is now."""
-        status, answer = self.client.call(
-            "GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
-        if status != 200:
-            raise refused(f"reading deployment {namespace}/{name}", status, answer)
-        return dict(answer)
+        return self._read(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
+                          f"deployment {namespace}/{name}")
 
     def service(self, namespace: str, name: str) -> dict[str, Any]:
         """Service ``name`` as it is now."""
-        status, answer = self.client.call(
-            "GET", f"/api/v1/namespaces/{namespace}/services/{name}")
+        return self._read(f"/api/v1/namespaces/{namespace}/services/{name}",
+                          f"service {namespace}/{name}")
+
+    def _read(self, path: str, what: str) -> dict[str, Any]:
+        status, answer = self.client.call("GET", path)
         if status != 200:
-            raise refused(f"reading service {namespace}/{name}", status, answer)
+            raise refused(f"reading {what}", status, answer)
         return dict(answer)
 
     def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
