@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from git import Actor, Repo
 
-from shipyard.adapters.kube import Kube, KubeError
+from shipyard.adapters.kube import Kube
+from shipyard.adapters.kube_client import KubeError
 from shipyard.adapters.load import LoadSpec, start_load
 from shipyard.cli.judgments import operating_system_user
 from shipyard.domain.states import State
