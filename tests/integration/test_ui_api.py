@@ -680,10 +680,10 @@ def test_restarting_a_run_still_going_or_from_a_stage_it_lacks_is_refused(site: 
     assert "restart a run once it has ended" in refused.json()["error"]
     assert "its stages: " in refused.json()["error"]
     cd = site.run(pipeline="cd")
-    refused = site.post(f"/api/runs/{cd.id}/restart", json={"from_stage": "build"})
+    refused = site.post(f"/api/runs/{cd.id}/restart", json={"from_stage": "canary:data"})
     assert refused.status_code == 409
     stages = ", ".join(s.ref for s in site.store.get_run(cd.id).stages)
-    assert f"has no stage 'build'; its stages are: {stages}" in refused.json()["error"]
+    assert f"has no stage 'canary:data'; its stages are: {stages}" in refused.json()["error"]
 
 
 def test_a_rollback_without_a_reason_is_refused_and_a_viewer_may_not_promote(site: Site):
