@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 from prefect import flow
 
+from pipelines.outcomes import CiOutcome
 from shipyard.domain.catalog import validate_app_name
 from shipyard.domain.deployments import FIRST_STAGES
+from shipyard.domain.images import ImageRef
 from shipyard.domain.pipeline import StageSpec
 from shipyard.domain.triggers import branch_matches
 from stages.catalog import discover_apps
@@ -45,7 +46,7 @@ async def ci_flow(
     all_apps: bool = False,
     restart_of: str | None = None,
     restart_from: str | None = None,
-) -> dict[str, Any]:
+) -> CiOutcome:
     """Check ``ref`` of ``repo`` out; test, build and push the apps it changes among
     ``apps`` (default: every app). ``branch`` is the branch the commit was pushed to (for
     ``when`` rules; default ``ref``); ``all_apps`` rebuilds every app even if unchanged.
@@ -53,8 +54,8 @@ async def ci_flow(
     stages before it reuse that run's outputs (see :mod:`stages.restart`); the checkout
     runs again, since the stages after it work in its worktree.
 
-    Returns the run id, the commit, each built app's test summary and every app's image
-    digest; raises when the run did not succeed, so the Prefect flow run fails with it.
+    Returns the run id, the commit, each built app's test summary and every app's image;
+    raises when the run did not succeed, so the Prefect flow run fails with it.
     """
     for app in apps or []:
         validate_app_name(app)
@@ -64,8 +65,8 @@ async def ci_flow(
         parameters={"apps": apps, "branch": branch, "all_apps": all_apps},
         restart_of=restart_of, restart_from=restart_from,
     )
-    images: dict[str, str] = {}
-    tests: dict[str, Any] = {}
+    images: dict[str, ImageRef] = {}
+    tests: dict[str, str] = {}
     try:
         async with running(run):
             source = await checkout(run, repo, ref)
@@ -90,12 +91,12 @@ async def ci_flow(
                         images[app] = result[1]
     finally:
         await clean_up(run, repo)
-    return {"run_id": run.run_id, "commit": source.sha, "tests": tests, "images": images}
+    return CiOutcome(run_id=run.run_id, commit=source.sha, tests=tests, images=images)
 
 
 async def _ship(run: RunContext, workspace: str, commit: str, app: str, key: str,
-                push: bool) -> tuple[TestResult, str | None]:
-    """Test, build and (when allowed) push one app; returns its tests and its digest."""
+                push: bool) -> tuple[TestResult, ImageRef | None]:
+    """Test, build and (when allowed) push one app; returns its tests and its image."""
     tested = await unit_tests(run, workspace, app, stage_ref=f"test:{app}")
     built = await build_image(run, workspace, app, commit, key, stage_ref=f"build:{app}")
     if not push:
@@ -103,4 +104,4 @@ async def _ship(run: RunContext, workspace: str, commit: str, app: str, key: str
                          message="the branch matches none of SHIPYARD_PUSH_BRANCHES")
         return tested, None
     pushed = await push_image(run, app, built.reference, commit, stage_ref=f"push:{app}")
-    return tested, pushed.digest
+    return tested, pushed.image

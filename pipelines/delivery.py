@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from graphlib import TopologicalSorter
 from typing import Any
 
-from pydantic import BaseModel, Field
-
+from shipyard.domain.delivery_options import DeliveryOptions
 from shipyard.domain.pipeline import StageSpec
 from shipyard.store import Ledger
 from stages.bake import BakeResult, bake_manifests, red_black_environments
@@ -40,30 +39,11 @@ from stages.releases import ReleasePlan
 from stages.rollback import dependency_order, roll_back_delivery
 from stages.runtime import RunContext, StageFailure, current_settings, open_store
 
-__all__ = ["DeliveryOptions", "deliver", "delivery_stages"]
+__all__ = ["deliver", "delivery_stages", "reaches_production"]
 
 LOCKS_STAGE = "locks"
 ROLLBACK_STAGE = "rollback"
 JUDGMENT_STAGE = "judgment"
-
-
-class DeliveryOptions(BaseModel):
-    """How far and how carefully a delivery goes (flow parameters, validated)."""
-
-    environments: list[str] = Field(default_factory=lambda: ["staging", "prod"])
-    warm_seconds: float | None = Field(default=None, ge=0)
-    canary: bool = True
-    canary_window_seconds: float | None = Field(default=None, gt=0)
-    chaos: bool = True
-    chaos_window_seconds: float | None = Field(default=None, gt=0)
-    judgment: bool = False
-    judgment_timeout_seconds: float | None = Field(default=None, gt=0)
-    actor: str = ""
-    why: str = ""
-
-    @property
-    def to_production(self) -> bool:
-        return any(env in red_black_environments() for env in self.environments)
 
 
 @dataclass(frozen=True)
@@ -78,13 +58,18 @@ class Gates:
     judgment: bool = False
 
 
-def delivery_stages(plans: Sequence[ReleasePlan], options: DeliveryOptions, *,
+def reaches_production(environments: Sequence[str]) -> bool:
+    """Whether a delivery through ``environments`` goes into a red/black one."""
+    return any(env in red_black_environments() for env in environments)
+
+
+def delivery_stages(plans: Sequence[ReleasePlan], environments: Sequence[str], *,
                     planned_by: Mapping[str, str],
                     gates: Gates = Gates()) -> tuple[StageSpec, ...]:
-    """The stage graph of delivering ``plans``: per app bake (after the stage that
-    planned it, ``planned_by[app]``), each environment's deploy, then scale-down; deploys
-    wait for the same environment's deploys of the apps they depend on (among those
-    delivered). Before production come the ``gates``: per app canary then chaos, then
+    """The stage graph of delivering ``plans`` through ``environments``: per app bake
+    (after the stage that planned it, ``planned_by[app]``), each environment's deploy, then
+    scale-down; deploys wait for the same environment's deploys of the apps they depend on
+    (among those delivered). Before production come the ``gates``: per app canary then chaos, then
     one judgment for the whole delivery."""
     given = {p.app for p in plans}
     specs: list[StageSpec] = [StageSpec(LOCKS_STAGE, tuple(sorted(set(planned_by.values()))),
@@ -96,7 +81,7 @@ def delivery_stages(plans: Sequence[ReleasePlan], options: DeliveryOptions, *,
         deps = [d for d in plan.depends_on if d in given]
         specs.append(StageSpec(f"bake:{app}", (LOCKS_STAGE,), f"bake {app}"))
         previous = f"bake:{app}"
-        for env in options.environments:
+        for env in environments:
             if env in red_black_environments():
                 if app in gates.canary:
                     specs.append(StageSpec(f"canary:{app}", (previous,),
@@ -113,7 +98,7 @@ def delivery_stages(plans: Sequence[ReleasePlan], options: DeliveryOptions, *,
             specs.append(StageSpec(ref, (previous, *(f"{env}:{d}" for d in deps)),
                                    f"deploy {app} to {env}"))
             previous = ref
-        for env in options.environments:
+        for env in environments:
             if env in red_black_environments():
                 specs.append(StageSpec(f"scale-down:{app}",
                                        tuple(f"{env}:{p.app}" for p in ordered),
@@ -125,17 +110,18 @@ def delivery_stages(plans: Sequence[ReleasePlan], options: DeliveryOptions, *,
     return tuple(specs)
 
 
-async def deliver(run: RunContext, plans: Sequence[ReleasePlan], options: DeliveryOptions,
-                  *, planned_by: Mapping[str, str], kind: str = "deploy") -> dict[str, Any]:
-    """Deliver ``plans`` through ``options.environments``; on any failure roll every app
-    this run changed back. Returns what each app became, per environment.
+async def deliver(run: RunContext, plans: Sequence[ReleasePlan], environments: Sequence[str],
+                  options: DeliveryOptions, *, planned_by: Mapping[str, str],
+                  kind: str = "deploy") -> dict[str, dict[str, DeployResult]]:
+    """Deliver ``plans`` through ``environments`` as ``options`` say; on any failure roll
+    every app this run changed back. Returns what each app became, per environment.
 
     Each step is a recorded stage: the locks, the bakes, per environment the gates and the
     deploys, the scale-downs, and (only after a failure) the coordinated rollback."""
-    gates = await _gates(plans, options)
-    await extend_run(run, delivery_stages(plans, options, planned_by=planned_by,
+    gates = await _gates(plans, environments, options)
+    await extend_run(run, delivery_stages(plans, environments, planned_by=planned_by,
                                           gates=gates))
-    pairs = [(p.app, env) for p in plans for env in options.environments]
+    pairs = [(p.app, env) for p in plans for env in environments]
     deployed: dict[str, dict[str, DeployResult]] = {p.app: {} for p in plans}
     try:
         await take_deploy_locks(run, pairs)
@@ -144,10 +130,10 @@ async def deliver(run: RunContext, plans: Sequence[ReleasePlan], options: Delive
                          message="another run deploys these apps: nothing was changed")
         raise refused
     try:
-        bakes = {plan.app: await bake_manifests(run, plan, options.environments,
+        bakes = {plan.app: await bake_manifests(run, plan, list(environments),
                                                 stage_ref=f"bake:{plan.app}")
                  for plan in plans}  # cheap, and every later step needs all of them
-        for env in options.environments:
+        for env in environments:
             if env in red_black_environments():
                 await _gate(run, plans, bakes, gates, env, options)
             await in_dependency_order(plans, functools.partial(
@@ -158,22 +144,21 @@ async def deliver(run: RunContext, plans: Sequence[ReleasePlan], options: Delive
         await asyncio.gather(*(
             scale_down_previous(run, p.app, env, options.warm_seconds,
                                 stage_ref=f"scale-down:{p.app}")
-            for env in options.environments if env in red_black_environments()
+            for env in environments if env in red_black_environments()
             for p in plans))
     except Exception as failure:
         try:
             # A rollback that fails is recorded as the rollback stage's failure; the
             # delivery still fails with its first cause.
             with contextlib.suppress(Exception):
-                await roll_back_delivery(run, list(plans), list(options.environments),
-                                         options.actor, f"{type(failure).__name__}: {failure}")
+                await roll_back_delivery(run, list(plans), list(environments), run.actor,
+                                         f"{type(failure).__name__}: {failure}")
         finally:
             await release_locks(run, pairs)
         raise
     await skip_stage(run, ROLLBACK_STAGE, reason="WhenNotMet",
                      message="nothing failed: nothing to roll back")
-    return {app: {env: d.model_dump(mode="json") for env, d in envs.items()}
-            for app, envs in deployed.items()}
+    return deployed
 
 
 async def _gate(run: RunContext, plans: Sequence[ReleasePlan], bakes: Mapping[str, BakeResult],
@@ -204,10 +189,10 @@ async def _deploy(run: RunContext, plan: ReleasePlan, *, bakes: Mapping[str, Bak
     bake = bakes[plan.app]
     if environment in red_black_environments():
         deployed[plan.app][environment] = await deploy_red_black(
-            run, bake, environment, options.actor, options.why, kind, stage_ref=ref)
+            run, bake, environment, run.actor, options.why, kind, stage_ref=ref)
     else:
         deployed[plan.app][environment] = await deploy_rolling(
-            run, bake, environment, options.actor, options.why, stage_ref=ref)
+            run, bake, environment, run.actor, options.why, stage_ref=ref)
 
 
 async def in_dependency_order(plans: Sequence[ReleasePlan],
@@ -239,22 +224,23 @@ async def in_dependency_order(plans: Sequence[ReleasePlan],
         raise failure
 
 
-async def _gates(plans: Sequence[ReleasePlan], options: DeliveryOptions) -> Gates:
+async def _gates(plans: Sequence[ReleasePlan], environments: Sequence[str],
+                 options: DeliveryOptions) -> Gates:
     """The gates before production: a canary for the apps production already runs (their
     baseline), chaos for those that opt in when an environment comes before production."""
-    if not options.to_production:
+    if not reaches_production(environments):
         return Gates()
     ledger = Ledger(await asyncio.to_thread(open_store))
-    first_red_black = next(i for i, env in enumerate(options.environments)
+    first_red_black = next(i for i, env in enumerate(environments)
                            if env in red_black_environments())
-    production = options.environments[first_red_black]
+    production = environments[first_red_black]
     canary = set()
     if options.canary:
         for plan in plans:
             running = await asyncio.to_thread(ledger.current_release, plan.app, production)
             if running is not None and running.slot:
                 canary.add(plan.app)
-    before = options.environments[:first_red_black]
+    before = environments[:first_red_black]
     chaos = frozenset(p.app for p in plans if options.chaos and before and p.descriptor
                       and p.descriptor.chaos.enabled)
     return Gates(canary=frozenset(canary), chaos=chaos,

@@ -1,57 +1,63 @@
 """The ``promote`` pipeline: the production part of a delivery for a version that passed
-staging (bake for the target, red/black, scale-down; rolled back by itself on failure)."""
+the environment before production (bake for the target, red/black, scale-down; rolled
+back by itself on failure)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
+from prefect.runtime import flow_run
 
-from pipelines.delivery import DeliveryOptions, deliver
+from pipelines.delivery import deliver
+from pipelines.outcomes import DeliveryOutcome
 from shipyard.domain.catalog import validate_app_name
+from shipyard.domain.delivery_options import DeliveryOptions
 from shipyard.domain.deployments import FIRST_STAGES
+from shipyard.domain.routes import environment_before
 from stages.lifecycle import begin_run, running
 from stages.releases import plan_promotion
+from stages.runtime import current_settings
 
 __all__ = ["promote_flow"]
 
 
-@flow(name="promote", flow_run_name="promote {app} {from_env} → {to_env}")
+def _run_name() -> str:
+    asked = flow_run.parameters
+    return (f"promote {asked['app']} {asked.get('from_env') or 'previous'} → "
+            f"{asked.get('to_env') or 'production'}")
+
+
+@flow(name="promote", flow_run_name=_run_name)
 async def promote_flow(
     app: str,
-    from_env: str = "staging",
-    to_env: str = "prod",
+    from_env: str | None = None,
+    to_env: str | None = None,
     version: str | None = None,
+    options: DeliveryOptions = DeliveryOptions(),  # frozen: shared safely
     run_id: str | None = None,
     trigger: str = "manual",
     actor: str = "",
-    why: str = "",
-    warm_seconds: float | None = None,
-    canary_window_seconds: float | None = None,
-    judgment: bool = False,
-    judgment_timeout_seconds: float | None = None,
     restart_of: str | None = None,
     restart_from: str | None = None,
-) -> dict[str, Any]:
-    """Take ``app`` into ``to_env`` at the version ``from_env`` runs (or ``version``, if
-    it ran there).
+) -> DeliveryOutcome:
+    """Take ``app`` into ``to_env`` (default: the production environment) at the version
+    ``from_env`` (default: the environment before it) runs, or at ``version`` if it ran
+    there, as ``options`` say.
     ``restart_of`` and ``restart_from`` restart that run from that stage (see
     :mod:`stages.restart`)."""
     validate_app_name(app)
+    settings = current_settings()
+    to_env = to_env or settings.production_environment
+    from_env = from_env or environment_before(settings.environments, to_env)
+    if not options.why:
+        options = options.model_copy(update={"why": f"promoted from {from_env}"})
     run = await begin_run("promote", FIRST_STAGES["promote"], run_id=run_id, trigger=trigger,
                           actor=actor, app=app,
                           parameters={"from_env": from_env, "to_env": to_env,
-                                      "version": version, "why": why},
+                                      "version": version, "options": options.as_parameter()},
                           restart_of=restart_of, restart_from=restart_from)
     async with running(run):
         plan = await plan_promotion(run, app, from_env, to_env, version)
-        options = DeliveryOptions(environments=[to_env], warm_seconds=warm_seconds,
-                                  canary_window_seconds=canary_window_seconds,
-                                  judgment=judgment,
-                                  judgment_timeout_seconds=judgment_timeout_seconds,
-                                  actor=actor,
-                                  why=why or f"promoted from {from_env}")
-        delivered = await deliver(run, [plan], options, planned_by={app: "plan"},
+        delivered = await deliver(run, [plan], [to_env], options, planned_by={app: "plan"},
                                   kind="promote")
-    return {"run_id": run.run_id, "version": plan.version, "environment": to_env,
-            "delivered": delivered}
+    return DeliveryOutcome(run_id=run.run_id, commit=plan.commit_sha, delivered=delivered)
+

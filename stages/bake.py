@@ -28,6 +28,7 @@ from shipyard.adapters.kube_client import KubeError
 from shipyard.domain.bakes import manifest_digest, next_slot, object_names
 from shipyard.domain.catalog import AppDescriptor
 from shipyard.domain.environment_access import DEPLOYABLE_KINDS, ENFORCE_LABEL
+from shipyard.domain.images import ImageRef
 from shipyard.domain.manifests import (
     SLOT_LABEL,
     BakeValues,
@@ -70,7 +71,7 @@ class BakeResult(StageResult):
 
     app: str
     version: str
-    image: str
+    image: ImageRef
     bakes: dict[str, BakedEnvironment]
 
     def summary(self) -> str:
@@ -84,7 +85,7 @@ async def bake_manifests(ctx: StageContext, plan: ReleasePlan,
                          environments: list[str]) -> BakeResult:
     """Render ``plan``'s app at its commit for each of ``environments`` and validate every
     object with a server-side dry run."""
-    if not plan.image:
+    if plan.image is None:
         raise StageFailure("NoImage", f"{plan.app} {plan.version} has no image to deploy; "
                            "run ci with push enabled for this branch")
     git = GitCheckout(ctx.settings.git_cache_dir, ctx.settings.workspaces_dir)
@@ -100,11 +101,12 @@ async def bake_manifests(ctx: StageContext, plan: ReleasePlan,
     bakes = {}
     for environment in environments:
         kube = await open_kube(ctx, ctx.settings.namespace_for(environment))
-        bakes[environment] = await _bake_one(ctx, kube, plan, templates, environment)
+        bakes[environment] = await _bake_one(ctx, kube, plan, plan.image, templates,
+                                             environment)
     return BakeResult(app=plan.app, version=plan.version, image=plan.image, bakes=bakes)
 
 
-async def _bake_one(ctx: StageContext, kube: Kube, plan: ReleasePlan,
+async def _bake_one(ctx: StageContext, kube: Kube, plan: ReleasePlan, image: ImageRef,
                     templates: dict[str, str], environment: str) -> BakedEnvironment:
     namespace = ctx.settings.namespace_for(environment)
     descriptor: AppDescriptor | None = plan.descriptor
@@ -116,7 +118,7 @@ async def _bake_one(ctx: StageContext, kube: Kube, plan: ReleasePlan,
         slot = await asyncio.to_thread(_next_slot, ctx, kube, plan.app, namespace,
                                        environment)
     values = BakeValues(app=descriptor, environment=environment, namespace=namespace,
-                        version=plan.version, image=plan.image,
+                        version=plan.version, image=image.reference,
                         release=slot or f"r-{ctx.run_id[:8]}", replicas=replicas, slot=slot)
     try:
         stream = render_manifests(templates, values)

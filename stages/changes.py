@@ -17,20 +17,16 @@ from shipyard.domain.changes import (
     source_tag,
     why_changed,
 )
+from shipyard.domain.images import ImageRef, image_repository
 from shipyard.store import Ledger
 from stages.runtime import StageContext, StageFailure, StageResult, stage
 
-__all__ = ["ChangesResult", "detect_changes", "image_repository"]
-
-
-def image_repository(app: str) -> str:
-    """Where an app's images live in the registry."""
-    return f"shipyard/{app}"
+__all__ = ["ChangesResult", "detect_changes"]
 
 
 class ChangesResult(StageResult):
     changed: list[str]
-    reused: dict[str, str]  # app -> digest of the image it keeps
+    reused: dict[str, ImageRef]  # app -> the image it keeps
     # Not "keys": Prefect reads a result with .keys() as a mapping.
     source_keys: dict[str, str]  # app -> source key
     reasons: dict[str, str]
@@ -80,7 +76,8 @@ async def detect_changes(ctx: StageContext, workspace: str, commit: str, apps: l
         verdicts.append(verdict)
     return ChangesResult(
         changed=[v.app for v in verdicts if v.changed],
-        reused={v.app: v.reuse_digest for v in verdicts if v.reuse_digest and not v.changed},
+        reused={v.app: ImageRef.of_app(ctx.settings.registry, v.app, v.reuse_digest)
+                for v in verdicts if v.reuse_digest and not v.changed},
         source_keys={v.app: v.key for v in verdicts},
         reasons={v.app: v.reason for v in verdicts})
 

@@ -93,7 +93,7 @@ async def deploy_rolling(ctx: StageContext, bake: BakeResult, environment: str,
     await _apply(ctx, kube, [*workloads, *services])
     release = await asyncio.to_thread(
         ledger.record_release, app=bake.app, version=bake.version, environment=environment,
-        kind="deploy", digest=_digest(bake.image), manifests=baked.manifests,
+        kind="deploy", digest=bake.image.digest, manifests=baked.manifests,
         actor=actor or "shipyard", why=why, run_id=ctx.run_id)
     return DeployResult(app=bake.app, environment=environment, namespace=baked.namespace,
                         version=bake.version, release_id=release.id,
@@ -135,7 +135,7 @@ async def deploy_red_black(ctx: StageContext, bake: BakeResult, environment: str
                                f"{SWITCH_TIMEOUT_SECONDS:.0f}s; traffic switched back")
     release = await asyncio.to_thread(
         ledger.record_release, app=bake.app, version=bake.version, environment=environment,
-        kind=kind, digest=_digest(bake.image), manifests=baked.manifests, slot=baked.slot,
+        kind=kind, digest=bake.image.digest, manifests=baked.manifests, slot=baked.slot,
         actor=actor or "shipyard", why=why, run_id=ctx.run_id)
     return DeployResult(
         app=bake.app, environment=environment, namespace=baked.namespace,
@@ -190,7 +190,3 @@ def _baked(bake: BakeResult, environment: str) -> BakedEnvironment:
         raise StageFailure("NotBaked", f"{bake.app} was not baked for {environment} "
                            f"(baked: {', '.join(sorted(bake.bakes)) or 'nothing'})")
     return bake.bakes[environment]
-
-
-def _digest(image: str) -> str:
-    return image.rpartition("@")[2] if "@" in image else ""

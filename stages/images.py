@@ -17,8 +17,8 @@ from shipyard.adapters.app_image import (
 )
 from shipyard.adapters.docker_engine import DockerEngine, EngineError, default_engine_url
 from shipyard.domain.changes import source_tag
+from shipyard.domain.images import ImageRef, image_repository
 from shipyard.store import Ledger
-from stages.changes import image_repository
 from stages.runtime import StageContext, StageFailure, StageResult, stage
 from stages.thread_log import ThreadLog
 
@@ -39,12 +39,14 @@ class BuildResult(StageResult):
 
 
 class PushResult(StageResult):
+    """The pushed image: by tag (``reference``) and by content (``image``)."""
+
     app: str
     reference: str
-    digest: str
+    image: ImageRef
 
     def summary(self) -> str:
-        return f"{self.reference}@{self.digest[:19]}"
+        return f"{self.reference}@{self.image.digest[:19]}"
 
 
 def _reference(registry: str, app: str, key: str) -> str:
@@ -97,5 +99,6 @@ async def push_image(ctx: StageContext, app: str, reference: str, commit: str) -
     await asyncio.to_thread(Ledger(ctx.store).record_artifact, run_id=ctx.run_id,
                             stage_ref=ctx.ref, app=app, name=repository, tag=tag,
                             digest=digest, commit_sha=commit)
-    await ctx.log(f"pushed {repository}@{digest}")
-    return PushResult(app=app, reference=reference, digest=digest)
+    image = ImageRef(ctx.settings.registry, image_repository(app), digest)
+    await ctx.log(f"pushed {image.reference}")
+    return PushResult(app=app, reference=reference, image=image)

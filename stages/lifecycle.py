@@ -73,7 +73,8 @@ async def begin_run(
     specs = tuple(stages)
     linked = str(flow_run.id) if flow_run.id else None
     keys = resumed_pause_keys()
-    restart = await asyncio.to_thread(_restart, store, restart_of, restart_from)
+    restart = replace(await asyncio.to_thread(_restart, store, restart_of, restart_from),
+                      actor=actor)
     if keys and linked:
         resumed = await asyncio.to_thread(_own_run, store,
                                           run_id or run_id_of_pause_keys(keys), linked)

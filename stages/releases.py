@@ -9,27 +9,27 @@ import asyncio
 
 from shipyard.adapters.git import GitCheckout
 from shipyard.domain.catalog import AppDescriptor, InvalidDescriptor, validate_app_name
+from shipyard.domain.images import ImageRef, is_digest
 from shipyard.domain.states import State
 from shipyard.store import Ledger, RunNotFound
 from stages.catalog import read_descriptor_at
-from stages.changes import image_repository
 from stages.runtime import StageContext, StageFailure, StageResult, stage
 
 __all__ = ["ReleasePlan", "check_names", "plan_promotion", "plan_release"]
 
 
 class ReleasePlan(StageResult):
-    """Which build of which app goes where."""
+    """Which build of which app goes where: ``image`` is ``None`` when the build has none
+    in the registry (ci did not push on that branch), which bake refuses."""
 
     app: str
     environment: str
     version: str
-    digest: str
     commit_sha: str
     ci_run_id: str
     depends_on: list[str]
     repo_url: str = ""
-    image: str = ""
+    image: ImageRef | None = None
     descriptor: AppDescriptor | None = None
 
     def summary(self) -> str:
@@ -37,10 +37,11 @@ class ReleasePlan(StageResult):
 
 
 @stage("plan")
-async def plan_release(ctx: StageContext, app: str, ci_run_id: str,
-                       environment: str) -> ReleasePlan:
+async def plan_release(ctx: StageContext, app: str, ci_run_id: str, environment: str,
+                       image: ImageRef | None = None) -> ReleasePlan:
     """Check that CI run ``ci_run_id`` succeeded and tested ``app``, read the app's
-    descriptor, and pick the version (the commit) and image digest (if one was built)."""
+    descriptor, and pick the version (the commit) and the image: ``image`` as the ci run
+    returned it, else the one the run recorded (pushed, or reused unchanged)."""
     check_names(app, environment)
     try:
         ci_run = await asyncio.to_thread(ctx.store.get_run, ci_run_id)
@@ -65,14 +66,13 @@ async def plan_release(ctx: StageContext, app: str, ci_run_id: str,
                                              ci_run.commit_sha, app)
     except InvalidDescriptor as err:
         raise StageFailure("InvalidDescriptor", str(err)) from err
-    images = await asyncio.to_thread(Ledger(ctx.store).artifacts, app=app, run_id=ci_run.id)
-    digest = next((a.digest for a in images if a.kind == "image"), reused.get(app, ""))
+    if image is None:
+        image = await asyncio.to_thread(_recorded_image, ctx, ci_run.id, app,
+                                        reused.get(app))
     await ctx.log(f"{app} at {ci_run.commit_sha[:12]} from ci run {ci_run.short_id}; "
-                  f"image {digest or 'not built yet'}")
-    image = (f"{ctx.settings.registry}/{image_repository(app)}@{digest}"
-             if digest.startswith("sha256:") else "")
+                  f"image {image.reference if image else 'not pushed'}")
     return ReleasePlan(app=app, environment=environment, version=ci_run.commit_sha[:12],
-                       digest=digest, commit_sha=ci_run.commit_sha, ci_run_id=ci_run.id,
+                       commit_sha=ci_run.commit_sha, ci_run_id=ci_run.id,
                        depends_on=list(descriptor.depends_on), repo_url=ci_run.repo_url,
                        image=image, descriptor=descriptor)
 
@@ -109,12 +109,22 @@ async def plan_promotion(ctx: StageContext, app: str, from_env: str, to_env: str
     await asyncio.to_thread(ctx.store.record_commit, ctx.run_id, origin.commit_sha)
     await ctx.log(f"{app} {source.version} passed {from_env} (release #{source.id}); "
                   f"promoting to {to_env}")
-    image = (f"{ctx.settings.registry}/{image_repository(app)}@{source.digest}"
-             if source.digest.startswith("sha256:") else "")
+    image = (ImageRef.of_app(ctx.settings.registry, app, source.digest)
+             if is_digest(source.digest) else None)
     return ReleasePlan(app=app, environment=to_env, version=source.version,
-                       digest=source.digest, commit_sha=origin.commit_sha,
+                       commit_sha=origin.commit_sha,
                        ci_run_id=origin.id, depends_on=list(descriptor.depends_on),
                        repo_url=origin.repo_url, image=image, descriptor=descriptor)
+
+
+def _recorded_image(ctx: StageContext, ci_run_id: str, app: str,
+                   reused: dict[str, str] | None) -> ImageRef | None:
+    """The image ci run ``ci_run_id`` pushed for ``app``, else the one it reused."""
+    pushed = next((a for a in Ledger(ctx.store).artifacts(app=app, run_id=ci_run_id)
+                   if a.kind == "image"), None)
+    if pushed is not None:
+        return ImageRef.of_app(ctx.settings.registry, app, pushed.digest)
+    return ImageRef(**reused) if reused else None
 
 
 def check_names(app: str, *environments: str) -> None:

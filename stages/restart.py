@@ -9,12 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shipyard.domain.delivery_options import DeliveryOptions
 from shipyard.domain.restarts import RecordedStage, RestartRefused, stages_to_rerun
 from shipyard.store import RunRecord
 
 __all__ = ["RestartRefused", "RestartRequest", "check_restart", "restart_parameters",
            "restart_request"]
 
+_DELIVERIES = frozenset({"cd", "release", "promote"})
 # Parameters that are the launch's, not the pipeline's: a restart sets its own.
 _NOT_CARRIED = frozenset({"restart_of", "restart_from", "run_id", "trigger", "actor"})
 
@@ -37,11 +39,25 @@ def restart_parameters(original: RunRecord, stage: str) -> dict[str, Any]:
     ones, at the commit it checked out; :class:`RestartRefused` when it cannot be."""
     check_restart(original, stage)
     parameters = {k: v for k, v in original.parameters.items() if k not in _NOT_CARRIED}
+    if original.pipeline in _DELIVERIES:
+        parameters = _options_as_one(parameters)
     if original.pipeline in ("ci", "release"):
         parameters.update(repo=original.repo_url, ref=original.commit_sha)
     elif original.app and "app" not in parameters:
         parameters["app"] = original.app
     return {**parameters, "restart_of": original.id, "restart_from": stage}
+
+
+def _options_as_one(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Runs recorded before the delivery options were one flow parameter carry them as
+    parameters of their own (``warm_seconds``, ``why``...): gather them into ``options``,
+    so a restart of such a run asks for what it asked."""
+    flat = {k: parameters.pop(k) for k in list(parameters)
+            if k in DeliveryOptions.model_fields}
+    given = {k: v for k, v in flat.items() if v is not None}
+    if given:
+        parameters["options"] = {**given, **(parameters.get("options") or {})}
+    return parameters
 
 
 @dataclass(frozen=True)

@@ -87,13 +87,15 @@ class StageFailure(Exception):
 
 @dataclass(frozen=True, slots=True)
 class RunContext:
-    """What a pipeline hands each stage: which run it belongs to and, in a restart, the
-    run it restarts and the stages that run again (the others reuse that run's outputs).
-    Plain data, so Prefect can show it as a parameter."""
+    """What a pipeline hands each stage: which run it belongs to, who started it (the
+    actor releases are recorded under) and, in a restart, the run it restarts and the
+    stages that run again (the others reuse that run's outputs). Plain data, so Prefect
+    can show it as a parameter."""
 
     run_id: str
     restart_of: str | None = None
     rerun: tuple[str, ...] = ()
+    actor: str = ""
 
 
 _stores: dict[str, Store] = {}

@@ -25,6 +25,7 @@ from pipelines.launch import follow_run, launch
 from shipyard.adapters.prefect import PrefectError, PrefectUnavailable, cancel_flow_run
 from shipyard.adapters.secret_files import PrivateFileError
 from shipyard.domain.catalog import validate_app_name
+from shipyard.domain.delivery_options import DeliveryOptions
 from shipyard.domain.judgment_signature import Route
 from shipyard.settings import Settings
 from shipyard.store import AmbiguousRunId, Ledger, RunNotFound, RunRecord, Store
@@ -172,7 +173,8 @@ async def promote(store: Store, app: str, principal: Principal, *, from_env: str
     validate_app_name(app)
     record = await launch(store, "promote", {
         "app": app, "from_env": from_env, "to_env": to_env, "version": version or None,
-        "why": why}, trigger="ui", actor=principal.name, app=app)
+        "options": DeliveryOptions(why=why).as_parameter()}, trigger="ui",
+        actor=principal.name, app=app)
     await asyncio.to_thread(_audit, store, principal, "release.promote", "app", app,
                             {"from": from_env, "to": to_env, "version": version,
                              "why": why, "run": record.id})

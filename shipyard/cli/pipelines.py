@@ -28,10 +28,12 @@ from rich.progress import (
 from pipelines.launch import OnRefusal, follow_run, launch
 from shipyard.adapters.git import validate_ref, validate_repo_url
 from shipyard.cli import app
-from shipyard.cli.context import prefect_ui_url, store, use_prefect
+from shipyard.cli.context import prefect_ui_url, settings, store, use_prefect
 from shipyard.cli.errors import CommandFailed, console
 from shipyard.cli.render import run_detail
 from shipyard.domain.catalog import validate_app_name
+from shipyard.domain.delivery_options import DeliveryOptions
+from shipyard.domain.routes import environment_before
 from shipyard.domain.states import State
 from shipyard.store import RunRecord
 from stages.restart import RestartRefused, restart_request
@@ -87,12 +89,11 @@ def release(repo: Repo = ".", ref: Ref = "main", apps: Apps = None,
     """ci for a commit, then deliver every app it built: staging, then red/black into
     production, in dependency order; any failure rolls the whole release back."""
     repo = _repo(repo)
+    options = DeliveryOptions(warm_seconds=warm_seconds, canary_window_seconds=canary_window,
+                              judgment=judgment, judgment_timeout_seconds=judgment_timeout)
     start_and_follow("release", {"repo": repo, "ref": ref, "apps": _apps(apps),
                                  "environments": _environments(envs),
-                                 "warm_seconds": warm_seconds,
-                                 "canary_window_seconds": canary_window,
-                                 "judgment": judgment,
-                                 "judgment_timeout_seconds": judgment_timeout},
+                                 "options": options.as_parameter()},
                      repo_url=repo, ref=ref, app_name=_single(apps), wait=wait,
                      timeout=timeout, actor=actor)
 
@@ -108,18 +109,23 @@ def deploy(app_name: Annotated[str, typer.Argument(metavar="APP")],
     """Deliver APP as built by a ci run (the cd pipeline)."""
     validate_app_name(app_name)
     ci_run_id = store().get_run(ci_run).id
+    options = DeliveryOptions(warm_seconds=warm_seconds, canary_window_seconds=canary_window,
+                              judgment=judgment, judgment_timeout_seconds=judgment_timeout,
+                              why=why)
     start_and_follow("cd", {"app": app_name, "ci_run_id": ci_run_id,
-                            "environments": _environments(envs), "why": why,
-                            "warm_seconds": warm_seconds,
-                            "canary_window_seconds": canary_window, "judgment": judgment,
-                            "judgment_timeout_seconds": judgment_timeout},
+                            "environments": _environments(envs),
+                            "options": options.as_parameter()},
                      app_name=app_name, wait=wait, timeout=timeout, actor=actor)
 
 
 @app.command()
 def promote(app_name: Annotated[str, typer.Argument(metavar="APP")],
-            from_env: Annotated[str, typer.Option("--from")] = "staging",
-            to_env: Annotated[str, typer.Option("--to")] = "prod",
+            from_env: Annotated[str | None, typer.Option(
+                "--from", help="Where the version must have run (default: the environment "
+                "before --to in SHIPYARD_ENVIRONMENTS).")] = None,
+            to_env: Annotated[str | None, typer.Option(
+                "--to", help="Where it goes (default: SHIPYARD_PRODUCTION_ENVIRONMENT).")]
+            = None,
             version: Annotated[str | None, typer.Option(
                 "--version", help="A version that ran in --from (default: what runs there "
                 "now).")] = None,
@@ -127,20 +133,23 @@ def promote(app_name: Annotated[str, typer.Argument(metavar="APP")],
             judgment: Judgment = False, judgment_timeout: JudgmentTimeout = None,
             wait: Wait = True, timeout: Timeout = 1800, actor: Actor = None) -> None:
     """Run the production part (bake, red/black, scale-down) for a version that passed
-    staging."""
+    the environment before production."""
     validate_app_name(app_name)
+    to_env = to_env or settings().production_environment
+    from_env = from_env or environment_before(settings().environments, to_env)
+    options = DeliveryOptions(warm_seconds=warm_seconds, canary_window_seconds=canary_window,
+                              judgment=judgment, judgment_timeout_seconds=judgment_timeout,
+                              why=why)
     start_and_follow("promote", {"app": app_name, "from_env": from_env, "to_env": to_env,
-                                 "version": version, "why": why,
-                                 "warm_seconds": warm_seconds,
-                                 "canary_window_seconds": canary_window,
-                                 "judgment": judgment,
-                                 "judgment_timeout_seconds": judgment_timeout},
+                                 "version": version, "options": options.as_parameter()},
                      app_name=app_name, wait=wait, timeout=timeout, actor=actor)
 
 
 @app.command()
 def rollback(app_name: Annotated[str, typer.Argument(metavar="APP")],
-             env: Annotated[str, typer.Option("--env")] = "prod",
+             env: Annotated[str | None, typer.Option(
+                 "--env", help="The environment to roll back (default: "
+                 "SHIPYARD_PRODUCTION_ENVIRONMENT).")] = None,
              to: Annotated[str | None, typer.Option(
                  "--to", help="Version or release id to go back to (default: the previous "
                  "version).")] = None,
@@ -153,7 +162,9 @@ def rollback(app_name: Annotated[str, typer.Argument(metavar="APP")],
     """Switch an environment back to an earlier release of an app: at once while that
     version is warm, else by re-applying its recorded manifests."""
     validate_app_name(app_name)
-    start_and_follow("rollback", {"app": app_name, "environment": env, "to": to,
+    start_and_follow("rollback", {"app": app_name,
+                                  "environment": env or settings().production_environment,
+                                  "to": to,
                                   "why": reason, "revert": revert},
                      app_name=app_name, wait=wait, timeout=timeout, actor=actor)
 

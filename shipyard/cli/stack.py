@@ -32,6 +32,7 @@ from shipyard.cli.errors import CommandFailed, console, err_console
 from shipyard.cli.permissions import open_state_warnings, report_tightened
 from shipyard.cli.pipelines import start_and_follow
 from shipyard.cli.render import runs_table
+from shipyard.domain.delivery_options import DeliveryOptions
 from shipyard.stack.component import ComponentFailed
 from shipyard.stack.kubernetes import NodeMode
 from shipyard.stack.stack import COMPONENT_NAMES, LocalStack
@@ -180,12 +181,15 @@ def demo(
     commit = head_commit(source)
     console.rule(f"release {app_name} at {commit[:12]} → staging → prod")
     start_and_follow("release", {"repo": str(source), "ref": commit, "apps": [app_name],
-                                 "warm_seconds": 30, "canary_window_seconds": 30},
+                                 "options": DeliveryOptions(
+                                     warm_seconds=30, canary_window_seconds=30).as_parameter()},
                      repo_url=str(source), ref=commit,
                      app_name=app_name, wait=True, timeout=1800, actor=None, trigger="demo")
     console.rule(f"promote {app_name} staging → prod again (a second red/black)")
     start_and_follow("promote", {"app": app_name, "from_env": "staging", "to_env": "prod",
-                                 "why": "demo", "warm_seconds": 0,
-                                 "canary_window_seconds": 30}, app_name=app_name,
+                                 "options": DeliveryOptions(
+                                     why="demo", warm_seconds=0,
+                                     canary_window_seconds=30).as_parameter()},
+                     app_name=app_name,
                      wait=True, timeout=900, actor=None, trigger="demo")
     console.print(runs_table(store().list_runs(limit=6)))

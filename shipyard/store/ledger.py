@@ -4,7 +4,6 @@ the audit trail. Append-only: history is corrected by a new record, never by an 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,6 +12,7 @@ from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from shipyard.domain.images import is_digest
 from shipyard.domain.pipeline import PipelineGraph, StageSpec
 from shipyard.store.models import (
     Approval,
@@ -62,7 +62,7 @@ class Ledger:
                         digest: str, tag: str = "", kind: str = "image",
                         commit_sha: str | None = None) -> ArtifactRecord:
         """Record something a run built; ``digest`` is ``sha256:`` and 64 hex digits."""
-        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+        if not is_digest(digest):
             raise ValueError(f"artifact digest {digest!r} must be 'sha256:' and 64 hex digits")
         at = self.store.clock()
 

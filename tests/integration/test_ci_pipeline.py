@@ -94,7 +94,10 @@ def test_the_same_commit_again_rebuilds_nothing(prefect_stack, remote):
     store = Store.open(prefect_stack.store_url)
     built = {a.app: a.digest for a in Ledger(store).artifacts(limit=20)
              if a.commit_sha == first.commit_sha}
-    assert reused == {app: built[app] for app in APPS}
+    assert {app: image["digest"] for app, image in reused.items()} == \
+        {app: built[app] for app in APPS}
+    assert {image["repository"] for image in reused.values()} == \
+        {f"shipyard/{app}" for app in APPS}
 
 
 def test_a_change_to_one_app_rebuilds_only_that_app(prefect_stack, remote):
@@ -120,12 +123,12 @@ def test_off_the_release_branches_the_push_is_skipped_when_not_met(
     sha = remote.commit("Try something", **{"apps/discovery/TRY.md": "maybe\n"})
     result = asyncio.run(ci_flow(repo=remote.url, ref=sha, apps=["discovery"],
                                  branch="refs/heads/feature/try", trigger="test"))
-    run = Store.open(prefect_stack.store_url).get_run(result["run_id"])
+    run = Store.open(prefect_stack.store_url).get_run(result.run_id)
     assert run.state is State.SUCCEEDED
     push = run.stage("push:discovery")
     assert (push.state, push.reason) == (State.SKIPPED, "WhenNotMet")
     assert run.stage("build:discovery").state is State.SUCCEEDED
-    assert "discovery" not in result["images"]
+    assert "discovery" not in result.images
 
 
 def test_restart_from_a_stage_reuses_what_came_before_and_runs_the_rest(prefect_stack,
@@ -154,5 +157,5 @@ def test_restart_from_a_stage_reuses_what_came_before_and_runs_the_rest(prefect_
     assert again.stage("test:discovery").outputs == original.stage("test:discovery").outputs
     assert reasons["build:discovery"][0] is State.SUCCEEDED
     assert reasons["build:discovery"][1] != "Reused" and reasons["push:discovery"][1] != "Reused"
-    rebuilt = again.stage("push:discovery").outputs["digest"]
+    rebuilt = again.stage("push:discovery").outputs["image"]["digest"]
     assert rebuilt.startswith("sha256:")

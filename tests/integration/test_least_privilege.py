@@ -37,6 +37,7 @@ from shipyard.adapters.kube_identity import (
     viewer_kubeconfig,
 )
 from shipyard.domain.catalog import parse_descriptor
+from shipyard.domain.images import ImageRef
 from shipyard.domain.manifests import BakeValues, parse_manifests, render_manifests
 from shipyard.domain.pipeline import StageSpec
 from shipyard.domain.states import State
@@ -312,10 +313,11 @@ def test_bake_refuses_a_privileged_manifest_naming_the_field_and_applies_nothing
     descriptor = parse_descriptor(yaml.safe_load(
         (PROJECT / "apps/discovery/app.yaml").read_text()), source="discovery")
     plan = ReleasePlan(app="discovery", environment="staging",
-                       version=privileged_commit[:12], digest="sha256:" + "a" * 64,
+                       version=privileged_commit[:12],
                        commit_sha=privileged_commit, ci_run_id="", depends_on=[],
                        repo_url=str(source_repo.path), descriptor=descriptor,
-                       image="127.0.0.1:5000/shipyard/discovery@sha256:" + "a" * 64)
+                       image=ImageRef.of_app("127.0.0.1:5000", "discovery",
+                                             "sha256:" + "a" * 64))
     with pytest.raises(PipelineFailed) as failed:
         asyncio.run(bake_once(plan))
     bake = Store.open(prefect_stack.store_url).get_run(failed.value.run.id).stage(

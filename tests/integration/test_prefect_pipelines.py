@@ -37,7 +37,7 @@ def test_ci_checks_out_tests_builds_and_pushes_one_app_through_prefect(prefect_s
         ("push:discovery", State.SUCCEEDED)]
     [artifact] = Ledger(open_store(prefect_stack)).artifacts(run_id=run.id)
     assert artifact.app == "discovery" and artifact.commit_sha == source_repo.good
-    assert artifact.digest == run.stage("push:discovery").outputs["digest"]
+    assert artifact.digest == run.stage("push:discovery").outputs["image"]["digest"]
     tests = run.stage("test:discovery")
     assert tests.outputs["passed"] > 0 and tests.outputs["failed"] == 0
     assert tests.duration_seconds is not None and tests.duration_seconds > 0

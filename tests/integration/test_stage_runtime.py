@@ -183,15 +183,17 @@ async def planned(ctx: StageContext) -> Counted:
 
 @flow(name="locked-delivery-test")
 async def locked_delivery() -> str:
-    from pipelines.delivery import DeliveryOptions, deliver
+    from pipelines.delivery import deliver
+    from shipyard.domain.delivery_options import DeliveryOptions
     from stages.releases import ReleasePlan
 
     run = await begin_run("cd", (StageSpec("plan"),), run_id=None, trigger="test")
-    plan = ReleasePlan(app="discovery", environment="staging", version="abc", digest="",
+    plan = ReleasePlan(app="discovery", environment="staging", version="abc",
                        commit_sha="abc", ci_run_id="r", depends_on=[])
     async with running(run):
         await planned(run)
-        await deliver(run, [plan], DeliveryOptions(canary=False, chaos=False),
+        await deliver(run, [plan], ["staging", "prod"],
+                      DeliveryOptions(canary=False, chaos=False),
                       planned_by={"discovery": "plan"})
     return run.run_id
 

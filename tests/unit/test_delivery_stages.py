@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.delivery import DeliveryOptions, Gates, delivery_stages
+from pipelines.delivery import Gates, delivery_stages
 from shipyard.domain.pipeline import InvalidPipeline, PipelineGraph, StageSpec
 from stages.releases import ReleasePlan
 
 
 def plan(app: str, *deps: str) -> ReleasePlan:
-    return ReleasePlan(app=app, environment="staging", version="abc", digest="",
+    return ReleasePlan(app=app, environment="staging", version="abc",
                        commit_sha="abc", ci_run_id="r", depends_on=list(deps))
 
 
 PLANS = [plan("discovery"), plan("gateway", "discovery"), plan("data", "discovery")]
 PLANNED = {p.app: f"plan:{p.app}" for p in PLANS}
+ROUTE = ["staging", "prod"]
 
 
 def requires(specs: tuple[StageSpec, ...]) -> dict[str, set[str]]:
@@ -25,7 +26,7 @@ def requires(specs: tuple[StageSpec, ...]) -> dict[str, set[str]]:
 
 
 def test_deploys_wait_for_the_same_environments_deploys_of_their_dependencies():
-    specs = delivery_stages(PLANS, DeliveryOptions(), planned_by=PLANNED)
+    specs = delivery_stages(PLANS, ROUTE, planned_by=PLANNED)
     graph = requires(specs)
     assert graph["staging:gateway"] == {"bake:gateway", "staging:discovery"}
     assert graph["prod:gateway"] == {"staging:gateway", "prod:discovery"}
@@ -36,14 +37,14 @@ def test_deploys_wait_for_the_same_environments_deploys_of_their_dependencies():
 
 
 def test_scale_downs_wait_for_every_switch_so_a_coordinated_rollback_finds_them_warm():
-    graph = requires(delivery_stages(PLANS, DeliveryOptions(), planned_by=PLANNED))
+    graph = requires(delivery_stages(PLANS, ROUTE, planned_by=PLANNED))
     assert graph["scale-down:data"] == {"prod:discovery", "prod:gateway", "prod:data"}
 
 
 def test_gates_come_between_staging_and_production_and_one_judgment_holds_all():
     gates = Gates(canary=frozenset({"gateway"}), chaos=frozenset({"gateway", "data"}),
                   chaos_environment="staging", judgment=True)
-    graph = requires(delivery_stages(PLANS, DeliveryOptions(), planned_by=PLANNED,
+    graph = requires(delivery_stages(PLANS, ROUTE, planned_by=PLANNED,
                                      gates=gates))
     assert graph["canary:gateway"] == {"staging:gateway"}
     assert graph["chaos:gateway"] == {"canary:gateway"}
@@ -54,14 +55,14 @@ def test_gates_come_between_staging_and_production_and_one_judgment_holds_all():
 
 
 def test_a_promotion_bakes_then_deploys_to_production_only():
-    specs = delivery_stages([plan("gateway")], DeliveryOptions(environments=["prod"]),
+    specs = delivery_stages([plan("gateway")], ["prod"],
                             planned_by={"gateway": "plan"})
     assert [s.ref for s in specs] == ["locks", "bake:gateway", "prod:gateway",
                                       "scale-down:gateway", "rollback"]
 
 
 def test_the_rollback_stage_waits_for_nothing():
-    specs = delivery_stages(PLANS, DeliveryOptions(environments=["staging"]),
+    specs = delivery_stages(PLANS, ["staging"],
                             planned_by=PLANNED)
     assert requires(specs)["rollback"] == set()
     assert not any(s.ref.startswith("scale-down") for s in specs)
@@ -69,6 +70,6 @@ def test_the_rollback_stage_waits_for_nothing():
 
 def test_apps_that_depend_on_each_other_in_a_cycle_are_refused():
     cyclic = [plan("api", "web"), plan("web", "api")]
-    specs = delivery_stages(cyclic, DeliveryOptions(), planned_by={"api": "p", "web": "p"})
+    specs = delivery_stages(cyclic, ROUTE, planned_by={"api": "p", "web": "p"})
     with pytest.raises(InvalidPipeline, match="cycle"):
         PipelineGraph.of([StageSpec("p"), *specs])
