@@ -86,7 +86,7 @@ def main() -> None:
             started = time.perf_counter()
             result = asyncio.run(ci_flow(repo=str(work / "repo"), ref="main", trigger="bench"))
             wall = time.perf_counter() - started
-            run = store.get_run(result["run_id"])
+            run = store.get_run(result.run_id)
             built = sorted(r.split(":", 1)[1] for r in (s.ref for s in run.stages)
                            if r.startswith("build:"))
             rows.append((label, wall, critical_path_seconds(run), built))
