@@ -348,8 +348,18 @@ class Settings(BaseSettings):
     @property
     def pre_production_environment(self) -> str | None:
         """The environment just before production in ``environments``, where a version
-        proves itself before it is promoted; None when production comes first."""
-        index = self.environments.index(self.production_environment)
+        proves itself before it is promoted to production; None when production comes
+        first."""
+        return self.environment_before(self.production_environment)
+
+    def environment_before(self, environment: str) -> str | None:
+        """The environment just before ``environment`` in ``environments`` (a promotion
+        to ``environment`` starts from it); None for the first. Raises ValueError for an
+        environment that is not one of ``environments``."""
+        if environment not in self.environments:
+            raise ValueError(f"{environment!r} is not one of SHIPYARD_ENVIRONMENTS "
+                             f"({', '.join(self.environments)})")
+        index = self.environments.index(environment)
         return self.environments[index - 1] if index else None
 
     def namespace_for(self, environment: str) -> str:

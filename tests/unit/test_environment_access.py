@@ -156,3 +156,13 @@ def test_the_environment_before_production_is_where_a_version_proves_itself(
     assert Settings().pre_production_environment == "qa"
     delivery_environment.setenv("SHIPYARD_ENVIRONMENTS", "prod")
     assert Settings().pre_production_environment is None
+
+
+def test_a_promotion_starts_from_the_environment_before_its_target(delivery_environment):
+    delivery_environment.setenv("SHIPYARD_ENVIRONMENTS", "dev,qa,prod")
+    settings = Settings()
+    assert [settings.environment_before(env) for env in ("dev", "qa", "prod")] == [
+        None, "dev", "qa"]
+    with pytest.raises(ValueError, match=r"'live' is not one of SHIPYARD_ENVIRONMENTS "
+                                         r"\(dev, qa, prod\)"):
+        settings.environment_before("live")
