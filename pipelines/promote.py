@@ -12,7 +12,6 @@ from pipelines.outcomes import DeliveryOutcome
 from shipyard.domain.catalog import validate_app_name
 from shipyard.domain.delivery_options import DeliveryOptions
 from shipyard.domain.deployments import FIRST_STAGES
-from shipyard.domain.routes import environment_before
 from stages.lifecycle import begin_run, running
 from stages.releases import plan_promotion
 from stages.runtime import current_settings
@@ -47,7 +46,9 @@ async def promote_flow(
     validate_app_name(app)
     settings = current_settings()
     to_env = to_env or settings.production_environment
-    from_env = from_env or environment_before(settings.environments, to_env)
+    # With nothing before it, "from itself": the plan refuses that, recorded, with why.
+    from_env = from_env or (to_env in settings.environments
+                            and settings.environment_before(to_env)) or to_env
     if not options.why:
         options = options.model_copy(update={"why": f"promoted from {from_env}"})
     run = await begin_run("promote", FIRST_STAGES["promote"], run_id=run_id, trigger=trigger,

@@ -162,9 +162,10 @@ class Settings(BaseSettings):
         "rollback by re-apply; older ones are deleted")
     environments: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["staging", "prod"],
-        description="the environments `shipyard up` makes in the cluster, each a namespace "
-        "(the prefix plus its name) enforcing the restricted Pod Security Standard, with a "
-        "deploy identity of its own (comma-separated or a JSON list)")
+        description="the environments `shipyard up` makes in the cluster, in delivery "
+        "order, each a namespace (the prefix plus its name) enforcing the restricted Pod "
+        "Security Standard, with a deploy identity of its own (comma-separated or a JSON "
+        "list)")
     identity_token_days: float = Field(
         default=30.0, ge=1, le=365,
         description="how long the deploy and read-only identities' tokens live; `shipyard "
@@ -180,6 +181,26 @@ class Settings(BaseSettings):
                                               value))
         except InvalidEnvironment as err:
             raise ValueError(f"SHIPYARD_ENVIRONMENTS: {err}") from err
+
+    production_environment: str = Field(
+        default="", validate_default=True,
+        description="the environment deployed red/black, behind the canary, chaos and "
+        "judgment gates; default: the last of SHIPYARD_ENVIRONMENTS")
+
+    @field_validator("production_environment", mode="before")
+    @classmethod
+    def _one_of_the_environments(cls, value: Any, info: ValidationInfo) -> Any:
+        environments: list[str] | None = info.data.get("environments")
+        if not environments:
+            return value  # SHIPYARD_ENVIRONMENTS was refused; its error says why
+        name = value.strip() if isinstance(value, str) else value
+        if name in (None, ""):
+            return environments[-1]
+        if name not in environments:
+            raise ValueError(f"{_variable(info)}: {value!r} is not one of "
+                             f"SHIPYARD_ENVIRONMENTS ({', '.join(environments)}); name one "
+                             f"of them, or leave it unset for the last ({environments[-1]})")
+        return name
 
     canary_window_seconds: float = Field(
         default=300.0, gt=0, le=86400,
@@ -323,6 +344,23 @@ class Settings(BaseSettings):
             return self.kubeconfig
         named = os.environ.get("KUBECONFIG")
         return Path(named) if named else self.stack_dir / "cluster" / "admin.kubeconfig"
+
+    @property
+    def pre_production_environment(self) -> str | None:
+        """The environment just before production in ``environments``, where a version
+        proves itself before it is promoted to production; None when production comes
+        first."""
+        return self.environment_before(self.production_environment)
+
+    def environment_before(self, environment: str) -> str | None:
+        """The environment just before ``environment`` in ``environments`` (a promotion
+        to ``environment`` starts from it); None for the first. Raises ValueError for an
+        environment that is not one of ``environments``."""
+        if environment not in self.environments:
+            raise ValueError(f"{environment!r} is not one of SHIPYARD_ENVIRONMENTS "
+                             f"({', '.join(self.environments)})")
+        index = self.environments.index(environment)
+        return self.environments[index - 1] if index else None
 
     def namespace_for(self, environment: str) -> str:
         """The Kubernetes namespace of ``environment``."""

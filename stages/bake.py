@@ -40,18 +40,17 @@ from shipyard.domain.pod_security import pod_security_violations
 from shipyard.store import Ledger
 from stages.cluster import open_kube
 from stages.releases import ReleasePlan
-from stages.runtime import StageContext, StageFailure, StageResult, stage
+from stages.runtime import StageContext, StageFailure, StageResult, current_settings, stage
 
 __all__ = ["BakeResult", "BakedEnvironment", "bake_manifests", "check_environment",
            "red_black_environments"]
 
-RED_BLACK_ENVIRONMENTS = frozenset({"prod"})
-
 
 def red_black_environments() -> frozenset[str]:
-    """Environments deployed red/black (a versioned Deployment per release); the others
-    roll in place."""
-    return RED_BLACK_ENVIRONMENTS
+    """Environments deployed red/black (a versioned Deployment per release): the
+    production environment of the current settings (``SHIPYARD_PRODUCTION_ENVIRONMENT``);
+    the others roll in place."""
+    return frozenset({current_settings().production_environment})
 
 
 class BakedEnvironment(StageResult):
@@ -114,7 +113,7 @@ async def _bake_one(ctx: StageContext, kube: Kube, plan: ReleasePlan, image: Ima
         raise StageFailure("InvalidInput", f"the plan of {plan.app} carries no descriptor")
     replicas = descriptor.replicas.get(environment, 1)
     slot = ""
-    if environment in RED_BLACK_ENVIRONMENTS:
+    if environment == ctx.settings.production_environment:  # red/black
         slot = await asyncio.to_thread(_next_slot, ctx, kube, plan.app, namespace,
                                        environment)
     values = BakeValues(app=descriptor, environment=environment, namespace=namespace,

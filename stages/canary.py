@@ -73,13 +73,19 @@ class CanaryResult(StageResult):
 # A verdict is never reused: a restart judges again.
 @stage("canary", reusable=False)
 async def analyze_canary(ctx: StageContext, bake: BakeResult, production: ReleaseRecord,
-                         descriptor: AppDescriptor, options: CanaryOptions) -> CanaryResult:
-    """Compare ``bake``'s production version with ``production`` (the release running
-    there) under equal load, and judge it; fail with ``CanaryFailed`` unless it passes."""
-    baked = bake.bakes.get("prod")
+                         descriptor: AppDescriptor, options: CanaryOptions,
+                         environment: str | None = None) -> CanaryResult:
+    """Compare ``bake``'s version for ``environment`` (default: the production environment
+    of the settings) with ``production`` (the release running there) under equal load, and
+    judge it; fail with ``CanaryFailed`` unless it passes."""
+    environment = environment or ctx.settings.production_environment
+    if production.environment != environment:
+        raise StageFailure("InvalidInput", f"the canary in {environment} needs the release "
+                           f"running there as its baseline, not {production.environment}'s")
+    baked = bake.bakes.get(environment)
     if baked is None or not production.manifests:
-        raise StageFailure("NotBaked", "the canary needs the production bake and the "
-                           "production release's recorded manifests")
+        raise StageFailure("NotBaked", f"the canary needs the bake for {environment} and "
+                           "the recorded manifests of the release running there")
     namespace = baked.namespace
     app = bake.app
     kube = await open_kube(ctx, namespace)

@@ -1,6 +1,7 @@
-"""The chaos gate of a delivery: the app's chaos experiment on the new version in staging,
-scaled for the experiment to the replicas its descriptor asks for (``chaos.replicas``)
-and back afterwards, whatever the verdict."""
+"""The chaos gate of a delivery: the app's chaos experiment on the new version in the
+environment the pipeline names (the one before production, staging by default), scaled
+for the experiment to the replicas its descriptor asks for (``chaos.replicas``) and back
+afterwards, whatever the verdict."""
 
 from __future__ import annotations
 

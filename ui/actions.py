@@ -167,10 +167,21 @@ async def restart(store: Store, run_id: str, principal: Principal,
     return record
 
 
-async def promote(store: Store, app: str, principal: Principal, *, from_env: str,
-                  to_env: str, version: str | None, why: str) -> RunRecord:
-    """Run the production part for a version that passed ``from_env``."""
+async def promote(store: Store, settings: Settings, app: str, principal: Principal, *,
+                  from_env: str | None, to_env: str | None, version: str | None,
+                  why: str) -> RunRecord:
+    """Deliver into ``to_env`` (default: the production environment) a version that passed
+    ``from_env`` (default: the environment before ``to_env`` in the settings).
+
+    Raises :class:`ActionRefused` when ``to_env`` is the first environment and no
+    ``from_env`` is named, and ValueError for an environment the settings do not list.
+    """
     validate_app_name(app)
+    to_env = to_env or settings.production_environment
+    from_env = from_env or settings.environment_before(to_env)
+    if from_env is None:
+        raise ActionRefused(f"{to_env} is the first of SHIPYARD_ENVIRONMENTS: no environment "
+                            "comes before it to promote from; name the environment to promote from")
     record = await launch(store, "promote", {
         "app": app, "from_env": from_env, "to_env": to_env, "version": version or None,
         "options": DeliveryOptions(why=why).as_parameter()}, trigger="ui",
@@ -181,13 +192,14 @@ async def promote(store: Store, app: str, principal: Principal, *, from_env: str
     return record
 
 
-async def roll_back(store: Store, app: str, principal: Principal, *, environment: str,
-                    to: str | None, why: str) -> RunRecord:
-    """Switch ``environment`` back to an earlier release of ``app`` (the previous one
-    unless ``to`` names a version or release id)."""
+async def roll_back(store: Store, settings: Settings, app: str, principal: Principal, *,
+                    environment: str | None, to: str | None, why: str) -> RunRecord:
+    """Switch ``environment`` (default: the production environment) back to an earlier
+    release of ``app`` (the previous one unless ``to`` names a version or release id)."""
     validate_app_name(app)
     if not why.strip():
         raise ActionRefused("a rollback needs a reason: the release history records why")
+    environment = environment or settings.production_environment
     record = await launch(store, "rollback", {
         "app": app, "environment": environment, "to": to or None, "why": why,
         "revert": False}, trigger="ui", actor=principal.name, app=app)

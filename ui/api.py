@@ -23,6 +23,7 @@ from pipelines.handover import HandOverFailed
 from shipyard.domain.access import Role
 from shipyard.domain.redaction import redact_text, redact_url, redact_values
 from shipyard.domain.states import State
+from shipyard.settings import Settings
 from shipyard.store import AmbiguousRunId, Ledger, RunNotFound, RunRecord, Store
 from shipyard.store.browse import BadCursor, RunBrowser, RunFilters
 from ui import actions
@@ -276,11 +277,15 @@ def get_environments(request: Request, _: Viewer) -> Any:
 
 @router.get("/dora", tags=["reports"])
 def get_dora(request: Request, _: Viewer,
-             environment: Annotated[str, Query(description="whose deployments count")] = "prod",
+             environment: Annotated[str | None, Query(
+                 description="whose deployments count; default: the production "
+                 "environment")] = None,
              ) -> Any:
     """DORA's five metrics per app and overall over the last 7, 30 and 90 days, each with
     the window before it and the trend (durations in seconds)."""
-    return production_dora(_store(request), environment).to_json()
+    settings: Settings = request.app.state.settings
+    return production_dora(_store(request),
+                           environment or settings.production_environment).to_json()
 
 
 @router.get("/events", response_class=StreamingResponse,
@@ -363,14 +368,17 @@ class RestartBody(BaseModel):
 
 
 class PromoteBody(BaseModel):
-    from_env: str = "staging"
-    to_env: str = "prod"
+    from_env: str | None = Field(default=None, description="default: the environment "
+                                 "before to_env in SHIPYARD_ENVIRONMENTS")
+    to_env: str | None = Field(default=None, description="default: the production "
+                               "environment (SHIPYARD_PRODUCTION_ENVIRONMENT)")
     version: str | None = Field(default=None, description="default: what runs in from_env")
     why: str = ""
 
 
 class RollbackBody(BaseModel):
-    environment: str = "prod"
+    environment: str | None = Field(default=None, description="default: the production "
+                                    "environment (SHIPYARD_PRODUCTION_ENVIRONMENT)")
     to: str | None = Field(default=None, description="a version or release id; default "
                            "the previous release")
     why: str = Field(description="required: the release history records it")
@@ -415,10 +423,12 @@ async def restart_run(request: Request, run_id: str, body: RestartBody,
 @router.post("/apps/{app}/promote", status_code=202, tags=["actions"])
 async def promote_app(request: Request, app: str, body: PromoteBody,
                       principal: Deployer) -> JSONResponse:
-    """Run the production part for a version that passed staging (202 with the run)."""
+    """Deliver a version that passed ``from_env`` into ``to_env``: by default into the
+    production environment from the one before it (202 with the run)."""
     return await action_response(actions.promote(
-        _store(request), app, principal, from_env=body.from_env, to_env=body.to_env,
-        version=body.version, why=body.why))
+        _store(request), request.app.state.settings, app, principal,
+        from_env=body.from_env, to_env=body.to_env, version=body.version,
+        why=body.why))
 
 
 @router.post("/apps/{app}/rollback", status_code=202, tags=["actions"])
@@ -426,5 +436,5 @@ async def roll_back_app(request: Request, app: str, body: RollbackBody,
                         principal: Deployer) -> JSONResponse:
     """Switch an environment back to an earlier release (202 with the run)."""
     return await action_response(actions.roll_back(
-        _store(request), app, principal, environment=body.environment, to=body.to,
-        why=body.why))
+        _store(request), request.app.state.settings, app, principal,
+        environment=body.environment, to=body.to, why=body.why))

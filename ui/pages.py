@@ -28,6 +28,7 @@ from shipyard.domain.dora import DEFAULT_WINDOWS
 from shipyard.domain.redaction import redact_text
 from shipyard.domain.states import State
 from shipyard.domain.throttle import Lockout, SignInThrottle
+from shipyard.settings import Settings
 from shipyard.store import (
     Accounts,
     AmbiguousRunId,
@@ -352,8 +353,12 @@ def environments_page(request: Request, principal: ViewerPage, fragment: bool = 
 
 
 @router.get("/dora")
-def dora_page(request: Request, principal: ViewerPage, environment: str = "prod") -> Response:
-    """DORA's five metrics per app and overall, 7, 30 and 90 days, with the trend."""
+def dora_page(request: Request, principal: ViewerPage, environment: str | None = None
+              ) -> Response:
+    """DORA's five metrics per app and overall, 7, 30 and 90 days, with the trend, of
+    ``environment`` (default: the production environment)."""
+    settings: Settings = request.app.state.settings
+    environment = environment or settings.production_environment
     report = production_dora(request.app.state.store, environment)
     return render(request, "dora.html", {
         "section": "dora", "report": report, "environment": environment,
@@ -366,8 +371,10 @@ def dora_page(request: Request, principal: ViewerPage, environment: str = "prod"
 def releases_page(request: Request, app: str, principal: ViewerPage, env: str = "",
                   from_: Annotated[int | None, Query(alias="from")] = None,
                   to: int | None = None) -> Response:
-    """An app's releases, who made each and why, and the manifest diff of any two."""
+    """An app's releases, who made each and why, the manifest diff of any two, and (for a
+    deployer) a promotion into the production environment from the one before it."""
     store: Store = request.app.state.store
+    settings: Settings = request.app.state.settings
     ledger = Ledger(store)
     releases = ledger.releases(app, env or None, limit=200)
     environments = sorted({r.environment for r in ledger.releases(app, limit=500)})
@@ -383,6 +390,8 @@ def releases_page(request: Request, app: str, principal: ViewerPage, env: str = 
         "right": compared.right if compared else None,
         "diff": compared.diff if compared else None,
         "line_class": presentation.diff_line_class, "may_act": principal.may(Role.DEPLOYER),
+        "production": settings.production_environment,
+        "promote_from": settings.pre_production_environment,
         "current": {env: r.id for (name, env), r in ledger.all_current_releases().items()
                     if name == app}})
 
@@ -464,26 +473,30 @@ async def restart_form(request: Request, run_id: str, principal: DeployerPage,
 @router.post("/apps/{app}/promote")
 async def promote_form(request: Request, app: str, principal: DeployerPage,
                        version: Annotated[str, Form()] = "",
-                       from_env: Annotated[str, Form()] = "staging",
-                       to_env: Annotated[str, Form()] = "prod",
+                       from_env: Annotated[str | None, Form()] = None,
+                       to_env: Annotated[str | None, Form()] = None,
                        comment: Annotated[str, Form()] = "",
                        csrf_token_: Annotated[str, Form(alias="csrf_token")] = "") -> Response:
     check_csrf(request, principal, csrf_token_)
+    settings: Settings = request.app.state.settings
     return await _act(request, actions.promote(
-        request.app.state.store, app, principal, from_env=from_env, to_env=to_env,
-        version=version or None, why=comment), f"Promoting {app} to {to_env}.",
+        request.app.state.store, settings, app, principal, from_env=from_env,
+        to_env=to_env, version=version or None, why=comment),
+        f"Promoting {app} to {to_env or settings.production_environment}.",
         fallback=f"/apps/{app}/releases")
 
 
 @router.post("/apps/{app}/rollback")
 async def rollback_form(request: Request, app: str, principal: DeployerPage,
-                        environment: Annotated[str, Form()] = "prod",
+                        environment: Annotated[str | None, Form()] = None,
                         to: Annotated[str, Form()] = "",
                         comment: Annotated[str, Form()] = "",
                         confirmed: Annotated[str, Form()] = "",
                         csrf_token_: Annotated[str, Form(alias="csrf_token")] = "",
                         ) -> Response:
     check_csrf(request, principal, csrf_token_)
+    settings: Settings = request.app.state.settings
+    environment = environment or settings.production_environment
     if confirmed != "yes" or not comment.strip():
         return render(request, "confirm.html", {
             "title": f"Roll {app} back in {environment}?",
@@ -495,8 +508,8 @@ async def rollback_form(request: Request, app: str, principal: DeployerPage,
             "ask_reason": "Why (recorded in the release history)", "reason": comment,
             "confirm_label": "↺ Roll back", "cancel_url": f"/apps/{app}/releases"})
     return await _act(request, actions.roll_back(
-        request.app.state.store, app, principal, environment=environment, to=to or None,
-        why=comment), f"Rolling {app} back in {environment}.",
+        request.app.state.store, settings, app, principal, environment=environment,
+        to=to or None, why=comment), f"Rolling {app} back in {environment}.",
         fallback=f"/apps/{app}/releases")
 
 

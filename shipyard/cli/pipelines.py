@@ -33,7 +33,6 @@ from shipyard.cli.errors import CommandFailed, console
 from shipyard.cli.render import run_detail
 from shipyard.domain.catalog import validate_app_name
 from shipyard.domain.delivery_options import DeliveryOptions
-from shipyard.domain.routes import environment_before
 from shipyard.domain.states import State
 from shipyard.store import RunRecord
 from stages.restart import RestartRefused, restart_request
@@ -136,7 +135,7 @@ def promote(app_name: Annotated[str, typer.Argument(metavar="APP")],
     the environment before production."""
     validate_app_name(app_name)
     to_env = to_env or settings().production_environment
-    from_env = from_env or environment_before(settings().environments, to_env)
+    from_env = from_env or _environment_before(to_env)
     options = DeliveryOptions(warm_seconds=warm_seconds, canary_window_seconds=canary_window,
                               judgment=judgment, judgment_timeout_seconds=judgment_timeout,
                               why=why)
@@ -253,6 +252,18 @@ async def _follow_live(queued: RunRecord, timeout: float) -> RunRecord:
         live.update(run_detail(record, prefect_ui=prefect_ui_url()))
     console.print()
     return record
+
+
+def _environment_before(environment: str) -> str:
+    """Where a promotion into ``environment`` starts when ``--from`` is not given."""
+    try:
+        before = settings().environment_before(environment)
+    except ValueError as err:
+        raise CommandFailed(f"--to: {err}") from None
+    if before is None:
+        raise CommandFailed(f"--to: {environment} is the first of SHIPYARD_ENVIRONMENTS; "
+                            "name the environment to promote from with --from")
+    return before
 
 
 def _repo(repo: str) -> str:

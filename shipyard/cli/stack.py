@@ -179,17 +179,22 @@ def demo(
        nodes="real")
     source = settings().source_dir
     commit = head_commit(source)
-    console.rule(f"release {app_name} at {commit[:12]} → staging → prod")
+    production = settings().production_environment
+    before = settings().pre_production_environment
+    console.rule(f"release {app_name} at {commit[:12]} → {' → '.join(settings().environments)}")
     start_and_follow("release", {"repo": str(source), "ref": commit, "apps": [app_name],
                                  "options": DeliveryOptions(
                                      warm_seconds=30, canary_window_seconds=30).as_parameter()},
                      repo_url=str(source), ref=commit,
                      app_name=app_name, wait=True, timeout=1800, actor=None, trigger="demo")
-    console.rule(f"promote {app_name} staging → prod again (a second red/black)")
-    start_and_follow("promote", {"app": app_name, "from_env": "staging", "to_env": "prod",
-                                 "options": DeliveryOptions(
-                                     why="demo", warm_seconds=0,
-                                     canary_window_seconds=30).as_parameter()},
-                     app_name=app_name,
-                     wait=True, timeout=900, actor=None, trigger="demo")
+    if before is None:
+        console.print(f"{production} is the first environment: nothing to promote from")
+    else:
+        console.rule(f"promote {app_name} {before} → {production} again (a second red/black)")
+        start_and_follow("promote", {"app": app_name, "from_env": before, "to_env": production,
+                                     "options": DeliveryOptions(
+                                         why="demo", warm_seconds=0,
+                                         canary_window_seconds=30).as_parameter()},
+                         app_name=app_name, wait=True, timeout=900, actor=None,
+                         trigger="demo")
     console.print(runs_table(store().list_runs(limit=6)))

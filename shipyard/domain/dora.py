@@ -215,9 +215,8 @@ class DoraReport:
         }
 
 
-def dora_report(deployments: Iterable[Deployment], *, now: datetime,
-                windows: Sequence[int] = DEFAULT_WINDOWS,
-                environment: str = "prod") -> DoraReport:
+def dora_report(deployments: Iterable[Deployment], *, now: datetime, environment: str,
+                windows: Sequence[int] = DEFAULT_WINDOWS) -> DoraReport:
     """The five metrics over each window length in ``windows`` (days), for the records of
     ``environment`` only, overall and per app, each with the window before it and the trend.
 

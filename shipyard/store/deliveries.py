@@ -23,7 +23,7 @@ from shipyard.store.store import Store
 __all__ = ["production_deployments"]
 
 
-def production_deployments(store: Store, environment: str = "prod", *,
+def production_deployments(store: Store, environment: str, *,
                            since: datetime | None = None) -> list[Deployment]:
     """Every change that reached ``environment`` (since ``since``), oldest first."""
     query = select(Release).where(Release.environment == environment).order_by(Release.id)

@@ -35,7 +35,7 @@ def failed_then_restored(after: timedelta | None, days_ago: float = 1) -> Deploy
 
 def week(*deployments: Deployment, app: str | None = None):
     """The 7-day window report, overall or for ``app``."""
-    report = dora_report(deployments, now=NOW, windows=(7,))
+    report = dora_report(deployments, now=NOW, environment="prod", windows=(7,))
     return report.overall[7] if app is None else report.by_app[app][7]
 
 
@@ -69,7 +69,8 @@ def test_deploys_and_promotes_count_as_deployments_and_rollbacks_do_not():
 
 
 def test_deployments_per_day_divides_by_the_window_length():
-    report = dora_report([deployed(d) for d in (1, 2, 3)], now=NOW, windows=(7, 30))
+    report = dora_report([deployed(d) for d in (1, 2, 3)], now=NOW, environment="prod",
+                         windows=(7, 30))
     assert report.overall[7].current.deployments_per_day == 3 / 7
     assert report.overall[30].current.deployments_per_day == 3 / 30
 
@@ -101,7 +102,8 @@ def test_frequency_bands_at_their_boundaries(deployments, days, band):
 
 
 def test_the_report_gives_each_window_its_band():
-    report = dora_report([deployed(d) for d in (1, 40, 70)], now=NOW, windows=(7, 30, 90))
+    report = dora_report([deployed(d) for d in (1, 40, 70)], now=NOW, environment="prod",
+                         windows=(7, 30, 90))
     assert [report.overall[days].current.frequency_band for days in (7, 30, 90)] == [
         "high", "medium", "medium"]
 
@@ -180,7 +182,8 @@ def test_planned_deployments_only_give_zero_rework():
 
 def test_each_app_is_measured_alone_and_overall_pools_them():
     report = dora_report([deployed(1, "shop"), deployed(2, "shop"),
-                          deployed(3, "cart", failed=True)], now=NOW, windows=(7,))
+                          deployed(3, "cart", failed=True)], now=NOW, environment="prod",
+                         windows=(7,))
     assert list(report.by_app) == ["cart", "shop"]
     assert report.by_app["shop"][7].current.change_fail_rate == 0.0
     assert report.by_app["cart"][7].current.change_fail_rate == 1.0
@@ -190,7 +193,8 @@ def test_each_app_is_measured_alone_and_overall_pools_them():
 
 def test_other_environments_are_ignored():
     report = dora_report([deployed(1), deployed(2, environment="staging"),
-                          deployed(3, "cart", environment="staging")], now=NOW, windows=(7,))
+                          deployed(3, "cart", environment="staging")], now=NOW,
+                         environment="prod", windows=(7,))
     assert list(report.by_app) == ["shop"]
     assert report.overall[7].current.deployments == 1
 
@@ -203,7 +207,8 @@ def test_the_environment_measured_is_a_parameter():
 
 
 def test_an_app_with_only_old_deployments_is_reported_with_none_in_the_window():
-    window = dora_report([deployed(200)], now=NOW, windows=(7,)).by_app["shop"][7]
+    report = dora_report([deployed(200)], now=NOW, environment="prod", windows=(7,))
+    window = report.by_app["shop"][7]
     assert (window.current.deployments, window.current.frequency_band) == (0, "low")
 
 
@@ -257,7 +262,7 @@ def test_a_trend_is_none_when_either_window_has_no_value():
 
 
 def test_no_deployments_gives_zero_frequency_and_no_other_metric():
-    report = dora_report([], now=NOW)
+    report = dora_report([], now=NOW, environment="prod")
     assert list(report.overall) == [7, 30, 90]
     assert report.by_app == {}
     for window in report.overall.values():
@@ -281,7 +286,7 @@ def test_a_window_with_only_rollbacks_has_rework_but_no_fail_rate():
 
 def test_to_json_gives_plain_json_with_durations_in_seconds():
     report = dora_report([shipped_after(HOUR), failed_then_restored(30 * timedelta(minutes=1))],
-                         now=NOW, windows=(7,))
+                         now=NOW, environment="prod", windows=(7,))
     data = report.to_json()
     assert json.loads(json.dumps(data)) == data
     current = data["by_app"]["shop"]["7"]["current"]
@@ -312,10 +317,10 @@ def test_an_invalid_deployment_is_refused(fields):
 
 def test_a_naive_now_is_refused():
     with pytest.raises(ValueError, match="now"):
-        dora_report([], now=datetime(2025, 3, 31, 12))
+        dora_report([], now=datetime(2025, 3, 31, 12), environment="prod")
 
 
 @pytest.mark.parametrize("windows", [(0,), (-7,), (7.5,)])
 def test_a_window_that_is_not_a_positive_number_of_days_is_refused(windows):
     with pytest.raises(ValueError, match="windows"):
-        dora_report([], now=NOW, windows=windows)
+        dora_report([], now=NOW, environment="prod", windows=windows)

@@ -1,6 +1,6 @@
 """What the bootstrap applies for an installation's environments, as plain data: namespaces
 enforcing the restricted standard, accounts outside the environments, Roles that grant
-only what the stages use; and the environment list in the settings."""
+only what the stages use; and the environment list and production in the settings."""
 
 from __future__ import annotations
 
@@ -114,3 +114,55 @@ def test_a_bad_environment_setting_names_the_variable_and_the_fix(monkeypatch):
     with pytest.raises(ValidationError, match="SHIPYARD_ENVIRONMENTS: 'system' is the "
                                               "namespace of Shipyard's own identities"):
         Settings()
+
+
+@pytest.fixture
+def delivery_environment(monkeypatch):
+    """Neither environment variable of the developer's leaks in."""
+    monkeypatch.delenv("SHIPYARD_ENVIRONMENTS", raising=False)
+    monkeypatch.delenv("SHIPYARD_PRODUCTION_ENVIRONMENT", raising=False)
+    return monkeypatch
+
+
+def test_production_is_the_last_environment_by_default(delivery_environment):
+    assert Settings().production_environment == "prod"
+    delivery_environment.setenv("SHIPYARD_ENVIRONMENTS", "dev,qa,live")
+    assert Settings().production_environment == "live"
+    delivery_environment.setenv("SHIPYARD_PRODUCTION_ENVIRONMENT", "")
+    assert Settings().production_environment == "live"
+
+
+def test_the_production_environment_may_be_named(delivery_environment):
+    delivery_environment.setenv("SHIPYARD_ENVIRONMENTS", "staging,live,sandbox")
+    delivery_environment.setenv("SHIPYARD_PRODUCTION_ENVIRONMENT", "live")
+    settings = Settings()
+    assert settings.production_environment == "live"
+    assert settings.pre_production_environment == "staging"
+
+
+def test_a_production_environment_that_is_not_an_environment_is_refused(delivery_environment):
+    delivery_environment.setenv("SHIPYARD_PRODUCTION_ENVIRONMENT", "production")
+    with pytest.raises(ValidationError, match=r"SHIPYARD_PRODUCTION_ENVIRONMENT: 'production' "
+                                              r"is not one of SHIPYARD_ENVIRONMENTS \(staging, "
+                                              r"prod\); name one of them, or leave it unset "
+                                              r"for the last \(prod\)"):
+        Settings()
+
+
+def test_the_environment_before_production_is_where_a_version_proves_itself(
+        delivery_environment):
+    assert Settings().pre_production_environment == "staging"
+    delivery_environment.setenv("SHIPYARD_ENVIRONMENTS", "dev,qa,prod")
+    assert Settings().pre_production_environment == "qa"
+    delivery_environment.setenv("SHIPYARD_ENVIRONMENTS", "prod")
+    assert Settings().pre_production_environment is None
+
+
+def test_a_promotion_starts_from_the_environment_before_its_target(delivery_environment):
+    delivery_environment.setenv("SHIPYARD_ENVIRONMENTS", "dev,qa,prod")
+    settings = Settings()
+    assert [settings.environment_before(env) for env in ("dev", "qa", "prod")] == [
+        None, "dev", "qa"]
+    with pytest.raises(ValueError, match=r"'live' is not one of SHIPYARD_ENVIRONMENTS "
+                                         r"\(dev, qa, prod\)"):
+        settings.environment_before("live")

@@ -1,6 +1,5 @@
 """The typed seams between pipelines: an image named by content, the delivery options as
-one parameter, the route through the environments, and old runs' flat options gathered
-for a restart."""
+one parameter, and old runs' flat options gathered for a restart."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ from pydantic import TypeAdapter, ValidationError
 
 from shipyard.domain.delivery_options import DeliveryOptions
 from shipyard.domain.images import ImageRef
-from shipyard.domain.routes import environment_before
 from shipyard.domain.states import State
 from shipyard.store import RunRecord, StageRecord
 from stages.restart import restart_parameters
@@ -60,15 +58,6 @@ def test_an_unknown_or_out_of_range_delivery_option_is_refused_naming_it():
         DeliveryOptions.model_validate({"canary_window": 30})
     with pytest.raises(ValidationError, match="warm_seconds"):
         DeliveryOptions(warm_seconds=-1)
-
-
-def test_a_version_is_promoted_from_the_environment_before():
-    route = ["dev", "staging", "prod"]
-    assert environment_before(route, "prod") == "staging"
-    assert environment_before(route, "staging") == "dev"
-    # Nothing comes before the first: the promotion is refused as "into itself".
-    assert environment_before(route, "dev") == "dev"
-    assert environment_before(route, "qa") == "qa"
 
 
 def _ended_promote(parameters: dict[str, object]) -> RunRecord:

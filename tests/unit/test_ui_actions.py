@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,17 +95,78 @@ def test_restarting_a_run_still_going_is_refused(store: Store):
         asyncio.run(actions.restart(store, run.id, DAVE, "build"))
 
 
-def test_a_rollback_without_a_reason_is_refused_before_anything_starts(store: Store):
+def test_a_rollback_without_a_reason_is_refused_before_anything_starts(store: Store,
+                                                                       settings: Settings):
     with pytest.raises(ActionRefused, match="a rollback needs a reason"):
-        asyncio.run(actions.roll_back(store, "gateway", DAVE, environment="prod", to=None,
-                                      why="  "))
+        asyncio.run(actions.roll_back(store, settings, "gateway", DAVE, environment="prod",
+                                      to=None, why="  "))
     assert store.list_runs(limit=10) == []
 
 
-def test_promoting_an_app_that_cannot_exist_names_the_rule(store: Store):
+def test_promoting_an_app_that_cannot_exist_names_the_rule(store: Store, settings: Settings):
     with pytest.raises(ValueError, match="must be 2-40 lowercase letters"):
-        asyncio.run(actions.promote(store, "Not_An_App", DAVE, from_env="staging",
+        asyncio.run(actions.promote(store, settings, "Not_An_App", DAVE, from_env="staging",
                                     to_env="prod", version=None, why=""))
+
+
+@pytest.fixture
+def launched(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The parameters of each pipeline an action launches, recorded queued (not handed
+    to Prefect)."""
+    parameters: list[dict[str, Any]] = []
+
+    async def launch(store: Store, pipeline: str, params: Mapping[str, Any], *,
+                     trigger: str, actor: str, app: str) -> RunRecord:
+        parameters.append({"pipeline": pipeline, **params})
+        return store.create_run(pipeline, GRAPH, trigger=trigger, actor=actor, app=app,
+                                parameters=dict(params))
+
+    monkeypatch.setattr(actions, "launch", launch)
+    return parameters
+
+
+def delivering(tmp_path: Path, *environments: str, production: str = "") -> Settings:
+    return Settings(home=tmp_path / "home", environments=list(environments),
+                    production_environment=production)
+
+
+def test_a_promotion_goes_into_production_from_the_environment_before_it_by_default(
+        store: Store, tmp_path: Path, launched: list[dict[str, Any]]):
+    settings = delivering(tmp_path, "dev", "qa", "live", "sandbox", production="live")
+    asyncio.run(actions.promote(store, settings, "gateway", DAVE, from_env=None,
+                                to_env=None, version=None, why="ready"))
+    assert (launched[0]["from_env"], launched[0]["to_env"]) == ("qa", "live")
+    [entry] = Ledger(store).audit_trail(subject_kind="app", subject_id="gateway")
+    assert (entry.details["from"], entry.details["to"]) == ("qa", "live")
+
+
+def test_a_promotion_into_another_environment_starts_from_the_one_before_that(
+        store: Store, tmp_path: Path, launched: list[dict[str, Any]]):
+    settings = delivering(tmp_path, "dev", "qa", "live")
+    asyncio.run(actions.promote(store, settings, "gateway", DAVE, from_env="",
+                                to_env="qa", version=None, why=""))
+    assert (launched[0]["from_env"], launched[0]["to_env"]) == ("dev", "qa")
+
+
+def test_a_promotion_with_nothing_before_its_target_is_refused(
+        store: Store, tmp_path: Path, launched: list[dict[str, Any]]):
+    settings = delivering(tmp_path, "prod")
+    with pytest.raises(ActionRefused, match="prod is the first of SHIPYARD_ENVIRONMENTS: no "
+                                            "environment comes before it to promote from"):
+        asyncio.run(actions.promote(store, settings, "gateway", DAVE, from_env=None,
+                                    to_env=None, version=None, why=""))
+    with pytest.raises(ValueError, match="'live' is not one of SHIPYARD_ENVIRONMENTS"):
+        asyncio.run(actions.promote(store, settings, "gateway", DAVE, from_env=None,
+                                    to_env="live", version=None, why=""))
+    assert launched == []
+
+
+def test_a_rollback_rolls_the_production_environment_back_by_default(
+        store: Store, tmp_path: Path, launched: list[dict[str, Any]]):
+    settings = delivering(tmp_path, "staging", "live")
+    asyncio.run(actions.roll_back(store, settings, "gateway", DAVE, environment=None,
+                                  to=None, why="p99 doubled"))
+    assert launched[0]["environment"] == "live"
 
 
 def test_nobody_signed_in_may_not_answer_a_judgment(store: Store, settings: Settings):
