@@ -64,8 +64,8 @@ def ci(repo: Repo = ".", ref: Ref = "main", apps: Apps = None, wait: Wait = True
 
 
 Environments = Annotated[list[str] | None, typer.Option(
-    "--env", help="An environment to deliver into, in order (repeat); default: staging, "
-    "then prod.")]
+    "--env", help="An environment to deliver into, in order (repeat); default: every one "
+    "of SHIPYARD_ENVIRONMENTS, in order.")]
 CanaryWindow = Annotated[float | None, typer.Option(
     "--canary-window", min=1, help="Seconds of canary analysis (default "
     "SHIPYARD_CANARY_WINDOW_SECONDS).")]
