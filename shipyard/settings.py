@@ -18,11 +18,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shipyard.domain.clone_urls import CloneUrlPolicy
 from shipyard.domain.environment_access import InvalidEnvironment, validate_environments
-from shipyard.domain.globs import GlobSet, InvalidPattern
+from shipyard.domain.globs import GlobSet
 from shipyard.domain.hosts import host_patterns, proxy_networks
 from shipyard.domain.push_triggers import TriggerRules
 from shipyard.domain.repositories import RepositoryAllowList
-from shipyard.domain.setting_lists import string_list
+from shipyard.domain.setting_lists import checked_list, string_list
 
 __all__ = ["Settings", "load_settings"]
 
@@ -239,45 +239,23 @@ class Settings(BaseSettings):
     @field_validator("trigger_branches", "trigger_tags", "trigger_paths", mode="before")
     @classmethod
     def _pattern_list(cls, value: Any, info: ValidationInfo) -> Any:
-        variable = _variable(info)
-        value = string_list(value, variable, "glob patterns", example='["main", "release/*"]',
-                             comma_example="main,release/*")
-        try:
-            GlobSet.of(value)
-        except InvalidPattern as err:
-            raise ValueError(f"{variable}: {err}") from err
-        return value
+        return checked_list(value, _variable(info), "glob patterns",
+                            example='["main", "release/*"]', comma_example="main,release/*",
+                            check=GlobSet.of)
 
     @field_validator("repositories", mode="before")
     @classmethod
     def _repository_patterns(cls, value: Any, info: ValidationInfo) -> Any:
-        variable = _variable(info)
-        value = string_list(value, variable, "repository patterns",
-                             example='["acme/*", "!acme/old"]',
-                             comma_example="acme/*,!acme/old")
-        try:
-            RepositoryAllowList.of(value)
-        except InvalidPattern as err:
-            raise ValueError(f"{variable}: {err}") from err
-        return value
+        return checked_list(value, _variable(info), "repository patterns",
+                            example='["acme/*", "!acme/old"]', comma_example="acme/*,!acme/old",
+                            check=RepositoryAllowList.of)
 
     @field_validator("clone_hosts", mode="before")
     @classmethod
     def _host_patterns(cls, value: Any, info: ValidationInfo) -> Any:
-        variable = _variable(info)
-        value = string_list(value, variable, "host patterns",
-                             example='["github.com", "*.example.com"]',
-                             comma_example="github.com,git.example.com")
-        for host in value:
-            if any(c in host for c in "/@[]") or (":" in host and not _is_address(host)):
-                raise ValueError(f"{variable}: {host!r} must be a host name or address "
-                                 "(github.com, *.example.com, 10.0.0.7, fd00::7), without "
-                                 "scheme, user, port, path or brackets")
-        try:
-            CloneUrlPolicy.of(value)
-        except InvalidPattern as err:
-            raise ValueError(f"{variable}: {err}") from err
-        return value
+        return checked_list(value, _variable(info), "host patterns",
+                            example='["github.com", "*.example.com"]',
+                            comma_example="github.com,git.example.com", check=_clone_hosts)
 
     @field_validator("allow_local_repositories", mode="before")
     @classmethod
@@ -421,6 +399,16 @@ _WEBHOOK_NUMBERS: dict[str, tuple[float, float, str]] = {
     "webhook_rate_per_second": (0.01, 100_000, "10"),
     "webhook_rate_burst": (1, 1_000_000, "100"),
 }
+
+
+def _clone_hosts(hosts: list[str]) -> None:
+    """Refuse what is no host name or address, then what :class:`CloneUrlPolicy` refuses."""
+    for host in hosts:
+        if any(c in host for c in "/@[]") or (":" in host and not _is_address(host)):
+            raise ValueError(f"{host!r} must be a host name or address (github.com, "
+                             "*.example.com, 10.0.0.7, fd00::7), without scheme, user, port, "
+                             "path or brackets")
+    CloneUrlPolicy.of(hosts)
 
 
 def _is_address(text: str) -> bool:

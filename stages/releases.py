@@ -60,12 +60,7 @@ async def plan_release(ctx: StageContext, app: str, ci_run_id: str, environment:
         raise StageFailure("AppNotBuilt", f"ci run {ci_run.short_id} neither built nor "
                            f"reused an image of {app}")
     await asyncio.to_thread(ctx.store.record_commit, ctx.run_id, ci_run.commit_sha)
-    git = GitCheckout(ctx.settings.git_cache_dir, ctx.settings.workspaces_dir)
-    try:
-        descriptor = await asyncio.to_thread(read_descriptor_at, git, ci_run.repo_url,
-                                             ci_run.commit_sha, app)
-    except InvalidDescriptor as err:
-        raise StageFailure("InvalidDescriptor", str(err)) from err
+    descriptor = await _descriptor(ctx, ci_run.repo_url, ci_run.commit_sha, app)
     if image is None:
         image = await asyncio.to_thread(_recorded_image, ctx, ci_run.id, app,
                                         reused.get(app))
@@ -100,12 +95,7 @@ async def plan_promotion(ctx: StageContext, app: str, from_env: str, to_env: str
     if origin is None or not origin.commit_sha or not origin.repo_url:
         raise StageFailure("NothingToPromote", f"release #{source.id} of {app} has no "
                            "commit on record to bake from")
-    git = GitCheckout(ctx.settings.git_cache_dir, ctx.settings.workspaces_dir)
-    try:
-        descriptor = await asyncio.to_thread(read_descriptor_at, git, origin.repo_url,
-                                             origin.commit_sha, app)
-    except InvalidDescriptor as err:
-        raise StageFailure("InvalidDescriptor", str(err)) from err
+    descriptor = await _descriptor(ctx, origin.repo_url, origin.commit_sha, app)
     await asyncio.to_thread(ctx.store.record_commit, ctx.run_id, origin.commit_sha)
     await ctx.log(f"{app} {source.version} passed {from_env} (release #{source.id}); "
                   f"promoting to {to_env}")
@@ -115,6 +105,16 @@ async def plan_promotion(ctx: StageContext, app: str, from_env: str, to_env: str
                        commit_sha=origin.commit_sha,
                        ci_run_id=origin.id, depends_on=list(descriptor.depends_on),
                        repo_url=origin.repo_url, image=image, descriptor=descriptor)
+
+
+async def _descriptor(ctx: StageContext, repo_url: str, commit: str,
+                      app: str) -> AppDescriptor:
+    """``app``'s descriptor at ``commit``; ``InvalidDescriptor`` when it is not valid."""
+    git = GitCheckout(ctx.settings.git_cache_dir, ctx.settings.workspaces_dir)
+    try:
+        return await asyncio.to_thread(read_descriptor_at, git, repo_url, commit, app)
+    except InvalidDescriptor as err:
+        raise StageFailure("InvalidDescriptor", str(err)) from err
 
 
 def _recorded_image(ctx: StageContext, ci_run_id: str, app: str,

@@ -114,24 +114,27 @@ def secret_key(settings: Settings) -> str:
     least :data:`MIN_KEY_BYTES` bytes: :class:`UiKeyError` otherwise, and for an empty or
     cut-short file (never an empty key)."""
     if settings.ui_secret_key is not None:
-        key = settings.ui_secret_key.get_secret_value()
-        if len(key.encode()) < MIN_KEY_BYTES:
-            raise UiKeyError(
-                f"{KEY_VARIABLE} holds {len(key.encode())} bytes; the UI key needs at least "
-                f"{MIN_KEY_BYTES}: set it to the output of `python3 -c 'import secrets; "
-                f"print(secrets.token_urlsafe(48))'`, or unset it to use <home>/ui-secret-key")
-        return key
+        return _long_enough(
+            settings.ui_secret_key.get_secret_value(), KEY_VARIABLE,
+            "set it to the output of `python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(48))'`, or unset it to use <home>/ui-secret-key")
     path: Path = settings.home / "ui-secret-key"
     try:
         # Made once, whole, linked into place: UIs starting at once agree on one key.
         key = read_or_create_secret(path, lambda: secrets.token_urlsafe(48), what="the UI key")
     except PrivateFileError as err:
         raise UiKeyError(f"{err} (everyone signs in again), or set {KEY_VARIABLE}") from err
+    return _long_enough(key, str(path), "the file is cut short: delete it and start the "
+                        "UI again to make a new one (everyone signs in again), or set "
+                        f"{KEY_VARIABLE}")
+
+
+def _long_enough(key: str, where: str, fix: str) -> str:
+    """``key`` when it holds at least :data:`MIN_KEY_BYTES` bytes; else :class:`UiKeyError`
+    saying ``where`` it came from and the ``fix``."""
     if len(key.encode()) < MIN_KEY_BYTES:
-        raise UiKeyError(
-            f"{path} holds {len(key.encode())} bytes; the UI key needs at least "
-            f"{MIN_KEY_BYTES} (the file is cut short): delete it and start the UI again to "
-            f"make a new one (everyone signs in again), or set {KEY_VARIABLE}")
+        raise UiKeyError(f"{where} holds {len(key.encode())} bytes; the UI key needs at "
+                         f"least {MIN_KEY_BYTES}: {fix}")
     return key
 
 

@@ -88,11 +88,10 @@ def release(repo: Repo = ".", ref: Ref = "main", apps: Apps = None,
     """ci for a commit, then deliver every app it built: staging, then red/black into
     production, in dependency order; any failure rolls the whole release back."""
     repo = _repo(repo)
-    options = DeliveryOptions(warm_seconds=warm_seconds, canary_window_seconds=canary_window,
-                              judgment=judgment, judgment_timeout_seconds=judgment_timeout)
+    options = _options(warm_seconds, canary_window, judgment, judgment_timeout)
     start_and_follow("release", {"repo": repo, "ref": ref, "apps": _apps(apps),
                                  "environments": _environments(envs),
-                                 "options": options.as_parameter()},
+                                 "options": options},
                      repo_url=repo, ref=ref, app_name=_single(apps), wait=wait,
                      timeout=timeout, actor=actor)
 
@@ -108,12 +107,10 @@ def deploy(app_name: Annotated[str, typer.Argument(metavar="APP")],
     """Deliver APP as built by a ci run (the cd pipeline)."""
     validate_app_name(app_name)
     ci_run_id = store().get_run(ci_run).id
-    options = DeliveryOptions(warm_seconds=warm_seconds, canary_window_seconds=canary_window,
-                              judgment=judgment, judgment_timeout_seconds=judgment_timeout,
-                              why=why)
+    options = _options(warm_seconds, canary_window, judgment, judgment_timeout, why)
     start_and_follow("cd", {"app": app_name, "ci_run_id": ci_run_id,
                             "environments": _environments(envs),
-                            "options": options.as_parameter()},
+                            "options": options},
                      app_name=app_name, wait=wait, timeout=timeout, actor=actor)
 
 
@@ -136,11 +133,9 @@ def promote(app_name: Annotated[str, typer.Argument(metavar="APP")],
     validate_app_name(app_name)
     to_env = to_env or settings().production_environment
     from_env = from_env or _environment_before(to_env)
-    options = DeliveryOptions(warm_seconds=warm_seconds, canary_window_seconds=canary_window,
-                              judgment=judgment, judgment_timeout_seconds=judgment_timeout,
-                              why=why)
+    options = _options(warm_seconds, canary_window, judgment, judgment_timeout, why)
     start_and_follow("promote", {"app": app_name, "from_env": from_env, "to_env": to_env,
-                                 "version": version, "options": options.as_parameter()},
+                                 "version": version, "options": options},
                      app_name=app_name, wait=wait, timeout=timeout, actor=actor)
 
 
@@ -252,6 +247,14 @@ async def _follow_live(queued: RunRecord, timeout: float) -> RunRecord:
         live.update(run_detail(record, prefect_ui=prefect_ui_url()))
     console.print()
     return record
+
+
+def _options(warm_seconds: float | None, canary_window: float | None, judgment: bool,
+             judgment_timeout: float | None, why: str = "") -> dict[str, object]:
+    """The delivery options flag by flag, as the flow parameter records them."""
+    return DeliveryOptions(warm_seconds=warm_seconds, canary_window_seconds=canary_window,
+                           judgment=judgment, judgment_timeout_seconds=judgment_timeout,
+                           why=why).as_parameter()
 
 
 def _environment_before(environment: str) -> str:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["string_list"]
+__all__ = ["checked_list", "string_list"]
 
 
 def string_list(value: Any, variable: str, what: str, *, example: str,
@@ -28,3 +29,15 @@ def string_list(value: Any, variable: str, what: str, *, example: str,
         raise ValueError(f"{variable}: must be a list of {what}, such as '{example}' or "
                          f"'{comma_example}'")
     return [v.strip() for v in value if v.strip()]
+
+
+def checked_list(value: Any, variable: str, what: str, *, example: str, comma_example: str,
+                 check: Callable[[list[str]], object]) -> list[str]:
+    """:func:`string_list`, then ``check`` on the list; a ValueError ``check`` raises comes
+    back naming ``variable``."""
+    items = string_list(value, variable, what, example=example, comma_example=comma_example)
+    try:
+        check(items)
+    except ValueError as err:
+        raise ValueError(f"{variable}: {err}") from err
+    return items
