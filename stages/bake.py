@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from pydantic import AliasChoices, Field
+
 from shipyard.adapters.git import GitCheckout, GitError
 from shipyard.adapters.kube import Kube
 from shipyard.adapters.kube_client import KubeError
@@ -60,7 +62,9 @@ class BakedEnvironment(StageResult):
     namespace: str
     slot: str
     replicas: int
-    digest: str
+    # The manifests' sha256, not the image's (the image reference carries that). Bakes
+    # recorded by earlier versions call it ``digest``: a restart still reuses them.
+    manifest_digest: str = Field(validation_alias=AliasChoices("manifest_digest", "digest"))
     objects: list[str]
     manifests: str
 
@@ -74,7 +78,7 @@ class BakeResult(StageResult):
     bakes: dict[str, BakedEnvironment]
 
     def summary(self) -> str:
-        parts = [f"{env} {b.slot or 'rolling'} {b.digest[7:19]}" for env, b in
+        parts = [f"{env} {b.slot or 'rolling'} {b.manifest_digest[7:19]}" for env, b in
                  sorted(self.bakes.items())]
         return f"{self.app} {self.version}: " + ", ".join(parts)
 
@@ -136,7 +140,7 @@ async def _bake_one(ctx: StageContext, kube: Kube, plan: ReleasePlan,
     await ctx.log(f"{environment}: {len(objects)} objects valid ({', '.join(names)}), "
                   f"{digest[:19]}")
     return BakedEnvironment(environment=environment, namespace=namespace, slot=slot,
-                            replicas=replicas, digest=digest, objects=names,
+                            replicas=replicas, manifest_digest=digest, objects=names,
                             manifests=stream)
 
 

@@ -1,0 +1,28 @@
+"""Stage outputs as they are recorded and read back (a restart reuses them, a resumed flow
+run returns them, the report pages show them): fields that say what they hold, older
+records still readable, a value outside the domain's vocabulary refused."""
+
+from __future__ import annotations
+
+from stages.bake import BakeResult
+
+BAKED = {"environment": "prod", "namespace": "shipyard-prod", "slot": "v007", "replicas": 2,
+         "objects": ["Deployment/gateway-v007"], "manifests": "kind: Deployment\n"}
+MANIFEST_DIGEST = "sha256:" + "ab" * 32
+
+
+def bake_outputs(**baked: object) -> dict[str, object]:
+    return {"app": "gateway", "version": "abc", "image": "r/gateway@sha256:" + "0" * 64,
+            "bakes": {"prod": {**BAKED, **baked}}}
+
+
+def test_a_bake_records_its_manifests_digest_under_that_name():
+    bake = BakeResult.model_validate(bake_outputs(manifest_digest=MANIFEST_DIGEST))
+    recorded = bake.model_dump(mode="json")["bakes"]["prod"]
+    assert recorded["manifest_digest"] == MANIFEST_DIGEST and "digest" not in recorded
+    assert bake.summary() == "gateway abc: prod v007 abababababab"
+
+
+def test_a_bake_recorded_as_digest_by_an_earlier_version_still_reads():
+    bake = BakeResult.model_validate(bake_outputs(digest=MANIFEST_DIGEST))
+    assert bake.bakes["prod"].manifest_digest == MANIFEST_DIGEST
