@@ -18,6 +18,8 @@ import asyncio
 import math
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from shipyard.adapters.kube import Kube
 from shipyard.adapters.load import LoadSpec, start_load
 from shipyard.adapters.pod_metrics import start_recording
@@ -40,8 +42,11 @@ __all__ = ["CanaryOptions", "CanaryResult", "analyze_canary"]
 TRACKS = ("baseline", "canary")
 
 
-class CanaryOptions(StageResult):
-    """How long and how hard to analyse (seconds in tests, minutes or hours for real)."""
+class CanaryOptions(BaseModel):
+    """How long and how hard to analyse (seconds in tests, minutes or hours for real): the
+    canary stage's input, not a result."""
+
+    model_config = ConfigDict(frozen=True)
 
     window_seconds: float = 60.0
     interval_seconds: float = 5.0

@@ -1,10 +1,16 @@
 """Stage outputs as they are recorded and read back (a restart reuses them, a resumed flow
 run returns them, the report pages show them): fields that say what they hold, older
-records still readable, a value outside the domain's vocabulary refused."""
+records still readable, a value outside the domain's vocabulary refused. And inputs are
+not outputs."""
 
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
+
 from stages.bake import BakeResult
+from stages.canary import CanaryOptions
+from stages.runtime import StageResult
 
 BAKED = {"environment": "prod", "namespace": "shipyard-prod", "slot": "v007", "replicas": 2,
          "objects": ["Deployment/gateway-v007"], "manifests": "kind: Deployment\n"}
@@ -26,3 +32,10 @@ def test_a_bake_records_its_manifests_digest_under_that_name():
 def test_a_bake_recorded_as_digest_by_an_earlier_version_still_reads():
     bake = BakeResult.model_validate(bake_outputs(digest=MANIFEST_DIGEST))
     assert bake.bakes["prod"].manifest_digest == MANIFEST_DIGEST
+
+
+def test_canary_options_are_a_frozen_input_not_a_stage_result():
+    options = CanaryOptions(window_seconds=30.0)
+    assert not isinstance(options, StageResult)
+    with pytest.raises(ValidationError, match="frozen"):
+        options.window_seconds = 60.0
