@@ -25,7 +25,7 @@ from shipyard.adapters.load import LoadSpec, start_load
 from shipyard.adapters.pod_metrics import start_recording
 from shipyard.domain.bakes import derive_track
 from shipyard.domain.canary_config import canary_config_for
-from shipyard.domain.canary_judge import judge_canary
+from shipyard.domain.canary_judge import Verdict, judge_canary
 from shipyard.domain.canary_plan import points_in_window
 from shipyard.domain.catalog import AppDescriptor
 from shipyard.domain.manifests import parse_manifests
@@ -62,7 +62,7 @@ class CanaryResult(StageResult):
     baseline_version: str
     canary_version: str
     score: float
-    verdict: str
+    verdict: Verdict
     pass_threshold: float
     marginal_threshold: float
     points: int
@@ -116,20 +116,19 @@ async def analyze_canary(ctx: StageContext, bake: BakeResult, production: Releas
     baseline_series = series_for_all(descriptor, rounds["baseline"])
     canary_series = series_for_all(descriptor, rounds["canary"])
     judgement = await asyncio.to_thread(judge_canary, config, baseline_series, canary_series)
-    report = judgement.to_json(include_series=True)
     load = {track: _load_summary(samples[track]) for track in TRACKS}
-    for name, metric in report["metrics"].items():
-        await ctx.log(f"  {name}: {metric['classification']}"
-                      + (" (critical)" if metric.get("critical_failure") else ""))
+    for name, metric in judgement.metrics.items():
+        await ctx.log(f"  {name}: {metric.classification}"
+                      + (" (critical)" if metric.critical_failure else ""))
     outcome = CanaryResult(
         app=app, baseline_version=production.version, canary_version=bake.version,
         score=judgement.score, verdict=judgement.verdict,
         pass_threshold=config.pass_threshold, marginal_threshold=config.marginal_threshold,
-        points=max((len(v) for v in canary_series.values()), default=0), report=report,
-        load=load)
+        points=max((len(v) for v in canary_series.values()), default=0),
+        report=judgement.to_json(include_series=True), load=load)
     if judgement.verdict != "pass":
-        failing = [f"{n} {m['classification']}" for n, m in report["metrics"].items()
-                   if m["classification"] != "Pass"]
+        failing = [f"{n} {m.classification}" for n, m in judgement.metrics.items()
+                   if m.classification != "Pass"]
         raise StageFailure("CanaryFailed",
                            f"score {judgement.score:g} is {judgement.verdict} (pass "
                            f"{config.pass_threshold:g}): {', '.join(failing) or 'no metric'}"

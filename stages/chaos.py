@@ -36,6 +36,7 @@ from shipyard.domain.chaos import (
     Kill,
     KillAction,
     Transition,
+    Verdict,
     Window,
     choose_victims,
     evaluate_hypothesis,
@@ -63,7 +64,7 @@ class ChaosResult(StageResult):
     (``ChaosReport.to_json()``)."""
 
     app: str
-    verdict: str
+    verdict: Verdict
     seed: int
     report: dict[str, Any]
 
