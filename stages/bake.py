@@ -30,8 +30,8 @@ from shipyard.adapters.kube_client import KubeError
 from shipyard.domain.bakes import manifest_digest, next_slot, object_names
 from shipyard.domain.catalog import AppDescriptor
 from shipyard.domain.environment_access import DEPLOYABLE_KINDS, ENFORCE_LABEL
+from shipyard.domain.labels import APP_LABEL, SLOT_LABEL, label_selector
 from shipyard.domain.manifests import (
-    SLOT_LABEL,
     BakeValues,
     InvalidManifest,
     parse_manifests,
@@ -193,5 +193,5 @@ def _next_slot(ctx: StageContext, kube: Kube, app: str, namespace: str,
     recorded = [r.slot for r in Ledger(ctx.store).releases(app, environment, limit=500)]
     running = [d["metadata"].get("labels", {}).get(SLOT_LABEL, "")
                for d in kube.list_objects("apps/v1", "Deployment", namespace,
-                                          f"app.kubernetes.io/name={app}")]
+                                          label_selector({APP_LABEL: app}))]
     return next_slot([*recorded, *running])

@@ -28,6 +28,13 @@ from shipyard.domain.canary_config import canary_config_for
 from shipyard.domain.canary_judge import Verdict, judge_canary
 from shipyard.domain.canary_plan import points_in_window
 from shipyard.domain.catalog import AppDescriptor
+from shipyard.domain.labels import (
+    APP_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    TRACK_LABEL,
+    label_selector,
+)
 from shipyard.domain.manifests import parse_manifests
 from shipyard.domain.metric_series import series_for_all
 from shipyard.domain.traffic import summarize
@@ -157,7 +164,7 @@ async def _measure(ctx: StageContext, kube: Kube, app: str, namespace: str,
     if options.warmup_seconds:
         await asyncio.sleep(options.warmup_seconds)
     recorders = {t: start_recording(
-        kube, namespace, f"app.kubernetes.io/name={app},shipyard.dev/track={t}",
+        kube, namespace, label_selector({APP_LABEL: app, TRACK_LABEL: t}),
         port=descriptor.port, interval_seconds=options.interval_seconds,
         duration_seconds=options.window_seconds) for t in TRACKS}
     rounds = {t: list(await recorders[t].wait()) for t in TRACKS}
@@ -170,10 +177,10 @@ async def _measure(ctx: StageContext, kube: Kube, app: str, namespace: str,
 
 
 def _track_service(app: str, namespace: str, track: str, port: int) -> dict[str, Any]:
-    selector = {"app.kubernetes.io/name": app, "shipyard.dev/track": track}
+    selector = {APP_LABEL: app, TRACK_LABEL: track}
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": f"{app}-{track}", "namespace": namespace,
-                         "labels": {**selector, "app.kubernetes.io/managed-by": "shipyard"}},
+                         "labels": {**selector, MANAGED_BY_LABEL: MANAGED_BY}},
             "spec": {"selector": selector,
                      "ports": [{"name": "http", "port": 80, "targetPort": port}]}}
 
