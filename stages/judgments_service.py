@@ -1,10 +1,10 @@
 """Answering a manual judgment: the one piece of logic behind ``shipyard approve|reject`` and
 ``POST /api/runs/{run_id}/judgment``.
 
-:func:`answer_judgment` finds the judgment a run waits for (the run named, or a run it
-started: a ``release`` whose ``cd`` subflow waits), checks the answer, and hands it to the
-waiting Prefect flow run, which records it (:mod:`stages.judgment`) and goes on. It never
-writes run or stage state itself.
+:func:`answer_judgment` finds the judgment a run waits for (the run named, or a child run
+it started as a Prefect subflow), checks the answer, and hands it to the waiting Prefect
+flow run, which records it (:mod:`stages.judgment`) and goes on. It never writes run or
+stage state itself.
 
 Every answer is signed here with Shipyard's judgment key, with who answers and by which
 route (``cli``, ``ui-session``, ``api-token``), for this run, stage and judgment request
