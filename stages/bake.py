@@ -22,15 +22,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from pydantic import AliasChoices, Field
+
 from shipyard.adapters.git import GitCheckout, GitError
 from shipyard.adapters.kube import Kube
 from shipyard.adapters.kube_client import KubeError
 from shipyard.domain.bakes import manifest_digest, next_slot, object_names
 from shipyard.domain.catalog import AppDescriptor
 from shipyard.domain.environment_access import DEPLOYABLE_KINDS, ENFORCE_LABEL
-from shipyard.domain.images import ImageRef
+from shipyard.domain.images import ImageRef, RecordedImage
+from shipyard.domain.labels import APP_LABEL, SLOT_LABEL, label_selector
 from shipyard.domain.manifests import (
-    SLOT_LABEL,
     BakeValues,
     InvalidManifest,
     parse_manifests,
@@ -60,7 +62,9 @@ class BakedEnvironment(StageResult):
     namespace: str
     slot: str
     replicas: int
-    digest: str
+    # The manifests' sha256, not the image's (the image reference carries that). Bakes
+    # recorded by earlier versions call it ``digest``: a restart still reuses them.
+    manifest_digest: str = Field(validation_alias=AliasChoices("manifest_digest", "digest"))
     objects: list[str]
     manifests: str
 
@@ -70,11 +74,11 @@ class BakeResult(StageResult):
 
     app: str
     version: str
-    image: ImageRef
+    image: RecordedImage
     bakes: dict[str, BakedEnvironment]
 
     def summary(self) -> str:
-        parts = [f"{env} {b.slot or 'rolling'} {b.digest[7:19]}" for env, b in
+        parts = [f"{env} {b.slot or 'rolling'} {b.manifest_digest[7:19]}" for env, b in
                  sorted(self.bakes.items())]
         return f"{self.app} {self.version}: " + ", ".join(parts)
 
@@ -137,7 +141,7 @@ async def _bake_one(ctx: StageContext, kube: Kube, plan: ReleasePlan, image: Ima
     await ctx.log(f"{environment}: {len(objects)} objects valid ({', '.join(names)}), "
                   f"{digest[:19]}")
     return BakedEnvironment(environment=environment, namespace=namespace, slot=slot,
-                            replicas=replicas, digest=digest, objects=names,
+                            replicas=replicas, manifest_digest=digest, objects=names,
                             manifests=stream)
 
 
@@ -190,5 +194,5 @@ def _next_slot(ctx: StageContext, kube: Kube, app: str, namespace: str,
     recorded = [r.slot for r in Ledger(ctx.store).releases(app, environment, limit=500)]
     running = [d["metadata"].get("labels", {}).get(SLOT_LABEL, "")
                for d in kube.list_objects("apps/v1", "Deployment", namespace,
-                                          f"app.kubernetes.io/name={app}")]
+                                          label_selector({APP_LABEL: app}))]
     return next_slot([*recorded, *running])

@@ -18,14 +18,23 @@ import asyncio
 import math
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from shipyard.adapters.kube import Kube
 from shipyard.adapters.load import LoadSpec, start_load
 from shipyard.adapters.pod_metrics import start_recording
 from shipyard.domain.bakes import derive_track
 from shipyard.domain.canary_config import canary_config_for
-from shipyard.domain.canary_judge import judge_canary
+from shipyard.domain.canary_judge import Verdict, judge_canary
 from shipyard.domain.canary_plan import points_in_window
 from shipyard.domain.catalog import AppDescriptor
+from shipyard.domain.labels import (
+    APP_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    TRACK_LABEL,
+    label_selector,
+)
 from shipyard.domain.manifests import parse_manifests
 from shipyard.domain.metric_series import series_for_all
 from shipyard.domain.traffic import summarize
@@ -40,8 +49,11 @@ __all__ = ["CanaryOptions", "CanaryResult", "analyze_canary"]
 TRACKS = ("baseline", "canary")
 
 
-class CanaryOptions(StageResult):
-    """How long and how hard to analyse (seconds in tests, minutes or hours for real)."""
+class CanaryOptions(BaseModel):
+    """How long and how hard to analyse (seconds in tests, minutes or hours for real): the
+    canary stage's input, not a result."""
+
+    model_config = ConfigDict(frozen=True)
 
     window_seconds: float = 60.0
     interval_seconds: float = 5.0
@@ -57,7 +69,7 @@ class CanaryResult(StageResult):
     baseline_version: str
     canary_version: str
     score: float
-    verdict: str
+    verdict: Verdict
     pass_threshold: float
     marginal_threshold: float
     points: int
@@ -117,20 +129,19 @@ async def analyze_canary(ctx: StageContext, bake: BakeResult, production: Releas
     baseline_series = series_for_all(descriptor, rounds["baseline"])
     canary_series = series_for_all(descriptor, rounds["canary"])
     judgement = await asyncio.to_thread(judge_canary, config, baseline_series, canary_series)
-    report = judgement.to_json(include_series=True)
     load = {track: _load_summary(samples[track]) for track in TRACKS}
-    for name, metric in report["metrics"].items():
-        await ctx.log(f"  {name}: {metric['classification']}"
-                      + (" (critical)" if metric.get("critical_failure") else ""))
+    for name, metric in judgement.metrics.items():
+        await ctx.log(f"  {name}: {metric.classification}"
+                      + (" (critical)" if metric.critical_failure else ""))
     outcome = CanaryResult(
         app=app, baseline_version=production.version, canary_version=bake.version,
         score=judgement.score, verdict=judgement.verdict,
         pass_threshold=config.pass_threshold, marginal_threshold=config.marginal_threshold,
-        points=max((len(v) for v in canary_series.values()), default=0), report=report,
-        load=load)
+        points=max((len(v) for v in canary_series.values()), default=0),
+        report=judgement.to_json(include_series=True), load=load)
     if judgement.verdict != "pass":
-        failing = [f"{n} {m['classification']}" for n, m in report["metrics"].items()
-                   if m["classification"] != "Pass"]
+        failing = [f"{n} {m.classification}" for n, m in judgement.metrics.items()
+                   if m.classification != "Pass"]
         raise StageFailure("CanaryFailed",
                            f"score {judgement.score:g} is {judgement.verdict} (pass "
                            f"{config.pass_threshold:g}): {', '.join(failing) or 'no metric'}"
@@ -159,7 +170,7 @@ async def _measure(ctx: StageContext, kube: Kube, app: str, namespace: str,
     if options.warmup_seconds:
         await asyncio.sleep(options.warmup_seconds)
     recorders = {t: start_recording(
-        kube, namespace, f"app.kubernetes.io/name={app},shipyard.dev/track={t}",
+        kube, namespace, label_selector({APP_LABEL: app, TRACK_LABEL: t}),
         port=descriptor.port, interval_seconds=options.interval_seconds,
         duration_seconds=options.window_seconds) for t in TRACKS}
     rounds = {t: list(await recorders[t].wait()) for t in TRACKS}
@@ -172,10 +183,10 @@ async def _measure(ctx: StageContext, kube: Kube, app: str, namespace: str,
 
 
 def _track_service(app: str, namespace: str, track: str, port: int) -> dict[str, Any]:
-    selector = {"app.kubernetes.io/name": app, "shipyard.dev/track": track}
+    selector = {APP_LABEL: app, TRACK_LABEL: track}
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": f"{app}-{track}", "namespace": namespace,
-                         "labels": {**selector, "app.kubernetes.io/managed-by": "shipyard"}},
+                         "labels": {**selector, MANAGED_BY_LABEL: MANAGED_BY}},
             "spec": {"selector": selector,
                      "ports": [{"name": "http", "port": 80, "targetPort": port}]}}
 

@@ -36,11 +36,13 @@ from shipyard.domain.chaos import (
     Kill,
     KillAction,
     Transition,
+    Verdict,
     Window,
     choose_victims,
     evaluate_hypothesis,
     experiment_for,
 )
+from shipyard.domain.clock import Monotonic
 from shipyard.domain.traffic import summarize
 from shipyard.store import Ledger
 from stages.cluster import open_kube
@@ -63,7 +65,7 @@ class ChaosResult(StageResult):
     (``ChaosReport.to_json()``)."""
 
     app: str
-    verdict: str
+    verdict: Verdict
     seed: int
     report: dict[str, Any]
 
@@ -107,13 +109,15 @@ async def run_chaos_verification(
     kill_count: int | None = None,
     kill_share: float | None = None,
     seed: int | None = None,
+    now: Monotonic = time.monotonic,
 ) -> ChaosResult:
     """Run the default experiment for ``app``: load ``target_url`` (``paths`` in turn, at
     ``rate_per_second``), judge the steady state over ``window_seconds``, kill
     ``kill_count`` pods (default 1) or a ``kill_share`` of the running pods ``selector``
     picks in ``namespace``, wait ``settle_seconds``, judge it over ``window_seconds``
     again. ``seed`` makes the choice of victims repeatable (one is drawn and logged when
-    not given).
+    not given). ``now`` is the monotonic clock the load times its requests on, which
+    places the windows and the kills.
 
     Raises :class:`SteadyStateNotMet` or :class:`ChaosDeviated` with the report, and
     ``StageFailure`` with ``InvalidChaosInput``, ``NoChaosTargets``, ``KubernetesError``,
@@ -136,7 +140,7 @@ async def run_chaos_verification(
                   f"({', '.join(spec.paths)}), timeout {spec.timeout_seconds:g}s; windows "
                   f"of {experiment.window_seconds:g}s, settle {experiment.settle_seconds:g}s")
     report = await _experiment(experiment, spec, killer, namespace, selector, candidates, rng,
-                               ctx.log)
+                               ctx.log, now)
     await ctx.log(f"verdict: {report.summary()}")
     await ctx.log("report: " + json.dumps(report.to_json(), ensure_ascii=False))
     await asyncio.to_thread(Ledger(ctx.store).audit, actor="shipyard",
@@ -191,25 +195,25 @@ def _plan(app: AppDescriptor, selector: str, target_url: str, paths: tuple[str, 
 
 async def _experiment(experiment: Experiment, spec: LoadSpec, killer: PodKiller,
                       namespace: str, selector: str, candidates: list[str],
-                      rng: random.Random, log: Log) -> ChaosReport:
+                      rng: random.Random, log: Log, now: Monotonic) -> ChaosReport:
     """Chaos Toolkit's flow over live traffic: hypothesis, method, hypothesis."""
     window = experiment.window_seconds
     run = start_load(spec)
     try:
         before_window = Window(0.0, window)
-        await _until(run, before_window.end + spec.timeout_seconds)
+        await _until(run, before_window.end + spec.timeout_seconds, now)
         before = _judge(experiment, run, before_window)
         await log(f"steady state before, {_span(before_window)}: {_describe(before)}")
         if not before.met:
             return ChaosReport(experiment.title, selector, tuple(candidates), before_window,
                                before)
-        kills = await _method(experiment, killer, namespace, selector, run, rng, log)
+        kills = await _method(experiment, killer, namespace, selector, run, rng, log, now)
         if not kills:
             raise StageFailure("NoChaosTargets", f"every pod {selector!r} picked in "
                                f"{namespace} was gone before it could be killed")
         start = kills[-1].at_seconds + experiment.settle_seconds
         after_window = Window(start, start + window)
-        await _until(run, after_window.end)
+        await _until(run, after_window.end, now)
     finally:
         await run.stop()  # the requests in flight end within their timeout
     settling = summarize(run.samples, start=kills[0].at_seconds, end=after_window.start)
@@ -224,7 +228,7 @@ async def _experiment(experiment: Experiment, spec: LoadSpec, killer: PodKiller,
 
 
 async def _method(experiment: Experiment, killer: PodKiller, namespace: str, selector: str,
-                  run: LoadRun, rng: random.Random, log: Log) -> list[Kill]:
+                  run: LoadRun, rng: random.Random, log: Log, now: Monotonic) -> list[Kill]:
     kills: list[Kill] = []
     for action in experiment.method:
         killed = {k.pod for k in kills}
@@ -234,7 +238,7 @@ async def _method(experiment: Experiment, killer: PodKiller, namespace: str, sel
                 gone = await asyncio.to_thread(killer.kill, namespace, pod)
             except KubeError as err:
                 raise StageFailure("KubernetesError", str(err)) from err
-            at = run.since_start(time.monotonic())
+            at = run.since_start(now())
             if not gone:
                 await log(f"pod {pod} was already gone at {at:.2f}s")
                 continue
@@ -248,9 +252,9 @@ def _judge(experiment: Experiment, run: LoadRun, window: Window) -> HypothesisRe
                                summarize(run.samples, start=window.start, end=window.end))
 
 
-async def _until(run: LoadRun, seconds: float) -> None:
-    """Sleep until ``seconds`` after the load started."""
-    await asyncio.sleep(max(0.0, seconds - run.since_start(time.monotonic())))
+async def _until(run: LoadRun, seconds: float, now: Monotonic) -> None:
+    """Sleep until ``seconds`` after the load started, by ``now``."""
+    await asyncio.sleep(max(0.0, seconds - run.since_start(now())))
 
 
 async def _live_pods(killer: PodKiller, namespace: str, selector: str) -> list[str]:

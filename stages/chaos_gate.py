@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from shipyard.domain.catalog import AppDescriptor
+from shipyard.domain.labels import APP_LABEL, TRACK_LABEL, label_selector
 from stages.chaos import CHAOS_TIMEOUT_SECONDS, ChaosResult, run_chaos_verification
 from stages.cluster import open_kube
 from stages.rollouts import service_url
@@ -37,7 +38,7 @@ async def chaos_gate(ctx: StageContext, descriptor: AppDescriptor, environment: 
         url = await asyncio.to_thread(service_url, kube, namespace, app)
         return await run_chaos_verification(
             ctx, descriptor, namespace=namespace,
-            selector=f"app.kubernetes.io/name={app},shipyard.dev/track=stable",
+            selector=label_selector({APP_LABEL: app, TRACK_LABEL: "stable"}),
             target_url=url, paths=descriptor.load_paths or ("/version",),
             window_seconds=window_seconds, kill_count=descriptor.chaos.kill)
     finally:

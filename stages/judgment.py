@@ -102,6 +102,7 @@ from shipyard.domain.clock import Clock, system_clock
 from shipyard.domain.judgment_signature import (
     KEY_BYTES,
     AnswerClaims,
+    Decision,
     InvalidKey,
     UnverifiedAnswer,
     parse_key,
@@ -135,7 +136,7 @@ class JudgmentInput(RunInput):
     or by hand in Prefect's UI; that never approves. An answer counts only if Shipyard
     signed it (see the module's docstring)."""
 
-    decision: Literal["approve", "reject"] | None = None
+    decision: Decision | None = None
     actor: str = ""
     comment: str = ""
     answered_at: datetime | None = None

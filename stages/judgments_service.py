@@ -1,10 +1,10 @@
 """Answering a manual judgment: the one piece of logic behind ``shipyard approve|reject`` and
 ``POST /api/runs/{run_id}/judgment``.
 
-:func:`answer_judgment` finds the judgment a run waits for (the run named, or a run it
-started: a ``release`` whose ``cd`` subflow waits), checks the answer, and hands it to the
-waiting Prefect flow run, which records it (:mod:`stages.judgment`) and goes on. It never
-writes run or stage state itself.
+:func:`answer_judgment` finds the judgment a run waits for (the run named, or a child run
+it started as a Prefect subflow), checks the answer, and hands it to the waiting Prefect
+flow run, which records it (:mod:`stages.judgment`) and goes on. It never writes run or
+stage state itself.
 
 Every answer is signed here with Shipyard's judgment key, with who answers and by which
 route (``cli``, ``ui-session``, ``api-token``), for this run, stage and judgment request
@@ -25,7 +25,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -36,15 +36,13 @@ from shipyard.adapters.prefect import (
     subflow_run_ids,
 )
 from shipyard.domain.clock import Clock, system_clock
-from shipyard.domain.judgment_signature import ROUTES, AnswerClaims, Route
+from shipyard.domain.judgment_signature import ROUTES, AnswerClaims, Decision, Route
 from shipyard.domain.states import State
 from shipyard.store import RunRecord, StageRecord, Store
 from stages.judgment import JudgmentRequest
 
 __all__ = ["AlreadyAnswered", "Decision", "InvalidAnswer", "JudgmentAnswer", "JudgmentError",
            "JudgmentExpired", "NotWaiting", "Route", "SeveralWaiting", "answer_judgment"]
-
-Decision = Literal["approve", "reject"]
 
 Resume = Callable[[str, Mapping[str, Any]], Awaitable[None]]
 Subflows = Callable[[str], Awaitable[list[str]]]

@@ -9,7 +9,7 @@ import asyncio
 
 from shipyard.adapters.git import GitCheckout
 from shipyard.domain.catalog import AppDescriptor, InvalidDescriptor, validate_app_name
-from shipyard.domain.images import ImageRef, is_digest
+from shipyard.domain.images import ImageRef, OptionalRecordedImage, is_digest
 from shipyard.domain.states import State
 from shipyard.store import Ledger, RunNotFound
 from stages.catalog import read_descriptor_at
@@ -29,7 +29,7 @@ class ReleasePlan(StageResult):
     ci_run_id: str
     depends_on: list[str]
     repo_url: str = ""
-    image: ImageRef | None = None
+    image: OptionalRecordedImage = None
     descriptor: AppDescriptor | None = None
 
     def summary(self) -> str:

@@ -19,7 +19,14 @@ from shipyard.adapters.kube_client import KubeError
 from shipyard.adapters.load import LoadSpec, start_load
 from shipyard.domain.bakes import slot_number, split_for_switch
 from shipyard.domain.clock import Monotonic
-from shipyard.domain.manifests import SLOT_LABEL, parse_manifests
+from shipyard.domain.labels import (
+    APP_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    SLOT_LABEL,
+    label_selector,
+)
+from shipyard.domain.manifests import parse_manifests
 from shipyard.domain.pod_health import worst_problem
 from shipyard.domain.rollout import scaled_and_rolled_out
 from shipyard.domain.traffic import summarize, switch_time
@@ -57,7 +64,7 @@ class Switch:
 
 def app_selector(app: str) -> str:
     """Every object Shipyard made for ``app``."""
-    return f"app.kubernetes.io/name={app},app.kubernetes.io/managed-by=shipyard"
+    return label_selector({APP_LABEL: app, MANAGED_BY_LABEL: MANAGED_BY})
 
 
 async def apply_and_wait(kube: Kube, objects: Sequence[Mapping[str, Any]], log: Log, *,

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Awaitable
 from dataclasses import fields
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from pipelines.handover import HandOverFailed
 from shipyard.domain.access import Role
+from shipyard.domain.judgment_signature import Decision
 from shipyard.domain.redaction import redact_text, redact_url, redact_values
 from shipyard.domain.states import State
 from shipyard.settings import Settings
@@ -99,7 +100,7 @@ class LogChunkView(BaseModel):
 class JudgmentBody(BaseModel):
     """An answer to a manual judgment."""
 
-    decision: Literal["approve", "reject"]
+    decision: Decision
     comment: str = Field(default="", description="why; required to reject")
 
 

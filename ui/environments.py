@@ -22,14 +22,13 @@ from shipyard.domain.environments import (
     traffic_shares,
     workload_of,
 )
+from shipyard.domain.labels import APP_LABEL, label_selector
 from shipyard.domain.states import State
 from shipyard.settings import Settings
 from shipyard.store import Ledger, ReleaseRecord, RunRecord, Store
 from shipyard.store.browse import RunBrowser, RunFilters
 
 __all__ = ["Board", "Cell", "read_board"]
-
-APP_LABEL = "app.kubernetes.io/name"
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,8 @@ def _open_cluster(settings: Settings) -> tuple[Kube | None, str]:
 def _live_cell(kube: Kube, settings: Settings, app: str, environment: str,
                release: ReleaseRecord | None, expected: str | None) -> Cell:
     namespace = settings.namespace_for(environment)
-    deployments = kube.list_objects("apps/v1", "Deployment", namespace, f"{APP_LABEL}={app}")
+    deployments = kube.list_objects("apps/v1", "Deployment", namespace,
+                                    label_selector({APP_LABEL: app}))
     workloads = tuple(workload_of(d) for d in deployments)
     service = kube.get({"apiVersion": "v1", "kind": "Service",
                         "metadata": {"name": app, "namespace": namespace}})

@@ -27,7 +27,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,13 +193,14 @@ def parse_since(value: str | None) -> tuple[int, int] | None:
         return None
 
 
-async def sse_stream(feed: ChangeFeed, subscription: Subscription, is_disconnected: Any,
+async def sse_stream(feed: ChangeFeed, subscription: Subscription,
+                     is_disconnected: Callable[[], Awaitable[bool]],
                      since: tuple[int, int] | None = None) -> AsyncIterator[str]:
     """The text/event-stream body for ``subscription``: a retry hint, what came after
     ``since`` up to the subscription's start, then each event as it comes, and a comment
-    line every
-    :data:`HEARTBEAT_SECONDS` (proxies close silent streams, and it is how a closed
-    browser tab is noticed)."""
+    line every :data:`HEARTBEAT_SECONDS` (proxies close silent streams). It ends when
+    ``is_disconnected`` (the request's) says the client left, asked at each heartbeat:
+    that is how a closed browser tab is noticed."""
     try:
         yield "retry: 2000\n\n"
         if since is not None:

@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 
 from shipyard.domain.access import Role
 from shipyard.domain.dora import DEFAULT_WINDOWS
@@ -39,6 +40,7 @@ from shipyard.store import (
 )
 from shipyard.store.browse import BadCursor, RunBrowser, RunFilters
 from shipyard.store.sessions import Sessions
+from stages.chaos import ChaosResult
 from ui import actions, presentation
 from ui.auth import (
     Principal,
@@ -327,14 +329,16 @@ def chaos_report(request: Request, run_id: str, stage_ref: str,
     each probe's evidence."""
     run = _run(request, run_id)
     stage = next((s for s in run.stages if s.ref == stage_ref), None)
-    report = (stage.outputs.get("report") if stage else None) or {}
-    if "experiment" not in report:
+    try:
+        result = ChaosResult.model_validate(stage.outputs if stage else {})
+    except ValidationError:
+        result = None
+    if result is None or "experiment" not in result.report:
         raise HTTPException(404, f"run {run.short_id} has no chaos report at stage "
                             f"{stage_ref!r}; its run page links the reports it has")
-    assert stage is not None
     return render(request, "chaos.html", {
-        "section": "runs", "run": run, "result": stage.outputs, "report": report,
-        "timeline": chaos_timeline(report), "fmt": _number})
+        "section": "runs", "run": run, "result": result, "report": result.report,
+        "timeline": chaos_timeline(result.report), "fmt": _number})
 
 
 def _number(value: float | None) -> str:

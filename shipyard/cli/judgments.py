@@ -1,7 +1,8 @@
 """Answering manual judgments: ``shipyard approve RUN`` and ``shipyard reject RUN``.
 
-RUN is the run that waits, or a run that started it (a ``release`` whose ``cd`` run
-waits), by any unique prefix of its id. The answer goes to the waiting Prefect flow run
+RUN is the run that waits (``cd``, ``release`` and ``promote`` wait in their own
+``judgment`` stage), or a run that started it as a child, by any unique prefix of its id.
+The answer goes to the waiting Prefect flow run
 (:func:`stages.judgments_service.answer_judgment`, which the web API uses too), signed
 with Shipyard's judgment key and the route ``cli``; the flow records it and goes on within
 seconds.

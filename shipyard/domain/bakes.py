@@ -16,12 +16,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from shipyard.domain.manifests import SLOT, SLOT_LABEL, TRACKS
+from shipyard.domain.labels import SLOT_LABEL, TRACK_LABEL
+from shipyard.domain.manifests import SLOT, TRACKS
 
-__all__ = ["TRACK_LABEL", "derive_track", "manifest_digest", "next_slot", "object_names",
-           "slot_number", "split_for_switch"]
+__all__ = ["derive_track", "manifest_digest", "next_slot", "object_names", "slot_number",
+           "split_for_switch"]
 
-TRACK_LABEL = "shipyard.dev/track"
 _SWITCH_KINDS = frozenset({"Service"})
 
 

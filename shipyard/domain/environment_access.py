@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from shipyard.domain.labels import MANAGED_BY, MANAGED_BY_LABEL
+
 __all__ = ["DEPLOYABLE_KINDS", "DEPLOY_ROLE", "ENFORCE_LABEL", "ENVIRONMENT_LABEL",
            "POD_SECURITY_LABELS", "SYSTEM", "VIEW_ROLE", "VIEW_RULES", "EnvironmentAccess",
            "InvalidEnvironment", "deploy_rules", "validate_environments"]
@@ -33,7 +35,7 @@ DEPLOY_ROLE = "shipyard-deploy"
 VIEW_ROLE = "shipyard-view"
 VIEWER = "viewer"
 ENVIRONMENT_LABEL = "shipyard.dev/environment"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "shipyard"}
+_MANAGED = {MANAGED_BY_LABEL: MANAGED_BY}
 
 ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
 POD_SECURITY_LABELS = {
@@ -173,26 +175,26 @@ class EnvironmentAccess:
 def _namespace(name: str, labels: dict[str, str]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": name,
-                         "labels": {**MANAGED_BY, **labels, **POD_SECURITY_LABELS}}}
+                         "labels": {**_MANAGED, **labels, **POD_SECURITY_LABELS}}}
 
 
 def _service_account(name: str, namespace: str) -> dict[str, Any]:
     # Its tokens come from the TokenRequest API only: nothing mounts it.
     return {"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": {"name": name, "namespace": namespace, "labels": dict(MANAGED_BY)},
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(_MANAGED)},
             "automountServiceAccountToken": False}
 
 
 def _role(name: str, namespace: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": name, "namespace": namespace, "labels": dict(MANAGED_BY)},
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(_MANAGED)},
             "rules": rules}
 
 
 def _binding(role: str, namespace: str, account: str, account_namespace: str
              ) -> dict[str, Any]:
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": role, "namespace": namespace, "labels": dict(MANAGED_BY)},
+            "metadata": {"name": role, "namespace": namespace, "labels": dict(_MANAGED)},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                         "name": role},
             "subjects": [{"kind": "ServiceAccount", "name": account,

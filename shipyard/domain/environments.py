@@ -14,14 +14,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from shipyard.domain.bakes import TRACK_LABEL
-from shipyard.domain.manifests import SLOT_LABEL
+from shipyard.domain.labels import SLOT_LABEL, TRACK_LABEL, VERSION_LABEL
 from shipyard.domain.rollout import deployment_rollout_status
 
 __all__ = ["Health", "Workload", "judge_health", "traffic_shares", "workload_of"]
 
 Health = Literal["healthy", "progressing", "failed", "missing", "unknown"]
-VERSION_LABEL = "app.kubernetes.io/version"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Annotated
 
-__all__ = ["ImageRef", "image_repository", "is_digest"]
+from pydantic import BeforeValidator
+
+__all__ = ["ImageRef", "OptionalRecordedImage", "RecordedImage", "image_repository", "is_digest"]
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _REPOSITORY = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
@@ -63,3 +66,22 @@ class ImageRef:
     def short(self) -> str:
         """The digest's first 12 hex digits, for logs and summaries."""
         return self.digest[7:19]
+
+
+def _from_recorded(value: object) -> object:
+    """Stage outputs recorded before images were typed hold ``registry/repo@digest`` (or
+    ``""`` for none): read them as the :class:`ImageRef` (or ``None``) they meant, so a
+    restart or a resumed run can reuse them."""
+    if not isinstance(value, str):
+        return value
+    if not value:
+        return None
+    name, _, digest = value.rpartition("@")
+    registry, _, repository = name.partition("/")
+    return ImageRef(registry, repository, digest)
+
+
+RecordedImage = Annotated[ImageRef, BeforeValidator(_from_recorded)]
+"""An :class:`ImageRef` field of a stage's outputs, older records included."""
+OptionalRecordedImage = Annotated[ImageRef | None, BeforeValidator(_from_recorded)]
+"""The same, where there may be no image."""

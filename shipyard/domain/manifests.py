@@ -26,13 +26,20 @@ import jinja2.sandbox
 import yaml
 
 from shipyard.domain.catalog import AppDescriptor
+from shipyard.domain.labels import (
+    APP_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    RELEASE_LABEL,
+    SLOT_LABEL,
+    TRACK_LABEL,
+    VERSION_LABEL,
+)
 
-__all__ = ["SLOT", "SLOT_LABEL", "TRACKS", "BakeValues", "InvalidManifest", "parse_manifests",
+__all__ = ["SLOT", "TRACKS", "BakeValues", "InvalidManifest", "parse_manifests",
            "render_manifests", "standard_labels"]
 
 TRACKS = ("stable", "canary", "baseline")
-MANAGED_BY = "shipyard"
-SLOT_LABEL = "shipyard.dev/slot"
 SLOT = re.compile(r"v\d{3,6}")
 
 
@@ -72,11 +79,11 @@ def standard_labels(values: BakeValues) -> dict[str, str]:
     """The labels of every object Shipyard applies (``kubectl get -L`` shows what Shipyard
     did): name, version, managed-by, track and release."""
     labels = {
-        "app.kubernetes.io/name": values.app.name,
-        "app.kubernetes.io/version": _label_value(values.version),
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        "shipyard.dev/track": values.track,
-        "shipyard.dev/release": _label_value(values.release),
+        APP_LABEL: values.app.name,
+        VERSION_LABEL: _label_value(values.version),
+        MANAGED_BY_LABEL: MANAGED_BY,
+        TRACK_LABEL: values.track,
+        RELEASE_LABEL: _label_value(values.release),
     }
     if values.slot:
         labels[SLOT_LABEL] = values.slot
@@ -123,8 +130,8 @@ def parse_manifests(stream: str) -> list[dict[str, Any]]:
 
 def _variables(values: BakeValues) -> dict[str, Any]:
     labels = standard_labels(values)
-    selector = {"app.kubernetes.io/name": values.app.name, "shipyard.dev/track": values.track}
-    service_selector = {"app.kubernetes.io/name": values.app.name}
+    selector = {APP_LABEL: values.app.name, TRACK_LABEL: values.track}
+    service_selector = {APP_LABEL: values.app.name}
     if values.slot:
         selector[SLOT_LABEL] = values.slot
         service_selector = dict(selector)
@@ -136,10 +143,9 @@ def _variables(values: BakeValues) -> dict[str, Any]:
         "labels": labels,
         "selector": selector,
         "service_selector": service_selector,
-        "app_selector": {"app.kubernetes.io/name": values.app.name},
+        "app_selector": {APP_LABEL: values.app.name},
         "progress_deadline_seconds": values.progress_deadline_seconds,
-        "service_labels": {"app.kubernetes.io/name": values.app.name,
-                           "app.kubernetes.io/managed-by": MANAGED_BY},
+        "service_labels": {APP_LABEL: values.app.name, MANAGED_BY_LABEL: MANAGED_BY},
     }
 
 

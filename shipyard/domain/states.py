@@ -67,7 +67,7 @@ TERMINAL_STATES: frozenset[State] = frozenset(
 )
 
 # Reasons are short machine-readable codes, as in Kubernetes and Tekton conditions
-# ("TestsFailed", "RequirementFailed"); the message carries the human explanation.
+# ("TestsFailed", "CanaryFailed"); the message carries the human explanation.
 _REASON = re.compile(r"^[A-Z][A-Za-z0-9]{0,63}$")
 
 

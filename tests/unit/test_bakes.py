@@ -15,8 +15,8 @@ from shipyard.domain.bakes import (
     split_for_switch,
 )
 from shipyard.domain.catalog import parse_descriptor
+from shipyard.domain.labels import SLOT_LABEL
 from shipyard.domain.manifests import (
-    SLOT_LABEL,
     BakeValues,
     InvalidManifest,
     parse_manifests,

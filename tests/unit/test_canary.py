@@ -31,7 +31,7 @@ def baked_for(*environments: str) -> BakeResult:
     return BakeResult(app="gateway", version="2", image=ImageRef.of_app(
         "127.0.0.1:5000", "gateway", "sha256:" + "2" * 64), bakes={
         env: BakedEnvironment(environment=env, namespace=f"shipyard-{env}", slot="v002",
-                              replicas=1, digest="sha256:2", objects=[], manifests="")
+                              replicas=1, manifest_digest="sha256:2", objects=[], manifests="")
         for env in environments})
 
 

@@ -83,3 +83,20 @@ def test_a_restart_of_a_run_recorded_with_flat_options_asks_for_the_same_options
     new = _ended_promote({"from_env": "staging", "to_env": "prod",
                           "options": {"why": "faster"}})
     assert restart_parameters(new, "plan")["options"] == {"why": "faster"}
+
+
+def test_plans_and_bakes_recorded_before_images_were_typed_are_still_read():
+    from stages.bake import BakeResult
+    from stages.releases import ReleasePlan
+
+    old = f"127.0.0.1:5000/shipyard/gateway@{DIGEST}"
+    bake = BakeResult.model_validate({"app": "gateway", "version": "abc", "image": old,
+                                      "bakes": {}})
+    assert bake.image == ImageRef.of_app("127.0.0.1:5000", "gateway", DIGEST)
+    plan = {"app": "gateway", "environment": "prod", "version": "abc", "digest": "",
+            "commit_sha": "abc", "ci_run_id": "r", "depends_on": []}
+    assert ReleasePlan.model_validate({**plan, "image": ""}).image is None
+    assert ReleasePlan.model_validate({**plan, "image": old}).image == bake.image
+    with pytest.raises(ValidationError, match="image"):
+        BakeResult.model_validate({"app": "gateway", "version": "abc", "bakes": {},
+                                   "image": "127.0.0.1:5000/shipyard/gateway:latest"})
