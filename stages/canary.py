@@ -39,7 +39,7 @@ from shipyard.domain.manifests import parse_manifests
 from shipyard.domain.metric_series import series_for_all
 from shipyard.domain.traffic import summarize
 from shipyard.store import ReleaseRecord
-from stages.bake import BakeResult
+from stages.bake import BakedEnvironment, BakeResult
 from stages.cluster import open_kube
 from stages.rollouts import apply_and_wait, service_url
 from stages.runtime import StageContext, StageFailure, StageResult, stage
@@ -90,14 +90,8 @@ async def analyze_canary(ctx: StageContext, bake: BakeResult, production: Releas
     """Compare ``bake``'s version for ``environment`` (default: the production environment
     of the settings) with ``production`` (the release running there) under equal load, and
     judge it; fail with ``CanaryFailed`` unless it passes."""
-    environment = environment or ctx.settings.production_environment
-    if production.environment != environment:
-        raise StageFailure("InvalidInput", f"the canary in {environment} needs the release "
-                           f"running there as its baseline, not {production.environment}'s")
-    baked = bake.bakes.get(environment)
-    if baked is None or not production.manifests:
-        raise StageFailure("NotBaked", f"the canary needs the bake for {environment} and "
-                           "the recorded manifests of the release running there")
+    baked = _baked_against(bake, production,
+                           environment or ctx.settings.production_environment)
     namespace = baked.namespace
     app = bake.app
     kube = await open_kube(ctx, namespace)
@@ -124,6 +118,29 @@ async def analyze_canary(ctx: StageContext, bake: BakeResult, production: Releas
                                     *services.values()])
         await ctx.log("baseline and canary removed")
     rounds, samples = result
+    return await _judge(ctx, bake, production, descriptor, options, rounds, samples)
+
+
+def _baked_against(bake: BakeResult, production: ReleaseRecord,
+                   environment: str) -> BakedEnvironment:
+    """The bake for ``environment``, once ``production`` is the release running there
+    (the baseline) and its manifests are on record."""
+    if production.environment != environment:
+        raise StageFailure("InvalidInput", f"the canary in {environment} needs the release "
+                           f"running there as its baseline, not {production.environment}'s")
+    baked = bake.bakes.get(environment)
+    if baked is None or not production.manifests:
+        raise StageFailure("NotBaked", f"the canary needs the bake for {environment} and "
+                           "the recorded manifests of the release running there")
+    return baked
+
+
+async def _judge(ctx: StageContext, bake: BakeResult, production: ReleaseRecord,
+                 descriptor: AppDescriptor, options: CanaryOptions,
+                 rounds: dict[str, list[Any]], samples: dict[str, list[Any]]) -> CanaryResult:
+    """Judge the measured ``rounds`` (Kayenta's judge); ``CanaryFailed`` with the report as
+    outputs unless the canary passes."""
+    app = bake.app
     config = canary_config_for(descriptor, pass_threshold=options.pass_threshold,
                                marginal_threshold=options.marginal_threshold)
     baseline_series = series_for_all(descriptor, rounds["baseline"])
