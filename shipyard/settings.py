@@ -118,6 +118,28 @@ class Settings(BaseSettings):
     hand_over_interval_seconds: float = Field(
         default=5.0, gt=0, le=3600,
         description="how often `shipyard ui` hands queued runs Prefect has not taken yet")
+    heartbeat_seconds: float = Field(
+        default=10.0, gt=0, le=300,
+        description="how often a running flow notes in the store that its process is alive")
+    abandon_after_seconds: float = Field(
+        default=120.0, gt=0, le=86400,
+        description="a run whose flow Prefect says runs, but whose heartbeat is older than "
+        "this, lost its process: the sweeper settles it as Abandoned (keep it several "
+        "heartbeats long)")
+    sweep_interval_seconds: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="how often `shipyard ui` sweeps unfinished runs for ones whose process "
+        "is gone")
+
+    @field_validator("abandon_after_seconds", mode="after")
+    @classmethod
+    def _several_heartbeats(cls, value: float, info: ValidationInfo) -> float:
+        beat = info.data.get("heartbeat_seconds")
+        if beat is not None and value < 3 * beat:
+            raise ValueError(f"SHIPYARD_ABANDON_AFTER_SECONDS ({value:g}) must be at least "
+                             f"three heartbeats (3 times SHIPYARD_HEARTBEAT_SECONDS, "
+                             f"{3 * beat:g}): one late beat must not settle a live run")
+        return value
     ui_secret_key: SecretStr | None = Field(
         default=None, description="signs the web UI's session cookies; default: a random "
         "key kept in <home>/ui-secret-key (mode 0600)")

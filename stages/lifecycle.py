@@ -4,7 +4,8 @@
 records a queued run before it asks Prefect) and links it to the flow run executing it; a
 flow run that Prefect suspended and resumed runs its body again, and adopts its own run
 again (see :mod:`stages.judgment`);
-``extend_run`` adds stages known only once the run is under way; ``running`` settles the
+``extend_run`` adds stages known only once the run is under way; ``running`` beats the
+run's heartbeat while the flow's body runs (see :mod:`pipelines.sweeper`), settles the
 run from its stages and raises :class:`PipelineFailed` so Prefect marks the flow run failed
 too. Flows call these three; stages record themselves (see :mod:`stages.runtime`), and a
 child pipeline is recorded as one stage of its parent (``child_stage``, ``reused_child``).
@@ -16,6 +17,7 @@ A run that restarts another (``restart_of``, ``restart_from``) carries, in its
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -29,6 +31,7 @@ from shipyard.store import RunRecord, Store
 from stages.restart import RestartRefused, check_restart
 from stages.runtime import (
     RunContext,
+    current_settings,
     open_store,
     resumed_pause_keys,
     reuse_outputs,
@@ -37,6 +40,8 @@ from stages.runtime import (
 
 __all__ = ["PipelineFailed", "begin_run", "child_stage", "extend_run", "reused_child",
            "running", "skip_stage"]
+
+log = logging.getLogger("shipyard.lifecycle")
 
 
 class PipelineFailed(RuntimeError):
@@ -154,6 +159,8 @@ async def running(run: RunContext) -> AsyncIterator[RunContext]:
     with it and says why.
     """
     store = await asyncio.to_thread(open_store)
+    heartbeat = asyncio.create_task(_beat(store, run.run_id,
+                                          current_settings().heartbeat_seconds))
     try:
         yield run
     except asyncio.CancelledError:
@@ -165,9 +172,24 @@ async def running(run: RunContext) -> AsyncIterator[RunContext]:
         record = await asyncio.to_thread(store.finish_run, run.run_id,
                                          error=f"{type(err).__name__}: {err}")
         raise PipelineFailed(record) from err
+    finally:
+        heartbeat.cancel()
     record = await asyncio.to_thread(store.finish_run, run.run_id)
     if record.state is not State.SUCCEEDED:
         raise PipelineFailed(record)
+
+
+async def _beat(store: Store, run_id: str, every_seconds: float) -> None:
+    """Note in the store, every ``every_seconds``, that this run's process is alive (the
+    sweeper's evidence, :mod:`pipelines.sweeper`). A beat that fails is logged and the
+    next one tried: a store that is down for a moment must not fail the run."""
+    while True:
+        try:
+            await asyncio.to_thread(store.beat, run_id)
+        except Exception:
+            log.warning("run %s: the heartbeat could not be written", run_id[:8],
+                        exc_info=True)
+        await asyncio.sleep(every_seconds)
 
 
 async def reused_child(run: RunContext, ref: str) -> dict[str, Any] | None:

@@ -12,7 +12,8 @@ Around every request, outermost first: security headers on every answer
 allow-list (Starlette's ``TrustedHostMiddleware``, :mod:`shipyard.domain.hosts`: the
 loopback names, the bound address and ``SHIPYARD_UI_ALLOWED_HOSTS``), against DNS
 rebinding.
-While it runs, a :class:`~pipelines.handover.Reconciler` hands queued runs to Prefect:
+While it runs, a :class:`~pipelines.sweeper.Sweeper` settles runs whose process died, and
+a :class:`~pipelines.handover.Reconciler` hands queued runs to Prefect:
 once at startup (runs left by a previous process, or recorded while Prefect was down),
 every ``SHIPYARD_HAND_OVER_INTERVAL_SECONDS``, and at once when the webhook records one.
 """
@@ -35,6 +36,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from pipelines.handover import Reconciler, StartDeployment
+from pipelines.sweeper import Sweeper
 from shipyard import __version__
 from shipyard.adapters.prefect import start_deployment
 from shipyard.domain.access import Role
@@ -86,7 +88,10 @@ def create_app(settings: Settings, *, store: Store | None = None,
         await asyncio.to_thread(app.state.sessions.prune)
         app.state.feed = ChangeFeed(RunBrowser(opened), check_credentials=partial(
             live_credentials, app.state.accounts, app.state.sessions))
+        sweeper = Sweeper(opened, interval_seconds=settings.sweep_interval_seconds,
+                          heartbeat_limit_seconds=settings.abandon_after_seconds)
         tasks = [asyncio.create_task(reconciler.run(), name="hand-over reconciler"),
+                 asyncio.create_task(sweeper.run(), name="run sweeper"),
                  asyncio.create_task(app.state.feed.run(), name="live change feed")]
         try:
             yield

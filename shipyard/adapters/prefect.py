@@ -17,7 +17,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -27,7 +27,11 @@ from uuid import UUID
 import httpx
 import yaml
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterParentFlowRunId,
+)
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.deployments.flow_runs import arun_deployment
@@ -36,6 +40,7 @@ from prefect.events.schemas.automations import AutomationCore, EventTrigger, Pos
 from prefect.exceptions import ObjectNotFound
 
 from shipyard.domain.deployments import DeploymentSpec, InvalidProjectFile, parse_prefect_yaml
+from shipyard.domain.sweeps import FlowRunView
 
 __all__ = [
     "FlowRunNotPaused",
@@ -47,9 +52,11 @@ __all__ = [
     "arm_resume_timer",
     "cancel_flow_run",
     "check_project",
+    "crash_flow_run",
     "disarm_resume_timer",
     "ensure_work_pool",
     "flow_run_state",
+    "flow_run_views",
     "resume_with_input",
     "start_deployment",
     "subflow_run_ids",
@@ -129,6 +136,46 @@ async def flow_run_state(flow_run_id: str) -> FlowRunOutcome:
     state = flow_run.state
     return FlowRunOutcome(flow_run_id, state.type.value if state else "UNKNOWN",
                           (state.message or "") if state else "")
+
+
+async def flow_run_views(flow_run_ids: Sequence[str]) -> dict[str, FlowRunView]:
+    """Prefect's state of each of ``flow_run_ids`` (one request per 200), by id; an id
+    Prefect no longer has is absent. Raises :class:`PrefectUnavailable` when the server
+    cannot be asked, so silence is never read as absence."""
+    views: dict[str, FlowRunView] = {}
+    try:
+        async with get_client() as client:
+            for start in range(0, len(flow_run_ids), 200):
+                batch = [UUID(i) for i in flow_run_ids[start:start + 200]]
+                for flow_run in await client.read_flow_runs(
+                        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=batch)),
+                        limit=len(batch)):
+                    state = flow_run.state
+                    views[str(flow_run.id)] = FlowRunView(
+                        state.type.value if state else "UNKNOWN",
+                        (state.message or "") if state else "",
+                        state.timestamp if state else None)
+    except (httpx.HTTPError, OSError) as err:
+        raise _refusal(err, "flow runs") from err
+    return views
+
+
+async def crash_flow_run(flow_run_id: str, *, message: str) -> None:
+    """Mark a flow run whose process is gone as crashed, so Prefect's UI says what the
+    store says; one that ended or that Prefect no longer has is left as it is."""
+    from prefect.states import Crashed
+
+    try:
+        async with get_client() as client:
+            flow_run = await client.read_flow_run(UUID(flow_run_id))
+            if flow_run.state is not None and flow_run.state.type.value in _FINAL:
+                return
+            await client.set_flow_run_state(UUID(flow_run_id), Crashed(message=message),
+                                            force=True)
+    except ObjectNotFound:
+        return
+    except (httpx.HTTPError, OSError) as err:
+        raise _refusal(err, f"flow run {flow_run_id}") from err
 
 
 async def cancel_flow_run(flow_run_id: str, *, message: str) -> str:

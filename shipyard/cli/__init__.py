@@ -53,6 +53,7 @@ def _register() -> None:
         history,
         judgments,
         pipelines,
+        reconcile,
         runs,
         serve,
         stack,

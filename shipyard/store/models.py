@@ -116,6 +116,9 @@ class PipelineRun(Base):
     finished_at: Mapped[datetime | None]
     prefect_flow_run_id: Mapped[str | None] = mapped_column(String(36), unique=True)
     restarted_from: Mapped[str | None] = mapped_column(ForeignKey("pipeline_runs.id"))
+    # When the flow running it last said it was alive (the sweeper's evidence of a dead
+    # process: stages/lifecycle.running beats while the flow's body runs).
+    heartbeat_at: Mapped[datetime | None]
 
     stages: Mapped[list[StageRun]] = relationship(
         back_populates="run", order_by="StageRun.position", cascade="all, delete-orphan"

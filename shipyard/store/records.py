@@ -70,6 +70,7 @@ class RunRecord:
     prefect_flow_run_id: str | None
     restarted_from: str | None
     stages: tuple[StageRecord, ...] = ()
+    heartbeat_at: datetime | None = None
 
     @property
     def short_id(self) -> str:

@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from shipyard.domain.clock import Clock, system_clock
@@ -26,7 +26,14 @@ from shipyard.domain.states import State, transition
 from shipyard.store.engine import WRITE, open_engine, retry_when_locked
 from shipyard.store.errors import AmbiguousRunId, RunNotFound, StageNotFound
 from shipyard.store.migrate import upgrade_to_head
-from shipyard.store.models import Base, PipelineRun, StageLog, StageRun, StateTransition
+from shipyard.store.models import (
+    Base,
+    DeployLock,
+    PipelineRun,
+    StageLog,
+    StageRun,
+    StateTransition,
+)
 from shipyard.store.records import LogChunk, RunRecord, StageRecord, TransitionRecord
 
 __all__ = ["Store"]
@@ -195,6 +202,55 @@ class Store:
             query = query.where(PipelineRun.created_at < created_before)
         with self.reading() as session:
             return [_run_record(run, with_stages=False) for run in session.scalars(query)]
+
+    def unfinished_runs(self, *, limit: int = 1000) -> list[RunRecord]:
+        """Runs not yet final that some process should be moving (queued runs a flow run
+        took, and every running or waiting run), oldest first, without their stages: what
+        the sweeper checks for a dead process."""
+        query = (select(PipelineRun)
+                 .where(PipelineRun.state.in_([State.RUNNING.value, State.WAITING.value])
+                        | ((PipelineRun.state == State.QUEUED.value)
+                           & PipelineRun.prefect_flow_run_id.is_not(None)))
+                 .order_by(PipelineRun.created_at, PipelineRun.id).limit(limit))
+        with self.reading() as session:
+            return [_run_record(run, with_stages=False) for run in session.scalars(query)]
+
+    def beat(self, run_id: str) -> None:
+        """Note that the flow running ``run_id`` is alive now (a final run is left alone)."""
+        at = self.clock()
+        self.writing(lambda session: session.execute(
+            update(PipelineRun)
+            .where(PipelineRun.id == run_id,
+                   PipelineRun.state.in_([State.QUEUED.value, State.RUNNING.value,
+                                          State.WAITING.value]))
+            .values(heartbeat_at=at)))
+
+    def abandon_run(self, run_id: str, *, evidence: str) -> RunRecord | None:
+        """Settle a run whose process is gone: unfinished stages end with reason
+        ``Abandoned`` (queued ones skipped, the others failed), the run fails with reason
+        ``Abandoned`` and ``evidence`` as its message, and its deploy locks are given
+        back, in one transaction. None when the run had ended meanwhile (nothing changes).
+        """
+
+        def work(session: Session) -> bool:
+            run = self._load_run(session, run_id, for_update=True)
+            if State(run.state).is_terminal:
+                return False
+            if run.state == State.QUEUED.value:
+                self._apply(session, run, None, State.RUNNING, "Started", "run started")
+            for stage in run.stages:
+                current = State(stage.state)
+                if current is State.QUEUED:
+                    self._apply(session, run, stage, State.SKIPPED, "Abandoned",
+                                "the run's process is gone: " + evidence)
+                elif not current.is_terminal:
+                    self._apply(session, run, stage, State.FAILED, "Abandoned",
+                                "the run's process is gone: " + evidence)
+            self._apply(session, run, None, State.FAILED, "Abandoned", evidence)
+            session.execute(delete(DeployLock).where(DeployLock.run_id == run_id))
+            return True
+
+        return self.get_run(run_id) if self.writing(work) else None
 
     def note_hand_over_refused(self, run_ids: Iterable[str], error: str) -> int:
         """Say on each run (still queued, not yet taken) that Prefect did not take it.
@@ -553,5 +609,6 @@ def _run_record(run: PipelineRun, *, with_stages: bool = True) -> RunRecord:
         finished_at=run.finished_at, prefect_flow_run_id=run.prefect_flow_run_id,
         restarted_from=run.restarted_from,
         stages=tuple(_stage_record(s) for s in run.stages) if with_stages else (),
+        heartbeat_at=run.heartbeat_at,
     )
 
