@@ -190,7 +190,9 @@ class Artifact(Base):
 
     __tablename__ = "artifacts"
     __table_args__ = (Index("ix_artifacts_app_created_at", "app", "created_at"),
-                      Index("ix_artifacts_run_id", "run_id"))
+                      Index("ix_artifacts_run_id", "run_id"),
+                      # An image's build run, from a release's digest (DORA, gc).
+                      Index("ix_artifacts_digest", "digest"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"))

@@ -22,6 +22,8 @@ depends_on = None
 _INDEXES = (
     ("ix_pipeline_runs_restarted_from", "pipeline_runs", "restarted_from"),
     ("ix_artifacts_run_id", "artifacts", "run_id"),
+    # A released image's build run, found by its digest (gc keeps it; DORA reads it).
+    ("ix_artifacts_digest", "artifacts", "digest"),
     ("ix_releases_run_id", "releases", "run_id"),
     ("ix_approvals_run_id", "approvals", "run_id"),
     ("ix_webhook_deliveries_run_id", "webhook_deliveries", "run_id"),
