@@ -22,7 +22,7 @@ from pathlib import Path
 from shipyard.adapters.secret_files import private_dir
 from shipyard.domain.stage_logs import log_file_name
 
-__all__ = ["StageLogFile", "remove_run_logs", "run_logs_dir"]
+__all__ = ["StageLogFile", "existing_run_logs", "remove_run_logs", "run_logs_dir"]
 
 _RUN_ID = re.compile(r"[0-9A-Za-z]{1,64}")
 _CHUNK = 1 << 20
@@ -67,12 +67,16 @@ class StageLogFile:
             self.path.parent.rmdir()
 
 
+def existing_run_logs(logs_dir: Path, run_ids: Iterable[str]) -> list[Path]:
+    """The log directories of those of ``run_ids`` that have one."""
+    found = (run_logs_dir(logs_dir, run_id) for run_id in run_ids)
+    return [directory for directory in found
+            if directory.is_dir() and not directory.is_symlink()]
+
+
 def remove_run_logs(logs_dir: Path, run_ids: Iterable[str]) -> int:
     """Delete the stage logs of each run in ``run_ids``; return how many runs had some."""
-    removed = 0
-    for run_id in run_ids:
-        directory = run_logs_dir(logs_dir, run_id)
-        if directory.is_dir() and not directory.is_symlink():
-            shutil.rmtree(directory)
-            removed += 1
-    return removed
+    directories = existing_run_logs(logs_dir, run_ids)
+    for directory in directories:
+        shutil.rmtree(directory)
+    return len(directories)

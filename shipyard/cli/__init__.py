@@ -53,6 +53,7 @@ def _register() -> None:
         history,
         judgments,
         pipelines,
+        retention,
         runs,
         serve,
         stack,
