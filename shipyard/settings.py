@@ -247,6 +247,17 @@ class Settings(BaseSettings):
         description="each window of the chaos experiment: the steady state is judged over "
         "one before the kill and one after it")
 
+    stage_log_max_lines: int = Field(
+        default=20_000, description="lines of a stage's log the store keeps; past them "
+        "one marker line says how many were dropped, and the full log is in "
+        "<home>/logs/<run>/<stage>.log")
+    retain_runs_days: int = Field(
+        default=90, description="`shipyard gc` deletes runs that ended more than this "
+        "many days ago, with their stages, logs and history (never one a release names)")
+    retain_deliveries_days: int = Field(
+        default=30, description="`shipyard gc` deletes webhook deliveries received more "
+        "than this many days ago")
+
     @field_validator("home", "project_dir", "stack_home", "pip_cache", "wheelhouse",
                      "kubeconfig", mode="after")
     @classmethod
@@ -291,19 +302,20 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("webhook_replay_window_seconds", "webhook_rate_per_second",
-                     "webhook_rate_burst", mode="before")
+                     "webhook_rate_burst", "stage_log_max_lines", "retain_runs_days",
+                     "retain_deliveries_days", mode="before")
     @classmethod
-    def _webhook_number(cls, value: Any, info: ValidationInfo) -> Any:
-        low, high, example = _WEBHOOK_NUMBERS[info.field_name or ""]
+    def _bounded_number(cls, value: Any, info: ValidationInfo) -> Any:
+        low, high, example = _NUMBERS[info.field_name or ""]
         variable = _variable(info)
         try:
             number = float(value)
         except (TypeError, ValueError):
             number = math.nan
-        whole = info.field_name == "webhook_rate_burst"
+        whole = info.field_name in _WHOLE_NUMBERS
         if not low <= number <= high or (whole and not number.is_integer()):
             raise ValueError(f"{variable}: {value!r} must be a {'whole ' if whole else ''}"
-                             f"number from {low:g} to {high:g}, such as {example}")
+                             f"number from {_shown(low)} to {_shown(high)}, such as {example}")
         return int(number) if whole else number
 
     @field_validator("trusted_proxies", mode="before")
@@ -372,6 +384,11 @@ class Settings(BaseSettings):
         return self.home / "workspaces"
 
     @property
+    def stage_logs_dir(self) -> Path:
+        """Stages' full logs, one directory per run (the store keeps a capped copy)."""
+        return self.home / "logs"
+
+    @property
     def git_cache_dir(self) -> Path:
         """One bare clone per repository, fetched rather than re-cloned."""
         return self.home / "git-cache"
@@ -416,11 +433,20 @@ def load_settings() -> Settings:
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
-_WEBHOOK_NUMBERS: dict[str, tuple[float, float, str]] = {
+_NUMBERS: dict[str, tuple[float, float, str]] = {
     "webhook_replay_window_seconds": (1, 7 * 86400, "600 (ten minutes)"),
     "webhook_rate_per_second": (0.01, 100_000, "10"),
     "webhook_rate_burst": (1, 1_000_000, "100"),
+    "stage_log_max_lines": (100, 10_000_000, "20000"),
+    "retain_runs_days": (1, 36_500, "90"),
+    "retain_deliveries_days": (1, 36_500, "30"),
 }
+_WHOLE_NUMBERS = frozenset({"webhook_rate_burst", "stage_log_max_lines", "retain_runs_days",
+                            "retain_deliveries_days"})
+
+
+def _shown(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
 
 
 def _clone_hosts(hosts: list[str]) -> None:

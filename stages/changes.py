@@ -62,8 +62,8 @@ async def detect_changes(ctx: StageContext, workspace: str, commit: str, apps: l
         key = source_key(app_tree, shared_trees, pins)
         verdict = await asyncio.to_thread(_verdict, ledger, registry, app, key, force)
         if verdict.changed and verdict.reuse_commit is None:
-            previous = next((a for a in await asyncio.to_thread(ledger.artifacts, app=app,
-                                                                 limit=1)), None)
+            previous = next((a for a in await asyncio.to_thread(
+                ledger.artifacts, app=app, kind="image", limit=1)), None)
             if previous is not None and previous.commit_sha:
                 files = await asyncio.to_thread(files_changed, root, previous.commit_sha,
                                                 commit)
@@ -86,7 +86,8 @@ def _verdict(ledger: Ledger, registry: Registry, app: str, key: str, force: bool
     if force:
         return AppChange(app, key, True, "every app was asked for (--all)")
     tag = source_tag(key)
-    known = next((a for a in ledger.artifacts(app=app, limit=200) if a.tag == tag), None)
+    known = next((a for a in ledger.artifacts(app=app, kind="image", limit=200)
+                  if a.tag == tag), None)
     if known is None:
         return AppChange(app, key, True, "no image was built from these sources yet")
     try:

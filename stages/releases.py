@@ -120,8 +120,8 @@ async def _descriptor(ctx: StageContext, repo_url: str, commit: str,
 def _recorded_image(ctx: StageContext, ci_run_id: str, app: str,
                    reused: dict[str, str] | None) -> ImageRef | None:
     """The image ci run ``ci_run_id`` pushed for ``app``, else the one it reused."""
-    pushed = next((a for a in Ledger(ctx.store).artifacts(app=app, run_id=ci_run_id)
-                   if a.kind == "image"), None)
+    pushed = next(iter(Ledger(ctx.store).artifacts(app=app, run_id=ci_run_id, kind="image")),
+                  None)
     if pushed is not None:
         return ImageRef.of_app(ctx.settings.registry, app, pushed.digest)
     return ImageRef(**reused) if reused else None

@@ -7,7 +7,10 @@ message). The decorator wraps it so that, without the stage doing anything:
 * the stage goes queued → running when it starts, and running → succeeded with its outputs,
   or → failed with a reason, when it ends; stages downstream of a failure are skipped;
 * a retried attempt is counted on the same stage instead of starting it again;
-* ``ctx.log()`` lines go to the store (followable live) and to Prefect's run logger;
+* ``ctx.log()`` lines go to the store (followable live, up to its cap of
+  ``SHIPYARD_STAGE_LOG_MAX_LINES``), to the stage's full log file and to Prefect's run
+  logger; a stage whose log passed the cap keeps that file as an artifact of the run
+  (kind ``log``), the others' file is deleted when they end (the store holds it all);
 * a timeout fails the stage with reason ``TimedOut``, a cancellation cancels it;
 * in a flow run that Prefect suspended and resumed (a manual judgment, see
   :mod:`stages.judgment`), which runs its body again from the top, a stage already
@@ -46,10 +49,11 @@ from prefect.logging import get_run_logger
 from prefect.runtime import task_run
 from pydantic import BaseModel
 
+from shipyard.adapters.stage_log_files import StageLogFile
 from shipyard.domain.redaction import redact_text
 from shipyard.domain.states import State
 from shipyard.settings import Settings, load_settings
-from shipyard.store import StageRecord, Store
+from shipyard.store import Ledger, RunRecord, StageRecord, Store
 
 __all__ = ["RunContext", "StageContext", "StageFailure", "StageResult", "current_settings",
            "open_store", "pause_key", "resumed_pause_keys", "reuse_outputs",
@@ -98,7 +102,7 @@ class RunContext:
     actor: str = ""
 
 
-_stores: dict[str, Store] = {}
+_stores: dict[tuple[str, int], Store] = {}
 _stores_lock = threading.Lock()
 
 
@@ -144,12 +148,14 @@ def run_id_of_pause_keys(keys: frozenset[str]) -> str | None:
 
 
 def open_store(settings: Settings | None = None) -> Store:
-    """This process's store for the configured database (opened once, migrated once)."""
-    url = (settings or current_settings()).store_url
+    """This process's store for the configured database (opened once, migrated once),
+    capping each stage's log at ``SHIPYARD_STAGE_LOG_MAX_LINES`` lines."""
+    settings = settings or current_settings()
+    key = (settings.store_url, settings.stage_log_max_lines)
     with _stores_lock:  # stages open it from worker threads, possibly at once
-        if url not in _stores:
-            _stores[url] = Store.open(url)
-        return _stores[url]
+        if key not in _stores:
+            _stores[key] = Store.open(key[0], log_max_lines=key[1])
+        return _stores[key]
 
 
 @dataclass
@@ -166,6 +172,10 @@ class StageContext:
     (a judgment that was waiting when its flow run was suspended)."""
     _pending: list[str] = field(default_factory=list, repr=False)
     _last_flush: float = field(default_factory=time.monotonic, repr=False)
+    _log_file: StageLogFile = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._log_file = StageLogFile(self.settings.stage_logs_dir, self.run_id, self.ref)
 
     async def log(self, text: str) -> None:
         """Add output to the stage's log; lines reach the store in small batches."""
@@ -182,8 +192,30 @@ class StageContext:
         # No log line may show a repository URL's credentials, whoever wrote it.
         chunk, self._pending = redact_text("".join(self._pending)), []
         self._last_flush = time.monotonic()
-        await asyncio.to_thread(self.store.append_log, self.run_id, self.ref, chunk)
+        await asyncio.to_thread(self._write_log, chunk)
         _prefect_logger().info(chunk.rstrip("\n"))
+
+    def _write_log(self, chunk: str) -> None:
+        # The file first: what the store drops past its cap is on disk by then.
+        self._log_file.append(chunk)
+        self.store.append_log(self.run_id, self.ref, chunk, full_log=str(self._log_file.path))
+
+    def keep_full_log(self) -> None:
+        """As the stage ends: record its full log file as an artifact of the run when the
+        store dropped some of it (kind ``log``, its SHA-256 as digest), else delete it.
+        Keeping a log never changes how the stage ends: a failure is only reported."""
+        try:
+            if not self._log_file.exists():
+                return
+            run = self.store.get_run(self.run_id)
+            if not run.stage(self.ref).log_lines_dropped:
+                self._log_file.remove()  # every line is in the store
+                return
+            _record_log_artifact(self.store, run, self.ref, self._log_file)
+        except Exception as err:
+            _prefect_logger().warning(f"the full log of stage {self.ref} is in "
+                                      f"{self._log_file.path}, but was not recorded as an "
+                                      f"artifact: {type(err).__name__}: {err}")
 
     async def wait(self, reason: str, message: str, outputs: dict[str, Any]) -> None:
         """The running stage waits for a person (a judgment): ``waiting``, with what it
@@ -338,8 +370,16 @@ async def _begin(ctx: StageContext, retries: int) -> None:
 async def _end(ctx: StageContext, to: State, reason: str, message: str,
                outputs: dict[str, Any] | None = None) -> None:
     await ctx.flush()
+    # Before the stage ends: whoever sees it ended finds its log artifact too.
+    await asyncio.to_thread(ctx.keep_full_log)
     await asyncio.to_thread(ctx.store.transition_stage, ctx.run_id, ctx.ref, to,
                             reason=reason, message=redact_text(message), outputs=outputs)
+
+
+def _record_log_artifact(store: Store, run: RunRecord, ref: str, log: StageLogFile) -> None:
+    Ledger(store).record_artifact(run_id=run.id, stage_ref=ref, app=run.app or "", kind="log",
+                                  name=str(log.path), digest=log.digest(),
+                                  commit_sha=run.commit_sha)
 
 
 def _describe(err: BaseException, timeout_seconds: float | None) -> tuple[str, str]:

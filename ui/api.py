@@ -14,8 +14,9 @@ from collections.abc import Awaitable
 from dataclasses import fields
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -55,6 +56,9 @@ class StageView(BaseModel):
     typical_seconds: float | None = Field(
         description="median of this stage's last successful runs of the same pipeline "
         "and app")
+    log_lines_dropped: int = Field(
+        default=0, description="lines of its log past the store's cap "
+        "(SHIPYARD_STAGE_LOG_MAX_LINES); the full log is the run's artifact of kind log")
 
 
 class RunView(BaseModel):
@@ -137,7 +141,8 @@ def run_detail(run: RunRecord, typical: dict[str, float], now: datetime,
             "finished_at": stage.finished_at,
             "duration_seconds": (end - stage.started_at).total_seconds()
             if end and stage.started_at else None,
-            "typical_seconds": typical.get(stage.ref)})
+            "typical_seconds": typical.get(stage.ref),
+            "log_lines_dropped": stage.log_lines_dropped})
     prefect_url = (f"{prefect_ui}/runs/flow-run/{run.prefect_flow_run_id}"
                    if prefect_ui and run.prefect_flow_run_id else None)
     return {**run_view(run, now), "parameters": redact_values(run.parameters),
@@ -185,18 +190,46 @@ def get_run(request: Request, run_id: str, _: Viewer) -> Any:
     return run_detail(run, typical, store.clock(), request.app.state.prefect_ui)
 
 
-@router.get("/runs/{run_id}/logs", response_model=list[LogChunkView], tags=["runs"])
-def get_logs(request: Request, run_id: str, _: Viewer,
+LOG_PAGE = 500
+"""Log chunks in one answer unless ``limit`` says otherwise (at most :data:`LOG_PAGE_MAX`)."""
+LOG_PAGE_MAX = 1000
+
+_LOG_PAGE_HEADERS = {
+    "X-Next-After": {"description": "pass as `after` to read on: the last chunk's id (the "
+                     "`after` given when there is none yet)",
+                     "schema": {"type": "integer"}},
+    "Link": {"description": 'the next page (`rel="next"`), when more chunks are there '
+             "already; without it, the log has no more for now",
+             "schema": {"type": "string"}},
+}
+
+
+@router.get("/runs/{run_id}/logs", response_model=list[LogChunkView], tags=["runs"],
+            responses={200: {"headers": _LOG_PAGE_HEADERS}})
+def get_logs(request: Request, response: Response, run_id: str, _: Viewer,
              stage: Annotated[str | None, Query(description="one stage's log")] = None,
              after: Annotated[int, Query(ge=0, description="only chunks after this id")] = 0,
+             limit: Annotated[int, Query(ge=1, le=LOG_PAGE_MAX,
+                                         description="chunks in this page")] = LOG_PAGE,
              ) -> Any:
-    """Log chunks, oldest first; pass the last id as ``after`` to read on."""
+    """Log chunks, oldest first, one page at a time: pass ``X-Next-After`` (the last id)
+    as ``after`` to read on, or follow ``Link`` while it says there is more. A stage's
+    log past the cap ends in one chunk of stream ``truncated`` that names the file
+    holding it all."""
     store = _store(request)
     run = _get_run(store, run_id)
     try:
-        chunks = store.read_logs(run.id, stage, after_id=after)
+        chunks = store.read_logs(run.id, stage, after_id=after, limit=limit + 1)
     except LookupError as err:
         raise HTTPException(404, str(err)) from None
+    more, chunks = len(chunks) > limit, chunks[:limit]
+    next_after = chunks[-1].id if chunks else after
+    response.headers["X-Next-After"] = str(next_after)
+    if more:
+        query = {**({"stage": stage} if stage is not None else {}),
+                 "after": next_after, "limit": limit}
+        response.headers["Link"] = (f'</api/runs/{run.id}/logs?{urlencode(query)}>; '
+                                    'rel="next"')
     return [{"id": c.id, "stage": c.stage_ref, "at": c.at, "stream": c.stream,
              "text": redact_text(c.text)} for c in chunks]
 

@@ -35,6 +35,7 @@ def private_state(settings: Settings) -> PrivateState:
     postgres = settings.stack_database_file.parent
     dirs = (
         settings.home,       # the SQLite store (password hashes), the UI's key, workspaces
+        settings.stage_logs_dir,  # stages' full logs: whatever a build or a test printed
         stack,
         cluster,
         cluster / "pki",     # the CA's and every identity's private key

@@ -54,6 +54,7 @@ def _register() -> None:
         judgments,
         pipelines,
         reconcile,
+        retention,
         runs,
         serve,
         stack,

@@ -20,6 +20,8 @@ from shipyard.store import RunRecord
 __all__ = ["logs", "redacted", "runs", "show"]
 
 FOLLOW_SECONDS = 0.5
+LOG_PAGE = 1000
+"""Log chunks read at a time: a long log is printed without being held whole."""
 
 RunId = Annotated[str, typer.Argument(metavar="RUN", help="Run id or its first 4+ characters.")]
 
@@ -74,12 +76,14 @@ def logs(
                 runs_store.read_logs(run.id, stage)  # raises: names the stages it has
             time.sleep(FOLLOW_SECONDS)  # a stage the pipeline has not added yet
             continue
-        for chunk in runs_store.read_logs(run.id, stage, after_id=last_id):
-            if chunk.stage_ref != current:
-                current = chunk.stage_ref
-                console.rule(current, align="left")
-            console.out(redact_text(chunk.text), end="", highlight=False)
-            last_id = chunk.id
+        while chunks := runs_store.read_logs(run.id, stage, after_id=last_id,
+                                             limit=LOG_PAGE):
+            for chunk in chunks:
+                if chunk.stage_ref != current:
+                    current = chunk.stage_ref
+                    console.rule(current, align="left")
+                console.out(redact_text(chunk.text), end="", highlight=False)
+                last_id = chunk.id
         if not follow or run.state.is_terminal:
             break
         time.sleep(FOLLOW_SECONDS)

@@ -16,6 +16,7 @@ from shipyard.store.records import (
     StageRecord,
     TransitionRecord,
 )
+from shipyard.store.retention import Retention, RetentionReport
 from shipyard.store.store import Store
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "Ledger",
     "LogChunk",
     "ReleaseRecord",
+    "Retention",
+    "RetentionReport",
     "RunNotFound",
     "RunRecord",
     "StageNotFound",

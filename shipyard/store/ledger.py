@@ -76,13 +76,16 @@ class Ledger:
         return self.store.writing(work)
 
     def artifacts(self, *, app: str | None = None, run_id: str | None = None,
-                  limit: int = 50) -> list[ArtifactRecord]:
-        """Artifacts, newest first."""
+                  kind: str | None = None, limit: int = 50) -> list[ArtifactRecord]:
+        """Artifacts, newest first: images, and the full logs of stages whose log passed
+        the store's cap (kind ``log``)."""
         query = select(Artifact).order_by(Artifact.id.desc()).limit(limit)
         if app:
             query = query.where(Artifact.app == app)
         if run_id:
             query = query.where(Artifact.run_id == run_id)
+        if kind:
+            query = query.where(Artifact.kind == kind)
         with self.store.reading() as session:
             return [_artifact(row) for row in session.scalars(query)]
 

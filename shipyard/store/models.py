@@ -97,6 +97,9 @@ class PipelineRun(Base):
           for column in ("app", "state", "pipeline", "ref", "trigger")),
         # A replayed push is found by its commit (Ledger.accept_delivery).
         Index("ix_pipeline_runs_commit_sha_ref_created_at", "commit_sha", "ref", "created_at"),
+        # Deleting a run looks for rows that name it; without an index on each column that
+        # does, both databases read the whole table once per run deleted (Retention).
+        Index("ix_pipeline_runs_restarted_from", "restarted_from"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -145,6 +148,12 @@ class StageRun(Base):
     finished_at: Mapped[datetime | None]
     outputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
     prefect_task_run_id: Mapped[str | None] = mapped_column(String(36))
+    log_lines: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    """Lines of its log in ``stage_logs``: at most the store's cap (the marker not
+    counted)."""
+    log_lines_dropped: Mapped[int] = mapped_column(Integer, default=0,
+                                                   server_default=text("0"))
+    """Lines past the cap, not kept in ``stage_logs`` (the flows' log file has them)."""
 
     run: Mapped[PipelineRun] = relationship(back_populates="stages")
 
@@ -183,7 +192,10 @@ class Artifact(Base):
     """Something a run produced that later stages deploy: above all, an image by digest."""
 
     __tablename__ = "artifacts"
-    __table_args__ = (Index("ix_artifacts_app_created_at", "app", "created_at"),)
+    __table_args__ = (Index("ix_artifacts_app_created_at", "app", "created_at"),
+                      Index("ix_artifacts_run_id", "run_id"),
+                      # An image's build run, from a release's digest (DORA, gc).
+                      Index("ix_artifacts_digest", "digest"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"))
@@ -202,7 +214,8 @@ class Release(Base):
     why. A rollback is a new release that re-applies an earlier one's record."""
 
     __tablename__ = "releases"
-    __table_args__ = (Index("ix_releases_app_environment_id", "app", "environment", "id"),)
+    __table_args__ = (Index("ix_releases_app_environment_id", "app", "environment", "id"),
+                      Index("ix_releases_run_id", "run_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     app: Mapped[str] = mapped_column(String(63))
@@ -236,6 +249,7 @@ class Approval(Base):
     """A manual judgment's answer."""
 
     __tablename__ = "approvals"
+    __table_args__ = (Index("ix_approvals_run_id", "run_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"))
@@ -250,6 +264,8 @@ class WebhookDelivery(Base):
     """A webhook delivery, keyed by its unique delivery id so a redelivery starts nothing."""
 
     __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_received_at", "received_at"),
+                      Index("ix_webhook_deliveries_run_id", "run_id"))
 
     delivery_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     event: Mapped[str] = mapped_column(String(50))

@@ -37,6 +37,10 @@ class StageRecord:
     started_at: datetime | None
     finished_at: datetime | None
     outputs: dict[str, Any] = field(default_factory=dict)
+    log_lines: int = 0
+    """Lines of its log the store keeps (at most its cap)."""
+    log_lines_dropped: int = 0
+    """Lines past the cap: only the stage's log file has them."""
 
     @property
     def spec(self) -> StageSpec:

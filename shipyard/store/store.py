@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from shipyard.domain.clock import Clock, system_clock
 from shipyard.domain.pipeline import PipelineGraph, StageSpec, run_outcome
+from shipyard.domain.stage_logs import MARKER_STREAM, cap_chunk, truncation_marker
 from shipyard.domain.states import State, transition
 from shipyard.store.engine import WRITE, open_engine, retry_when_locked
 from shipyard.store.errors import AmbiguousRunId, RunNotFound, StageNotFound
@@ -48,11 +49,17 @@ _INSERT_STAGE = insert(Base.metadata.tables[StageRun.__tablename__])
 
 
 class Store:
-    """Runs, stages, logs and transitions. Thread-safe; one per process is plenty."""
+    """Runs, stages, logs and transitions. Thread-safe; one per process is plenty.
 
-    def __init__(self, engine: Engine, *, clock: Clock = system_clock) -> None:
+    ``log_max_lines`` caps each stage's log (see :meth:`append_log`); None keeps every
+    line. The flows' stores are opened with ``SHIPYARD_STAGE_LOG_MAX_LINES``.
+    """
+
+    def __init__(self, engine: Engine, *, clock: Clock = system_clock,
+                 log_max_lines: int | None = None) -> None:
         self.engine = engine
         self.clock = clock
+        self.log_max_lines = log_max_lines
         self._reader = sessionmaker(engine, expire_on_commit=False)
         self._writer = sessionmaker(engine.execution_options(**{WRITE: True}),
                                     expire_on_commit=False)
@@ -63,11 +70,12 @@ class Store:
             threading.Lock() if engine.dialect.name == "sqlite" else nullcontext())
 
     @classmethod
-    def open(cls, url: str, *, clock: Clock = system_clock) -> Store:
+    def open(cls, url: str, *, clock: Clock = system_clock,
+             log_max_lines: int | None = None) -> Store:
         """Open the database at ``url`` and bring its schema up to date."""
         engine = open_engine(url)
         upgrade_to_head(engine)
-        return cls(engine, clock=clock)
+        return cls(engine, clock=clock, log_max_lines=log_max_lines)
 
     @property
     def url(self) -> str:
@@ -513,29 +521,65 @@ class Store:
 
     # -- logs ---------------------------------------------------------------------------
 
-    def append_log(self, run_id: str, ref: str, text: str, *, stream: str = "stdout") -> None:
-        """Add a chunk of output to a stage's log."""
+    def append_log(self, run_id: str, ref: str, text: str, *, stream: str = "stdout",
+                   full_log: str | None = None) -> int:
+        """Add a chunk of output to a stage's log; return how many of the stage's lines the
+        store has dropped so far.
+
+        Past :attr:`log_max_lines` lines the stage's log stops growing: the rest of the
+        chunk, and every later one, is counted and dropped, and one marker line
+        (``truncated: N lines dropped; the full log is in FULL_LOG``, stream
+        ``truncated``) after the kept lines says so, rewritten with each drop rather than
+        repeated. The caller keeps the full log, in ``full_log``.
+        """
         if not text:
-            return
+            return 0
         at = self.clock()
 
-        def work(session: Session) -> None:
-            stage_id = session.scalar(
-                select(StageRun.id).where(StageRun.run_id == run_id, StageRun.ref == ref))
-            if stage_id is None:  # an id prefix, an unknown run or an unknown stage
-                stage_id = _find_stage(self._load_run(session, run_id), ref).id
-            session.add(StageLog(stage_run_id=stage_id, at=at, stream=stream, text=text))
+        def work(session: Session) -> int:
+            query = select(StageRun).where(StageRun.run_id == run_id, StageRun.ref == ref)
+            stage = session.scalar(query.with_for_update())
+            if stage is None:  # an id prefix, an unknown run or an unknown stage
+                stage = _find_stage(self._load_run(session, run_id, for_update=True), ref)
+            capped = cap_chunk(text, kept_before=stage.log_lines, cap=self.log_max_lines)
+            if capped.kept:
+                session.add(StageLog(stage_run_id=stage.id, at=at, stream=stream,
+                                     text=capped.kept))
+                stage.log_lines += capped.kept_lines
+            if capped.dropped_lines:
+                self._mark_truncated(session, stage, capped.dropped_lines, full_log, at)
+            return stage.log_lines_dropped
 
-        self.writing(work)
+        return self.writing(work)
 
-    def read_logs(self, run_id: str, ref: str | None = None, *,
-                  after_id: int = 0) -> list[LogChunk]:
-        """Log chunks newer than ``after_id``, oldest first; pass the last id to follow."""
+    def _mark_truncated(self, session: Session, stage: StageRun, dropped: int,
+                        full_log: str | None, at: datetime) -> None:
+        marker_id = None
+        if stage.log_lines_dropped:
+            # The newest of the stage's rows, or nearly: nothing is added after it unless
+            # the cap was raised since.
+            marker_id = session.scalar(
+                select(StageLog.id).where(StageLog.stage_run_id == stage.id,
+                                          StageLog.stream == MARKER_STREAM)
+                .order_by(StageLog.id.desc()).limit(1))
+        stage.log_lines_dropped += dropped
+        marker = truncation_marker(stage.log_lines_dropped, full_log)
+        if marker_id is None:
+            session.add(StageLog(stage_run_id=stage.id, at=at, stream=MARKER_STREAM,
+                                 text=marker))
+        else:
+            session.execute(update(StageLog).where(StageLog.id == marker_id)
+                            .values(text=marker, at=at))
+
+    def read_logs(self, run_id: str, ref: str | None = None, *, after_id: int = 0,
+                  limit: int | None = None) -> list[LogChunk]:
+        """Log chunks newer than ``after_id``, oldest first, at most ``limit`` of them;
+        pass the last id to read on or follow."""
         with self.reading() as session:
             run = self._load_run(session, run_id)
             query = (select(StageLog, StageRun.ref).join(StageRun)
                      .where(StageRun.run_id == run.id, StageLog.id > after_id)
-                     .order_by(StageLog.id))
+                     .order_by(StageLog.id).limit(limit))
             if ref is not None:
                 _find_stage(run, ref)
                 query = query.where(StageRun.ref == ref)
@@ -596,7 +640,8 @@ def _stage_record(stage: StageRun) -> StageRecord:
         ref=stage.ref, name=stage.name, requires=tuple(stage.requires),
         state=State(stage.state), reason=stage.reason, message=stage.message,
         attempts=stage.attempts, started_at=stage.started_at, finished_at=stage.finished_at,
-        outputs=dict(stage.outputs or {}),
+        outputs=dict(stage.outputs or {}), log_lines=stage.log_lines,
+        log_lines_dropped=stage.log_lines_dropped,
     )
 
 

@@ -159,7 +159,8 @@ def test_the_inventory_covers_the_homes_stacks_keys_kubeconfigs_and_store_url(
     settings = _stack_made_before_the_checks(tmp_path / "home")
     state = private_state(settings)
     cluster = settings.stack_dir / "cluster"
-    assert {settings.home, settings.stack_dir, cluster, cluster / "pki"} <= set(state.dirs)
+    assert {settings.home, settings.stack_dir, cluster, cluster / "pki",
+            settings.stage_logs_dir} <= set(state.dirs)
     assert {cluster / "pki" / "ca.key", cluster / "admin.kubeconfig",
             settings.stack_database_file, settings.home / "ui-secret-key"} <= set(state.files)
     assert cluster / "pki" / "ca.crt" not in state.files

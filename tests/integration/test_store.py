@@ -666,6 +666,106 @@ def test_a_log_for_an_unknown_stage_or_run_is_refused(store: Store) -> None:
     assert store.read_logs(run_id) == []
 
 
+def test_logs_are_read_a_page_at_a_time(store: Store) -> None:
+    run_id = diamond_run(store)
+    for n in range(5):
+        store.append_log(run_id, "checkout", f"{n}\n")
+
+    first = store.read_logs(run_id, limit=2)
+    second = store.read_logs(run_id, after_id=first[-1].id, limit=2)
+    last = store.read_logs(run_id, after_id=second[-1].id, limit=2)
+
+    assert [c.text for c in (*first, *second, *last)] == ["0\n", "1\n", "2\n", "3\n", "4\n"]
+    assert len(last) == 1
+
+
+# -- the per-stage log cap ----------------------------------------------------------------
+
+CAP = 100
+FULL_LOG = "/home/shipyard/logs/run/checkout.log"
+
+
+@pytest.fixture
+def capped(store: Store) -> Store:
+    """The same database, each stage's log capped at :data:`CAP` lines."""
+    return Store(store.engine, clock=store.clock, log_max_lines=CAP)
+
+
+def numbered(start: int, stop: int) -> str:
+    return "".join(f"line {n}\n" for n in range(start, stop))
+
+
+def test_a_log_under_the_cap_is_kept_whole(capped: Store) -> None:
+    run_id = diamond_run(capped)
+
+    dropped = capped.append_log(run_id, "checkout", numbered(0, CAP), full_log=FULL_LOG)
+
+    assert dropped == 0
+    assert "".join(c.text for c in capped.read_logs(run_id)) == numbered(0, CAP)
+    stage = capped.get_run(run_id).stage("checkout")
+    assert (stage.log_lines, stage.log_lines_dropped) == (CAP, 0)
+
+
+def test_past_the_cap_a_marker_says_how_many_lines_were_dropped_and_where_they_are(
+    capped: Store,
+) -> None:
+    run_id = diamond_run(capped)
+    capped.append_log(run_id, "checkout", numbered(0, 60), full_log=FULL_LOG)
+
+    dropped = capped.append_log(run_id, "checkout", numbered(60, 130), full_log=FULL_LOG)
+
+    chunks = capped.read_logs(run_id)
+    assert dropped == 30
+    assert "".join(c.text for c in chunks[:-1]) == numbered(0, CAP)
+    assert (chunks[-1].stream, chunks[-1].text) == (
+        "truncated", f"truncated: 30 lines dropped; the full log is in {FULL_LOG}\n")
+
+
+def test_the_marker_is_kept_current_rather_than_repeated(capped: Store,
+                                                          clock: FrozenClock) -> None:
+    run_id = diamond_run(capped)
+    capped.append_log(run_id, "checkout", numbered(0, 101), full_log=FULL_LOG)
+    clock.advance(5)
+
+    for start in range(101, 1101, 50):
+        capped.append_log(run_id, "checkout", numbered(start, start + 50), full_log=FULL_LOG)
+
+    chunks = capped.read_logs(run_id)
+    markers = [c for c in chunks if c.stream == "truncated"]
+    assert [(m.text, m.at) for m in markers] == [
+        (f"truncated: 1001 lines dropped; the full log is in {FULL_LOG}\n", clock())]
+    assert chunks[-1] == markers[0]
+    assert "".join(c.text for c in chunks[:-1]) == numbered(0, CAP)
+    stage = capped.get_run(run_id).stage("checkout")
+    assert (stage.log_lines, stage.log_lines_dropped) == (CAP, 1001)
+
+
+def test_each_stage_has_a_cap_of_its_own(capped: Store) -> None:
+    run_id = diamond_run(capped)
+    capped.append_log(run_id, "checkout", numbered(0, 150), full_log=FULL_LOG)
+
+    assert capped.append_log(run_id, "test:a", numbered(0, CAP)) == 0
+
+    assert "".join(c.text for c in capped.read_logs(run_id, "test:a")) == numbered(0, CAP)
+
+
+def test_a_log_dropped_without_a_full_copy_says_none_was_kept(capped: Store) -> None:
+    run_id = diamond_run(capped)
+
+    capped.append_log(run_id, "checkout", numbered(0, CAP + 1))
+
+    assert capped.read_logs(run_id)[-1].text == (
+        "truncated: 1 line dropped; no full log was kept of this stage\n")
+
+
+def test_a_store_without_a_cap_keeps_every_line(store: Store) -> None:
+    run_id = diamond_run(store)
+
+    assert store.append_log(run_id, "checkout", numbered(0, 5 * CAP)) == 0
+
+    assert "".join(c.text for c in store.read_logs(run_id)) == numbered(0, 5 * CAP)
+
+
 # -- the ledger ---------------------------------------------------------------------------
 
 

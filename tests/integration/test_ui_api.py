@@ -328,6 +328,38 @@ def test_logs_read_on_from_the_last_chunk(site: Site):
     assert site.get(f"/api/runs/{run.id}/logs", params={"stage": "nope"}).status_code == 404
 
 
+def test_a_log_is_read_a_page_at_a_time_with_the_next_cursor_in_the_answer(site: Site):
+    run = site.run(finish=None)
+    for n in range(5):
+        site.store.append_log(run.id, "test", f"line {n}\n")
+    path = f"/api/runs/{run.id}/logs"
+
+    first = site.get(path, params={"stage": "test", "limit": 2})
+    assert [c["text"] for c in first.json()] == ["line 0\n", "line 1\n"]
+    assert first.headers["x-next-after"] == str(first.json()[-1]["id"])
+    assert first.links["next"]["url"] == (
+        f"{path}?stage=test&after={first.json()[-1]['id']}&limit=2")
+    second = site.get(first.links["next"]["url"])
+    last = site.get(second.links["next"]["url"])
+    assert [c["text"] for c in last.json()] == ["line 4\n"]
+    assert "link" not in last.headers  # no more for now
+    rest = site.get(path, params={"stage": "test", "after": last.headers["x-next-after"]})
+    assert rest.json() == [] and rest.headers["x-next-after"] == last.headers["x-next-after"]
+
+
+def test_a_log_page_holds_500_chunks_unless_asked_and_never_more_than_1000(site: Site):
+    run = site.run(finish=None)
+    for n in range(501):
+        site.store.append_log(run.id, "test", f"line {n}\n")
+    path = f"/api/runs/{run.id}/logs"
+
+    assert len(site.get(path).json()) == 500
+    assert len(site.get(path, params={"limit": 1000}).json()) == 501
+    refused = site.get(path, params={"limit": 1001})
+    assert refused.status_code == 422
+    assert "limit" in refused.text
+
+
 def test_an_unknown_run_is_404(site: Site):
     assert site.get("/api/runs/0000dead").status_code == 404
 

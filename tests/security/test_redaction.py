@@ -68,7 +68,7 @@ def test_the_api_and_pages_never_show_the_credentials(site: Site, run: RunRecord
 
 
 def read_until(site: Site, path: str, headers: dict[str, str], wanted: str,
-               then: Callable[[], None] = lambda: None) -> str:
+               then: Callable[[], object] = lambda: None) -> str:
     """The event stream at ``path`` until a line containing ``wanted``; ``then`` runs once
     the stream is open (to write what it should carry live)."""
     lines: list[str] = []

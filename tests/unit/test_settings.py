@@ -18,7 +18,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
                  "SHIPYARD_WORK_POOL", "SHIPYARD_STACK_HOME", "SHIPYARD_POSTGRES_PORT",
                  "SHIPYARD_WEBHOOK_SECRET", "SHIPYARD_TRIGGER_BRANCHES",
                  "SHIPYARD_TRIGGER_TAGS", "SHIPYARD_TRIGGER_PATHS",
-                 "SHIPYARD_WEBHOOK_MAX_BODY_BYTES"):
+                 "SHIPYARD_WEBHOOK_MAX_BODY_BYTES", "SHIPYARD_STAGE_LOG_MAX_LINES",
+                 "SHIPYARD_RETAIN_RUNS_DAYS", "SHIPYARD_RETAIN_DELIVERIES_DAYS"):
         monkeypatch.delenv(name, raising=False)
     home = tmp_path / "user"
     home.mkdir()
@@ -180,3 +181,34 @@ def test_a_tiny_body_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHIPYARD_WEBHOOK_MAX_BODY_BYTES", "10")
     with pytest.raises(pydantic.ValidationError, match="webhook_max_body_bytes"):
         Settings()
+
+
+def test_logs_are_capped_and_old_runs_and_deliveries_retained_by_default(
+        clean_environment: Path) -> None:
+    settings = Settings()
+    assert settings.stage_log_max_lines == 20_000
+    assert (settings.retain_runs_days, settings.retain_deliveries_days) == (90, 30)
+    assert settings.stage_logs_dir == clean_environment.resolve() / ".shipyard" / "logs"
+
+
+def test_the_bounds_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHIPYARD_STAGE_LOG_MAX_LINES", "100")
+    monkeypatch.setenv("SHIPYARD_RETAIN_RUNS_DAYS", "7")
+    monkeypatch.setenv("SHIPYARD_RETAIN_DELIVERIES_DAYS", "1")
+    settings = Settings()
+    assert (settings.stage_log_max_lines, settings.retain_runs_days,
+            settings.retain_deliveries_days) == (100, 7, 1)
+
+
+@pytest.mark.parametrize(("variable", "value", "problem"), [
+    ("SHIPYARD_STAGE_LOG_MAX_LINES", "99", "whole number from 100 to 10000000, such as 20000"),
+    ("SHIPYARD_STAGE_LOG_MAX_LINES", "lots", "whole number from 100"),
+    ("SHIPYARD_RETAIN_RUNS_DAYS", "0", "whole number from 1 to 36500, such as 90"),
+    ("SHIPYARD_RETAIN_DELIVERIES_DAYS", "1.5", "whole number from 1 to 36500, such as 30"),
+])
+def test_a_bound_out_of_range_is_refused_naming_the_variable(
+        monkeypatch: pytest.MonkeyPatch, variable: str, value: str, problem: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(pydantic.ValidationError, match=problem) as raised:
+        Settings()
+    assert f"{variable}: {value!r} must be" in str(raised.value)
