@@ -65,7 +65,9 @@ class Abandonment:
         return self._event.is_set()
 
     def abandon(self) -> None:
-        """Abandon the work: run each registered callback once (they must not block)."""
+        """Abandon the work: run each registered callback once. :func:`run_blocking` calls
+        it from a thread of its own, so a callback may make a short call (remove a
+        container), but should not wait long."""
         with self._lock:
             if self._event.is_set():
                 return
@@ -137,6 +139,7 @@ async def run_blocking(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs)
     try:
         return await asyncio.shield(work)
     except asyncio.CancelledError:
-        abandonment.abandon()
+        # In a thread: a callback may ask a server to stop something (a container).
+        await asyncio.shield(asyncio.to_thread(abandonment.abandon))
         await asyncio.wait({work}, timeout=ABANDON_WAIT_SECONDS)
         raise
