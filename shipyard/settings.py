@@ -72,7 +72,7 @@ class Settings(BaseSettings):
         description="wall-clock limit of a test stage's container; past it the container "
         "is killed and the stage fails TimedOut")
     git_timeout_seconds: float = Field(
-        default=600.0, gt=0, le=6 * 3600,
+        default=300.0, gt=0, le=3600,
         description="how long one git command (a clone, a fetch, a push) may run; past it "
         "git's process group is killed and the stage fails naming the repository")
     pip_timeout_seconds: float = Field(

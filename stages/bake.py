@@ -24,7 +24,8 @@ from typing import Any
 
 from pydantic import AliasChoices, Field
 
-from shipyard.adapters.git import GitCheckout, GitError
+from shipyard.adapters.blocking import run_blocking
+from shipyard.adapters.git import GitError
 from shipyard.adapters.kube import Kube
 from shipyard.adapters.kube_client import KubeError
 from shipyard.domain.bakes import manifest_digest, next_slot, object_names
@@ -40,6 +41,7 @@ from shipyard.domain.manifests import (
 )
 from shipyard.domain.pod_security import pod_security_violations
 from shipyard.store import Ledger
+from stages.catalog import git_for
 from stages.cluster import open_kube
 from stages.releases import ReleasePlan
 from stages.runtime import StageContext, StageFailure, StageResult, current_settings, stage
@@ -91,10 +93,9 @@ async def bake_manifests(ctx: StageContext, plan: ReleasePlan,
     if plan.image is None:
         raise StageFailure("NoImage", f"{plan.app} {plan.version} has no image to deploy; "
                            "run ci with push enabled for this branch")
-    git = GitCheckout(ctx.settings.git_cache_dir, ctx.settings.workspaces_dir)
     try:
-        templates = await asyncio.to_thread(git.read_dir, plan.repo_url, plan.commit_sha,
-                                            f"apps/{plan.app}/deploy")
+        templates = await run_blocking(git_for(ctx.settings).read_dir, plan.repo_url,
+                                       plan.commit_sha, f"apps/{plan.app}/deploy")
     except GitError as err:
         raise StageFailure("SourceUnavailable", str(err)) from err
     templates = {name: text for name, text in templates.items() if name.endswith(".j2")}
