@@ -19,7 +19,6 @@ works as the environment's deploy identity and never creates a namespace: it che
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from pydantic import AliasChoices, Field
@@ -119,8 +118,8 @@ async def _bake_one(ctx: StageContext, kube: Kube, plan: ReleasePlan, image: Ima
     replicas = descriptor.replicas.get(environment, 1)
     slot = ""
     if environment == ctx.settings.production_environment:  # red/black
-        slot = await asyncio.to_thread(_next_slot, ctx, kube, plan.app, namespace,
-                                       environment)
+        slot = await run_blocking(_next_slot, ctx, kube, plan.app, namespace,
+                                  environment)
     values = BakeValues(app=descriptor, environment=environment, namespace=namespace,
                         version=plan.version, image=image.reference,
                         release=slot or f"r-{ctx.run_id[:8]}", replicas=replicas, slot=slot)
@@ -130,10 +129,10 @@ async def _bake_one(ctx: StageContext, kube: Kube, plan: ReleasePlan, image: Ima
     except InvalidManifest as err:
         raise StageFailure("InvalidManifest", f"{plan.app} for {environment}: {err}") from err
     _check_objects(objects, namespace, f"{plan.app} for {environment}")
-    await asyncio.to_thread(check_environment, kube, namespace)
+    await run_blocking(check_environment, kube, namespace)
     for obj in objects:
         try:
-            await asyncio.to_thread(kube.apply, obj, dry_run=True)
+            await run_blocking(kube.apply, obj, dry_run=True)
         except KubeError as err:
             raise StageFailure("InvalidManifest", f"{plan.app} for {environment}: the API "
                                f"server refused it: {err}") from err
