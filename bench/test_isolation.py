@@ -21,7 +21,6 @@ Prints the median wall time of each, pytest's own time inside each, and the rati
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import shutil
 import statistics
@@ -36,7 +35,7 @@ import docker
 
 from shipyard.adapters.app_image import installed_versions, local_packages
 from shipyard.adapters.docker_engine import BASE_IMAGE, DockerEngine, default_engine_url
-from shipyard.adapters.process import run_streaming
+from shipyard.adapters.process import run_process
 from shipyard.adapters.sandbox import Limits, Sandbox, stage_source, writable_dir
 from shipyard.adapters.test_container import (
     REPORT_NAME,
@@ -72,12 +71,8 @@ def on_host(app: str, work: Path) -> tuple[float, float]:
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
 
-    async def discard(_: str) -> None:
-        return None
-
     started = time.perf_counter()
-    done = asyncio.run(run_streaming(argv, cwd=APPS / app, on_line=discard, env=env,
-                                     timeout_seconds=900))
+    done = run_process(argv, cwd=APPS / app, env=env, timeout_seconds=900)
     wall = time.perf_counter() - started
     assert done.exit_code == 0, f"pytest on the host exited {done.exit_code}"
     return wall, report_seconds(report)

@@ -71,6 +71,14 @@ class Settings(BaseSettings):
         default=900.0, gt=0, le=6 * 3600,
         description="wall-clock limit of a test stage's container; past it the container "
         "is killed and the stage fails TimedOut")
+    git_timeout_seconds: float = Field(
+        default=300.0, gt=0, le=3600,
+        description="how long one git command (a clone, a fetch, a push) may run; past it "
+        "git's process group is killed and the stage fails naming the repository")
+    pip_timeout_seconds: float = Field(
+        default=900.0, gt=0, le=6 * 3600,
+        description="how long one `pip download` of an app's wheels may run; past it pip's "
+        "process group is killed and the stage fails")
     push_branches: list[str] = Field(
         default_factory=lambda: ["*"],
         description="branches whose ci runs push images (shell patterns, JSON list); "

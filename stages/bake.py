@@ -19,12 +19,12 @@ works as the environment's deploy identity and never creates a namespace: it che
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from pydantic import AliasChoices, Field
 
-from shipyard.adapters.git import GitCheckout, GitError
+from shipyard.adapters.blocking import run_blocking
+from shipyard.adapters.git import GitError
 from shipyard.adapters.kube import Kube
 from shipyard.adapters.kube_client import KubeError
 from shipyard.domain.bakes import manifest_digest, next_slot, object_names
@@ -40,6 +40,7 @@ from shipyard.domain.manifests import (
 )
 from shipyard.domain.pod_security import pod_security_violations
 from shipyard.store import Ledger
+from stages.catalog import git_for
 from stages.cluster import open_kube
 from stages.releases import ReleasePlan
 from stages.runtime import StageContext, StageFailure, StageResult, current_settings, stage
@@ -91,10 +92,9 @@ async def bake_manifests(ctx: StageContext, plan: ReleasePlan,
     if plan.image is None:
         raise StageFailure("NoImage", f"{plan.app} {plan.version} has no image to deploy; "
                            "run ci with push enabled for this branch")
-    git = GitCheckout(ctx.settings.git_cache_dir, ctx.settings.workspaces_dir)
     try:
-        templates = await asyncio.to_thread(git.read_dir, plan.repo_url, plan.commit_sha,
-                                            f"apps/{plan.app}/deploy")
+        templates = await run_blocking(git_for(ctx.settings).read_dir, plan.repo_url,
+                                       plan.commit_sha, f"apps/{plan.app}/deploy")
     except GitError as err:
         raise StageFailure("SourceUnavailable", str(err)) from err
     templates = {name: text for name, text in templates.items() if name.endswith(".j2")}
@@ -118,8 +118,8 @@ async def _bake_one(ctx: StageContext, kube: Kube, plan: ReleasePlan, image: Ima
     replicas = descriptor.replicas.get(environment, 1)
     slot = ""
     if environment == ctx.settings.production_environment:  # red/black
-        slot = await asyncio.to_thread(_next_slot, ctx, kube, plan.app, namespace,
-                                       environment)
+        slot = await run_blocking(_next_slot, ctx, kube, plan.app, namespace,
+                                  environment)
     values = BakeValues(app=descriptor, environment=environment, namespace=namespace,
                         version=plan.version, image=image.reference,
                         release=slot or f"r-{ctx.run_id[:8]}", replicas=replicas, slot=slot)
@@ -129,10 +129,10 @@ async def _bake_one(ctx: StageContext, kube: Kube, plan: ReleasePlan, image: Ima
     except InvalidManifest as err:
         raise StageFailure("InvalidManifest", f"{plan.app} for {environment}: {err}") from err
     _check_objects(objects, namespace, f"{plan.app} for {environment}")
-    await asyncio.to_thread(check_environment, kube, namespace)
+    await run_blocking(check_environment, kube, namespace)
     for obj in objects:
         try:
-            await asyncio.to_thread(kube.apply, obj, dry_run=True)
+            await run_blocking(kube.apply, obj, dry_run=True)
         except KubeError as err:
             raise StageFailure("InvalidManifest", f"{plan.app} for {environment}: the API "
                                f"server refused it: {err}") from err

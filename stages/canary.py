@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from shipyard.adapters.blocking import run_blocking
 from shipyard.adapters.kube import Kube
 from shipyard.adapters.load import LoadSpec, start_load
 from shipyard.adapters.pod_metrics import start_recording
@@ -177,7 +178,7 @@ async def _measure(ctx: StageContext, kube: Kube, app: str, namespace: str,
         await ctx.log(f"{app}'s app.yaml names no canary.load_paths: loading '/' (add "
                       "paths that exercise the app)")
     total = options.warmup_seconds + options.window_seconds
-    urls = {t: await asyncio.to_thread(service_url, kube, namespace, f"{app}-{t}")
+    urls = {t: await run_blocking(service_url, kube, namespace, f"{app}-{t}")
             for t in TRACKS}
     loads = {t: start_load(LoadSpec(
         base_url=urls[t], paths=tuple(paths), rate_per_second=options.rate_per_second,
@@ -210,7 +211,7 @@ def _track_service(app: str, namespace: str, track: str, port: int) -> dict[str,
 
 async def _remove_tracks(kube: Kube, objects: list[dict[str, Any]]) -> None:
     for obj in objects:
-        await asyncio.to_thread(kube.delete, obj)
+        await run_blocking(kube.delete, obj)
 
 
 def _load_summary(samples: list[Any]) -> dict[str, Any]:

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
+from shipyard.adapters.blocking import run_blocking
 from shipyard.adapters.git import GitCheckout, GitError
 from shipyard.domain.catalog import AppDescriptor, InvalidDescriptor, parse_descriptor
 
-__all__ = ["descriptors_at", "discover_apps", "read_descriptor", "read_descriptor_at"]
+if TYPE_CHECKING:
+    from shipyard.settings import Settings
+
+__all__ = ["descriptors_at", "discover_apps", "git_for", "read_descriptor",
+           "read_descriptor_at"]
+
+
+def git_for(settings: Settings) -> GitCheckout:
+    """The git checkout every stage uses: the settings' mirrors and worktrees, and their
+    deadline for each git command (``SHIPYARD_GIT_TIMEOUT_SECONDS``)."""
+    return GitCheckout(settings.git_cache_dir, settings.workspaces_dir,
+                       timeout_seconds=settings.git_timeout_seconds)
 
 
 def discover_apps(root: Path) -> list[str]:
@@ -59,6 +71,5 @@ async def descriptors_at(repo: str, commit: str, apps: list[str]) -> list[AppDes
     # Here, not at the top: the runtime imports Prefect, which `shipyard apps` need not load.
     from stages.runtime import current_settings
 
-    settings = current_settings()
-    git = GitCheckout(settings.git_cache_dir, settings.workspaces_dir)
-    return [await asyncio.to_thread(read_descriptor_at, git, repo, commit, app) for app in apps]
+    git = git_for(current_settings())
+    return [await run_blocking(read_descriptor_at, git, repo, commit, app) for app in apps]

@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from shipyard.adapters.blocking import run_blocking
 from shipyard.adapters.kube_client import KubeError
 from shipyard.adapters.load import LoadRun, LoadSpec, start_load
 from shipyard.adapters.pod_killer import PodKiller
@@ -235,7 +236,7 @@ async def _method(experiment: Experiment, killer: PodKiller, namespace: str, sel
         alive = [p for p in await _live_pods(killer, namespace, selector) if p not in killed]
         for pod in choose_victims(alive, action, rng):
             try:
-                gone = await asyncio.to_thread(killer.kill, namespace, pod)
+                gone = await run_blocking(killer.kill, namespace, pod)
             except KubeError as err:
                 raise StageFailure("KubernetesError", str(err)) from err
             at = run.since_start(now())
@@ -259,7 +260,7 @@ async def _until(run: LoadRun, seconds: float, now: Monotonic) -> None:
 
 async def _live_pods(killer: PodKiller, namespace: str, selector: str) -> list[str]:
     try:
-        return await asyncio.to_thread(killer.live_pods, namespace, selector)
+        return await run_blocking(killer.live_pods, namespace, selector)
     except KubeError as err:
         raise StageFailure("KubernetesError", str(err)) from err
 

@@ -5,8 +5,7 @@ afterwards, whatever the verdict."""
 
 from __future__ import annotations
 
-import asyncio
-
+from shipyard.adapters.blocking import run_blocking
 from shipyard.domain.catalog import AppDescriptor
 from shipyard.domain.labels import APP_LABEL, TRACK_LABEL, label_selector
 from stages.chaos import CHAOS_TIMEOUT_SECONDS, ChaosResult, run_chaos_verification
@@ -29,18 +28,18 @@ async def chaos_gate(ctx: StageContext, descriptor: AppDescriptor, environment: 
     normal = descriptor.replicas.get(environment, 1)
     kube = await open_kube(ctx, namespace)
     await ctx.log(f"scaling {app} in {namespace} to {replicas} for the experiment")
-    await asyncio.to_thread(kube.scale, namespace, app, replicas)
+    await run_blocking(kube.scale, namespace, app, replicas)
     try:
-        status = await asyncio.to_thread(
+        status = await run_blocking(
             kube.wait_for_rollout, namespace, app,
             timeout_seconds=ctx.settings.rollout_timeout_seconds)
         await ctx.log(status.message)
-        url = await asyncio.to_thread(service_url, kube, namespace, app)
+        url = await run_blocking(service_url, kube, namespace, app)
         return await run_chaos_verification(
             ctx, descriptor, namespace=namespace,
             selector=label_selector({APP_LABEL: app, TRACK_LABEL: "stable"}),
             target_url=url, paths=descriptor.load_paths or ("/version",),
             window_seconds=window_seconds, kill_count=descriptor.chaos.kill)
     finally:
-        await asyncio.to_thread(kube.scale, namespace, app, normal)
+        await run_blocking(kube.scale, namespace, app, normal)
         await ctx.log(f"{app} in {namespace} back to {normal} replica(s)")

@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import asyncio
 
-from shipyard.adapters.git import GitCheckout, GitError
+from shipyard.adapters.blocking import run_blocking
+from shipyard.adapters.git import GitError, GitTimedOut
 from shipyard.domain.redaction import redact_text, redact_url
+from stages.catalog import git_for
 from stages.runtime import StageContext, StageFailure, StageResult, stage
 
 __all__ = ["CheckoutResult", "checkout"]
+
+# Only a backstop: each git command stops at SHIPYARD_GIT_TIMEOUT_SECONDS (at most an
+# hour), and a checkout is a fetch (or a clone) and a few local commands.
+STAGE_TIMEOUT_SECONDS = 3 * 3600
 
 
 class CheckoutResult(StageResult):
@@ -29,16 +35,19 @@ class CheckoutResult(StageResult):
 
 
 # Not reusable: the stages after it work in the worktree it makes.
-@stage("checkout", retries=1, retry_delay_seconds=2, timeout_seconds=600, reusable=False)
+@stage("checkout", retries=1, retry_delay_seconds=2, timeout_seconds=STAGE_TIMEOUT_SECONDS,
+       reusable=False)
 async def checkout(ctx: StageContext, repo: str, ref: str) -> CheckoutResult:
     """Clone ``repo`` once into the cache (fetch afterwards) and check ``ref`` out into the
     run's own worktree, named after the run so a retry replaces it."""
-    git = GitCheckout(ctx.settings.git_cache_dir, ctx.settings.workspaces_dir)
+    git = git_for(ctx.settings)
     await ctx.log(f"fetching {redact_url(repo)} and checking out {ref}")
     try:
-        done = await asyncio.to_thread(git.checkout, repo, ref, ctx.run_id)
+        done = await run_blocking(git.checkout, repo, ref, ctx.run_id)
     except ValueError as err:
         raise StageFailure("InvalidInput", redact_text(str(err))) from err
+    except GitTimedOut as err:
+        raise StageFailure("TimedOut", str(err)) from err
     except GitError as err:
         raise StageFailure("CheckoutFailed", str(err)) from err
     commit = done.commit

@@ -9,8 +9,7 @@ fallback.
 
 from __future__ import annotations
 
-import asyncio
-
+from shipyard.adapters.blocking import run_blocking
 from shipyard.adapters.kube import Kube
 from shipyard.adapters.kube_identity import IdentityUnavailable, deploy_kubeconfig, open_identity
 from stages.runtime import StageContext, StageFailure
@@ -24,11 +23,11 @@ async def open_kube(ctx: StageContext, namespace: str) -> Kube:
     ``ClusterUnavailable`` one when the API server does not answer."""
     path = deploy_kubeconfig(ctx.settings.home, namespace)
     try:
-        kube = await asyncio.to_thread(open_identity, path,
-                                       what=f"the deploy identity of namespace {namespace}")
+        kube = await run_blocking(open_identity, path,
+                                  what=f"the deploy identity of namespace {namespace}")
     except IdentityUnavailable as err:
         raise StageFailure("NoDeployIdentity", str(err)) from err
-    if not await asyncio.to_thread(kube.client.ready):
+    if not await run_blocking(kube.client.ready):
         raise StageFailure("ClusterUnavailable", f"the API server of {path} does not "
                            "answer /readyz; start it with `shipyard up`")
     return kube

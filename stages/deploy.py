@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 
+from shipyard.adapters.blocking import run_blocking
 from shipyard.adapters.kube import Kube
 from shipyard.adapters.kube_client import KubeError
 from shipyard.domain.bakes import split_for_switch
@@ -113,7 +114,7 @@ async def deploy_red_black(ctx: StageContext, bake: BakeResult, environment: str
     kube = await open_kube(ctx, baked.namespace)
     ledger = Ledger(ctx.store)
     previous = await asyncio.to_thread(ledger.current_release, bake.app, environment)
-    serving = await asyncio.to_thread(serving_slot, kube, baked.namespace, bake.app)
+    serving = await run_blocking(serving_slot, kube, baked.namespace, bake.app)
     workloads, services = split_for_switch(parse_manifests(baked.manifests))
     await ctx.log(f"{bake.app}-{baked.slot} beside {bake.app}-{serving or '(none)'} in "
                   f"{baked.namespace}")
@@ -121,7 +122,7 @@ async def deploy_red_black(ctx: StageContext, bake: BakeResult, environment: str
         await _apply(ctx, kube, workloads)
     except RolloutFailed:
         # It never served; scaled to nothing it costs nothing and keeps its events.
-        await asyncio.to_thread(kube.scale, baked.namespace, f"{bake.app}-{baked.slot}", 0)
+        await run_blocking(kube.scale, baked.namespace, f"{bake.app}-{baked.slot}", 0)
         await ctx.log(f"{bake.app}-{baked.slot} scaled down: it never received traffic")
         raise
     switch = None
@@ -159,7 +160,7 @@ async def scale_down_previous(ctx: StageContext, app: str, environment: str,
         await ctx.flush()
         await asyncio.sleep(warm)
     kube = await open_kube(ctx, namespace)
-    serving = await asyncio.to_thread(serving_slot, kube, namespace, app)
+    serving = await run_blocking(serving_slot, kube, namespace, app)
     scaled = await scale_down_others(kube, app, namespace, keep=serving, log=ctx.log)
     pruned = await prune_slots(kube, app, namespace, serving=serving,
                                keep=ctx.settings.keep_versions, log=ctx.log)
@@ -180,9 +181,9 @@ async def _switch_back(ctx: StageContext, kube: Kube, app: str, environment: str
     if previous is not None and previous.manifests:
         _, services = split_for_switch(parse_manifests(previous.manifests))
         for service in services:
-            await asyncio.to_thread(kube.apply, service)
+            await run_blocking(kube.apply, service)
         await ctx.log(f"switched {app} back to {previous.slot or previous.version}")
-    await asyncio.to_thread(kube.scale, baked.namespace, f"{app}-{baked.slot}", 0)
+    await run_blocking(kube.scale, baked.namespace, f"{app}-{baked.slot}", 0)
 
 
 def _baked(bake: BakeResult, environment: str) -> BakedEnvironment:

@@ -11,10 +11,12 @@ from pathlib import Path
 
 from shipyard.adapters.app_image import (
     AppImageError,
+    AppImageTimedOut,
     build_app_image,
     local_packages,
     prepare_build_context,
 )
+from shipyard.adapters.blocking import run_blocking
 from shipyard.adapters.docker_engine import DockerEngine, EngineError, default_engine_url
 from shipyard.domain.changes import source_tag
 from shipyard.domain.images import ImageRef, image_repository
@@ -64,10 +66,11 @@ async def build_image(ctx: StageContext, workspace: str, app: str, commit: str,
     try:
         async with ThreadLog(ctx) as log:
             await ctx.log(f"gathering wheels for apps/{app}")
-            await asyncio.to_thread(prepare_build_context, root / "apps" / app, context,
-                                    packages=local_packages(root / "apps"),
-                                    pip_cache=ctx.settings.pip_cache_dir,
-                                    wheelhouse=ctx.settings.wheelhouse_dir, on_line=log)
+            await run_blocking(prepare_build_context, root / "apps" / app, context,
+                               packages=local_packages(root / "apps"),
+                               pip_cache=ctx.settings.pip_cache_dir,
+                               wheelhouse=ctx.settings.wheelhouse_dir, on_line=log,
+                               pip_timeout_seconds=ctx.settings.pip_timeout_seconds)
             await log.drain()
             await ctx.log(f"building {reference} (no network)")
             labels = {"org.opencontainers.image.revision": commit,
@@ -75,10 +78,11 @@ async def build_image(ctx: StageContext, workspace: str, app: str, commit: str,
                       "org.opencontainers.image.version": version,
                       "dev.shipyard.run": ctx.run_id, "dev.shipyard.app": app,
                       "dev.shipyard.source-key": key}
-            built = await asyncio.to_thread(build_app_image,
-                                            DockerEngine(default_engine_url()), context,
-                                            reference, labels=labels, version=version,
-                                            on_line=log)
+            built = await run_blocking(build_app_image, DockerEngine(default_engine_url()),
+                                       context, reference, labels=labels, version=version,
+                                       on_line=log)
+    except AppImageTimedOut as err:
+        raise StageFailure("TimedOut", str(err)) from err
     except AppImageError as err:
         raise StageFailure("WheelsFailed", str(err)) from err
     except EngineError as err:
@@ -92,7 +96,7 @@ async def push_image(ctx: StageContext, app: str, reference: str, commit: str) -
     """Push ``reference`` and record the registry's digest as the run's artifact."""
     await ctx.log(f"pushing {reference}")
     try:
-        digest = await asyncio.to_thread(DockerEngine(default_engine_url()).push, reference)
+        digest = await run_blocking(DockerEngine(default_engine_url()).push, reference)
     except EngineError as err:
         raise StageFailure("PushFailed", str(err)) from err
     repository, _, tag = reference.rpartition(":")

@@ -8,7 +8,9 @@ import asyncio
 import logging
 import shutil
 
-from shipyard.adapters.git import GitCheckout, GitError
+from shipyard.adapters.blocking import run_blocking
+from shipyard.adapters.git import GitError
+from stages.catalog import git_for
 from stages.runtime import RunContext, current_settings
 
 __all__ = ["clean_up"]
@@ -20,8 +22,7 @@ async def clean_up(run: RunContext, repo: str) -> None:
     """Remove ``run``'s worktree of ``repo`` and its build contexts."""
     settings = current_settings()
     try:
-        git = GitCheckout(settings.git_cache_dir, settings.workspaces_dir)
-        await asyncio.to_thread(git.remove_workspace, repo, run.run_id)
+        await run_blocking(git_for(settings).remove_workspace, repo, run.run_id)
     except (GitError, ValueError, OSError) as err:
         logger.warning("post: could not remove the worktree of run %s: %s", run.run_id, err)
     await asyncio.to_thread(shutil.rmtree, settings.home / "build" / run.run_id, True)

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 
-from shipyard.adapters.git import GitCheckout
+from shipyard.adapters.blocking import run_blocking
 from shipyard.domain.catalog import AppDescriptor, InvalidDescriptor, validate_app_name
 from shipyard.domain.images import ImageRef, OptionalRecordedImage, is_digest
 from shipyard.domain.states import State
 from shipyard.store import Ledger, RunNotFound
-from stages.catalog import read_descriptor_at
+from stages.catalog import git_for, read_descriptor_at
 from stages.runtime import StageContext, StageFailure, StageResult, stage
 
 __all__ = ["ReleasePlan", "check_names", "plan_promotion", "plan_release"]
@@ -110,9 +110,9 @@ async def plan_promotion(ctx: StageContext, app: str, from_env: str, to_env: str
 async def _descriptor(ctx: StageContext, repo_url: str, commit: str,
                       app: str) -> AppDescriptor:
     """``app``'s descriptor at ``commit``; ``InvalidDescriptor`` when it is not valid."""
-    git = GitCheckout(ctx.settings.git_cache_dir, ctx.settings.workspaces_dir)
     try:
-        return await asyncio.to_thread(read_descriptor_at, git, repo_url, commit, app)
+        return await run_blocking(read_descriptor_at, git_for(ctx.settings), repo_url, commit,
+                                  app)
     except InvalidDescriptor as err:
         raise StageFailure("InvalidDescriptor", str(err)) from err
 

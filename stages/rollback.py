@@ -15,10 +15,12 @@ from collections.abc import Sequence
 from graphlib import TopologicalSorter
 from typing import ClassVar
 
-from shipyard.adapters.git import GitCheckout, GitError
+from shipyard.adapters.blocking import run_blocking
+from shipyard.adapters.git import GitError
 from shipyard.adapters.kube import Kube
 from shipyard.domain.states import State
 from shipyard.store import Ledger, ReleaseRecord, StageRecord
+from stages.catalog import git_for
 from stages.cluster import open_kube
 from stages.locks import hold_locks, release_locks
 from stages.releases import ReleasePlan, check_names
@@ -99,11 +101,10 @@ async def _push_revert(ctx: StageContext, app: str, environment: str, current: R
     message = (f"Revert {app} to {target.version}\n\nShipyard rolled {app} back in "
                f"{environment} from {current.version} to {target.version} (rollback run "
                f"{ctx.run_id[:8]}): {why or 'no reason given'}\n")
-    git = GitCheckout(ctx.settings.git_cache_dir, ctx.settings.workspaces_dir)
     try:
-        sha = await asyncio.to_thread(git.push_revert, repo_url, base=head,
-                                      restore_from=then[1], path=f"apps/{app}",
-                                      branch=branch, message=message)
+        sha = await run_blocking(git_for(ctx.settings).push_revert, repo_url, base=head,
+                                 restore_from=then[1], path=f"apps/{app}", branch=branch,
+                                 message=message)
     except GitError as err:
         raise StageFailure("RevertFailed", f"{err}; the rollback itself is done") from err
     await ctx.log(f"pushed {branch} ({sha[:12]}) to {repo_url}: apps/{app} as at "

@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from shipyard.adapters.blocking import run_blocking
 from shipyard.adapters.kube import Kube
 from shipyard.adapters.kube_client import KubeError
 from shipyard.adapters.load import LoadSpec, start_load
@@ -72,7 +73,7 @@ async def apply_and_wait(kube: Kube, objects: Sequence[Mapping[str, Any]], log: 
     """Apply ``objects`` (server-side, in order) and wait for every Deployment among them
     to roll out; raise :class:`RolloutFailed` naming the worst pod problem."""
     for obj in objects:
-        await asyncio.to_thread(kube.apply, obj)
+        await run_blocking(kube.apply, obj)
     loop = asyncio.get_running_loop()
     lines: list[str] = []
 
@@ -84,7 +85,7 @@ async def apply_and_wait(kube: Kube, objects: Sequence[Mapping[str, Any]], log: 
         if obj["kind"] != "Deployment":
             continue
         namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
-        status, problems = await asyncio.to_thread(
+        status, problems = await run_blocking(
             kube.follow_rollout, namespace, name, timeout_seconds=timeout_seconds,
             on_change=report)
         if not status.done:
@@ -119,11 +120,11 @@ async def switch_traffic(kube: Kube, services: Sequence[Mapping[str, Any]], *,
     ``now`` (the monotonic clock the probe load times its answers on)."""
     main = services[0]
     namespace, name = main["metadata"]["namespace"], main["metadata"]["name"]
-    existed = await asyncio.to_thread(kube.get, main) is not None
+    existed = await run_blocking(kube.get, main) is not None
     if not existed:  # a first release: nothing to switch from, the Service is new
         for service in services:
-            await asyncio.to_thread(kube.apply, service)
-    url = await asyncio.to_thread(service_url, kube, namespace, name)
+            await run_blocking(kube.apply, service)
+    url = await run_blocking(service_url, kube, namespace, name)
     # A new connection per probe: kube-proxy routes connections, and a kept-alive one
     # would stay on an old pod after the switch, as no new client would.
     spec = LoadSpec(base_url=url, paths=("/version",), rate_per_second=SWITCH_PROBE_RATE,
@@ -134,7 +135,7 @@ async def switch_traffic(kube: Kube, services: Sequence[Mapping[str, Any]], *,
         await asyncio.sleep(0.3)  # a few answers from before the switch, for the record
         switched_at = load.since_start(now())
         for service in services:
-            await asyncio.to_thread(kube.apply, service)
+            await run_blocking(kube.apply, service)
         await log(f"switched Service {namespace}/{name} to {version}; probing {url}")
         deadline = now() + timeout_seconds
         settled: float | None = None
@@ -170,8 +171,8 @@ async def restore_release(kube: Kube, app: str, namespace: str,
                            "recorded manifests to re-apply")
     workloads, services = split_for_switch(objects)
     mode = "reapplied"
-    warm = bool(target.slot) and await asyncio.to_thread(_warm, kube, namespace,
-                                                         f"{app}-{target.slot}")
+    warm = bool(target.slot) and await run_blocking(_warm, kube, namespace,
+                                                    f"{app}-{target.slot}")
     if warm:
         mode = "warm"
         await log(f"{app}-{target.slot} is still scaled: switching traffic back at once")
@@ -204,11 +205,11 @@ async def scale_down_others(kube: Kube, app: str, namespace: str, *, keep: str,
                             log: Log) -> list[str]:
     """Scale every versioned Deployment of ``app`` but slot ``keep`` to zero."""
     scaled = []
-    for deployment in await asyncio.to_thread(kube.list_objects, "apps/v1", "Deployment",
-                                              namespace, app_selector(app)):
+    for deployment in await run_blocking(kube.list_objects, "apps/v1", "Deployment",
+                                         namespace, app_selector(app)):
         slot = deployment["metadata"].get("labels", {}).get(SLOT_LABEL, "")
         if slot and slot != keep and deployment["spec"].get("replicas", 0) > 0:
-            await asyncio.to_thread(kube.scale, namespace, deployment["metadata"]["name"], 0)
+            await run_blocking(kube.scale, namespace, deployment["metadata"]["name"], 0)
             scaled.append(deployment["metadata"]["name"])
     if scaled:
         await log(f"scaled down {', '.join(scaled)}")
@@ -221,15 +222,15 @@ async def prune_slots(kube: Kube, app: str, namespace: str, *, serving: str, kee
     serving one (their records stay in the ledger: a rollback re-applies them)."""
     found: dict[str, list[dict[str, Any]]] = {}
     for kind, api in (("Deployment", "apps/v1"), ("ConfigMap", "v1")):
-        for obj in await asyncio.to_thread(kube.list_objects, api, kind, namespace,
-                                           app_selector(app)):
+        for obj in await run_blocking(kube.list_objects, api, kind, namespace,
+                                      app_selector(app)):
             slot = obj["metadata"].get("labels", {}).get(SLOT_LABEL, "")
             if slot and slot != serving:
                 found.setdefault(slot, []).append(obj)
     old = sorted(found, key=slot_number, reverse=True)[keep:]
     for slot in old:
         for obj in found[slot]:
-            await asyncio.to_thread(kube.delete, obj)
+            await run_blocking(kube.delete, obj)
     if old:
         await log(f"pruned {', '.join(f'{app}-{s}' for s in old)} (kept the {keep} newest "
                   "earlier versions)")
@@ -240,8 +241,8 @@ async def remove_app(kube: Kube, app: str, namespace: str, log: Log) -> None:
     """Delete everything Shipyard made for ``app`` in ``namespace``."""
     removed = []
     for kind, api in (("Service", "v1"), ("Deployment", "apps/v1"), ("ConfigMap", "v1")):
-        for obj in await asyncio.to_thread(kube.list_objects, api, kind, namespace,
-                                           app_selector(app)):
-            await asyncio.to_thread(kube.delete, obj)
+        for obj in await run_blocking(kube.list_objects, api, kind, namespace,
+                                      app_selector(app)):
+            await run_blocking(kube.delete, obj)
             removed.append(f"{kind}/{obj['metadata']['name']}")
     await log(f"removed {', '.join(removed) or 'nothing'} of {app} from {namespace}")

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from shipyard.adapters.app_image import installed_versions, local_packages
+from shipyard.adapters.blocking import run_blocking
 from shipyard.adapters.docker_engine import DockerEngine, EngineError, default_engine_url
 from shipyard.adapters.sandbox import (
     Limits,
@@ -33,7 +34,7 @@ from shipyard.adapters.test_container import (
     pytest_confinement,
     runner_requirements,
 )
-from shipyard.adapters.wheelhouse import WheelhouseError, gather_wheels
+from shipyard.adapters.wheelhouse import WheelhouseError, WheelhouseTimedOut, gather_wheels
 from shipyard.domain.catalog import validate_app_name
 from shipyard.domain.test_report import InvalidTestReport, parse_junit_xml
 from stages.runtime import StageContext, StageFailure, StageResult, stage
@@ -119,13 +120,16 @@ async def _test_image(ctx: StageContext, engine: DockerEngine, apps: Path, app: 
     try:
         requirements = runner_requirements(apps / app, local_packages(apps))
         constraints = await asyncio.to_thread(installed_versions)
-        wheels = await asyncio.to_thread(
+        wheels = await run_blocking(
             gather_wheels, requirements, store=ctx.settings.wheelhouse_dir,
-            constraints=constraints, pip_cache=ctx.settings.pip_cache_dir, on_line=log)
+            constraints=constraints, pip_cache=ctx.settings.pip_cache_dir, on_line=log,
+            timeout_seconds=ctx.settings.pip_timeout_seconds)
+    except WheelhouseTimedOut as err:
+        raise StageFailure("TimedOut", str(err)) from err
     except WheelhouseError as err:
         raise StageFailure("WheelsFailed", str(err)) from err
     try:
-        image, built = await asyncio.to_thread(ensure_runner_image, engine, wheels, work, log)
+        image, built = await run_blocking(ensure_runner_image, engine, wheels, work, log)
     except EngineError as err:
         raise StageFailure("TestImageFailed", str(err)) from err
     await log.drain()

@@ -22,7 +22,9 @@ from packaging.utils import canonicalize_name
 
 from shipyard.adapters.docker_engine import DockerEngine, default_engine_url
 from shipyard.adapters.wheelhouse import (
+    PIP_TIMEOUT_SECONDS,
     WheelhouseError,
+    WheelhouseTimedOut,
     build_local_wheel,
     build_requirements,
     expand_local,
@@ -30,8 +32,8 @@ from shipyard.adapters.wheelhouse import (
     parse_requirements,
 )
 
-__all__ = ["AppImageError", "BuiltImage", "build_app_image", "installed_versions",
-           "local_packages", "prepare_build_context"]
+__all__ = ["AppImageError", "AppImageTimedOut", "BuiltImage", "build_app_image",
+           "installed_versions", "local_packages", "prepare_build_context"]
 
 IGNORED = shutil.ignore_patterns("tests", "conftest.py", "__pycache__", "*.pyc", ".*_cache",
                                  "wheels", "*.egg-info", "build", "dist", "deploy")
@@ -40,6 +42,10 @@ IGNORED = shutil.ignore_patterns("tests", "conftest.py", "__pycache__", "*.pyc",
 class AppImageError(RuntimeError):
     """The context could not be made (a missing or refused requirements file, no wheel for
     a requirement, a failed build of a local package)."""
+
+
+class AppImageTimedOut(AppImageError):
+    """Gathering the wheels ran past its deadline (``pip download`` was killed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +63,12 @@ def local_packages(apps_dir: Path) -> dict[str, Path]:
 def prepare_build_context(app_dir: Path, out: Path, *, packages: Mapping[str, Path],
                           pip_cache: Path, on_line: Callable[[str], None],
                           wheelhouse: Path | None = None,
-                          engine: DockerEngine | None = None) -> Path:
+                          engine: DockerEngine | None = None,
+                          pip_timeout_seconds: float = PIP_TIMEOUT_SECONDS) -> Path:
     """Copy ``app_dir`` into ``out`` (emptied first) and gather its wheels into
     ``out/wheels``; returns ``out``. Index wheels are kept in ``wheelhouse`` (default:
     beside ``pip_cache``); local packages are built on ``engine`` (default: the local
-    one)."""
+    one). Each ``pip download`` gets ``pip_timeout_seconds``."""
     requirements_file = app_dir / "requirements.txt"
     if not requirements_file.exists():
         raise AppImageError(f"{requirements_file} is missing: list the app's dependencies "
@@ -88,13 +95,15 @@ def prepare_build_context(app_dir: Path, out: Path, *, packages: Mapping[str, Pa
             on_line(f"building {package.name}'s wheel in a sandbox (no network)")
             tools = gather_wheels(build_requirements(package), store=store,
                                   constraints=constraints, pip_cache=pip_cache,
-                                  on_line=on_line)
+                                  on_line=on_line, timeout_seconds=pip_timeout_seconds)
             built = build_local_wheel(engine, package, out / ".local" / package.name,
                                       build_tools=tools, store=store, on_line=on_line)
             shutil.copyfile(built, wheels / built.name)
         gathered = gather_wheels(expand_local(requirements, packages), store=store,
                                  constraints=constraints, pip_cache=pip_cache,
-                                 on_line=on_line)
+                                 on_line=on_line, timeout_seconds=pip_timeout_seconds)
+    except WheelhouseTimedOut as err:
+        raise AppImageTimedOut(str(err)) from err
     except WheelhouseError as err:
         raise AppImageError(str(err)) from err
     finally:

@@ -21,7 +21,7 @@ class DebianError(RuntimeError):
 def is_installed(package: str) -> bool:
     """Whether dpkg has ``package`` installed (not merely known, removed or half-set-up)."""
     done = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False, timeout=60)
     return done.returncode == 0 and status_is_installed(done.stdout)
 
 

@@ -1,5 +1,12 @@
-"""Checking out an exact commit with GitPython: a cached mirror per repository, fetched
-rather than re-cloned, and a detached worktree per run.
+"""Checking out an exact commit: a cached mirror per repository, fetched rather than
+re-cloned, and a detached worktree per run.
+
+Every git command that reaches a remote or writes (clone, fetch, push, the worktrees, a
+revert's commit) runs through :func:`~shipyard.adapters.process.run_process`, with a
+deadline (``SHIPYARD_GIT_TIMEOUT_SECONDS``) and in a process group of its own, so a stage
+that times out or is cancelled stops it with its remote helpers. git never waits for a
+password: it has no terminal, and ``GIT_TERMINAL_PROMPT=0`` says so. GitPython reads what
+is already on disk (commits, trees, blobs).
 
 Refs and URLs are validated before git sees them: a value starting with ``-`` would be read
 as an option, and git runs with no shell, so nothing else needs quoting. Errors name the
@@ -10,19 +17,28 @@ are raised without git's exception chained, whose text holds the command line.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from git import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError, Repo
 
+from shipyard.adapters.process import run_process
 from shipyard.domain.clone_urls import RefusedCloneUrl, parse_clone_url
 from shipyard.domain.redaction import redact_text, redact_url
 
-__all__ = ["CheckedOut", "CommitInfo", "GitCheckout", "GitError", "files_changed",
-           "head_commit", "tree_hash", "validate_ref", "validate_repo_url"]
+__all__ = ["GIT_TIMEOUT_SECONDS", "CheckedOut", "CommitInfo", "GitCheckout", "GitError",
+           "GitTimedOut", "files_changed", "head_commit", "tree_hash", "validate_ref",
+           "validate_repo_url"]
+
+GIT_TIMEOUT_SECONDS = 300.0
+"""How long one git command may run unless the caller says (the stages pass
+``SHIPYARD_GIT_TIMEOUT_SECONDS``)."""
 
 # git check-ref-format's rules, in short: no "..", no control characters or " ~^:?*[\",
 # no leading "-" or "/", no trailing "/" or ".lock", no "@{".
@@ -34,6 +50,10 @@ _REF = re.compile(
 
 class GitError(RuntimeError):
     """A checkout failed; the message says which repository and ref, and why."""
+
+
+class GitTimedOut(GitError):
+    """A git command ran past its deadline and was killed; the message says which."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,30 +110,58 @@ def validate_repo_url(url: str) -> str:
 
 class GitCheckout:
     """Clones each repository once into ``cache_dir`` and checks commits out into
-    ``workspaces_dir/<name>`` as detached worktrees."""
+    ``workspaces_dir/<name>`` as detached worktrees; each git command gets
+    ``timeout_seconds``."""
 
-    def __init__(self, cache_dir: Path, workspaces_dir: Path) -> None:
+    def __init__(self, cache_dir: Path, workspaces_dir: Path, *,
+                 timeout_seconds: float = GIT_TIMEOUT_SECONDS) -> None:
         self.cache_dir = cache_dir
         self.workspaces_dir = workspaces_dir
+        self.timeout_seconds = timeout_seconds
 
     def mirror(self, repo_url: str) -> Repo:
         """The cached mirror of ``repo_url``, cloned on first use and fetched after."""
         validate_repo_url(repo_url)
-        source = str(Path(repo_url).expanduser().resolve()) if Path(
-            repo_url).expanduser().is_dir() else repo_url
-        key = hashlib.sha256(source.encode()).hexdigest()[:16]
-        path = self.cache_dir / f"{key}.git"
+        source = _source(repo_url)
+        path = self._mirror_path(repo_url)
+        shown = redact_url(repo_url)
+        if (path / "HEAD").exists():
+            self._git(["fetch", "--prune", "--force", "origin"], cwd=path,
+                      what=f"fetch {shown}")
+            return Repo(path)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        # Cloned beside, then renamed: a clone killed half-way is never taken for a mirror.
+        partial = self.cache_dir / f".{path.name}-{uuid.uuid4().hex[:8]}"
         try:
-            if not (path / "HEAD").exists():
-                self.cache_dir.mkdir(parents=True, exist_ok=True)
-                shutil.rmtree(path, ignore_errors=True)  # a clone interrupted half-way
-                return Repo.clone_from(source, path, mirror=True)
-            repo = Repo(path)
-            repo.git.fetch("--prune", "--force", "origin")
-            return repo
-        except GitCommandError as err:
-            raise GitError(f"cannot fetch {redact_url(repo_url)}: {_git_message(err)}"
-                           ) from None
+            self._git(["clone", "--mirror", "--", source, str(partial)], cwd=self.cache_dir,
+                      what=f"clone {shown}")
+            try:
+                partial.rename(path)
+            except OSError:
+                if not (path / "HEAD").exists():  # not another run's clone of the same
+                    raise
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+        return Repo(path)
+
+    def _mirror_path(self, repo_url: str) -> Path:
+        key = hashlib.sha256(_source(repo_url).encode()).hexdigest()[:16]
+        return self.cache_dir / f"{key}.git"
+
+    def _git(self, args: Sequence[str], *, cwd: Path, what: str,
+             env: Mapping[str, str] | None = None) -> None:
+        """Run ``git args`` in ``cwd`` within the deadline; :class:`GitError` ("cannot
+        ``what``") naming git's complaint, :class:`GitTimedOut` at the deadline."""
+        done = run_process(["git", *args], cwd=cwd, timeout_seconds=self.timeout_seconds,
+                           env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})})
+        if done.timed_out:
+            raise GitTimedOut(
+                f"git could not {what} within {self.timeout_seconds:g} s and was killed: "
+                "check that the repository's host answers, or raise "
+                "SHIPYARD_GIT_TIMEOUT_SECONDS for a large repository")
+        if done.exit_code != 0:
+            complaint = redact_text(done.last_lines(1) or f"git exited {done.exit_code}")
+            raise GitError(f"cannot {what}: {complaint}")
 
     def checkout(self, repo_url: str, ref: str, workspace_name: str) -> CheckedOut:
         """Check ``ref`` of ``repo_url`` out into a fresh worktree named ``workspace_name``.
@@ -130,16 +178,20 @@ class GitCheckout:
         except (BadName, ValueError, GitCommandError) as err:
             raise GitError(f"{redact_url(repo_url)} has no branch, tag or commit {ref!r}"
                            ) from err
-        dest = self.workspaces_dir / workspace_name
+        dest = self._fresh_worktree(repo, workspace_name)
+        self._git(["worktree", "add", "--detach", "--force", str(dest), commit.hexsha],
+                  cwd=_git_dir(repo), what=f"check out {commit.hexsha[:12]}")
+        return CheckedOut(workspace=dest, commit=_commit_info(commit))
+
+    def _fresh_worktree(self, repo: Repo, name: str) -> Path:
+        """Where worktree ``name`` goes, with an earlier one of that name removed."""
+        dest = self.workspaces_dir / name
         self.workspaces_dir.mkdir(parents=True, exist_ok=True)
         if dest.exists():
-            repo.git.worktree("remove", "--force", str(dest))
-        repo.git.worktree("prune")
-        try:
-            repo.git.worktree("add", "--detach", "--force", str(dest), commit.hexsha)
-        except GitCommandError as err:
-            raise GitError(f"cannot check out {commit.hexsha[:12]}: {_git_message(err)}") from err
-        return CheckedOut(workspace=dest, commit=_commit_info(commit))
+            self._git(["worktree", "remove", "--force", str(dest)], cwd=_git_dir(repo),
+                      what=f"remove the worktree {dest}")
+        self._git(["worktree", "prune"], cwd=_git_dir(repo), what="prune worktrees")
+        return dest
 
     def read_file(self, repo_url: str, commit: str, path: str) -> str | None:
         """The text of ``path`` at ``commit`` of ``repo_url`` (from the cached mirror, no
@@ -179,38 +231,48 @@ class GitCheckout:
         if not re.fullmatch(r"[A-Za-z0-9._/-]{1,200}", branch) or ".." in branch:
             raise ValueError(f"branch {branch!r} must be letters, digits and ._/-")
         repo = self.mirror(repo_url)
-        dest = self.workspaces_dir / f"revert-{hashlib.sha256(branch.encode()).hexdigest()[:12]}"
-        self.workspaces_dir.mkdir(parents=True, exist_ok=True)
-        if dest.exists():
-            repo.git.worktree("remove", "--force", str(dest))
-        repo.git.worktree("prune")
-        source = str(Path(repo_url).expanduser().resolve()) if Path(
-            repo_url).expanduser().is_dir() else repo_url
+        dest = self._fresh_worktree(
+            repo, f"revert-{hashlib.sha256(branch.encode()).hexdigest()[:12]}")
+        shown = redact_url(repo_url)
         try:
-            repo.git.worktree("add", "--detach", "--force", str(dest), base)
-            work = Repo(dest)
-            work.git.rm("-r", "-q", "--cached", "--ignore-unmatch", "--", path)
-            work.git.checkout(restore_from, "--", path)
-            work.git.commit("-q", "--allow-empty", "-m", message,
-                            author="Shipyard <shipyard@localhost>",
-                            env={"GIT_COMMITTER_NAME": "Shipyard",
-                                 "GIT_COMMITTER_EMAIL": "shipyard@localhost"})
-            sha = work.head.commit.hexsha
-            repo.git.push(source, f"{sha}:refs/heads/{branch}")
-        except GitCommandError as err:
-            raise GitError(f"cannot push the revert to {redact_url(repo_url)}: "
-                           f"{_git_message(err)}") from None
+            self._git(["worktree", "add", "--detach", "--force", str(dest), base],
+                      cwd=_git_dir(repo), what=f"check out {base[:12]} of {shown}")
+            self._git(["rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", path],
+                      cwd=dest, what=f"take {path} out of the index")
+            self._git(["checkout", restore_from, "--", path], cwd=dest,
+                      what=f"restore {path} as it was at {restore_from[:12]}")
+            self._git(["commit", "-q", "--allow-empty", "-m", message,
+                       "--author=Shipyard <shipyard@localhost>"], cwd=dest,
+                      what="commit the revert",
+                      env={"GIT_COMMITTER_NAME": "Shipyard",
+                           "GIT_COMMITTER_EMAIL": "shipyard@localhost"})
+            sha = str(Repo(dest).head.commit.hexsha)
+            self._git(["push", "--", _source(repo_url), f"{sha}:refs/heads/{branch}"],
+                      cwd=dest, what=f"push the revert to {shown}")
         finally:
             if dest.exists():
-                repo.git.worktree("remove", "--force", str(dest))
-        return str(sha)
+                self._git(["worktree", "remove", "--force", str(dest)], cwd=_git_dir(repo),
+                          what=f"remove the worktree {dest}")
+        return sha
 
     def remove_workspace(self, repo_url: str, workspace_name: str) -> None:
-        """Delete a run's worktree; the cached mirror stays."""
-        repo = self.mirror(repo_url)
+        """Delete a run's worktree; the cached mirror stays (and is not fetched)."""
+        mirror = self._mirror_path(repo_url)
         dest = self.workspaces_dir / workspace_name
-        if dest.exists():
-            repo.git.worktree("remove", "--force", str(dest))
+        if dest.exists() and (mirror / "HEAD").exists():
+            self._git(["worktree", "remove", "--force", str(dest)], cwd=mirror,
+                      what=f"remove the worktree {dest}")
+
+
+def _source(repo_url: str) -> str:
+    """What git is given for ``repo_url``: an existing local directory as an absolute
+    path, anything else as it is."""
+    local = Path(repo_url).expanduser()
+    return str(local.resolve()) if local.is_dir() else repo_url
+
+
+def _git_dir(repo: Repo) -> Path:
+    return Path(repo.git_dir)
 
 
 def _commit_info(commit: object) -> CommitInfo:
@@ -259,7 +321,8 @@ def files_changed(workspace: Path, base: str, head: str) -> list[str] | None:
     except (BadName, ValueError, GitCommandError):
         return None
     try:
-        output = repo.git.diff("--name-only", "--no-renames", base, head)
+        output = repo.git.diff("--name-only", "--no-renames", base, head,
+                               kill_after_timeout=GIT_TIMEOUT_SECONDS)
     except GitCommandError as err:
         raise GitError(f"cannot compare {base[:12]} with {head[:12]}: "
                        f"{_git_message(err)}") from err

@@ -7,14 +7,19 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["BuildError", "build_kubernetes", "cluster_source_hash", "install_kwok"]
+from shipyard.adapters.process import run_process
+
+__all__ = ["GO_BUILD_TIMEOUT_SECONDS", "BuildError", "build_kubernetes", "cluster_source_hash",
+           "install_kwok"]
 
 KWOK_MODULE = "sigs.k8s.io/kwok/cmd/kwok"
 KWOK_VERSION = "v0.8.0"
+GO_BUILD_TIMEOUT_SECONDS = 3600.0
+"""How long building the Kubernetes binary, or installing KWOK, may take: a first build
+downloads modules and compiles everything (tens of minutes on a small machine)."""
 _PROGRESS = re.compile(r"^\[\s*(\d+)/(\d+)\] (.*)$")
 
 
@@ -37,34 +42,35 @@ def build_kubernetes(cluster_dir: Path, out_dir: Path,
                      on_progress: Callable[[int, int, str], None]) -> Path:
     """Run ``cluster/build.sh OUT_DIR``; ``on_progress(done, total, package)`` follows it.
     Returns the binary's path."""
-    process = subprocess.Popen(
-        ["bash", str(cluster_dir / "build.sh"), str(out_dir)], cwd=cluster_dir,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "GOTOOLCHAIN": "local"})
-    assert process.stdout is not None
-    tail: list[str] = []
-    for line in process.stdout:
-        line = line.rstrip("\n")
-        match = _PROGRESS.match(line)
-        if match:
+
+    def follow(line: str) -> None:
+        if match := _PROGRESS.match(line):
             on_progress(int(match[1]), int(match[2]), match[3])
-        else:
-            tail = [*tail[-19:], line]
-    if process.wait() != 0:
-        raise BuildError("building the Kubernetes binary failed: " + " | ".join(tail[-6:]))
+
+    done = run_process(["bash", str(cluster_dir / "build.sh"), str(out_dir)], cwd=cluster_dir,
+                       env={**os.environ, "GOTOOLCHAIN": "local"}, on_line=follow,
+                       timeout_seconds=GO_BUILD_TIMEOUT_SECONDS)
+    failed = [line for line in done.tail if not _PROGRESS.match(line)]
+    if done.timed_out:
+        raise BuildError(f"building the Kubernetes binary ran past "
+                         f"{GO_BUILD_TIMEOUT_SECONDS:g} s and was killed; `shipyard up` "
+                         "resumes it (Go's caches keep what was compiled)")
+    if done.exit_code != 0:
+        raise BuildError("building the Kubernetes binary failed: " + " | ".join(failed[-6:]))
     return out_dir / "k8s"
 
 
 def install_kwok(out_dir: Path, on_line: Callable[[str], None]) -> Path:
     """``go install`` KWOK at its pinned version into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        ["go", "install", f"{KWOK_MODULE}@{KWOK_VERSION}"],
+    what = f"go install {KWOK_MODULE}@{KWOK_VERSION}"
+    done = run_process(
+        ["go", "install", f"{KWOK_MODULE}@{KWOK_VERSION}"], on_line=on_line,
         env={**os.environ, "GOBIN": str(out_dir), "CGO_ENABLED": "0", "GOTOOLCHAIN": "local"},
-        capture_output=True, text=True, check=False, timeout=3600)
-    for line in done.stderr.splitlines():
-        on_line(line)
-    if done.returncode != 0:
-        raise BuildError(f"go install {KWOK_MODULE}@{KWOK_VERSION} failed: "
-                         + " | ".join(done.stderr.strip().splitlines()[-6:]))
+        timeout_seconds=GO_BUILD_TIMEOUT_SECONDS)
+    if done.timed_out:
+        raise BuildError(f"{what} ran past {GO_BUILD_TIMEOUT_SECONDS:g} s and was killed; "
+                         "check the Go module proxy, then run `shipyard up` again")
+    if done.exit_code != 0:
+        raise BuildError(f"{what} failed: {done.last_lines(6)}")
     return out_dir / "kwok"

@@ -5,6 +5,10 @@ out as ``kubectl rollout status`` does.
 Objects come back as plain mappings (the API's JSON), so ``shipyard.domain`` can judge them
 without knowing the client's model classes. Every failure is a
 :class:`~shipyard.adapters.kube_client.KubeError`.
+
+The waits sleep with :func:`~shipyard.adapters.blocking.pause`: run where a stage's timeout
+abandons them (:func:`~shipyard.adapters.blocking.run_blocking`), a wait ends at its next
+pause instead of polling on in a thread nobody awaits.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shipyard.adapters.blocking import pause
 from shipyard.adapters.kube_client import KubeClient, KubeError, object_path, refused
 from shipyard.domain.clock import Monotonic, Sleep
 from shipyard.domain.pod_health import PodProblem, pod_problems
@@ -47,7 +52,7 @@ def poll_rollout(read: Callable[[], Mapping[str, Any]], *, timeout_seconds: floa
                  problems_of: Callable[[Mapping[str, Any]], list[PodProblem]] | None = None,
                  on_change: Callable[[str], None] = _ignore, poll_seconds: float = 0.5,
                  now: Monotonic = time.monotonic,
-                 sleep: Sleep = time.sleep) -> tuple[RolloutStatus, list[PodProblem]]:
+                 sleep: Sleep = pause) -> tuple[RolloutStatus, list[PodProblem]]:
     """Read the Deployment (``read``) every ``poll_seconds`` until kubectl's rules call it
     rolled out or failed, and return that status with its pods' problems.
 
@@ -207,7 +212,7 @@ class Kube:
 
     def wait_for_rollout(self, namespace: str, name: str, *, timeout_seconds: float,
                          now: Monotonic = time.monotonic,
-                         sleep: Sleep = time.sleep) -> RolloutStatus:
+                         sleep: Sleep = pause) -> RolloutStatus:
         """Poll Deployment ``name`` until kubectl's rules call it rolled out (or failed),
         without looking at its pods; :class:`RolloutTimedOut` after ``timeout_seconds``."""
         status, _ = poll_rollout(lambda: self.deployment(namespace, name),
@@ -217,7 +222,7 @@ class Kube:
     def follow_rollout(self, namespace: str, name: str, *, timeout_seconds: float,
                        on_change: Callable[[str], None] = _ignore,
                        poll_seconds: float = 0.5, now: Monotonic = time.monotonic,
-                       sleep: Sleep = time.sleep) -> tuple[RolloutStatus, list[PodProblem]]:
+                       sleep: Sleep = pause) -> tuple[RolloutStatus, list[PodProblem]]:
         """Wait for Deployment ``name`` as ``kubectl rollout status`` does, reporting each
         new status message and pod problem through ``on_change``. Returns the final status
         and the pods' problems; stops early when a problem cannot heal by itself (a missing

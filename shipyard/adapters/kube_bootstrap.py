@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from shipyard.adapters.blocking import pause
 from shipyard.adapters.kube_client import KubeClient, KubeError, UnsupportedKind, refused
 from shipyard.domain.clock import Monotonic, Sleep
 
@@ -123,7 +124,7 @@ class KubeBootstrap:
 
     def wait_for_node_ready(self, name: str, *, timeout_seconds: float,
                             now: Monotonic = time.monotonic,
-                            sleep: Sleep = time.sleep) -> None:
+                            sleep: Sleep = pause) -> None:
         """Poll node ``name`` until its Ready condition is True (a node not registered
         yet is waited for); :class:`KubeError` after ``timeout_seconds``."""
         deadline = now() + timeout_seconds

@@ -2,6 +2,10 @@
 client's connection (its kubeconfig loading, TLS and token handling), answers as plain
 JSON mappings, and every failure as a :class:`KubeError`.
 
+Every call has a deadline (``_request_timeout``: :data:`REQUEST_TIMEOUT_SECONDS` unless the
+caller says) and makes none once the work calling it was abandoned (a stage that timed out,
+see :mod:`shipyard.adapters.blocking`): what a stage does to the cluster stops with it.
+
 The jobs built on it each have a module of their own: the deploy verbs the stages use
 (:mod:`shipyard.adapters.kube`), the cluster bootstrap of ``shipyard up``
 (:mod:`shipyard.adapters.kube_bootstrap`) and the chaos gate's pod kills
@@ -19,11 +23,21 @@ from urllib.parse import urlencode
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
+from urllib3 import Retry
+from urllib3.exceptions import HTTPError, MaxRetryError
+from urllib3.exceptions import TimeoutError as RequestTimedOut
 
+from shipyard.adapters.blocking import check_abandoned
 from shipyard.domain.environment_access import DEPLOYABLE_KINDS
 
-__all__ = ["KubeClient", "KubeError", "UnsupportedKind", "object_path", "refused"]
+__all__ = ["REQUEST_TIMEOUT_SECONDS", "KubeClient", "KubeError", "UnsupportedKind",
+           "object_path", "refused"]
+
+REQUEST_TIMEOUT_SECONDS = 30.0
+"""How long one API call may take, connection and answer (a watch has its own)."""
+# One more try for a connection that broke (a keep-alive connection the server had closed),
+# none for a slow answer: it had its deadline, and a second would double it.
+_RETRIES = Retry(total=1, read=False, redirect=0)
 
 
 def _prefix(api_version: str) -> str:
@@ -94,17 +108,24 @@ class KubeClient:
 
     @classmethod
     def from_kubeconfig(cls, path: Path) -> KubeClient:
+        configuration = client.Configuration()
         try:
-            return cls(config.new_client_from_config(config_file=str(path)))
+            config.load_kube_config(config_file=str(path),
+                                    client_configuration=configuration)
         except (config.ConfigException, OSError) as err:
             raise KubeError(f"cannot use kubeconfig {path}: {err}") from err
+        configuration.retries = _RETRIES
+        return cls(client.ApiClient(configuration))
 
     def call(self, method: str, path: str, *, query: Mapping[str, str] | None = None,
              body: Any = None, content_type: str | None = None,
-             timeout: float = 30) -> tuple[int, Any]:
+             timeout: float = REQUEST_TIMEOUT_SECONDS) -> tuple[int, Any]:
         """One REST call; returns the status and the decoded JSON answer (or None). A
         refusal is an answer, not an error: the caller decides which statuses are fine.
-        Raises :class:`KubeError` only when no answer came."""
+        Raises :class:`KubeError` only when no answer came within ``timeout``, and
+        :class:`~shipyard.adapters.blocking.Abandoned` (sending nothing) once the work
+        calling it was abandoned."""
+        check_abandoned()
         url_path = f"{path}?{urlencode(query)}" if query else path
         headers = {"Accept": "application/json"}
         if content_type:
@@ -119,12 +140,15 @@ class KubeClient:
         except ApiException as err:
             return err.status or 0, _decoded(err.body)
         except (HTTPError, OSError) as err:
+            if _timed_out(err):
+                raise _silent(method, path, timeout) from err
             raise KubeError(f"{method} {path}: {err}") from err
         return response.status, _decoded(response.data)
 
     def text(self, path: str, *, timeout: float = 5) -> str:
-        """GET ``path`` as text (``/readyz``, a proxied answer); any status but 200 is a
-        :class:`KubeError`."""
+        """GET ``path`` as text (``/readyz``, a proxied answer); any status but 200, or
+        no answer within ``timeout``, is a :class:`KubeError`."""
+        check_abandoned()
         try:
             method, url, headers, _, _ = self.api.param_serialize(
                 "GET", path, auth_settings=["BearerToken"])
@@ -132,6 +156,8 @@ class KubeClient:
                                          _request_timeout=timeout)
             response.read()
         except (ApiException, HTTPError, OSError) as err:
+            if _timed_out(err):
+                raise _silent("GET", path, timeout) from err
             raise KubeError(f"GET {path}: {err}") from err
         if response.status != 200:
             raise KubeError(f"GET {path}: {response.status}", response.status)
@@ -143,6 +169,16 @@ class KubeClient:
             return self.text("/readyz").strip() == "ok"
         except KubeError:
             return False
+
+
+def _timed_out(err: Exception) -> bool:
+    reason = err.reason if isinstance(err, MaxRetryError) else err
+    return isinstance(reason, RequestTimedOut | TimeoutError)
+
+
+def _silent(method: str, path: str, timeout: float) -> KubeError:
+    return KubeError(f"{method} {path}: the API server did not answer within {timeout:g} s; "
+                     "`shipyard status` shows whether the cluster is up")
 
 
 def _decoded(data: Any) -> Any:

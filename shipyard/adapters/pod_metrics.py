@@ -42,8 +42,8 @@ def scrape_pods(kube: Kube, namespace: str, selector: str, *, port: int,
 
     Never raises for a pod or the API server: a pod that fails to answer, or a failed
     pod listing (reported with pod ""), is an error of the round. A pod that hangs costs
-    ``timeout_seconds`` per attempt, and the client retries a broken connection up to its
-    configured ``retries`` (urllib3's default of 3).
+    ``timeout_seconds``; the connection retries a broken connection once, never a slow
+    answer (see :mod:`shipyard.adapters.kube_client`).
     """
     at = time.monotonic()
     core = client.CoreV1Api(kube.client.api)

@@ -4,6 +4,12 @@ paused ones, applying ``prefect.yaml``.
 Stages and pipelines use Prefect's ``@flow`` and ``@task`` decorators directly; everything
 that calls the Prefect API from outside a flow goes through here.
 
+Every exchange with the server has a deadline in all (:data:`PREFECT_CALL_TIMEOUT_SECONDS`),
+over the client's own per-request timeout (``PREFECT_API_REQUEST_TIMEOUT``) and retries: a
+server that does not answer is :class:`PrefectUnavailable` naming what was asked, not a
+caller that waits for minutes. The Prefect CLI runs through
+:func:`~shipyard.adapters.process.run_process`, with a deadline too.
+
 The API asks for an auth string (``PREFECT_API_AUTH_STRING``, see
 :mod:`shipyard.adapters.prefect_server`); a client without it, or with another, is answered
 401, which is :class:`PrefectUnauthorized` here: no request will do until the client's
@@ -14,10 +20,10 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import os
-import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -39,10 +45,13 @@ from prefect.events.actions import ResumeFlowRun
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.exceptions import ObjectNotFound
 
+from shipyard.adapters.process import run_process
 from shipyard.domain.deployments import DeploymentSpec, InvalidProjectFile, parse_prefect_yaml
 from shipyard.domain.sweeps import FlowRunView
 
 __all__ = [
+    "PREFECT_CALL_TIMEOUT_SECONDS",
+    "PREFECT_CLI_TIMEOUT_SECONDS",
     "FlowRunNotPaused",
     "FlowRunOutcome",
     "PrefectError",
@@ -64,6 +73,12 @@ __all__ = [
 ]
 
 _FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+PREFECT_CALL_TIMEOUT_SECONDS = 120.0
+"""How long one exchange with the Prefect server may take in all, the client's retries
+included (each request has ``PREFECT_API_REQUEST_TIMEOUT``, 60 s by default)."""
+PREFECT_CLI_TIMEOUT_SECONDS = 300.0
+"""How long one ``prefect`` command (``deploy --all``, a work pool's creation) may run."""
 
 
 class PrefectError(RuntimeError):
@@ -91,6 +106,24 @@ class FlowRunNotPaused(PrefectError):
     pause expired, or it ended."""
 
 
+@contextlib.asynccontextmanager
+async def _within(subject: str) -> AsyncIterator[None]:
+    """The block gets :data:`PREFECT_CALL_TIMEOUT_SECONDS`; past it, it is cancelled and
+    :class:`PrefectUnavailable` names ``subject`` (a TimeoutError of the block's own passes
+    as it is)."""
+    deadline = asyncio.timeout(PREFECT_CALL_TIMEOUT_SECONDS)
+    try:
+        async with deadline:
+            yield
+    except TimeoutError as err:
+        if not deadline.expired():
+            raise
+        raise PrefectUnavailable(
+            f"the Prefect server did not answer about {subject} within "
+            f"{PREFECT_CALL_TIMEOUT_SECONDS:g} s; `shipyard status` shows whether it runs "
+            "(PREFECT_API_REQUEST_TIMEOUT bounds each of its requests)") from err
+
+
 @dataclass(frozen=True, slots=True)
 class FlowRunOutcome:
     flow_run_id: str
@@ -111,8 +144,9 @@ async def start_deployment(name: str, parameters: dict[str, Any], *,
     :class:`PrefectError` when the deployment does not exist.
     """
     try:
-        flow_run = await arun_deployment(name, parameters=parameters, timeout=0,
-                                         idempotency_key=idempotency_key)
+        async with _within(f"starting deployment {name!r}"):
+            flow_run = await arun_deployment(name, parameters=parameters, timeout=0,
+                                             idempotency_key=idempotency_key)
     except httpx.TransportError as err:
         raise PrefectUnavailable(f"the Prefect server cannot be reached: "
                                  f"{type(err).__name__}: {err}") from err
@@ -131,7 +165,7 @@ async def start_deployment(name: str, parameters: dict[str, Any], *,
 
 async def flow_run_state(flow_run_id: str) -> FlowRunOutcome:
     """The flow run's current state type (SCHEDULED, PENDING, RUNNING, COMPLETED, ...)."""
-    async with get_client() as client:
+    async with _within(f"flow run {flow_run_id}"), get_client() as client:
         flow_run = await client.read_flow_run(UUID(flow_run_id))
     state = flow_run.state
     return FlowRunOutcome(flow_run_id, state.type.value if state else "UNKNOWN",
@@ -144,7 +178,7 @@ async def flow_run_views(flow_run_ids: Sequence[str]) -> dict[str, FlowRunView]:
     cannot be asked, so silence is never read as absence."""
     views: dict[str, FlowRunView] = {}
     try:
-        async with get_client() as client:
+        async with _within("flow runs"), get_client() as client:
             for start in range(0, len(flow_run_ids), 200):
                 batch = [UUID(i) for i in flow_run_ids[start:start + 200]]
                 for flow_run in await client.read_flow_runs(
@@ -166,7 +200,7 @@ async def crash_flow_run(flow_run_id: str, *, message: str) -> None:
     from prefect.states import Crashed
 
     try:
-        async with get_client() as client:
+        async with _within(f"crashing flow run {flow_run_id}"), get_client() as client:
             flow_run = await client.read_flow_run(UUID(flow_run_id))
             if flow_run.state is not None and flow_run.state.type.value in _FINAL:
                 return
@@ -187,7 +221,7 @@ async def cancel_flow_run(flow_run_id: str, *, message: str) -> str:
     from prefect.states import Cancelled, Cancelling
 
     try:
-        async with get_client() as client:
+        async with _within(f"cancelling flow run {flow_run_id}"), get_client() as client:
             flow_run = await client.read_flow_run(UUID(flow_run_id))
             current = flow_run.state.type.value if flow_run.state else "UNKNOWN"
             if current in _FINAL:
@@ -207,7 +241,8 @@ async def wait_for_flow_run(flow_run_id: str, *, timeout_seconds: float,
     deadline = loop.time() + timeout_seconds
     async with get_client() as client:
         while True:
-            flow_run = await client.read_flow_run(UUID(flow_run_id))
+            async with _within(f"flow run {flow_run_id}"):
+                flow_run = await client.read_flow_run(UUID(flow_run_id))
             state = flow_run.state
             if state is not None and state.type.value in _FINAL:
                 return FlowRunOutcome(flow_run_id, state.type.value, state.message or "")
@@ -227,7 +262,7 @@ async def resume_with_input(flow_run_id: str, run_input: Mapping[str, Any]) -> N
     :class:`PrefectError` when Prefect refuses the input (the message says why).
     """
     try:
-        async with get_client() as client:
+        async with _within(f"resuming flow run {flow_run_id}"), get_client() as client:
             result = await client.resume_flow_run(UUID(flow_run_id),
                                                   run_input=dict(run_input))
     except (httpx.TransportError, httpx.HTTPStatusError, ObjectNotFound) as err:
@@ -259,7 +294,7 @@ async def arm_resume_timer(flow_run_id: str, *, name: str, seconds: float) -> No
             within=timedelta(seconds=max(seconds, 10.0))),
         actions=[ResumeFlowRun()])
     try:
-        async with get_client() as client:
+        async with _within(f"automation {name!r}"), get_client() as client:
             await client.create_automation(automation)
     except (httpx.TransportError, httpx.HTTPStatusError) as err:
         raise _refusal(err, f"automation {name!r}") from err
@@ -268,7 +303,7 @@ async def arm_resume_timer(flow_run_id: str, *, name: str, seconds: float) -> No
 async def disarm_resume_timer(name: str) -> None:
     """Delete the automations named ``name`` (none is fine)."""
     try:
-        async with get_client() as client:
+        async with _within(f"automation {name!r}"), get_client() as client:
             for automation in await client.read_automations_by_name(name):
                 await client.delete_automation(automation.id)
     except (httpx.TransportError, httpx.HTTPStatusError) as err:
@@ -279,7 +314,8 @@ async def subflow_run_ids(flow_run_id: str) -> list[str]:
     """The flow runs started as subflows of ``flow_run_id`` (one level down)."""
     found: list[str] = []
     try:
-        async with get_client() as client:
+        async with _within(f"the subflows of flow run {flow_run_id}"), \
+                get_client() as client:
             while True:
                 children = FlowRunFilterParentFlowRunId(any_=[UUID(flow_run_id)])
                 page = await client.read_flow_runs(
@@ -307,15 +343,16 @@ def _refusal(err: Exception, subject: str) -> PrefectError:
     return PrefectError(f"Prefect refused a request about {subject}: {err}")
 
 
-def _prefect(args: list[str], *, cwd: Path, env: dict[str, str]) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "prefect", "--no-prompt", *args], cwd=cwd, env=env,
-        capture_output=True, text=True, check=False, timeout=300,
-    )
-    if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()[-5:]
-        raise PrefectError(f"`prefect {' '.join(args)}` failed: {' | '.join(detail)}")
-    return result.stdout
+def _prefect(args: list[str], *, cwd: Path, env: dict[str, str]) -> None:
+    what = f"`prefect {' '.join(args)}`"
+    done = run_process([sys.executable, "-m", "prefect", "--no-prompt", *args], cwd=cwd,
+                       env=env, timeout_seconds=PREFECT_CLI_TIMEOUT_SECONDS)
+    if done.timed_out:
+        raise PrefectUnavailable(f"{what} ran past {PREFECT_CLI_TIMEOUT_SECONDS:g} s and was "
+                                 f"killed ({done.last_lines(2) or 'no output'}); `shipyard "
+                                 "status` shows whether the Prefect server answers")
+    if done.exit_code != 0:
+        raise PrefectError(f"{what} failed: {done.last_lines(5)}")
 
 
 def ensure_work_pool(name: str, *, project_dir: Path,

@@ -24,7 +24,6 @@ cancelled.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import stat
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shipyard.adapters.blocking import on_abandon, run_blocking
 from shipyard.adapters.docker_engine import DockerEngine
 
 __all__ = ["BASE_ENVIRONMENT", "SANDBOX_USER", "Confinement", "Limits", "Sandbox",
@@ -142,7 +142,8 @@ def describe(confinement: Confinement) -> str:
 
 class Sandbox:
     """One confined container, from creation to removal. :meth:`run` blocks; :meth:`abort`
-    (from any thread) removes the container at once and makes :meth:`run` return."""
+    (from any thread) removes the container at once and makes :meth:`run` return, as
+    abandoning the work that runs it does (:mod:`shipyard.adapters.blocking`)."""
 
     def __init__(self, engine: DockerEngine, confinement: Confinement) -> None:
         self.engine = engine
@@ -168,11 +169,12 @@ class Sandbox:
         try:
             if aborted:
                 raise InterruptedError("the sandbox was aborted before it started")
-            self.engine.start(container)
-            timer.start()
-            for line in self.engine.follow_output(container, idle_seconds=limit + 60):
-                on_line(line)
-            ended = self.engine.wait_exit(container, timeout=_STOP_WAIT_SECONDS)
+            with on_abandon(self.abort):
+                self.engine.start(container)
+                timer.start()
+                for line in self.engine.follow_output(container, idle_seconds=limit + 60):
+                    on_line(line)
+                ended = self.engine.wait_exit(container, timeout=_STOP_WAIT_SECONDS)
         finally:
             timer.cancel()
             self.engine.discard(container)
@@ -200,14 +202,10 @@ class Sandbox:
 async def run_confined(engine: DockerEngine, confinement: Confinement,
                        on_line: Callable[[str], None]) -> SandboxExit:
     """:meth:`Sandbox.run` in a worker thread; if the caller is cancelled (a stage's
-    timeout, a cancelled run) the container is removed before the cancellation goes on.
-    ``on_line`` is called from that thread."""
-    sandbox = Sandbox(engine, confinement)
-    try:
-        return await asyncio.to_thread(sandbox.run, on_line)
-    except asyncio.CancelledError:
-        await asyncio.shield(asyncio.to_thread(sandbox.abort))
-        raise
+    timeout, a cancelled run) the container is removed before the cancellation goes on
+    (:func:`~shipyard.adapters.blocking.run_blocking` abandons the run). ``on_line`` is
+    called from that thread."""
+    return await run_blocking(Sandbox(engine, confinement).run, on_line)
 
 
 def writable_dir(path: Path) -> Path:

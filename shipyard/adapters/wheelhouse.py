@@ -25,7 +25,6 @@ import hashlib
 import importlib.metadata
 import os
 import shutil
-import subprocess
 import sys
 import tomllib
 import uuid
@@ -37,11 +36,12 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from shipyard.adapters.docker_engine import BASE_IMAGE, DockerEngine
+from shipyard.adapters.process import run_process
 from shipyard.adapters.sandbox import Confinement, Limits, Sandbox, stage_source, writable_dir
 
-__all__ = ["BUILD_LIMITS", "TARGET_PLATFORMS", "Wheelhouse", "WheelhouseError",
-           "build_local_wheel", "build_requirements", "download_argv", "expand_local",
-           "gather_wheels", "parse_requirements"]
+__all__ = ["BUILD_LIMITS", "PIP_TIMEOUT_SECONDS", "TARGET_PLATFORMS", "Wheelhouse",
+           "WheelhouseError", "WheelhouseTimedOut", "build_local_wheel", "build_requirements",
+           "download_argv", "expand_local", "gather_wheels", "parse_requirements"]
 
 TARGET_PYTHON = "3.11"
 TARGET_IMPLEMENTATION = "cp"
@@ -56,6 +56,9 @@ TARGET_PLATFORMS: tuple[str, ...] = (
 _ARCHIVE_SUFFIXES = (".whl", ".zip", ".tar", ".tgz", ".gz", ".tbz", ".tbz2", ".bz2", ".txz",
                      ".xz", ".tlz", ".lz", ".lzma")
 BUILD_LIMITS = Limits(cpus=1.0, memory_mib=1024, pids=256, seconds=300)
+PIP_TIMEOUT_SECONDS = 900.0
+"""How long one ``pip download`` may run unless the caller says (the stages pass
+``SHIPYARD_PIP_TIMEOUT_SECONDS``)."""
 # A fixed timestamp inside the wheels built here: the same source gives the same bytes, so
 # the engine's layer cache still matches on a rebuild.
 _SOURCE_DATE_EPOCH = "315532800"
@@ -82,6 +85,10 @@ os.execv("/usr/bin/python3", ["python3", "-m", "pip", "wheel", "--no-build-isola
 class WheelhouseError(RuntimeError):
     """Wheels could not be gathered or built; the message names the file and line, or the
     package, and what to change."""
+
+
+class WheelhouseTimedOut(WheelhouseError):
+    """``pip download`` ran past its deadline and was killed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,9 +209,11 @@ def download_argv(requirements_file: Path, constraints_file: Path, dest: Path,
 
 
 def gather_wheels(requirements: Sequence[Requirement], *, store: Path, constraints: str,
-                  pip_cache: Path, on_line: Callable[[str], None]) -> Wheelhouse:
+                  pip_cache: Path, on_line: Callable[[str], None],
+                  timeout_seconds: float = PIP_TIMEOUT_SECONDS) -> Wheelhouse:
     """The wheels of ``requirements`` (and everything they need) within ``constraints``
-    (``name==version`` lines), from ``store`` when this set was gathered before."""
+    (``name==version`` lines), from ``store`` when this set was gathered before. pip
+    gets ``timeout_seconds``; past it, :class:`WheelhouseTimedOut`."""
     lines = tuple(sorted({str(r) for r in requirements}))
     key = hashlib.sha256("\n".join([
         *lines, "--", constraints, "--", TARGET_PYTHON, TARGET_ABI, *TARGET_PLATFORMS,
@@ -222,7 +231,8 @@ def gather_wheels(requirements: Sequence[Requirement], *, store: Path, constrain
             if lines:  # pip refuses an empty requirements file
                 # In the new, empty folder: no name can resolve to a path beside pip.
                 _pip(download_argv(staging / "requirements.txt", constraints_file, staging,
-                                   pip_cache), on_line, cwd=staging)
+                                   pip_cache), on_line, cwd=staging,
+                     timeout_seconds=timeout_seconds)
         finally:
             constraints_file.unlink()
         try:
@@ -315,17 +325,17 @@ def _is_wheel_of(path: Path, name: str) -> bool:
         return False
 
 
-def _pip(argv: list[str], on_line: Callable[[str], None], cwd: Path) -> None:
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env=dict(os.environ), cwd=cwd)
-    assert process.stdout is not None
-    tail: list[str] = []
-    for raw in process.stdout:
-        line = raw.rstrip("\n")
-        on_line(line)
-        tail = [*tail[-3:], line]
-    if process.wait() != 0:
+def _pip(argv: list[str], on_line: Callable[[str], None], cwd: Path,
+         timeout_seconds: float) -> None:
+    done = run_process(argv, cwd=cwd, env=os.environ, on_line=on_line,
+                       timeout_seconds=timeout_seconds)
+    if done.timed_out:
+        raise WheelhouseTimedOut(
+            f"`pip download` ran past {timeout_seconds:g} s and was killed (its last words: "
+            f"{done.last_lines() or 'none'}); check that the package index answers, or "
+            "raise SHIPYARD_PIP_TIMEOUT_SECONDS for a large set of wheels")
+    if done.exit_code != 0:
         raise WheelhouseError(
-            "`pip download` failed: " + " | ".join(tail) + " (every requirement needs a "
+            "`pip download` failed: " + done.last_lines(4) + " (every requirement needs a "
             f"wheel for CPython {TARGET_PYTHON} on manylinux x86_64: source distributions "
             "are never built)")

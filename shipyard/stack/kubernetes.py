@@ -430,6 +430,6 @@ def _read(path: Path) -> str:
 
 def _kwok_stages() -> str:
     done = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True,
-                          check=True)
+                          check=True, timeout=60)
     root = Path(done.stdout.strip()) / f"sigs.k8s.io/kwok@{KWOK_VERSION}/kustomize/stage"
     return "".join(f"---\n{(root / stage).read_text()}" for stage in KWOK_STAGES)

@@ -12,6 +12,11 @@ the webhook server and several Prefect flow runs all write). Three measures make
 
 On top, :func:`retry_when_locked` repeats a whole unit of work on the rare lock error that
 still gets through (e.g. a checkpoint racing the timeout).
+
+PostgreSQL gets deadlines a connection string can change (:func:`postgres_connect_args`):
+a connection is accepted within ``connect_timeout``, a dead peer is noticed by TCP
+keepalives, and a statement ends within ``statement_timeout`` (migrations excepted). Past
+one, the error is :class:`~shipyard.store.errors.StoreTimedOut`, naming the deadline.
 """
 
 from __future__ import annotations
@@ -25,10 +30,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
-__all__ = ["WRITE", "StoreConfigError", "open_engine", "retry_when_locked"]
+from shipyard.store.errors import StoreTimedOut
+
+__all__ = ["POSTGRES_DEADLINES", "WRITE", "StoreConfigError", "open_engine",
+           "postgres_connect_args", "retry_when_locked"]
 
 T = TypeVar("T")
 
@@ -36,6 +44,19 @@ WRITE = "shipyard_write"
 """Execution option marking a connection that will write (``BEGIN IMMEDIATE`` on SQLite)."""
 
 BUSY_TIMEOUT_MS = 30_000
+
+POSTGRES_DEADLINES: dict[str, str] = {
+    "connect_timeout": "10",  # seconds; libpq tries twice with sslmode=prefer
+    # A server that vanished (a restart, a network cut) is noticed within about a minute
+    # instead of when the kernel gives up on the connection.
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+    "options": "-c statement_timeout=60s",
+}
+"""libpq parameters every PostgreSQL connection of the store gets, unless the URL names the
+parameter itself (``?connect_timeout=30``, ``?options=-c%20statement_timeout%3D5min``)."""
 
 _URL_HELP = (
     "set SHIPYARD_DATABASE_URL to a SQLAlchemy URL such as "
@@ -76,7 +97,9 @@ def open_engine(url: str) -> Engine:
                     f"SQLite store only uses Python's sqlite3 ('sqlite:///<path>'): {_URL_HELP}"
                 )
             return _sqlite_engine(parsed.database)
-        engine = create_engine(parsed, pool_pre_ping=True, future=True)
+        engine = create_engine(parsed, pool_pre_ping=True, future=True,
+                               connect_args=postgres_connect_args(parsed)
+                               if parsed.get_backend_name() == "postgresql" else {})
     except (NoSuchModuleError, ImportError) as err:
         # NoSuchModuleError: SQLAlchemy knows no such dialect or driver; ImportError: it
         # does, but the driver's package (e.g. pg8000, MySQLdb) is not installed.
@@ -90,7 +113,38 @@ def open_engine(url: str) -> Engine:
             f"database URL {shown!r} names the asynchronous driver {parsed.drivername!r}; "
             f"the store needs a synchronous one: {_URL_HELP}"
         )
+    if parsed.get_backend_name() == "postgresql":
+        _name_the_deadlines(engine, parsed)
     return engine
+
+
+def postgres_connect_args(url: URL) -> dict[str, str]:
+    """The :data:`POSTGRES_DEADLINES` the URL does not set itself."""
+    return {key: value for key, value in POSTGRES_DEADLINES.items() if key not in url.query}
+
+
+def _name_the_deadlines(engine: Engine, url: URL) -> None:
+    """Make a connection or a statement that ran past its deadline a
+    :class:`StoreTimedOut` that names the deadline and how to change it."""
+    shown = url.render_as_string(hide_password=True)
+    settings = {**POSTGRES_DEADLINES, **{k: str(v) for k, v in url.query.items()}}
+
+    @event.listens_for(engine, "handle_error")
+    def _timed_out(context: ExceptionContext) -> None:
+        error = context.original_exception
+        text = str(error)
+        if getattr(error, "sqlstate", None) == "57014" and "statement timeout" in text:
+            raise StoreTimedOut(
+                f"a query on the store {shown} ran past its statement_timeout "
+                f"({settings['options']}) and was cancelled; if the database is merely "
+                "slow, give SHIPYARD_DATABASE_URL a longer one (?options=-c%20"
+                "statement_timeout%3D5min)") from error
+        if "timeout expired" in text:
+            raise StoreTimedOut(
+                f"the store {shown} did not accept a connection within its connect_timeout "
+                f"of {settings['connect_timeout']} s: is PostgreSQL running (`shipyard "
+                "status`)? Over a slow network, set ?connect_timeout=N in "
+                "SHIPYARD_DATABASE_URL") from error
 
 
 def _sqlite_engine(database: str | None) -> Engine:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["AmbiguousRunId", "RunNotFound", "StageNotFound", "StoreError"]
+__all__ = ["AmbiguousRunId", "RunNotFound", "StageNotFound", "StoreError", "StoreTimedOut"]
 
 
 class StoreError(Exception):
     """Base of the store's own errors."""
+
+
+class StoreTimedOut(StoreError, TimeoutError):
+    """The database did not accept a connection, or did not finish a query, within its
+    deadline; the message says which deadline and how to change it."""
 
 
 class RunNotFound(StoreError, LookupError):

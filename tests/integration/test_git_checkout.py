@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from git import Actor, Repo
 
-from shipyard.adapters.git import GitCheckout, GitError, head_commit, validate_ref
+from shipyard.adapters.blocking import run_blocking
+from shipyard.adapters.git import GitCheckout, GitError, GitTimedOut, head_commit, validate_ref
 
 pytestmark = pytest.mark.integration
 
@@ -113,3 +118,36 @@ def test_a_revert_branch_puts_one_directory_back_and_leaves_the_rest(upstream: R
     assert pushed.author.name == "Shipyard" and str(pushed.message).startswith("Revert x")
     assert upstream.head.commit.hexsha == bad  # nobody's branch was moved
     assert not any((tmp_path / "work").iterdir())  # the worktree is gone
+
+
+@pytest.fixture
+def silent_remote() -> Iterator[str]:
+    """A git:// remote that takes the connection and never answers (on this host)."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        yield f"git://127.0.0.1:{silent.getsockname()[1]}/shop.git"
+
+
+def test_a_clone_that_hangs_is_killed_at_its_deadline_naming_the_setting(
+        silent_remote: str, tmp_path: Path):
+    git = GitCheckout(tmp_path / "cache", tmp_path / "ws", timeout_seconds=1)
+    started = time.monotonic()
+    with pytest.raises(GitTimedOut, match=r"could not clone git://127.0.0.1:\d+/shop.git "
+                                          r"within 1 s.*SHIPYARD_GIT_TIMEOUT_SECONDS"):
+        git.checkout(silent_remote, "main", "run-1")
+    assert time.monotonic() - started < 10
+    assert list((tmp_path / "cache").iterdir()) == []  # no half clone is taken for a mirror
+
+
+def test_a_cancelled_checkout_stops_git_and_keeps_no_half_clone(silent_remote: str,
+                                                                  tmp_path: Path):
+    git = GitCheckout(tmp_path / "cache", tmp_path / "ws", timeout_seconds=60)
+
+    async def stage() -> None:
+        async with asyncio.timeout(0.5):
+            await run_blocking(git.checkout, silent_remote, "main", "run-1")
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        asyncio.run(stage())
+    assert time.monotonic() - started < 10
+    assert list((tmp_path / "cache").iterdir()) == []

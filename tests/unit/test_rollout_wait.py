@@ -3,12 +3,15 @@ when the loop sleeps; and the deploy verbs over a fake connection."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pytest
 
+from shipyard.adapters.blocking import run_blocking
 from shipyard.adapters.kube import Kube, RolloutTimedOut, poll_rollout
 from shipyard.adapters.kube_client import KubeClient, KubeError
 from shipyard.adapters.pod_killer import PodKiller
@@ -154,6 +157,24 @@ def test_wait_for_rollout_raises_on_timeout(clock: FakeTime):
     with pytest.raises(RolloutTimedOut):
         kube.wait_for_rollout("ns", "web", timeout_seconds=5, now=clock.monotonic,
                               sleep=clock.sleep)
+
+
+def test_a_stage_that_times_out_stops_its_rollout_wait():
+    client = connection({("GET", DEPLOYMENT): (200, deployment(1)),
+                         ("GET", "/api/v1/namespaces/ns/pods"): (200, {"items": []})})
+    kube = Kube(client)
+
+    async def stage() -> None:
+        async with asyncio.timeout(0.3):
+            await run_blocking(kube.follow_rollout, "ns", "web", timeout_seconds=60,
+                               poll_seconds=0.05)
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(stage())
+    reads = len(client.calls)
+    assert reads > 0
+    time.sleep(0.3)  # six polls' worth
+    assert len(client.calls) == reads, "the wait went on polling after the stage ended"
 
 
 def test_a_refused_pod_listing_is_a_kube_error_with_its_status():

@@ -5,6 +5,8 @@ run for real in tests/integration/test_app_images.py.)"""
 
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -13,9 +15,11 @@ from packaging.requirements import Requirement
 from shipyard.adapters.wheelhouse import (
     TARGET_PLATFORMS,
     WheelhouseError,
+    WheelhouseTimedOut,
     build_requirements,
     download_argv,
     expand_local,
+    gather_wheels,
     parse_requirements,
 )
 
@@ -96,3 +100,18 @@ def test_pip_only_downloads_binary_wheels_for_cpython_311_manylinux(tmp_path: Pa
     platforms = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--platform"]
     assert platforms == list(TARGET_PLATFORMS)
     assert "manylinux_2_36_x86_64" in platforms and "manylinux_2_39_x86_64" not in platforms
+
+
+def test_a_pip_download_that_hangs_is_killed_at_its_deadline_naming_the_setting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An index that takes the connection and never answers (nothing leaves this host).
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{silent.getsockname()[1]}/")
+        started = time.monotonic()
+        with pytest.raises(WheelhouseTimedOut, match=r"ran past 1 s and was killed.*"
+                                                      r"SHIPYARD_PIP_TIMEOUT_SECONDS"):
+            gather_wheels([Requirement("httpx")], store=tmp_path / "store", constraints="",
+                          pip_cache=tmp_path / "cache", on_line=lambda _: None,
+                          timeout_seconds=1)
+    assert time.monotonic() - started < 10
+    assert not list((tmp_path / "store").iterdir())  # no half-gathered set is kept

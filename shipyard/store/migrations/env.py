@@ -30,5 +30,8 @@ context.configure(
 )
 with context.begin_transaction():
     if connection.dialect.name == "postgresql":
+        # A migration may take its time, and so may waiting for another process's: the
+        # store's statement_timeout bounds queries, not schema changes.
+        connection.execute(text("SET LOCAL statement_timeout = 0"))
         connection.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})"))
     context.run_migrations()
