@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from pipelines.drift import DriftReconciler, DriftReport
 from shipyard.adapters.prefect import PrefectError, crash_flow_run, flow_run_views
 from shipyard.domain.clock import Clock, system_clock
 from shipyard.domain.sweeps import FlowRunView, RunView, abandonment
@@ -55,6 +56,7 @@ class SweepReport:
     abandoned: list[Abandoned] = field(default_factory=list)
     settled: list[str] = field(default_factory=list)  # ids, unless a dry run
     unavailable: str | None = None  # why Prefect could not be asked: nothing was judged
+    drift: DriftReport | None = None  # the ledger's repairs after the sweep, if asked
 
 
 class Sweeper:
@@ -63,7 +65,8 @@ class Sweeper:
     def __init__(self, store: Store, *, interval_seconds: float,
                  heartbeat_limit_seconds: float, grace_seconds: float = 30.0,
                  batch: int = 1000, views: FlowRunViews = flow_run_views,
-                 crash: CrashFlowRun = crash_flow_run, clock: Clock = system_clock) -> None:
+                 crash: CrashFlowRun = crash_flow_run, clock: Clock = system_clock,
+                 drift: DriftReconciler | None = None) -> None:
         self.store = store
         self.interval = interval_seconds
         self.heartbeat_limit = timedelta(seconds=heartbeat_limit_seconds)
@@ -72,6 +75,7 @@ class Sweeper:
         self._views = views
         self._crash = crash
         self._clock = clock
+        self._drift = drift
 
     async def run(self) -> None:
         """Sweep every interval until cancelled."""
@@ -80,6 +84,10 @@ class Sweeper:
                 report = await self.sweep_once()
                 if report.unavailable:
                     log.warning("sweep skipped: %s", report.unavailable)
+                if report.drift is not None:
+                    for found in report.drift.found:
+                        log.warning("ledger drift in %s/%s: %s (%s)", found.app,
+                                    found.environment, found.message, found.action)
             except Exception:  # the store is unreachable, say: try again next interval
                 log.exception("sweeping unfinished runs failed; retrying in %.0fs",
                               self.interval)
@@ -108,6 +116,9 @@ class Sweeper:
             for found in report.abandoned:
                 if await self._settle(found):
                     report.settled.append(found.run_id)
+        if self._drift is not None:
+            # After the runs are settled: their locks no longer hold the ledger's repair.
+            report.drift = await self._drift.reconcile_once(dry_run=dry_run)
         return report
 
     async def _settle(self, found: Abandoned) -> bool:

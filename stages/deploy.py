@@ -125,6 +125,12 @@ async def deploy_red_black(ctx: StageContext, bake: BakeResult, environment: str
         await run_blocking(kube.scale, baked.namespace, f"{bake.app}-{baked.slot}", 0)
         await ctx.log(f"{bake.app}-{baked.slot} scaled down: it never received traffic")
         raise
+    # Written before traffic moves: if this process dies between the switch and the
+    # record below, the drift reconciler records the release from it.
+    intent = await asyncio.to_thread(
+        ledger.record_intent, app=bake.app, environment=environment, kind=kind,
+        version=bake.version, slot=baked.slot, digest=bake.image.digest,
+        manifests=baked.manifests, actor=actor or "shipyard", why=why, run_id=ctx.run_id)
     switch = None
     if services:
         switch = await switch_traffic(kube, services, version=bake.version, log=ctx.log,
@@ -137,7 +143,7 @@ async def deploy_red_black(ctx: StageContext, bake: BakeResult, environment: str
     release = await asyncio.to_thread(
         ledger.record_release, app=bake.app, version=bake.version, environment=environment,
         kind=kind, digest=bake.image.digest, manifests=baked.manifests, slot=baked.slot,
-        actor=actor or "shipyard", why=why, run_id=ctx.run_id)
+        actor=actor or "shipyard", why=why, run_id=ctx.run_id, intent_id=intent.id)
     return DeployResult(
         app=bake.app, environment=environment, namespace=baked.namespace,
         version=bake.version, slot=baked.slot, previous_slot=serving,

@@ -166,15 +166,25 @@ async def restore_and_record(ctx: StageContext, kube: Kube, app: str, environmen
     Returns how it was restored (``warm``, ``reapplied``, ``removed``) and the release
     written. Raises :class:`StageFailure` (``SwitchNotVerified``) when traffic never
     reached the target; then nothing is recorded."""
+    ledger = Ledger(ctx.store)
+    intent = None
+    if target is not None and record and target.slot:
+        # Before traffic moves back: a lost record is recorded from it (shipyard.domain.drift).
+        intent = await asyncio.to_thread(
+            ledger.record_intent, app=app, environment=environment, kind="rollback",
+            version=target.version, slot=target.slot, digest=target.digest,
+            manifests=target.manifests, actor=actor or "shipyard", why=why[:2000],
+            run_id=ctx.run_id, source_release_id=target.id)
     mode = await restore_release(kube, app, ctx.settings.namespace_for(environment), target,
                                  ctx.log, timeout_seconds=ctx.settings.rollout_timeout_seconds)
     if target is None or not record:
         return mode, None
     row = await asyncio.to_thread(
-        Ledger(ctx.store).record_release, app=app, version=target.version,
+        ledger.record_release, app=app, version=target.version,
         environment=environment, kind="rollback", digest=target.digest,
         manifests=target.manifests, slot=target.slot, actor=actor or "shipyard",
-        why=why[:2000], run_id=ctx.run_id, source_release_id=target.id)
+        why=why[:2000], run_id=ctx.run_id, source_release_id=target.id,
+        intent_id=intent.id if intent else None)
     return mode, row
 
 

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 
 from shipyard.adapters.kube import Kube
 from shipyard.adapters.kube_client import KubeError
-from shipyard.adapters.kube_identity import open_identity, viewer_kubeconfig
-from shipyard.domain.environment_access import EnvironmentAccess
 from shipyard.domain.environments import (
     Health,
     Workload,
@@ -27,6 +25,7 @@ from shipyard.domain.states import State
 from shipyard.settings import Settings
 from shipyard.store import Ledger, ReleaseRecord, RunRecord, Store
 from shipyard.store.browse import RunBrowser, RunFilters
+from stages.cluster import open_viewer
 
 __all__ = ["Board", "Cell", "read_board"]
 
@@ -60,7 +59,7 @@ def read_board(store: Store, settings: Settings) -> Board:
     apps = sorted({app for app, _ in recorded} | set(browser.distinct_values()["app"]))
     made = list(settings.environments)  # what `shipyard up` made, in delivery order
     environments = [*made, *sorted({env for _, env in recorded} - set(made))]
-    kube, cluster_error = _open_cluster(settings)
+    kube, cluster_error = open_viewer(settings)
     cells: dict[tuple[str, str], Cell] = {}
     for app in apps:
         for environment in environments:
@@ -80,22 +79,6 @@ def read_board(store: Store, settings: Settings) -> Board:
                 cells[app, environment] = Cell(app, environment, release, "unknown",
                                                str(err))
     return Board(apps, environments, cells, _under_way(browser, apps), cluster_error)
-
-
-def _open_cluster(settings: Settings) -> tuple[Kube | None, str]:
-    """The cluster as the installation's read-only identity (never the admin's)."""
-    access = EnvironmentAccess(settings.namespace_prefix, tuple(settings.environments))
-    path = viewer_kubeconfig(settings.home, access.system_namespace)
-    if not path.exists():
-        return None, (f"no kubeconfig at {path}: the read-only identity is not set up; "
-                      "`shipyard up` makes it")
-    try:
-        kube = open_identity(path, what="the read-only identity")
-        if not kube.client.ready():
-            return None, f"the API server of {path} does not answer /readyz"
-    except KubeError as err:
-        return None, str(err)
-    return kube, ""
 
 
 def _live_cell(kube: Kube, settings: Settings, app: str, environment: str,

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from pipelines.drift import DriftReconciler, DriftReport
 from pipelines.sweeper import Sweeper
 from shipyard.cli import app
 from shipyard.cli.context import settings, store, use_prefect
@@ -26,16 +27,20 @@ def reconcile(
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Say which runs lost their process; change nothing.")] = False,
 ) -> None:
-    """Settle every unfinished run whose process is gone: failed with reason Abandoned
-    and the evidence, its deploy locks given back, its Prefect flow run marked crashed."""
+    """Settle every unfinished run whose process is gone (failed with reason Abandoned and
+    the evidence, its deploy locks given back, its Prefect flow run marked crashed), then
+    repair the ledger to what the cluster serves."""
     use_prefect()
     config = settings()
     sweeper = Sweeper(store(), interval_seconds=config.sweep_interval_seconds,
-                      heartbeat_limit_seconds=config.abandon_after_seconds)
+                      heartbeat_limit_seconds=config.abandon_after_seconds,
+                      drift=DriftReconciler(store(), config))
     report = asyncio.run(sweeper.sweep_once(dry_run=dry_run))
     if report.unavailable:
         raise CommandFailed(f"{report.unavailable}; nothing was settled (`shipyard up` "
                             "starts Prefect)")
+    if report.drift is not None:
+        _print_drift(report.drift, dry_run)
     if not report.abandoned:
         console.print(f"{report.checked} unfinished run(s) checked: every one still has "
                       "its process")
@@ -51,3 +56,23 @@ def reconcile(
     console.print(f"{report.checked} unfinished run(s) checked; "
                   + (f"{len(report.abandoned)} would be settled (dry run: nothing changed)"
                      if dry_run else f"{len(report.settled)} settled"))
+
+
+def _print_drift(drift: DriftReport, dry_run: bool) -> None:
+    """What the ledger's reconciliation found (see :mod:`pipelines.drift`)."""
+    if drift.unavailable:
+        console.print(f"[yellow]ledger not reconciled: {drift.unavailable}[/]")
+        return
+    for where, why in drift.skipped.items():
+        console.print(f"ledger: {where} skipped: {why}")
+    if not drift.found:
+        console.print(f"ledger: {drift.checked} app(s) checked: the ledger names what the "
+                      "cluster serves")
+        return
+    table = Table("app", "environment", "action", "release", "drift",
+                  title="ledger drift (dry run: nothing recorded)" if dry_run
+                  else "ledger drift")
+    for found in drift.found:
+        table.add_row(found.app, found.environment, found.action,
+                      f"#{found.release_id}" if found.release_id else "-", found.message)
+    console.print(table)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,12 +21,14 @@ from shipyard.store.models import (
     Base,
     PipelineRun,
     Release,
+    SwitchIntent,
     WebhookDelivery,
 )
 from shipyard.store.records import (
     ArtifactRecord,
     AuditRecord,
     DeliveryRecord,
+    IntentRecord,
     ReleaseRecord,
 )
 from shipyard.store.store import Store
@@ -94,8 +96,10 @@ class Ledger:
     def record_release(self, *, app: str, version: str, environment: str, kind: str,
                        digest: str, actor: str, why: str, manifests: str = "",
                        run_id: str | None = None, slot: str = "",
-                       source_release_id: int | None = None) -> ReleaseRecord:
-        """Record that ``version`` of ``app`` is now what ``environment`` should run."""
+                       source_release_id: int | None = None,
+                       intent_id: int | None = None) -> ReleaseRecord:
+        """Record that ``version`` of ``app`` is now what ``environment`` should run; with
+        ``intent_id``, settle that intent ``recorded`` in the same transaction."""
         if kind not in _RELEASE_KINDS:
             raise ValueError(f"release kind {kind!r} must be one of {', '.join(_RELEASE_KINDS)}")
         if not actor:
@@ -109,6 +113,80 @@ class Ledger:
                           created_at=at)
             session.add(row)
             session.flush()
+            if intent_id is not None:
+                session.execute(update(SwitchIntent)
+                                .where(SwitchIntent.id == intent_id,
+                                       SwitchIntent.settled_at.is_(None))
+                                .values(settled_at=at, outcome="recorded", release_id=row.id))
+            return _release(row)
+
+        return self.store.writing(work)
+
+    # -- switch intents -----------------------------------------------------------------
+
+    def record_intent(self, *, app: str, environment: str, kind: str, version: str,
+                      slot: str, digest: str, actor: str, why: str, manifests: str = "",
+                      run_id: str | None = None,
+                      source_release_id: int | None = None) -> IntentRecord:
+        """Write, before traffic moves, the release a run is about to make ``environment``
+        serve; :meth:`record_release` with its id settles it."""
+        if kind not in _RELEASE_KINDS:
+            raise ValueError(f"intent kind {kind!r} must be one of {', '.join(_RELEASE_KINDS)}")
+        at = self.store.clock()
+
+        def work(session: Session) -> IntentRecord:
+            row = SwitchIntent(run_id=run_id, app=app, environment=environment, kind=kind,
+                               version=version, slot=slot, digest=digest, manifests=manifests,
+                               source_release_id=source_release_id, actor=actor or "shipyard",
+                               why=why, created_at=at, settled_at=None, outcome="")
+            session.add(row)
+            session.flush()
+            return _intent(row)
+
+        return self.store.writing(work)
+
+    def pending_intents(self, app: str | None = None,
+                        environment: str | None = None) -> list[IntentRecord]:
+        """Intents not yet settled, oldest first, optionally of one app and environment."""
+        query = (select(SwitchIntent).where(SwitchIntent.settled_at.is_(None))
+                 .order_by(SwitchIntent.id))
+        if app is not None:
+            query = query.where(SwitchIntent.app == app)
+        if environment is not None:
+            query = query.where(SwitchIntent.environment == environment)
+        with self.store.reading() as session:
+            return [_intent(row) for row in session.scalars(query)]
+
+    def settle_intents(self, intent_ids: Iterable[int], outcome: str) -> None:
+        """Settle pending intents with ``outcome`` (``not-applied``: the cluster never
+        served them)."""
+        at = self.store.clock()
+        ids = list(intent_ids)
+        if ids:
+            self.store.writing(lambda session: session.execute(
+                update(SwitchIntent).where(SwitchIntent.id.in_(ids),
+                                           SwitchIntent.settled_at.is_(None))
+                .values(settled_at=at, outcome=outcome)))
+
+    def release_from_intent(self, intent_id: int, *, why: str) -> ReleaseRecord | None:
+        """Record the release a pending intent describes (the switch happened, its record
+        was lost) and settle the intent ``repaired``, in one transaction; None when it was
+        settled meanwhile."""
+        at = self.store.clock()
+
+        def work(session: Session) -> ReleaseRecord | None:
+            intent = session.get(SwitchIntent, intent_id, with_for_update=True)
+            if intent is None or intent.settled_at is not None:
+                return None
+            row = Release(app=intent.app, version=intent.version,
+                          environment=intent.environment, kind=intent.kind,
+                          digest=intent.digest, manifests=intent.manifests,
+                          run_id=intent.run_id, slot=intent.slot,
+                          source_release_id=intent.source_release_id, actor=intent.actor,
+                          why=why, created_at=at)
+            session.add(row)
+            session.flush()
+            intent.settled_at, intent.outcome, intent.release_id = at, "repaired", row.id
             return _release(row)
 
         return self.store.writing(work)
@@ -277,6 +355,13 @@ def _recent_run(session: Session, *, pipeline: str, trigger: str, repo_url: str 
 def _artifact(row: Artifact) -> ArtifactRecord:
     return ArtifactRecord(row.id, row.run_id, row.stage_ref, row.app, row.kind, row.name,
                           row.tag, row.digest, row.commit_sha, row.created_at)
+
+
+def _intent(row: SwitchIntent) -> IntentRecord:
+    return IntentRecord(row.id, row.run_id, row.app, row.environment, row.kind, row.version,
+                        row.slot, row.digest, row.manifests, row.source_release_id,
+                        row.actor, row.why, row.created_at, row.settled_at, row.outcome,
+                        row.release_id)
 
 
 def _release(row: Release) -> ReleaseRecord:

@@ -39,6 +39,7 @@ __all__ = [
     "StageLog",
     "StageRun",
     "StateTransition",
+    "SwitchIntent",
     "UiSession",
     "User",
     "WebhookDelivery",
@@ -231,6 +232,36 @@ class Release(Base):
     actor: Mapped[str] = mapped_column(String(120))
     why: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime]
+
+
+class SwitchIntent(Base):
+    """What a run is about to make an environment serve, written before it moves traffic
+    (a red/black switch, a rollback's switch back) and settled when the release is
+    recorded. One left pending by a dead run tells the drift reconciler which release the
+    cluster may serve unrecorded (see :mod:`shipyard.domain.drift`)."""
+
+    __tablename__ = "switch_intents"
+    __table_args__ = (Index("ix_switch_intents_pending", "settled_at", "app", "environment"),
+                      Index("ix_switch_intents_run_id", "run_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("pipeline_runs.id"))
+    app: Mapped[str] = mapped_column(String(63))
+    environment: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(20))  # the release it records: deploy, ...
+    version: Mapped[str] = mapped_column(String(128))
+    slot: Mapped[str] = mapped_column(String(16))
+    digest: Mapped[str] = mapped_column(String(80))
+    manifests: Mapped[str] = mapped_column(Text, default="")
+    source_release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
+    actor: Mapped[str] = mapped_column(String(120))
+    why: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    settled_at: Mapped[datetime | None]
+    # recorded (its run recorded the release), repaired (the reconciler did), or
+    # not-applied (the cluster never served it)
+    outcome: Mapped[str] = mapped_column(String(20), default="")
+    release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
 
 
 class DeployLock(Base):

@@ -145,6 +145,28 @@ class ReleaseRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class IntentRecord:
+    """A switch intent (see :class:`~shipyard.store.models.SwitchIntent`)."""
+
+    id: int
+    run_id: str | None
+    app: str
+    environment: str
+    kind: str
+    version: str
+    slot: str
+    digest: str
+    manifests: str
+    source_release_id: int | None
+    actor: str
+    why: str
+    created_at: datetime
+    settled_at: datetime | None
+    outcome: str
+    release_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryRecord:
     delivery_id: str
     event: str

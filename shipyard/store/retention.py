@@ -38,6 +38,7 @@ from shipyard.store.models import (
     StageLog,
     StageRun,
     StateTransition,
+    SwitchIntent,
     WebhookDelivery,
 )
 from shipyard.store.store import Store
@@ -51,6 +52,9 @@ _RELEASED = select(Release.run_id).where(Release.run_id.is_not(None))
 _BUILT_A_RELEASED_IMAGE = select(Artifact.run_id).where(
     Artifact.digest.in_(select(Release.digest)))
 _LOCKING = select(DeployLock.run_id)
+# A pending intent is the drift reconciler's evidence: its run stays until it is settled.
+_INTENDING = select(SwitchIntent.run_id).where(SwitchIntent.settled_at.is_(None),
+                                               SwitchIntent.run_id.is_not(None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +178,8 @@ def _candidates(before: datetime, cursor: tuple[datetime, str] | None, limit: in
              .where(PipelineRun.created_at < before, PipelineRun.finished_at < before,
                     PipelineRun.id.not_in(_RELEASED),
                     PipelineRun.id.not_in(_BUILT_A_RELEASED_IMAGE),
-                    PipelineRun.id.not_in(_LOCKING))
+                    PipelineRun.id.not_in(_LOCKING),
+                    PipelineRun.id.not_in(_INTENDING))
              .order_by(PipelineRun.created_at.desc(), PipelineRun.id.desc()).limit(limit))
     if cursor is not None:
         at, run_id = cursor
@@ -193,6 +198,7 @@ def _remove(session: Session, run_ids: list[str], dry_run: bool) -> dict[str, in
         ("transitions", StateTransition, StateTransition.run_id.in_(run_ids)),
         ("approvals", Approval, Approval.run_id.in_(run_ids)),
         ("artifacts", Artifact, Artifact.run_id.in_(run_ids)),
+        ("intents", SwitchIntent, SwitchIntent.run_id.in_(run_ids)),
         ("runs", PipelineRun, PipelineRun.id.in_(run_ids)),
     ]
     if dry_run:
