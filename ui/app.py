@@ -41,6 +41,7 @@ from shipyard import __version__
 from shipyard.adapters.prefect import start_deployment
 from shipyard.domain.access import Role
 from shipyard.domain.hosts import allowed_hosts
+from shipyard.domain.stream_slots import StreamSlots
 from shipyard.domain.throttle import SignInThrottle
 from shipyard.settings import Settings
 from shipyard.store import Accounts, Ledger, Store
@@ -86,8 +87,10 @@ def create_app(settings: Settings, *, store: Store | None = None,
         app.state.accounts = Accounts(opened)
         app.state.sessions = Sessions(opened)
         await asyncio.to_thread(app.state.sessions.prune)
-        app.state.feed = ChangeFeed(RunBrowser(opened), check_credentials=partial(
-            live_credentials, app.state.accounts, app.state.sessions))
+        app.state.feed = ChangeFeed(
+            RunBrowser(opened), slots=StreamSlots(settings.ui_streams_per_identity),
+            check_credentials=partial(live_credentials, app.state.accounts,
+                                      app.state.sessions))
         sweeper = Sweeper(opened, interval_seconds=settings.sweep_interval_seconds,
                           heartbeat_limit_seconds=settings.abandon_after_seconds)
         tasks = [asyncio.create_task(reconciler.run(), name="hand-over reconciler"),

@@ -26,7 +26,14 @@ function listen(url, since, handlers) {
   const source = new EventSource(since ? `${url}${url.includes("?") ? "&" : "?"}since=${since}` : url);
   const seen = { change: 0, log: 0 };
   source.onopen = () => { if (status) { status.textContent = "Live"; status.classList.remove("off"); } };
-  source.onerror = () => { if (status) { status.textContent = "Reconnecting…"; status.classList.add("off"); } };
+  source.onerror = () => {
+    if (!status) return;
+    status.classList.add("off");
+    // A refusal (429: this user has too many streams open) closes the source for good;
+    // anything else is retried by the browser.
+    status.textContent = source.readyState === EventSource.CLOSED
+      ? "Live updates stopped: close other Shipyard tabs, then reload" : "Reconnecting…";
+  };
   for (const [event, handle] of Object.entries(handlers)) {
     source.addEventListener(event, (message) => {
       const data = JSON.parse(message.data);
