@@ -289,7 +289,8 @@ def get_environments(request: Request, _: Viewer) -> Any:
     """App by environment: the release recorded there, its health in the cluster
     (kubectl's rollout rules), the traffic split between versions, and the delivery
     under way."""
-    board = read_board(_store(request), request.app.state.settings)
+    board = read_board(_store(request), request.app.state.settings,
+                       request.app.state.cluster_cache)
     cells = []
     for (app, environment), cell in board.cells.items():
         release = cell.release

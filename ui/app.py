@@ -57,6 +57,7 @@ from ui.auth import (
     page_principal,
     secret_key,
 )
+from ui.environments import cluster_cache
 from ui.headers import SECURITY_HEADERS, SecurityHeadersMiddleware
 from ui.live import ChangeFeed
 
@@ -116,6 +117,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
     app.state.prefect_ui = prefect_ui
     app.state.ui_key = ui_key
     app.state.sign_in_throttle = SignInThrottle()
+    app.state.cluster_cache = cluster_cache(settings)  # the environments board's
     # Added innermost first: the headers wrap everything, even the Host check's 400.
     app.add_middleware(TrustedHostMiddleware, www_redirect=False,
                        allowed_hosts=allowed_hosts(settings.ui_allowed_hosts, bound_host))
