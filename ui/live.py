@@ -187,7 +187,14 @@ class ChangeFeed:
         """Free the slots of streams whose client left without the stream noticing: its
         body waits for the next event or heartbeat, or never started."""
         for subscription in list(self._subscribers):
-            if subscription.client_left is not None and await subscription.client_left():
+            if subscription.client_left is None:
+                continue
+            try:
+                left = await subscription.client_left()
+            except Exception:  # a request that cannot say is one nobody reads any more
+                log.debug("asking whether a stream's client left failed", exc_info=True)
+                left = True
+            if left:
                 subscription.end("the client left")
                 self.unsubscribe(subscription)
 

@@ -35,6 +35,10 @@ async def gone() -> bool:
     return True
 
 
+async def broken() -> bool:
+    raise RuntimeError("the request's receive channel is closed")
+
+
 def test_an_identity_past_its_streams_is_refused_and_a_closed_one_makes_room(
         browser: RunBrowser) -> None:
     async def scenario() -> None:
@@ -85,5 +89,22 @@ def test_a_departure_the_stream_missed_is_found_by_the_feeds_check(
             running.cancel()
         assert feed.slots.held("user:dave") == 1 and not staying.ended
         feed.subscribe(identity="user:vera")
+
+    asyncio.run(scenario())
+
+
+def test_a_stream_whose_request_cannot_say_is_dropped_and_the_others_are_still_checked(
+        browser: RunBrowser) -> None:
+    async def scenario() -> None:
+        feed = feed_of(browser, per_identity=1)
+        feed.subscribe(identity="user:vera", client_left=broken)
+        feed.subscribe(identity="user:dave", client_left=gone)
+        running = asyncio.create_task(feed.run())
+        try:
+            async with asyncio.timeout(5):
+                while len(feed.slots):
+                    await asyncio.sleep(0.01)
+        finally:
+            running.cancel()
 
     asyncio.run(scenario())
