@@ -354,7 +354,8 @@ def environments_page(request: Request, principal: ViewerPage, fragment: bool = 
     board = read_board(request.app.state.store, request.app.state.settings,
                        request.app.state.cluster_cache)
     return render(request, "_board.html" if fragment else "environments.html",
-                  {"section": "environments", "board": board})
+                  {"section": "environments", "board": board, "cluster_cache_seconds":
+                   request.app.state.settings.ui_cluster_cache_seconds})
 
 
 @router.get("/dora")

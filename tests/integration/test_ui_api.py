@@ -701,6 +701,8 @@ def test_the_board_shows_releases_with_health_unknown_while_the_cluster_is_away(
     assert "<code>v1</code> <small>v001</small>" in cell
     assert '<span aria-hidden="true">?</span> unknown' in cell
     assert "Health is unknown until it answers" in page
+    # The live board fetches itself once more when the server's cluster reads expire.
+    assert '<div data-live-board data-cluster-cache="5.0">' in page
 
 
 # -- the chaos report -------------------------------------------------------------------------
