@@ -166,6 +166,15 @@ class Settings(BaseSettings):
         "address it is bound to (a guard against DNS rebinding); '*.example.com' allows "
         "subdomains; JSON list or comma-separated")
 
+    ui_streams_per_identity: int = Field(
+        default=8, description="live-update streams (server-sent events) one identity may "
+        "hold open at once: a signed-in user, an API token, an anonymous viewer's address; "
+        "one more is refused (429) until one closes")
+    ui_cluster_cache_seconds: float = Field(
+        default=5.0, description="how long the environments board reuses what it read "
+        "from the cluster (shared by every request of the process); 0: read it anew for "
+        "each request")
+
     @field_validator("ui_allowed_hosts", mode="before")
     @classmethod
     def _host_list(cls, value: Any, info: ValidationInfo) -> list[str]:
@@ -311,7 +320,8 @@ class Settings(BaseSettings):
 
     @field_validator("webhook_replay_window_seconds", "webhook_rate_per_second",
                      "webhook_rate_burst", "stage_log_max_lines", "retain_runs_days",
-                     "retain_deliveries_days", mode="before")
+                     "retain_deliveries_days", "ui_streams_per_identity",
+                     "ui_cluster_cache_seconds", mode="before")
     @classmethod
     def _bounded_number(cls, value: Any, info: ValidationInfo) -> Any:
         low, high, example = _NUMBERS[info.field_name or ""]
@@ -448,9 +458,11 @@ _NUMBERS: dict[str, tuple[float, float, str]] = {
     "stage_log_max_lines": (100, 10_000_000, "20000"),
     "retain_runs_days": (1, 36_500, "90"),
     "retain_deliveries_days": (1, 36_500, "30"),
+    "ui_streams_per_identity": (1, 1000, "8"),
+    "ui_cluster_cache_seconds": (0, 300, "5 (0 reads the cluster for every request)"),
 }
 _WHOLE_NUMBERS = frozenset({"webhook_rate_burst", "stage_log_max_lines", "retain_runs_days",
-                            "retain_deliveries_days"})
+                            "retain_deliveries_days", "ui_streams_per_identity"})
 
 
 def _shown(number: float) -> str:

@@ -25,6 +25,7 @@ from shipyard.domain.access import Role
 from shipyard.domain.judgment_signature import Decision
 from shipyard.domain.redaction import redact_text, redact_url, redact_values
 from shipyard.domain.states import State
+from shipyard.domain.stream_slots import RETRY_AFTER_SECONDS, TooManyStreams, stream_identity
 from shipyard.settings import Settings
 from shipyard.store import AmbiguousRunId, Ledger, RunNotFound, RunRecord, Store
 from shipyard.store.browse import BadCursor, RunBrowser, RunFilters
@@ -288,7 +289,8 @@ def get_environments(request: Request, _: Viewer) -> Any:
     """App by environment: the release recorded there, its health in the cluster
     (kubectl's rollout rules), the traffic split between versions, and the delivery
     under way."""
-    board = read_board(_store(request), request.app.state.settings)
+    board = read_board(_store(request), request.app.state.settings,
+                       request.app.state.cluster_cache)
     cells = []
     for (app, environment), cell in board.cells.items():
         release = cell.release
@@ -322,19 +324,31 @@ def get_dora(request: Request, _: Viewer,
                            environment or settings.production_environment).to_json()
 
 
-@router.get("/events", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}}, tags=["runs"])
+_STREAM_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}},
+    429: {"description": "the identity (a signed-in user, an API token, an anonymous "
+          "viewer's address) holds SHIPYARD_UI_STREAMS_PER_IDENTITY streams open already: "
+          "close one (with Retry-After)"},
+    503: {"description": "the UI holds as many streams as it serves at once (with "
+          "Retry-After)"},
+}
+
+
+@router.get("/events", response_class=StreamingResponse, responses=_STREAM_ANSWERS,
+            tags=["runs"])
 async def all_events(request: Request, principal: Viewer,
                      since: Annotated[str | None, Query(
                          description="<transition id>.<log id> the page showed")] = None,
                      ) -> Any:
     """Server-sent events: ``run`` and ``stage`` state changes of every run. The stream
-    ends with an ``ended`` event within seconds of its session or token ending."""
+    ends with an ``ended`` event within seconds of its session or token ending. One
+    identity holds at most ``SHIPYARD_UI_STREAMS_PER_IDENTITY`` streams open (429
+    beyond)."""
     return await _stream(request, principal, None, with_logs=False, since=since)
 
 
 @router.get("/runs/{run_id}/events", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}}, tags=["runs"])
+            responses=_STREAM_ANSWERS, tags=["runs"])
 async def run_events(request: Request, run_id: str, principal: Viewer,
                      since: Annotated[str | None, Query()] = None) -> Any:
     """Server-sent events of one run: ``run``, ``stage`` and ``log``; ``ended`` as for
@@ -350,9 +364,16 @@ async def _stream(request: Request, principal: Principal, run_id: str | None, *,
     browser = RunBrowser(_store(request))
     start = (await asyncio.to_thread(browser.last_change_id),
              await asyncio.to_thread(browser.last_log_id))
-    # On the event loop: the feed's wake-up event is not thread-safe.
-    subscription = feed.subscribe(run_id, with_logs=with_logs, start=start,
-                                  credential=principal.credential)
+    identity = stream_identity(principal.via, principal.name, principal.credential,
+                               request.client.host if request.client else None)
+    try:
+        # On the event loop: the feed's wake-up event and its slots are not thread-safe.
+        subscription = feed.subscribe(run_id, with_logs=with_logs, start=start,
+                                      credential=principal.credential, identity=identity,
+                                      client_left=request.is_disconnected)
+    except TooManyStreams as refused:
+        raise HTTPException(429 if refused.scope == "identity" else 503, str(refused),
+                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
     return StreamingResponse(
         sse_stream(feed, subscription, request.is_disconnected, resume),
         media_type="text/event-stream",

@@ -42,6 +42,7 @@ from shipyard import __version__
 from shipyard.adapters.prefect import start_deployment
 from shipyard.domain.access import Role
 from shipyard.domain.hosts import allowed_hosts
+from shipyard.domain.stream_slots import StreamSlots
 from shipyard.domain.throttle import SignInThrottle
 from shipyard.settings import Settings
 from shipyard.store import Accounts, Ledger, Store
@@ -57,6 +58,7 @@ from ui.auth import (
     page_principal,
     secret_key,
 )
+from ui.environments import cluster_cache
 from ui.headers import SECURITY_HEADERS, SecurityHeadersMiddleware
 from ui.live import ChangeFeed
 
@@ -87,8 +89,10 @@ def create_app(settings: Settings, *, store: Store | None = None,
         app.state.accounts = Accounts(opened)
         app.state.sessions = Sessions(opened)
         await asyncio.to_thread(app.state.sessions.prune)
-        app.state.feed = ChangeFeed(RunBrowser(opened), check_credentials=partial(
-            live_credentials, app.state.accounts, app.state.sessions))
+        app.state.feed = ChangeFeed(
+            RunBrowser(opened), slots=StreamSlots(settings.ui_streams_per_identity),
+            check_credentials=partial(live_credentials, app.state.accounts,
+                                      app.state.sessions))
         sweeper = Sweeper(opened, interval_seconds=settings.sweep_interval_seconds,
                           heartbeat_limit_seconds=settings.abandon_after_seconds,
                           drift=DriftReconciler(opened, settings))
@@ -115,6 +119,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
     app.state.prefect_ui = prefect_ui
     app.state.ui_key = ui_key
     app.state.sign_in_throttle = SignInThrottle()
+    app.state.cluster_cache = cluster_cache(settings)  # the environments board's
     # Added innermost first: the headers wrap everything, even the Host check's 400.
     app.add_middleware(TrustedHostMiddleware, www_redirect=False,
                        allowed_hosts=allowed_hosts(settings.ui_allowed_hosts, bound_host))

@@ -18,6 +18,15 @@ the store, in one query per kind, which of its subscribers' sessions and tokens 
 password, disabling a user or revoking a token, in this process or another (the CLI),
 closes the streams they opened within about that time. Text from the store is redacted
 (:mod:`shipyard.domain.redaction`) before it is sent.
+
+Streams are bounded (:mod:`shipyard.domain.stream_slots`): an identity holds at most
+``SHIPYARD_UI_STREAMS_PER_IDENTITY`` of them and the process :data:`MAX_STREAMS`;
+:meth:`ChangeFeed.subscribe` refuses one more with
+:class:`~shipyard.domain.stream_slots.TooManyStreams`. A stream gives its slot back when
+it ends, and the server usually notices a client leaving at once (the stream is
+cancelled); where it does not (a stream whose body never started, a server that tells
+only when a write fails), the same check every :data:`RECHECK_SECONDS` asks each
+stream's request whether its client left, and frees the slot then.
 """
 
 from __future__ import annotations
@@ -32,15 +41,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shipyard.domain.redaction import redact_text
+from shipyard.domain.stream_slots import MAX_STREAMS, Slot, StreamSlots
 from shipyard.store.browse import Change, LogLine, RunBrowser
 
-__all__ = ["ChangeFeed", "Subscription", "parse_since", "sse_stream"]
+__all__ = ["MAX_STREAMS", "ChangeFeed", "Subscription", "parse_since", "sse_stream"]
 
 log = logging.getLogger("shipyard.ui.live")
 
 QUEUE_SIZE = 2000
 HEARTBEAT_SECONDS = 15.0
 RECHECK_SECONDS = 1.0
+
+Disconnected = Callable[[], Awaitable[bool]]
+"""Whether a stream's client has left (the request's ``is_disconnected``)."""
 
 CredentialCheck = Callable[[Collection[str]], set[str]]
 """Given credentials (:attr:`ui.auth.Principal.credential`), the ones that still work.
@@ -62,6 +75,9 @@ class Subscription:
     credential: str | None = None
     """What let the stream open; None (anonymous) is never ended."""
     ended: bool = False
+    slot: Slot | None = None
+    """The place it holds among its identity's streams, given back when it closes."""
+    client_left: Disconnected | None = None
 
     def wants(self, run_id: str) -> bool:
         return self.run_id is None or self.run_id == run_id
@@ -90,11 +106,13 @@ class ChangeFeed:
 
     def __init__(self, browser: RunBrowser, *, interval_seconds: float = 0.25,
                  check_credentials: CredentialCheck | None = None,
-                 recheck_seconds: float = RECHECK_SECONDS) -> None:
+                 recheck_seconds: float = RECHECK_SECONDS,
+                 slots: StreamSlots | None = None) -> None:
         self.browser = browser
         self.interval_seconds = interval_seconds
         self.check_credentials = check_credentials
         self.recheck_seconds = recheck_seconds
+        self.slots = slots if slots is not None else StreamSlots(per_identity=MAX_STREAMS)
         self._checked_at = 0.0
         self._subscribers: set[Subscription] = set()
         self._listening = asyncio.Event()
@@ -102,19 +120,30 @@ class ChangeFeed:
         self._last_log = 0
 
     def subscribe(self, run_id: str | None = None, *, with_logs: bool = False,
-                  start: tuple[int, int] = (0, 0),
-                  credential: str | None = None) -> Subscription:
-        """A new subscription; call it on the event loop (the feed's events are not
-        thread-safe). ``start``: see :attr:`Subscription.start`; ``credential``: what
-        let it open, checked again every :attr:`recheck_seconds`."""
-        subscription = Subscription(run_id, with_logs, start, credential=credential)
+                  start: tuple[int, int] = (0, 0), credential: str | None = None,
+                  identity: str, client_left: Disconnected | None = None,
+                  ) -> Subscription:
+        """A new subscription, holding one of ``identity``'s slots (see
+        :func:`~shipyard.domain.stream_slots.stream_identity`), or
+        :class:`~shipyard.domain.stream_slots.TooManyStreams`. Call it on the event loop
+        (the feed's events and slots are not thread-safe). ``start``: see
+        :attr:`Subscription.start`; ``credential``: what let it open, and
+        ``client_left``: whether its client is gone, both asked again every
+        :attr:`recheck_seconds`."""
+        slot = self.slots.take(identity)
+        subscription = Subscription(run_id, with_logs, start, credential=credential,
+                                    slot=slot, client_left=client_left)
         self._checked_at = 0.0  # check the newcomer at once: it may have ended already
         self._subscribers.add(subscription)
         self._listening.set()
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
+        """The stream ended: it gets nothing more, and its slot is free (once, however
+        often its end is noticed)."""
         self._subscribers.discard(subscription)
+        if subscription.slot is not None:
+            self.slots.give_back(subscription.slot)
         if not self._subscribers:
             self._listening.clear()
 
@@ -138,8 +167,10 @@ class ChangeFeed:
                 await asyncio.sleep(self.interval_seconds)
 
     async def _recheck(self) -> None:
-        """End the subscriptions whose session or token no longer works."""
+        """Drop the subscriptions whose client left; end those whose session or token
+        no longer works."""
         self._checked_at = time.monotonic()
+        await self._drop_departed()
         if self.check_credentials is None:
             return
         held = {s.credential for s in self._subscribers if s.credential and not s.ended}
@@ -151,6 +182,21 @@ class ChangeFeed:
                 kind = (subscription.credential or "").partition(":")[0]
                 subscription.end("the session ended" if kind == "session"
                                  else "the token was revoked or its owner disabled")
+
+    async def _drop_departed(self) -> None:
+        """Free the slots of streams whose client left without the stream noticing: its
+        body waits for the next event or heartbeat, or never started."""
+        for subscription in list(self._subscribers):
+            if subscription.client_left is None:
+                continue
+            try:
+                left = await subscription.client_left()
+            except Exception:  # a request that cannot say is one nobody reads any more
+                log.debug("asking whether a stream's client left failed", exc_info=True)
+                left = True
+            if left:
+                subscription.end("the client left")
+                self.unsubscribe(subscription)
 
     async def _tick(self) -> bool:
         changes = await asyncio.to_thread(self.browser.changes_after, self._last_change)

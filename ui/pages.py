@@ -351,9 +351,11 @@ def environments_page(request: Request, principal: ViewerPage, fragment: bool = 
                       ) -> Response:
     """App by environment: the release, its health, since when, the traffic split and the
     delivery under way. ``fragment`` renders the table alone (the live page swaps it)."""
-    board = read_board(request.app.state.store, request.app.state.settings)
+    board = read_board(request.app.state.store, request.app.state.settings,
+                       request.app.state.cluster_cache)
     return render(request, "_board.html" if fragment else "environments.html",
-                  {"section": "environments", "board": board})
+                  {"section": "environments", "board": board, "cluster_cache_seconds":
+                   request.app.state.settings.ui_cluster_cache_seconds})
 
 
 @router.get("/dora")

@@ -131,11 +131,13 @@ class Kube:
         return dict(answer)
 
     def list_objects(self, api_version: str, kind: str, namespace: str,
-                     selector: str) -> list[dict[str, Any]]:
-        """Objects of one kind in ``namespace`` matching the label ``selector``."""
+                     selector: str = "") -> list[dict[str, Any]]:
+        """Objects of one kind in ``namespace`` matching the label ``selector`` (all of
+        them without one)."""
         probe = {"apiVersion": api_version, "kind": kind, "metadata": {"namespace": namespace}}
         status, answer = self.client.call("GET", object_path(probe, named=False),
-                                          query={"labelSelector": selector})
+                                          query={"labelSelector": selector} if selector
+                                          else None)
         if status == 404:
             return []
         if status != 200:

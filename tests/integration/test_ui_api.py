@@ -38,6 +38,7 @@ pytestmark = pytest.mark.integration
 PASSWORD = "a long enough password"
 GRAPH = [StageSpec("checkout"), StageSpec("test", ("checkout",)),
          StageSpec("build", ("test",)), StageSpec("push", ("build",))]
+STREAMS_PER_IDENTITY = 4
 
 
 @dataclass
@@ -100,7 +101,8 @@ def site(module_store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SHIPYARD_"))}
     env.update(SHIPYARD_HOME=str(home), SHIPYARD_DATABASE_URL=module_store_url,
                PREFECT_API_URL=f"http://127.0.0.1:{free_port()}/api",
-               SHIPYARD_HAND_OVER_INTERVAL_SECONDS="60")
+               SHIPYARD_HAND_OVER_INTERVAL_SECONDS="60",
+               SHIPYARD_UI_STREAMS_PER_IDENTITY=str(STREAMS_PER_IDENTITY))
     try:
         with serve_ui(env, home) as ui:
             yield Site(ui, seeded, clock, tokens)
@@ -448,6 +450,76 @@ def test_the_list_stream_tells_of_every_runs_changes(site: Site):
     assert got == [("run", "queued"), ("run", "running"), ("stage", "running")]
 
 
+def open_stream(site: Site, client: httpx.Client | None = None,
+                headers: dict[str, str] | None = None,
+                path: str = "/api/events") -> tuple[httpx.Client, httpx.Response]:
+    """A live stream held open (its answer's head read, its body not): close the client
+    to hang up."""
+    client = client or httpx.Client(base_url=site.ui.url, timeout=httpx.Timeout(30, read=20))
+    answer = client.send(client.build_request("GET", path, headers=headers), stream=True)
+    return client, answer
+
+
+def a_streaming_token(site: Site) -> dict[str, str]:
+    """The headers of a fresh viewer's token: an identity no other test holds streams of."""
+    name = f"streams{time.monotonic_ns() % 10_000_000}"
+    accounts = Accounts(site.store)
+    accounts.add_user(name, PASSWORD, Role.VIEWER)
+    token, _ = accounts.create_token(f"{name}'s", owner=name, role=Role.VIEWER)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_an_identity_past_its_streams_gets_429_until_it_closes_one(site: Site):
+    headers = a_streaming_token(site)
+    with contextlib.ExitStack() as held:
+        streams = []
+        for path in ["/api/events"] * (STREAMS_PER_IDENTITY - 1) + [
+                f"/api/runs/{site.run(finish=None).id}/events"]:
+            client, answer = open_stream(site, headers=headers, path=path)
+            held.callback(client.close)
+            assert answer.status_code == 200, answer.read()
+            streams.append(client)
+
+        client, refused = open_stream(site, headers=headers)
+        held.callback(client.close)
+        assert refused.status_code == 429
+        assert int(refused.headers["retry-after"]) >= 1
+        message = json.loads(refused.read())["error"]
+        assert f"SHIPYARD_UI_STREAMS_PER_IDENTITY={STREAMS_PER_IDENTITY}" in message
+        assert "close other tabs or streams" in message
+        # Another identity is not held to this one's count.
+        client, other = open_stream(site, headers=site.headers("viewer", None))
+        held.callback(client.close)
+        assert other.status_code == 200
+
+        streams[0].close()  # hang up: its slot is free at once
+        closed_at = time.monotonic()
+        while True:
+            client, again = open_stream(site, headers=headers)
+            held.callback(client.close)
+            if again.status_code == 200 or time.monotonic() - closed_at > 5:
+                break
+            client.close()
+            time.sleep(0.05)
+        assert again.status_code == 200, "a closed stream's slot was not freed within 5 s"
+
+
+def test_a_signed_in_users_streams_count_together_over_their_sessions(site: Site):
+    first, _ = signed_in(site, "vera")
+    second, _ = signed_in(site, "vera")
+    with contextlib.closing(first), contextlib.closing(second):
+        answers = [open_stream(site, client)[1]
+                   for client in [first, second] * (STREAMS_PER_IDENTITY // 2)]
+        try:
+            assert [a.status_code for a in answers] == [200] * STREAMS_PER_IDENTITY
+            refused = open_stream(site, second)[1]
+            assert refused.status_code == 429
+            refused.close()
+        finally:
+            for answer in answers:
+                answer.close()
+
+
 # -- the API's documentation ---------------------------------------------------------------
 
 
@@ -629,6 +701,8 @@ def test_the_board_shows_releases_with_health_unknown_while_the_cluster_is_away(
     assert "<code>v1</code> <small>v001</small>" in cell
     assert '<span aria-hidden="true">?</span> unknown' in cell
     assert "Health is unknown until it answers" in page
+    # The live board fetches itself once more when the server's cluster reads expire.
+    assert '<div data-live-board data-cluster-cache="5.0">' in page
 
 
 # -- the chaos report -------------------------------------------------------------------------

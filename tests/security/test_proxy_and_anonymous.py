@@ -4,8 +4,10 @@ everything, the API's documentation too, but change nothing."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from shipyard.domain.pipeline import StageSpec
@@ -18,7 +20,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     with running_site(tmp_path_factory, "proxied-ui", SHIPYARD_UI_ANONYMOUS_ROLE="viewer",
-                      SHIPYARD_TRUSTED_PROXIES="127.0.0.1") as site:
+                      SHIPYARD_TRUSTED_PROXIES="127.0.0.1",
+                      SHIPYARD_UI_STREAMS_PER_IDENTITY="2") as site:
         yield site
 
 
@@ -72,3 +75,19 @@ def test_one_address_trying_many_names_is_locked_out_by_its_address(proxied: Sit
     assert "Too many failed sign-ins from your address" in locked.text
     assert 55 <= int(locked.headers["retry-after"]) <= 60
     assert sign_in(proxied, "vera", PASSWORD, **{"X-Forwarded-For": "203.0.113.10"}) == 303
+
+
+def test_anonymous_streams_are_counted_by_the_address_the_proxy_names(proxied: Site) -> None:
+    def stream(held: contextlib.ExitStack, address: str) -> int:
+        client = held.enter_context(httpx.Client(base_url=proxied.url, timeout=30))
+        answer = client.send(client.build_request(
+            "GET", "/api/events", headers={"X-Forwarded-For": address}), stream=True)
+        held.callback(answer.close)
+        return answer.status_code
+
+    with contextlib.ExitStack() as held:
+        assert [stream(held, "203.0.113.20") for _ in range(3)] == [200, 200, 429]
+        assert stream(held, "203.0.113.21") == 200
+        # One IPv6 host holds its whole /64: two of its addresses are one viewer.
+        assert [stream(held, address) for address in
+                ("2001:db8:7::1", "2001:db8:7::2", "2001:db8:7::3")] == [200, 200, 429]

@@ -19,7 +19,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
                  "SHIPYARD_WEBHOOK_SECRET", "SHIPYARD_TRIGGER_BRANCHES",
                  "SHIPYARD_TRIGGER_TAGS", "SHIPYARD_TRIGGER_PATHS",
                  "SHIPYARD_WEBHOOK_MAX_BODY_BYTES", "SHIPYARD_STAGE_LOG_MAX_LINES",
-                 "SHIPYARD_RETAIN_RUNS_DAYS", "SHIPYARD_RETAIN_DELIVERIES_DAYS"):
+                 "SHIPYARD_RETAIN_RUNS_DAYS", "SHIPYARD_RETAIN_DELIVERIES_DAYS",
+                 "SHIPYARD_UI_STREAMS_PER_IDENTITY", "SHIPYARD_UI_CLUSTER_CACHE_SECONDS"):
         monkeypatch.delenv(name, raising=False)
     home = tmp_path / "user"
     home.mkdir()
@@ -200,8 +201,27 @@ def test_the_bounds_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatc
             settings.retain_deliveries_days) == (100, 7, 1)
 
 
+def test_the_ui_holds_8_streams_per_identity_and_caches_the_cluster_5_s_by_default(
+        ) -> None:
+    settings = Settings()
+    assert (settings.ui_streams_per_identity, settings.ui_cluster_cache_seconds) == (8, 5.0)
+
+
+def test_the_ui_bounds_are_read_from_the_environment_and_0_turns_the_cache_off(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHIPYARD_UI_STREAMS_PER_IDENTITY", "1000")
+    monkeypatch.setenv("SHIPYARD_UI_CLUSTER_CACHE_SECONDS", "0")
+    settings = Settings()
+    assert (settings.ui_streams_per_identity, settings.ui_cluster_cache_seconds) == (1000, 0)
+
+
 @pytest.mark.parametrize(("variable", "value", "problem"), [
     ("SHIPYARD_STAGE_LOG_MAX_LINES", "99", "whole number from 100 to 10000000, such as 20000"),
+    ("SHIPYARD_UI_STREAMS_PER_IDENTITY", "0", "whole number from 1 to 1000, such as 8"),
+    ("SHIPYARD_UI_STREAMS_PER_IDENTITY", "1001", "whole number from 1 to 1000"),
+    ("SHIPYARD_UI_STREAMS_PER_IDENTITY", "2.5", "whole number from 1 to 1000"),
+    ("SHIPYARD_UI_CLUSTER_CACHE_SECONDS", "-1", "number from 0 to 300, such as 5"),
+    ("SHIPYARD_UI_CLUSTER_CACHE_SECONDS", "soon", "number from 0 to 300"),
     ("SHIPYARD_STAGE_LOG_MAX_LINES", "lots", "whole number from 100"),
     ("SHIPYARD_RETAIN_RUNS_DAYS", "0", "whole number from 1 to 36500, such as 90"),
     ("SHIPYARD_RETAIN_DELIVERIES_DAYS", "1.5", "whole number from 1 to 36500, such as 30"),

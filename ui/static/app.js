@@ -26,7 +26,14 @@ function listen(url, since, handlers) {
   const source = new EventSource(since ? `${url}${url.includes("?") ? "&" : "?"}since=${since}` : url);
   const seen = { change: 0, log: 0 };
   source.onopen = () => { if (status) { status.textContent = "Live"; status.classList.remove("off"); } };
-  source.onerror = () => { if (status) { status.textContent = "Reconnecting…"; status.classList.add("off"); } };
+  source.onerror = () => {
+    if (!status) return;
+    status.classList.add("off");
+    // A refusal (429: this user has too many streams open) closes the source for good;
+    // anything else is retried by the browser.
+    status.textContent = source.readyState === EventSource.CLOSED
+      ? "Live updates stopped: close other Shipyard tabs, then reload" : "Reconnecting…";
+  };
   for (const [event, handle] of Object.entries(handlers)) {
     source.addEventListener(event, (message) => {
       const data = JSON.parse(message.data);
@@ -123,15 +130,22 @@ function liveRun(article) {
 
 function liveBoard(holder) {
   // Any run's change may move a release or a rollout: fetch the board again, at most
-  // once a second.
+  // once a second. The server reuses what it read of the cluster for a few seconds
+  // (data-cluster-cache), so once changes stop, fetch it once more after that: the
+  // last change shows too.
+  const cacheMs = Number(holder.dataset.clusterCache || 0) * 1000;
   let pending = null;
+  let trailing = null;
+  const fetchBoard = async () => {
+    const answer = await fetch("/environments?fragment=1");
+    if (answer.ok) holder.innerHTML = await answer.text();
+  };
   const refresh = () => {
-    if (pending) return;
-    pending = setTimeout(async () => {
-      pending = null;
-      const answer = await fetch("/environments?fragment=1");
-      if (answer.ok) holder.innerHTML = await answer.text();
-    }, 1000);
+    if (!pending) pending = setTimeout(() => { pending = null; fetchBoard(); }, 1000);
+    if (cacheMs) {
+      clearTimeout(trailing);
+      trailing = setTimeout(fetchBoard, cacheMs + 1000);
+    }
   };
   listen("/api/events", null, { run: refresh, stage: refresh });
 }
