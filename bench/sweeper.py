@@ -34,7 +34,8 @@ from shipyard.store.models import PipelineRun
 
 def fill(store: Store, runs: int, unfinished: int) -> list[str]:
     now = datetime.now(UTC)
-    rows, flow_runs = [], []
+    rows: list[dict[str, object]] = []
+    flow_runs: list[str] = []
     for i in range(runs):
         live = i >= runs - unfinished
         flow_run = str(uuid.uuid4())
