@@ -27,6 +27,7 @@ from pipelines.drift import DriftReconciler, DriftReport
 from shipyard.adapters.prefect import PrefectError, crash_flow_run, flow_run_views
 from shipyard.domain.clock import Clock, system_clock
 from shipyard.domain.sweeps import FlowRunView, RunView, abandonment
+from shipyard.settings import Settings
 from shipyard.store import Ledger, RunRecord, Store
 
 __all__ = ["Abandoned", "SweepReport", "Sweeper"]
@@ -76,6 +77,15 @@ class Sweeper:
         self._crash = crash
         self._clock = clock
         self._drift = drift
+
+    @classmethod
+    def from_settings(cls, store: Store, settings: Settings) -> Sweeper:
+        """The sweeper the settings describe, repairing the ledger after each sweep: what
+        ``shipyard ui`` runs on its own and ``shipyard reconcile`` runs by hand."""
+        return cls(store, interval_seconds=settings.sweep_interval_seconds,
+                   heartbeat_limit_seconds=settings.abandon_after_seconds,
+                   grace_seconds=settings.sweep_grace_seconds,
+                   drift=DriftReconciler(store, settings))
 
     async def run(self) -> None:
         """Sweep every interval until cancelled."""

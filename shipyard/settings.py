@@ -138,6 +138,10 @@ class Settings(BaseSettings):
         default=30.0, gt=0, le=3600,
         description="how often `shipyard ui` sweeps unfinished runs for ones whose process "
         "is gone")
+    sweep_grace_seconds: float = Field(
+        default=30.0, ge=0, le=3600,
+        description="how long after Prefect says a flow run ended the sweeper leaves its "
+        "still unfinished run to the flow's own last write before settling it")
 
     @field_validator("abandon_after_seconds", mode="after")
     @classmethod

@@ -35,7 +35,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from pipelines.drift import DriftReconciler
 from pipelines.handover import Reconciler, StartDeployment
 from pipelines.sweeper import Sweeper
 from shipyard import __version__
@@ -93,9 +92,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
             RunBrowser(opened), slots=StreamSlots(settings.ui_streams_per_identity),
             check_credentials=partial(live_credentials, app.state.accounts,
                                       app.state.sessions))
-        sweeper = Sweeper(opened, interval_seconds=settings.sweep_interval_seconds,
-                          heartbeat_limit_seconds=settings.abandon_after_seconds,
-                          drift=DriftReconciler(opened, settings))
+        sweeper = Sweeper.from_settings(opened, settings)
         tasks = [asyncio.create_task(reconciler.run(), name="hand-over reconciler"),
                  asyncio.create_task(sweeper.run(), name="run sweeper"),
                  asyncio.create_task(app.state.feed.run(), name="live change feed")]

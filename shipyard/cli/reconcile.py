@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pipelines.drift import DriftReconciler, DriftReport
+from pipelines.drift import DriftReport
 from pipelines.sweeper import Sweeper
 from shipyard.cli import app
 from shipyard.cli.context import settings, store, use_prefect
@@ -31,10 +31,7 @@ def reconcile(
     the evidence, its deploy locks given back, its Prefect flow run marked crashed), then
     repair the ledger to what the cluster serves."""
     use_prefect()
-    config = settings()
-    sweeper = Sweeper(store(), interval_seconds=config.sweep_interval_seconds,
-                      heartbeat_limit_seconds=config.abandon_after_seconds,
-                      drift=DriftReconciler(store(), config))
+    sweeper = Sweeper.from_settings(store(), settings())
     report = asyncio.run(sweeper.sweep_once(dry_run=dry_run))
     if report.unavailable:
         raise CommandFailed(f"{report.unavailable}; nothing was settled (`shipyard up` "

@@ -9,6 +9,7 @@ leave, with a real flow run in the state Prefect would show."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,7 @@ from shipyard.domain.pipeline import StageSpec
 from shipyard.domain.states import State
 from shipyard.store import DeployLocks, Ledger, Store
 from tests.support.prefect_runs import settled_prefect_state
-from tests.support.stack import Stack
+from tests.support.stack import SWEEP_GRACE_SECONDS, Stack
 
 CHAIN = (StageSpec("plan"), StageSpec("deploy", ("plan",)))
 
@@ -50,7 +51,7 @@ async def _delete(flow_run_id: str) -> None:
 class Runs:
     quiet: str  # Prefect says RUNNING, the heartbeat stopped 10 minutes ago
     deleted: str  # its flow run was deleted
-    crashed: str  # its flow run crashed a minute ago
+    crashed: str  # its flow run crashed longer ago than the sweeper's grace
     alive: str  # RUNNING, beating
     paused: str  # waiting for a judgment, flow run paused
     app: str
@@ -81,6 +82,9 @@ def runs(prefect_stack: Stack) -> Iterator[Runs]:
         app=app)
     store.transition_stage(made.paused, "plan", State.WAITING, reason="AwaitingJudgment")
     asyncio.run(_delete(deleted_flow_run))
+    # Prefect dates the crash now: past the grace, the sweeper no longer waits for the
+    # flow's own last write.
+    time.sleep(SWEEP_GRACE_SECONDS + 0.5)
     locks = DeployLocks(store)
     assert locks.acquire(app, "prod", made.quiet) is None
     yield made

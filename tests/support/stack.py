@@ -90,9 +90,14 @@ def stack_home(tmp_path_factory: pytest.TempPathFactory) -> Stack:
                SHIPYARD_WARM_SECONDS="0", SHIPYARD_ROLLOUT_TIMEOUT_SECONDS="90",
                # Analysis windows of seconds, not hours: enough points to judge on.
                SHIPYARD_CANARY_WINDOW_SECONDS="16", SHIPYARD_CANARY_INTERVAL_SECONDS="2",
-               SHIPYARD_CHAOS_WINDOW_SECONDS="6")
+               SHIPYARD_CHAOS_WINDOW_SECONDS="6",
+               # A flow run Prefect says ended is the sweeper's after seconds, not half
+               # a minute (tests/integration/test_sweeper.py waits this long).
+               SHIPYARD_SWEEP_GRACE_SECONDS=str(SWEEP_GRACE_SECONDS))
     return Stack(home, env, f"http://127.0.0.1:{prefect_port}/api")
 
+
+SWEEP_GRACE_SECONDS = 2.0
 
 POSTGRES_HOWTO = (
     "the stack's PostgreSQL needs Debian's postgresql package (root installs it), or set "
