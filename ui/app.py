@@ -46,6 +46,7 @@ from shipyard.domain.throttle import SignInThrottle
 from shipyard.settings import Settings
 from shipyard.store import Accounts, Ledger, Store
 from shipyard.store.browse import RunBrowser
+from shipyard.store.notify import change_signal
 from shipyard.store.sessions import Sessions
 from ui import api, pages, webhooks
 from ui.auth import (
@@ -88,12 +89,14 @@ def create_app(settings: Settings, *, store: Store | None = None,
         app.state.accounts = Accounts(opened)
         app.state.sessions = Sessions(opened)
         await asyncio.to_thread(app.state.sessions.prune)
+        changes = change_signal(opened.engine)
         app.state.feed = ChangeFeed(
             RunBrowser(opened), slots=StreamSlots(settings.ui_streams_per_identity),
             check_credentials=partial(live_credentials, app.state.accounts,
-                                      app.state.sessions))
+                                      app.state.sessions), signal=changes)
         sweeper = Sweeper.from_settings(opened, settings)
-        tasks = [asyncio.create_task(reconciler.run(), name="hand-over reconciler"),
+        tasks = [asyncio.create_task(changes.run(), name="store change listener"),
+                 asyncio.create_task(reconciler.run(), name="hand-over reconciler"),
                  asyncio.create_task(sweeper.run(), name="run sweeper"),
                  asyncio.create_task(app.state.feed.run(), name="live change feed")]
         try:

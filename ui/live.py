@@ -5,6 +5,8 @@ process learns of them from the store itself. One task (:class:`ChangeFeed`) rea
 is new in the two append-only tables (``state_transitions``, ``stage_logs``, by primary
 key, a few rows at most) and hands each change to the subscribed streams; a browser
 never polls, it holds one ``EventSource`` open. With no subscriber the task does nothing.
+With PostgreSQL it reads when the database notifies it of a write; with SQLite, every
+250 ms (:mod:`shipyard.store.notify`).
 
 A page is rendered from the store, then opens its stream saying where it stopped
 (``since``: the newest transition and log ids it showed; ``Last-Event-ID`` on a
@@ -43,6 +45,7 @@ from typing import Any
 from shipyard.domain.redaction import redact_text
 from shipyard.domain.stream_slots import MAX_STREAMS, Slot, StreamSlots
 from shipyard.store.browse import Change, LogLine, RunBrowser
+from shipyard.store.notify import ChangeSignal, Polling
 
 __all__ = ["MAX_STREAMS", "ChangeFeed", "Subscription", "parse_since", "sse_stream"]
 
@@ -102,14 +105,16 @@ class Subscription:
 
 
 class ChangeFeed:
-    """Tails the store every ``interval_seconds`` while anyone listens."""
+    """Tails the store while anyone listens: when ``signal`` says it changed (PostgreSQL's
+    notifications), else every ``interval_seconds``."""
 
     def __init__(self, browser: RunBrowser, *, interval_seconds: float = 0.25,
                  check_credentials: CredentialCheck | None = None,
                  recheck_seconds: float = RECHECK_SECONDS,
-                 slots: StreamSlots | None = None) -> None:
+                 slots: StreamSlots | None = None,
+                 signal: ChangeSignal | None = None) -> None:
         self.browser = browser
-        self.interval_seconds = interval_seconds
+        self.signal = signal if signal is not None else Polling(interval_seconds)
         self.check_credentials = check_credentials
         self.recheck_seconds = recheck_seconds
         self.slots = slots if slots is not None else StreamSlots(per_identity=MAX_STREAMS)
@@ -149,6 +154,7 @@ class ChangeFeed:
 
     async def run(self) -> None:
         """Forever: wait for a subscriber, then tail. Errors are logged and retried."""
+        changed = True
         while True:
             if not self._subscribers:
                 await self._listening.wait()
@@ -156,15 +162,16 @@ class ChangeFeed:
                 # the backlog nobody was there to hear.
                 self._last_change = min(s.start[0] for s in self._subscribers)
                 self._last_log = min(s.start[1] for s in self._subscribers)
+                changed = True
             try:
                 if time.monotonic() - self._checked_at >= self.recheck_seconds:
                     await self._recheck()
-                busy = await self._tick()
+                busy = await self._tick() if changed else False
             except Exception:  # a database hiccup must not end live updates for good
                 log.exception("reading the store for live updates failed; retrying")
                 busy = False
-            if not busy:
-                await asyncio.sleep(self.interval_seconds)
+            # Woken by a change, or at the next recheck of the streams' credentials.
+            changed = busy or await self.signal.wait(self.recheck_seconds)
 
     async def _recheck(self) -> None:
         """Drop the subscriptions whose client left; end those whose session or token
