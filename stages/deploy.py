@@ -30,6 +30,7 @@ from stages.rollouts import (
     RolloutFailed,
     apply_and_wait,
     prune_slots,
+    remove_leftover_tracks,
     scale_down_others,
     serving_slot,
     switch_traffic,
@@ -71,11 +72,14 @@ class ScaleDownResult(StageResult):
     serving: str
     scaled_down: list[str]
     pruned: list[str]
+    removed_tracks: list[str] = []  # canary tracks a run that died mid-canary left
 
     def summary(self) -> str:
         return (f"{self.app} serving {self.serving or '-'}; scaled down "
                 f"{', '.join(self.scaled_down) or 'nothing'}; pruned "
-                f"{', '.join(self.pruned) or 'nothing'}")
+                f"{', '.join(self.pruned) or 'nothing'}"
+                + (f"; removed {', '.join(self.removed_tracks)}" if self.removed_tracks
+                   else ""))
 
 
 @stage("deploy")
@@ -157,7 +161,8 @@ async def deploy_red_black(ctx: StageContext, bake: BakeResult, environment: str
 async def scale_down_previous(ctx: StageContext, app: str, environment: str,
                               warm_seconds: float | None = None) -> ScaleDownResult:
     """Keep the previous versions warm for ``warm_seconds`` (default the settings'), then
-    scale every version but the one serving then to zero and prune the oldest."""
+    scale every version but the one serving then to zero, prune the oldest, and remove
+    canary tracks a run that died mid-canary left behind."""
     warm = ctx.settings.warm_seconds if warm_seconds is None else warm_seconds
     namespace = ctx.settings.namespace_for(environment)
     if warm > 0:
@@ -170,8 +175,9 @@ async def scale_down_previous(ctx: StageContext, app: str, environment: str,
     scaled = await scale_down_others(kube, app, namespace, keep=serving, log=ctx.log)
     pruned = await prune_slots(kube, app, namespace, serving=serving,
                                keep=ctx.settings.keep_versions, log=ctx.log)
+    removed = await remove_leftover_tracks(kube, app, namespace, log=ctx.log)
     return ScaleDownResult(app=app, environment=environment, serving=serving,
-                           scaled_down=scaled, pruned=pruned)
+                           scaled_down=scaled, pruned=pruned, removed_tracks=removed)
 
 
 async def _apply(ctx: StageContext, kube: Kube, objects: list[dict[str, object]]) -> None:

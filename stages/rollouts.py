@@ -25,6 +25,7 @@ from shipyard.domain.labels import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     SLOT_LABEL,
+    TRACK_LABEL,
     label_selector,
 )
 from shipyard.domain.manifests import parse_manifests
@@ -235,6 +236,23 @@ async def prune_slots(kube: Kube, app: str, namespace: str, *, serving: str, kee
         await log(f"pruned {', '.join(f'{app}-{s}' for s in old)} (kept the {keep} newest "
                   "earlier versions)")
     return old
+
+
+async def remove_leftover_tracks(kube: Kube, app: str, namespace: str, *,
+                                 log: Log) -> list[str]:
+    """Delete the canary analysis' baseline and canary tracks of ``app`` (Deployments,
+    Services, ConfigMaps) that outlived their stage: a canary stage removes its own
+    whatever the verdict, so only a run that died mid-canary leaves any. Call it holding
+    the app's deploy lock, when no canary of it can be running."""
+    selector = f"{app_selector(app)},{TRACK_LABEL}"
+    removed = []
+    for kind, api in (("Deployment", "apps/v1"), ("Service", "v1"), ("ConfigMap", "v1")):
+        for obj in await run_blocking(kube.list_objects, api, kind, namespace, selector):
+            await run_blocking(kube.delete, obj)
+            removed.append(f"{kind}/{obj['metadata']['name']}")
+    if removed:
+        await log(f"removed {', '.join(removed)}: canary tracks a run that died left behind")
+    return removed
 
 
 async def remove_app(kube: Kube, app: str, namespace: str, log: Log) -> None:

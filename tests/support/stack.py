@@ -93,7 +93,10 @@ def stack_home(tmp_path_factory: pytest.TempPathFactory) -> Stack:
                SHIPYARD_CHAOS_WINDOW_SECONDS="6",
                # A flow run Prefect says ended is the sweeper's after seconds, not half
                # a minute (tests/integration/test_sweeper.py waits this long).
-               SHIPYARD_SWEEP_GRACE_SECONDS=str(SWEEP_GRACE_SECONDS))
+               SHIPYARD_SWEEP_GRACE_SECONDS=str(SWEEP_GRACE_SECONDS),
+               # Flows beat every 2 s, so a sweeper told to wait 8 s for a beat (the
+               # fault suite's) knows a dead one from a live one.
+               SHIPYARD_HEARTBEAT_SECONDS="2")
     return Stack(home, env, f"http://127.0.0.1:{prefect_port}/api")
 
 
