@@ -138,6 +138,11 @@ class Settings(BaseSettings):
         default=30.0, gt=0, le=3600,
         description="how often `shipyard ui` sweeps unfinished runs for ones whose process "
         "is gone")
+    lock_wait_seconds: float = Field(
+        default=900.0, ge=0, le=86400,
+        description="how long a delivery or rollback waits for another run to give back "
+        "an app and environment's deploy lock before it fails with DeployInProgress (0: "
+        "fail at once)")
     sweep_grace_seconds: float = Field(
         default=30.0, ge=0, le=3600,
         description="how long after Prefect says a flow run ended the sweeper leaves its "

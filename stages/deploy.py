@@ -26,6 +26,7 @@ from shipyard.domain.manifests import parse_manifests
 from shipyard.store import Ledger, ReleaseRecord
 from stages.bake import BakedEnvironment, BakeResult
 from stages.cluster import open_kube
+from stages.locks import hold_locks, release_locks
 from stages.rollouts import (
     RolloutFailed,
     apply_and_wait,
@@ -35,7 +36,7 @@ from stages.rollouts import (
     serving_slot,
     switch_traffic,
 )
-from stages.runtime import StageContext, StageFailure, StageResult, stage
+from stages.runtime import RunContext, StageContext, StageFailure, StageResult, stage
 
 __all__ = ["DeployResult", "ScaleDownResult", "deploy_red_black", "deploy_rolling",
            "open_kube", "scale_down_previous"]
@@ -171,11 +172,18 @@ async def scale_down_previous(ctx: StageContext, app: str, environment: str,
         await ctx.flush()
         await asyncio.sleep(warm)
     kube = await open_kube(ctx, namespace)
-    serving = await run_blocking(serving_slot, kube, namespace, app)
-    scaled = await scale_down_others(kube, app, namespace, keep=serving, log=ctx.log)
-    pruned = await prune_slots(kube, app, namespace, serving=serving,
-                               keep=ctx.settings.keep_versions, log=ctx.log)
-    removed = await remove_leftover_tracks(kube, app, namespace, log=ctx.log)
+    # Under the lock: a rollback in the warm window must not switch to a slot between
+    # reading what serves and scaling the others down.
+    held = [(app, environment)]
+    await hold_locks(ctx, held)
+    try:
+        serving = await run_blocking(serving_slot, kube, namespace, app)
+        scaled = await scale_down_others(kube, app, namespace, keep=serving, log=ctx.log)
+        pruned = await prune_slots(kube, app, namespace, serving=serving,
+                                   keep=ctx.settings.keep_versions, log=ctx.log)
+        removed = await remove_leftover_tracks(kube, app, namespace, log=ctx.log)
+    finally:
+        await release_locks(RunContext(ctx.run_id), held)
     return ScaleDownResult(app=app, environment=environment, serving=serving,
                            scaled_down=scaled, pruned=pruned, removed_tracks=removed)
 

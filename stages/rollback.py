@@ -64,20 +64,21 @@ async def rollback_release(ctx: StageContext, app: str, environment: str,
     repository gets a branch that puts the app's directory back as it was at that version,
     so the source of truth can follow the cluster."""
     check_names(app, environment)
-    ledger = Ledger(ctx.store)
-    history = await asyncio.to_thread(ledger.releases, app, environment, limit=500)
-    if not history:
-        raise StageFailure("NothingToRollBack", f"{app} has no release in {environment}")
-    current = history[0]
-    target = _rollback_target(history, to)
-    if target is None:
-        wanted = f"release {to}" if to else "an earlier version"
-        raise StageFailure("NothingToRollBack",
-                           f"{app} in {environment} has no {wanted} to roll back to "
-                           f"(now {current.version}, release #{current.id})")
     held = [(app, environment)]
-    await asyncio.to_thread(hold_locks, ctx.store, held, ctx.run_id)
+    # The lock first: a promote or release that ran meanwhile changes what "now" is.
+    await hold_locks(ctx, held)
     try:
+        ledger = Ledger(ctx.store)
+        history = await asyncio.to_thread(ledger.releases, app, environment, limit=500)
+        if not history:
+            raise StageFailure("NothingToRollBack", f"{app} has no release in {environment}")
+        current = history[0]
+        target = _rollback_target(history, to)
+        if target is None:
+            wanted = f"release {to}" if to else "an earlier version"
+            raise StageFailure("NothingToRollBack",
+                               f"{app} in {environment} has no {wanted} to roll back to "
+                               f"(now {current.version}, release #{current.id})")
         result = await _roll_back(ctx, app, environment, current, target, actor, why)
     finally:
         await release_locks(RunContext(ctx.run_id), held)

@@ -3,10 +3,15 @@ the real ``shipyard`` CLI, and recorded in the store."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
 import pytest
 
+from shipyard.adapters.kube import Kube
 from shipyard.domain.states import State
 from shipyard.store import Ledger, RunRecord, Store
+from stages.rollouts import serving_slot
 from tests.support.prefect_runs import settled_prefect_state
 
 pytestmark = pytest.mark.integration
@@ -93,7 +98,7 @@ def test_an_unknown_ref_fails_checkout_and_nothing_after_it_runs(prefect_stack, 
 
 
 def test_release_promote_and_rollback_move_versions_between_environments(
-        prefect_stack, source_repo):
+        prefect_stack, source_repo, real_cluster):
     store = open_store(prefect_stack)
     ledger = Ledger(store)
 
@@ -138,26 +143,45 @@ def test_release_promote_and_rollback_move_versions_between_environments(
 
     # A promote restarted from its deploy takes the same version into a new slot again,
     # reusing its plan and bake; a rollback restarted rolls back to the same release.
+    # Fired at the same moment, the two take turns on the deploy lock, and what production
+    # runs afterwards is what the one that went second made it.
     promote_run = newest_run(prefect_stack, "promote")
-    again = prefect_stack.shipyard("restart", promote_run.short_id, "--from", "prod:discovery")
-    assert again.returncode == 0, again.stdout[-2000:] + again.stderr
+    rollback_run = newest_run(prefect_stack, "rollback")
+    with ThreadPoolExecutor(2) as both:
+        again = list(both.map(lambda argv: prefect_stack.shipyard(*argv), [
+            ("restart", promote_run.short_id, "--from", "prod:discovery"),
+            ("restart", rollback_run.short_id, "--from", "rollback")]))
+    for done in again:
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr
     repromoted = newest_run(prefect_stack, "promote")
+    rerolled = newest_run(prefect_stack, "rollback")
     assert repromoted.restarted_from == promote_run.id
+    assert rerolled.restarted_from == rollback_run.id and rerolled.state is State.SUCCEEDED
     assert repromoted.stage("plan").reason == "Reused"
     assert repromoted.stage("bake:discovery").reason == "Reused"
     assert repromoted.stage("prod:discovery").reason != "Reused"
+    switched: dict[str, tuple[datetime, datetime]] = {}
+    for kind, stage in (("promote", repromoted.stage("prod:discovery")),
+                        ("rollback", rerolled.stage("rollback"))):
+        assert stage.started_at is not None and stage.finished_at is not None
+        switched[kind] = (stage.started_at, stage.finished_at)
+    first_done, second_done = sorted(switched, key=lambda k: switched[k][0])
+    # Serialised: the second began its switch only after the first had ended its own.
+    assert switched[first_done][1] <= switched[second_done][0]
     prod = ledger.current_release("discovery", "prod")
-    assert prod is not None and prod.kind == "promote" and prod.run_id == repromoted.id
-    assert prod.version == staging.version and prod.slot > first.slot
-
-    rollback_run = newest_run(prefect_stack, "rollback")
-    again = prefect_stack.shipyard("restart", rollback_run.short_id, "--from", "rollback")
-    assert again.returncode == 0, again.stdout[-2000:] + again.stderr
-    rerolled = newest_run(prefect_stack, "rollback")
-    assert rerolled.restarted_from == rollback_run.id and rerolled.state is State.SUCCEEDED
-    back = ledger.current_release("discovery", "prod")
-    assert back is not None and back.kind == "rollback" and back.run_id == rerolled.id
-    assert back.slot == first.slot and back.source_release_id == first.id
+    assert prod is not None and prod.kind == second_done
+    if second_done == "promote":
+        assert prod.run_id == repromoted.id and prod.version == staging.version
+        assert prod.slot > first.slot
+    else:
+        assert prod.run_id == rerolled.id and prod.source_release_id == first.id
+        assert prod.slot == first.slot
+    kube = Kube.from_kubeconfig(real_cluster)
+    namespace = prefect_stack.env["SHIPYARD_NAMESPACE_PREFIX"] + "prod"
+    assert serving_slot(kube, namespace, "discovery") == prod.slot
+    gap = switched[second_done][0] - switched[first_done][0]
+    print(f"promote and rollback fired together: the {first_done} went first, the "
+          f"{second_done} switched {gap.total_seconds():.1f}s after it")
 
 
 def test_cd_refuses_a_failed_ci_run(prefect_stack, source_repo):

@@ -4,6 +4,7 @@ with the flow and its tasks run by a real Prefect server."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from prefect import flow
@@ -198,20 +199,26 @@ async def locked_delivery() -> str:
     return run.run_id
 
 
-def test_a_delivery_whose_lock_another_run_holds_changes_nothing_and_names_the_holder(
-        prefect_stack):
+def test_a_delivery_whose_lock_another_run_holds_waits_its_turn_then_changes_nothing(
+        prefect_stack, monkeypatch):
+    monkeypatch.setenv("SHIPYARD_LOCK_WAIT_SECONDS", "3")
     store = open_store()
     holder = store.create_run("release", [StageSpec("ci")], trigger="test")
     locks = DeployLocks(store)
     assert locks.acquire("discovery", "prod", holder.id) is None
     try:
+        began = time.monotonic()
         with pytest.raises(PipelineFailed) as failed:
             asyncio.run(locked_delivery())
+        assert time.monotonic() - began >= 3  # it waited for the holder, then gave up
         run = store.get_run(failed.value.run.id)
         refused = run.stage("locks")
         assert refused.state is State.FAILED and refused.reason == "DeployInProgress"
         assert f"discovery in prod is being deployed by release run {holder.short_id}" in \
             refused.message
+        assert "did not end within 3s (SHIPYARD_LOCK_WAIT_SECONDS)" in refused.message
+        said = "".join(chunk.text for chunk in store.read_logs(run.id, "locks"))
+        assert "waiting for its turn (up to 3s): discovery in prod" in said
         assert run.stage("bake:discovery").state is State.SKIPPED
         assert run.stage("staging:discovery").state is State.SKIPPED
         assert (run.stage("rollback").state, run.stage("rollback").reason) == (
