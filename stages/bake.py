@@ -27,6 +27,7 @@ from shipyard.adapters.blocking import run_blocking
 from shipyard.adapters.git import GitError
 from shipyard.adapters.kube import Kube
 from shipyard.adapters.kube_client import KubeError
+from shipyard.adapters.registry import Registry, RegistryError
 from shipyard.domain.bakes import manifest_digest, next_slot, object_names
 from shipyard.domain.catalog import AppDescriptor
 from shipyard.domain.environment_access import DEPLOYABLE_KINDS, ENFORCE_LABEL
@@ -106,6 +107,8 @@ async def bake_manifests(ctx: StageContext, plan: ReleasePlan,
         kube = await open_kube(ctx, ctx.settings.namespace_for(environment))
         bakes[environment] = await _bake_one(ctx, kube, plan, plan.image, templates,
                                              environment)
+    # Last, so that a template's own fault is named first.
+    await run_blocking(_check_image_pushed, plan.app, plan.version, plan.image)
     return BakeResult(app=plan.app, version=plan.version, image=plan.image, bakes=bakes)
 
 
@@ -143,6 +146,20 @@ async def _bake_one(ctx: StageContext, kube: Kube, plan: ReleasePlan, image: Ima
     return BakedEnvironment(environment=environment, namespace=namespace, slot=slot,
                             replicas=replicas, manifest_digest=digest, objects=names,
                             manifests=stream)
+
+
+def _check_image_pushed(app: str, version: str, image: ImageRef) -> None:
+    """Refuse an image the registry does not serve (deleted, or never pushed there)
+    before anything names it: the cluster would otherwise fail to pull it mid-rollout."""
+    try:
+        pushed = Registry(image.registry).has_manifest(image.repository, image.digest)
+    except (RegistryError, ValueError) as err:
+        raise StageFailure("RegistryUnavailable", f"cannot check that {image.reference} "
+                           f"exists: {err}; is the registry up (`shipyard status`)?") from err
+    if not pushed:
+        raise StageFailure("ImageMissing", f"{app} {version}: the registry has no "
+                           f"{image.reference} (deleted, or never pushed there); run ci "
+                           "again for this commit to push it")
 
 
 def _check_objects(objects: list[dict[str, Any]], namespace: str, what: str) -> None:

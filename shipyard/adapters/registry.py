@@ -17,6 +17,7 @@ _MANIFEST_TYPES = ", ".join((
 ))
 _NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class RegistryError(RuntimeError):
@@ -38,6 +39,21 @@ class Registry:
             return httpx.get(f"{self.url}/v2/", timeout=3).status_code == 200
         except httpx.HTTPError:
             return False
+
+    def has_manifest(self, repository: str, digest: str) -> bool:
+        """Whether the registry serves ``repository@digest``; :class:`RegistryError` when
+        it cannot be asked."""
+        if not _NAME.fullmatch(repository) or not _DIGEST.fullmatch(digest):
+            raise ValueError(f"{repository}@{digest} is not a valid repository and digest")
+        try:
+            response = httpx.head(f"{self.url}/v2/{repository}/manifests/{digest}",
+                                  headers={"Accept": _MANIFEST_TYPES}, timeout=10)
+        except httpx.HTTPError as err:
+            raise RegistryError(f"registry {self.address} unreachable: {err}") from err
+        if response.status_code in (200, 404):
+            return response.status_code == 200
+        raise RegistryError(f"registry {self.address} answered {response.status_code} for "
+                            f"{repository}@{digest}")
 
     def manifest_digest(self, repository: str, tag: str) -> str:
         """The digest the registry serves for ``repository:tag`` (``sha256:…``)."""

@@ -57,6 +57,7 @@ def ci(repo: Repo = ".", ref: Ref = "main", apps: Apps = None, wait: Wait = True
            "--all", help="Test, build and push every app, changed or not.")] = False) -> None:
     """Check out a commit; test, build and push the apps it changes."""
     repo = _repo(repo)
+    validate_ref(ref)
     start_and_follow("ci", {"repo": repo, "ref": ref, "apps": _apps(apps),
                             "all_apps": all_apps}, repo_url=repo,
                      ref=ref, app_name=_single(apps), wait=wait, timeout=timeout,
@@ -88,6 +89,7 @@ def release(repo: Repo = ".", ref: Ref = "main", apps: Apps = None,
     """ci for a commit, then deliver every app it built: staging, then red/black into
     production, in dependency order; any failure rolls the whole release back."""
     repo = _repo(repo)
+    validate_ref(ref)
     options = _options(warm_seconds, canary_window, judgment, judgment_timeout)
     start_and_follow("release", {"repo": repo, "ref": ref, "apps": _apps(apps),
                                  "environments": _environments(envs),
@@ -175,7 +177,7 @@ def trigger(
 ) -> None:
     """Start ci by hand, the way a push does: recorded first, then handed to Prefect; if
     Prefect cannot take it, it stays queued and `shipyard ui` hands it over later."""
-    repo = validate_repo_url(_repo(repo))
+    repo = _repo(repo)
     validate_ref(ref)
     start_and_follow("ci", {"repo": repo, "ref": ref}, repo_url=repo, ref=ref, wait=follow,
                      timeout=timeout, actor=actor, trigger="manual",
@@ -270,9 +272,10 @@ def _environment_before(environment: str) -> str:
 
 
 def _repo(repo: str) -> str:
-    """A local path is made absolute: the worker runs elsewhere."""
+    """A local path is made absolute: the worker runs elsewhere. A URL git may not fetch
+    is refused (ValueError) before anything is recorded."""
     path = Path(repo).expanduser()
-    return str(path.resolve()) if path.is_dir() else repo
+    return str(path.resolve()) if path.is_dir() else validate_repo_url(repo)
 
 
 def _apps(apps: list[str] | None) -> list[str] | None:
