@@ -70,16 +70,36 @@ def poll_rollout(read: Callable[[], Mapping[str, Any]], *, timeout_seconds: floa
             said.add(line)
             on_change(line)
 
+    unanswered_since: float | None = None
     while True:
-        deployment = read()
+        try:
+            deployment = read()
+            status = deployment_rollout_status(deployment)
+            problems: list[PodProblem] = []
+            if problems_of is not None and not status.done:
+                problems = problems_of(deployment)
+        except KubeError as err:
+            if not _unavailable(err):
+                raise
+            # The API server restarting (or overloaded) is not the rollout failing: the
+            # Deployment goes on without it. Keep asking until the deadline.
+            if unanswered_since is None:
+                unanswered_since = now()
+                say(f"the API server did not answer ({err}); still waiting")
+            if now() > deadline:
+                raise RolloutTimedOut(
+                    f"the API server did not answer for {now() - unanswered_since:.0f}s, "
+                    f"until the rollout's {timeout_seconds:.0f}s were up: {err}",
+                    RolloutStatus(False, False, str(err)), []) from err
+            sleep(poll_seconds)
+            continue
+        if unanswered_since is not None:
+            say(f"the API server answers again after {now() - unanswered_since:.0f}s")
+            unanswered_since = None
         name = deployment.get("metadata", {}).get("name", "?")
-        status = deployment_rollout_status(deployment)
         say(status.message)
-        problems: list[PodProblem] = []
-        if problems_of is not None and not status.done:
-            problems = problems_of(deployment)
-            for problem in problems:
-                say(f"  {problem}")
+        for problem in problems:
+            say(f"  {problem}")
         if status.done or status.failed:
             return status, problems
         fatal = [p for p in problems if p.fatal]
@@ -91,6 +111,11 @@ def poll_rollout(read: Callable[[], Mapping[str, Any]], *, timeout_seconds: floa
                                   f"{timeout_seconds:.0f}s: {status.message}", status,
                                   problems)
         sleep(poll_seconds)
+
+
+def _unavailable(err: KubeError) -> bool:
+    """No answer at all, or the server's own "try again" (429, 5xx): not a refusal."""
+    return err.status == 0 or err.status == 429 or err.status >= 500
 
 
 @dataclass(frozen=True)

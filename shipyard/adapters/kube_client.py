@@ -15,6 +15,7 @@ The jobs built on it each have a module of their own: the deploy verbs the stage
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from urllib.parse import urlencode
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3 import Retry
-from urllib3.exceptions import HTTPError, MaxRetryError
+from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError
 from urllib3.exceptions import TimeoutError as RequestTimedOut
 
 from shipyard.adapters.blocking import check_abandoned
@@ -33,6 +34,9 @@ from shipyard.domain.environment_access import DEPLOYABLE_KINDS
 __all__ = ["REQUEST_TIMEOUT_SECONDS", "KubeClient", "KubeError", "UnsupportedKind",
            "object_path", "refused"]
 
+UNAVAILABLE_PAUSES = (1.0, 2.0, 4.0, 4.0)
+"""Seconds between tries of a call the API server could not take (see
+:meth:`KubeClient.call`)."""
 REQUEST_TIMEOUT_SECONDS = 30.0
 """How long one API call may take, connection and answer (a watch has its own)."""
 # One more try for a connection that broke (a keep-alive connection the server had closed),
@@ -67,6 +71,12 @@ class KubeError(RuntimeError):
     def __init__(self, message: str, status: int = 0) -> None:
         super().__init__(message)
         self.status = status
+
+
+class KubeUnreachable(KubeError):
+    """No answer came from the API server: the connection was refused or broke. Every
+    verb Shipyard sends may be repeated (applies are server-side, creations tolerate
+    their object existing)."""
 
 
 class UnsupportedKind(KubeError):
@@ -124,7 +134,27 @@ class KubeClient:
         refusal is an answer, not an error: the caller decides which statuses are fine.
         Raises :class:`KubeError` only when no answer came within ``timeout``, and
         :class:`~shipyard.adapters.blocking.Abandoned` (sending nothing) once the work
-        calling it was abandoned."""
+        calling it was abandoned.
+
+        An API server that refuses connections, or answers 503 or 429, is restarting or
+        overloaded and did nothing: the call is tried again after each of
+        :data:`UNAVAILABLE_PAUSES` (about 11 s in all, which rides out a restart)."""
+        for pause in (*UNAVAILABLE_PAUSES, None):
+            try:
+                status, answer = self._call_once(method, path, query=query, body=body,
+                                                 content_type=content_type, timeout=timeout)
+            except KubeUnreachable:
+                if pause is None:
+                    raise
+            else:
+                if status not in (429, 503) or pause is None:
+                    return status, answer
+            time.sleep(pause)
+        raise AssertionError("unreachable")  # the last pass returns or raises
+
+    def _call_once(self, method: str, path: str, *, query: Mapping[str, str] | None,
+                   body: Any, content_type: str | None,
+                   timeout: float) -> tuple[int, Any]:
         check_abandoned()
         url_path = f"{path}?{urlencode(query)}" if query else path
         headers = {"Accept": "application/json"}
@@ -142,7 +172,7 @@ class KubeClient:
         except (HTTPError, OSError) as err:
             if _timed_out(err):
                 raise _silent(method, path, timeout) from err
-            raise KubeError(f"{method} {path}: {err}") from err
+            raise KubeUnreachable(f"{method} {path}: {err}") from err
         return response.status, _decoded(response.data)
 
     def text(self, path: str, *, timeout: float = 5) -> str:
@@ -173,7 +203,9 @@ class KubeClient:
 
 def _timed_out(err: Exception) -> bool:
     reason = err.reason if isinstance(err, MaxRetryError) else err
-    return isinstance(reason, RequestTimedOut | TimeoutError)
+    # urllib3 makes a refused connection a kind of connect timeout; it is not one.
+    return isinstance(reason, RequestTimedOut | TimeoutError) and \
+        not isinstance(reason, NewConnectionError)
 
 
 def _silent(method: str, path: str, timeout: float) -> KubeError:

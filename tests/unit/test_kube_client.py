@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import pytest
 import yaml
 
 from shipyard.adapters.blocking import run_blocking
-from shipyard.adapters.kube_client import KubeClient, KubeError
+from shipyard.adapters.kube_client import KubeClient, KubeError, KubeUnreachable
 
 
 class FakeApiServer(BaseHTTPRequestHandler):
@@ -26,10 +27,18 @@ class FakeApiServer(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     calls: list[str] = []
 
+    busy = 0  # how many more calls to answer 503 (an API server starting)
+
     def do_GET(self) -> None:
         type(self).calls.append(self.path)
         if self.path.startswith("/slow"):
             time.sleep(3)
+            return
+        if type(self).busy > 0:
+            type(self).busy -= 1
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         body = json.dumps({"gitVersion": "v1.34.0"}).encode()
         self.send_response(200)
@@ -45,6 +54,7 @@ class FakeApiServer(BaseHTTPRequestHandler):
 @pytest.fixture
 def kube(tmp_path: Path) -> Iterator[KubeClient]:
     FakeApiServer.calls = []
+    FakeApiServer.busy = 0
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApiServer)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -88,3 +98,32 @@ def test_abandoned_work_sends_no_further_call(kube: KubeClient):
         asyncio.run(stage())
     time.sleep(0.2)
     assert FakeApiServer.calls == ["/slow"]
+
+
+def test_a_server_that_is_not_ready_yet_is_asked_again_until_it_answers(
+        kube: KubeClient, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr("shipyard.adapters.kube_client.UNAVAILABLE_PAUSES", (0.05,) * 4)
+    FakeApiServer.busy = 2
+    assert kube.call("GET", "/version") == (200, {"gitVersion": "v1.34.0"})
+    assert FakeApiServer.calls == ["/version"] * 3
+    FakeApiServer.calls, FakeApiServer.busy = [], 10  # busy past every try: its answer
+    assert kube.call("GET", "/version") == (503, None)
+    assert len(FakeApiServer.calls) == 5
+
+
+def test_a_server_that_refuses_connections_is_tried_again_then_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr("shipyard.adapters.kube_client.UNAVAILABLE_PAUSES", (0.05,) * 4)
+    kubeconfig = tmp_path / "kubeconfig"
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "gone",
+        "clusters": [{"name": "gone", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "users": [{"name": "gone", "user": {"token": "t"}}],
+        "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "gone"}}]}))
+    started = time.monotonic()
+    with pytest.raises(KubeUnreachable, match="GET /version"):
+        KubeClient.from_kubeconfig(kubeconfig).call("GET", "/version")
+    assert time.monotonic() - started >= 0.2  # four pauses: it was asked five times

@@ -199,3 +199,45 @@ def test_a_refused_kill_is_a_kube_error():
     fake = connection({("DELETE", "/api/v1/namespaces/ns/pods/web-1"): (403, {})})
     with pytest.raises(KubeError, match="killing pod ns/web-1: 403"):
         PodKiller(Kube(fake)).kill("ns", "web-1")
+
+
+def reads_through_an_outage(outage: int, *states: dict[str, Any],
+                            status: int = 0) -> Callable[[], dict[str, Any]]:
+    """``outage`` reads the API server does not answer (or answers ``status``), then
+    ``states`` in turn."""
+    after = reader(*states)
+    failures = [outage]
+
+    def read() -> dict[str, Any]:
+        if failures[0] > 0:
+            failures[0] -= 1
+            raise KubeError("GET /apis/apps/v1/.../web: connection refused", status)
+        return after()
+    return read
+
+
+@pytest.mark.parametrize("status", [0, 503])
+def test_an_api_server_that_does_not_answer_for_a_while_is_waited_through(
+        clock: FakeTime, status: int):
+    said: list[str] = []
+    done, _ = poll_rollout(reads_through_an_outage(6, deployment(2), deployment(3),
+                                                   status=status),
+                           timeout_seconds=60, now=clock.monotonic, sleep=clock.sleep,
+                           on_change=said.append)
+    assert done.done
+    assert said[0].startswith("the API server did not answer (GET /apis/apps/v1/.../web")
+    assert said[1] == "the API server answers again after 3s"
+
+
+def test_an_api_server_silent_until_the_deadline_times_the_rollout_out_naming_it(
+        clock: FakeTime):
+    with pytest.raises(RolloutTimedOut) as timed_out:
+        poll_rollout(reads_through_an_outage(1000, deployment(3)), timeout_seconds=10,
+                     now=clock.monotonic, sleep=clock.sleep)
+    assert "the API server did not answer for 10s" in str(timed_out.value)
+
+
+def test_a_refusal_is_not_waited_through(clock: FakeTime):
+    with pytest.raises(KubeError):
+        poll_rollout(reads_through_an_outage(1, deployment(3), status=403),
+                     timeout_seconds=60, now=clock.monotonic, sleep=clock.sleep)
