@@ -31,12 +31,12 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
 from shipyard.store.errors import StoreTimedOut
 
 __all__ = ["POSTGRES_DEADLINES", "WRITE", "StoreConfigError", "open_engine",
-           "postgres_connect_args", "retry_when_locked"]
+           "postgres_connect_args", "retry_when_locked", "retry_when_unavailable"]
 
 T = TypeVar("T")
 
@@ -198,6 +198,41 @@ def _enter_wal(cursor: Any) -> None:
 def _is_lock_error(err: OperationalError) -> bool:
     text = str(err.orig).lower()
     return "database is locked" in text or "database is busy" in text
+
+
+UNAVAILABLE_SECONDS = 30.0
+"""How long a write waits for a PostgreSQL that went away (restarted, failed over) to
+take connections again."""
+
+
+def retry_when_unavailable(work: Callable[[], T], *,
+                           seconds: float = UNAVAILABLE_SECONDS) -> T:
+    """Run ``work`` and repeat it, backing off, while the database cannot be reached or
+    dropped the connection (a PostgreSQL restart), for at most ``seconds``.
+
+    ``work`` must be a whole transaction: one the server dropped was rolled back, so
+    repeating it is safe. A refusal, a timeout or a constraint is not retried."""
+    deadline = time.monotonic() + seconds
+    pause = 0.25
+    while True:
+        try:
+            return work()
+        except DBAPIError as err:
+            if not _unreachable(err) or time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 4.0)
+
+
+def _unreachable(err: DBAPIError) -> bool:
+    """The database dropped the connection or takes none: SQLAlchemy's own verdict,
+    or PostgreSQL's connection-failure and shutdown states (class 08, 57P01-57P03)."""
+    if err.connection_invalidated:
+        return True
+    sqlstate = getattr(err.orig, "sqlstate", None)
+    if sqlstate is None:  # no answer at all: the connection could not be made
+        return isinstance(err, OperationalError) and "sqlite" not in type(err.orig).__module__
+    return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
 
 
 def retry_when_locked(work: Callable[[], T], *, attempts: int = 6) -> T:

@@ -24,7 +24,7 @@ from shipyard.domain.clock import Clock, system_clock
 from shipyard.domain.pipeline import PipelineGraph, StageSpec, run_outcome
 from shipyard.domain.stage_logs import MARKER_STREAM, cap_chunk, truncation_marker
 from shipyard.domain.states import State, transition
-from shipyard.store.engine import WRITE, open_engine, retry_when_locked
+from shipyard.store.engine import WRITE, open_engine, retry_when_locked, retry_when_unavailable
 from shipyard.store.errors import AmbiguousRunId, RunNotFound, StageNotFound
 from shipyard.store.migrate import upgrade_to_head
 from shipyard.store.models import (
@@ -94,13 +94,14 @@ class Store:
             yield session
 
     def writing(self, work: Callable[[Session], T]) -> T:
-        """Run ``work`` in one write transaction, repeated if SQLite reports a lock."""
+        """Run ``work`` in one write transaction, repeated if SQLite reports a lock or
+        PostgreSQL went away meanwhile (restarted: for up to 30 s)."""
 
         def attempt() -> T:
             with self._one_writer, self._writer() as session, session.begin():
                 return work(session)
 
-        return retry_when_locked(attempt)
+        return retry_when_unavailable(lambda: retry_when_locked(attempt))
 
     # -- creating runs ------------------------------------------------------------------
 

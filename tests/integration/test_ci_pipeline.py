@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from git import Actor, Repo
 from pipelines.ci import ci_flow
 from shipyard.domain.states import State
 from shipyard.store import Ledger, RunRecord, Store
-from tests.support.stack import PROJECT
+from tests.support.stack import PROJECT, SHIPYARD
 
 pytestmark = pytest.mark.integration
 
@@ -65,6 +67,12 @@ def ci(stack, remote: Remote, *extra: str) -> RunRecord:
     return store.get_run(store.list_runs(limit=1, pipeline="ci")[0].id)
 
 
+def shipyard_with(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as the delivery stack's own (its registry, its engine)."""
+    return subprocess.run([*SHIPYARD, *args], env=env, cwd=PROJECT, capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
 def stage_refs(run: RunRecord) -> list[str]:
     return [s.ref for s in run.stages]
 
@@ -100,10 +108,41 @@ def test_the_same_commit_again_rebuilds_nothing(prefect_stack, remote):
         {f"shipyard/{app}" for app in APPS}
 
 
-def test_a_change_to_one_app_rebuilds_only_that_app(prefect_stack, remote):
+def test_a_change_to_one_app_rebuilds_only_that_app(prefect_stack, remote, delivery_stack):
+    """The fault on the way: the registry stops as the image is about to be pushed. The
+    push fails naming the registry; with the registry back, the run restarted from its
+    push pushes the image it built, and builds nothing again."""
     ci(prefect_stack, remote)
     remote.commit("Document discovery", **{"apps/discovery/NOTES.md": "leases\n"})
-    run = ci(prefect_stack, remote)
+    apps = [arg for app in APPS for arg in ("--app", app)]
+    started = prefect_stack.shipyard("ci", "--repo", remote.url, "--ref", "main", *apps,
+                                     "--no-wait")
+    assert started.returncode == 0, started.stderr
+    store = Store.open(prefect_stack.store_url)
+    broken = store.get_run(store.list_runs(limit=1, pipeline="ci")[0].id)
+    deadline = time.monotonic() + 600
+    while not any(s.ref == "push:discovery" or (s.ref == "build:discovery" and
+                                                s.state is State.SUCCEEDED)
+                  for s in store.get_run(broken.id).stages):
+        assert time.monotonic() < deadline and not store.get_run(broken.id).state.is_terminal
+        time.sleep(0.05)
+    stopped = shipyard_with(delivery_stack, "down", "--only", "registry")
+    try:
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        while not (broken := store.get_run(broken.id)).state.is_terminal:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+    finally:
+        back = shipyard_with(delivery_stack, "up", "--only", "registry")
+    assert back.returncode == 0, back.stdout + back.stderr
+    push = broken.stage("push:discovery")
+    assert (broken.state, push.state) == (State.FAILED, State.FAILED), push.message
+    assert "127.0.0.1:5000" in push.message, push.message
+    resumed = prefect_stack.shipyard("restart", broken.short_id, "--from", "push:discovery")
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr
+    run = store.get_run(store.list_runs(limit=1, pipeline="ci")[0].id)
+    assert run.restarted_from == broken.id and run.state is State.SUCCEEDED
+    assert run.stage("build:discovery").reason == "Reused"
     assert "build:discovery" in stage_refs(run) and "build:streaming" not in stage_refs(run)
     changes = run.stage("changes").outputs
     assert changes["changed"] == ["discovery"] and list(changes["reused"]) == ["streaming"]
