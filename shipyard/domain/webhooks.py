@@ -44,6 +44,7 @@ _FULL_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}(?:/[A-Za-z0-9._-]{1,100}){1,4}")
 _MAX_URL = 1000  # the store's column
 _MAX_REF = 255
 _MAX_ACTOR = 120
+_NOT_TEXT = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # controls, lone surrogates
 
 
 class InvalidSignature(ValueError):
@@ -181,7 +182,7 @@ def parse_push(payload: object) -> Push:
     return Push(
         ref=ref, before=before, after=after, clone_url=clone_url,
         repository=full_name,
-        pusher=_pusher(payload)[:_MAX_ACTOR],
+        pusher=_pusher(payload),
         deleted=deleted_flag or set(after) == {"0"},
         changed_paths=_changed_paths(payload),
     )
@@ -207,11 +208,18 @@ def _sha(payload: Mapping[str, object], key: str) -> str:
 
 
 def _pusher(payload: Mapping[str, object]) -> str:
-    # GitHub names the pusher by git name; the sender is the account, a fallback.
+    # GitHub names the pusher by git name; the sender is the account, a fallback. The
+    # name is the run's actor, stored and shown: neither database can encode a lone
+    # surrogate (the insert failed, a 500), PostgreSQL takes no NUL, and a control
+    # character could write over a terminal's line.
     for key, name_key in (("pusher", "name"), ("sender", "login")):
         who = payload.get(key)
         if isinstance(who, Mapping) and isinstance(who.get(name_key), str) and who[name_key]:
-            return str(who[name_key])
+            name = str(who[name_key])[:_MAX_ACTOR]
+            if _NOT_TEXT.search(name):
+                raise InvalidPayload(f"{key}.{name_key}", "must be text, without control "
+                                                          "characters or lone surrogates")
+            return name
     return ""
 
 

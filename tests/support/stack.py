@@ -12,6 +12,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from shipyard.adapters.postgres import PostgresServer
 from shipyard.settings import Settings
 
 __all__ = ["PIP_CACHE", "PROJECT", "SHIPYARD", "STACK_CACHE", "WHEELHOUSE", "Stack", "free_port",
-           "in_ci"]
+           "in_ci", "refused_port"]
 
 STACK_CACHE = "/var/tmp/shipyard-ci/stack"
 """What is slow to make (the base image, the cluster's binaries, pip's cache) is kept here,
@@ -39,6 +40,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port bound but never listened on, while the block runs: a connection to
+    it is refused at once, and, unlike a port that was free a moment ago, no other process
+    (a Prefect server of another session, say) can start listening on it meanwhile."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

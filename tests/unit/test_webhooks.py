@@ -169,6 +169,15 @@ def test_the_sender_names_the_pusher_when_github_gives_no_pusher() -> None:
     assert parse_push(payload).pusher == "octocat-account"
 
 
+def test_a_pusher_is_named_in_any_script() -> None:
+    for name in ("José Núñez", "李雷", "Ada Tester"):
+        assert parse_push(push_payload(pusher={"name": name})).pusher == name
+
+
+def test_a_long_pusher_name_is_cut_to_what_the_store_keeps() -> None:
+    assert parse_push(push_payload(pusher={"name": "n" * 500})).pusher == "n" * 120
+
+
 def test_a_sha256_repository_is_read_too() -> None:
     assert parse_push(push_payload(after="d" * 64)).after == "d" * 64
 
@@ -192,6 +201,9 @@ def test_a_sha256_repository_is_read_too() -> None:
     ({"commits": {"id": AFTER}}, "commits"),
     ({"commits": ["abc"]}, "commits[0]"),
     ({"commits": [{"id": AFTER, "added": "apps/x.py"}]}, "commits[0].added"),
+    ({"pusher": {"name": "\ud800"}}, "pusher.name"),
+    ({"pusher": {"name": "ada\u0000"}}, "pusher.name"),
+    ({"pusher": None, "sender": {"login": "\u001b[31mroot"}}, "sender.login"),
 ])
 def test_a_payload_that_is_not_a_push_names_the_field(changes: dict[str, Any],
                                                       field: str) -> None:
