@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,7 +47,9 @@ pytestmark = pytest.mark.integration
 
 APP = "discovery"
 AUTHOR = Actor("Ada Tester", "ada@example.com")
-ABANDON_AFTER_SECONDS = 8  # the stack's flows beat every 2 s (tests/support/stack.py)
+# The stack's flows beat every 2 s (tests/support/stack.py); the unit tests run beside
+# the delivery and may hold a core, so a flow is given several beats' slack.
+ABANDON_AFTER_SECONDS = 15
 SECONDS_PER_FAULT = 300
 
 
@@ -170,6 +173,7 @@ def _deliver_through_faults(delivery: Delivery, source: Path, commit: str) -> No
                              APP, "--warm-seconds", "12", "--no-wait")
     assert started.returncode == 0, started.stdout + started.stderr
     run = _newest_release(store, None)
+    delivery.log.append(f"started run {run.short_id}")
     for fault, reached in KILL_POINTS:
         _eventually(lambda: reached(delivery, run.id), seconds=SECONDS_PER_FAULT,  # noqa: B023
                     what=f"run {run.short_id} to reach '{fault.name}'", every=0.05)
@@ -226,19 +230,42 @@ async def _under_load(url: str, work: Callable[[], None]) -> list[Sample]:
     return samples
 
 
+class InBackground:
+    """The delivery through every fault, on a thread of its own: the unit and app tests
+    run meanwhile (see the root conftest), and the assertions join it."""
+
+    def __init__(self, made: Delivery, work: Callable[[], None]) -> None:
+        self.made = made
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(work,), daemon=True,
+                                       name="crash-recovery delivery")
+        self.thread.start()
+
+    def _run(self, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except BaseException as err:  # handed to the assertions, which raise it
+            self.error = err
+
+    def joined(self, seconds: float) -> Delivery:
+        self.thread.join(seconds)
+        assert not self.thread.is_alive(), f"the delivery was not done after {seconds:.0f}s"
+        if self.error is not None:
+            raise AssertionError(f"the delivery through the faults failed: "
+                                 f"{type(self.error).__name__}: {self.error}"
+                                 ) from self.error
+        return self.made
+
+
 @pytest.fixture(scope="module")
-def delivery(prefect_stack: Stack, source_repo: SourceRepo, real_cluster: Path,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Delivery]:
-    """The delivery through every fault, run once for the module's assertions."""
+def background(prefect_stack: Stack, source_repo: SourceRepo, real_cluster: Path,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[InBackground]:
+    """The delivery through every fault, started once for the module's assertions."""
     stack = prefect_stack
     store = Store.open(stack.store_url)
     kube = Kube.from_kubeconfig(real_cluster)
     prefix = stack.env["SHIPYARD_NAMESPACE_PREFIX"]
     namespaces = {env: prefix + env for env in ("staging", "prod")}
-    if Ledger(store).current_release(APP, "prod") is None:  # run alone: give it a baseline
-        first = stack.shipyard("release", "--repo", str(source_repo.path), "--ref",
-                               source_repo.good, "--app", APP, timeout=1200)
-        assert first.returncode == 0, first.stdout[-3000:] + first.stderr
     repo = Repo(source_repo.path)
     repo.create_head("crashes", source_repo.good).checkout()
     readme = source_repo.path / f"apps/{APP}/README.md"
@@ -251,20 +278,46 @@ def delivery(prefect_stack: Stack, source_repo: SourceRepo, real_cluster: Path,
     # The sweeper under test: shipyard ui's own, judging a stopped heartbeat in seconds.
     env = {**stack.env, "SHIPYARD_ABANDON_AFTER_SECONDS": str(ABANDON_AFTER_SECONDS),
            "SHIPYARD_SWEEP_INTERVAL_SECONDS": "1"}
-    with serve_ui(env, tmp_path_factory.mktemp("crash-ui")) as ui:
-        try:
-            made.samples = asyncio.run(_under_load(
-                service_url(kube, namespaces["prod"], APP),
-                lambda: _deliver_through_faults(made, source_repo.path, commit)))
-        finally:
-            if not BackgroundProcess("prefect-worker-shipyard",
-                                     stack.home / "prefect").pid():
-                stack.shipyard("up", "--only", "prefect", timeout=300)  # later tests
-        made.log.append(ui.output()[-2000:])
-    yield made
+    logs = tmp_path_factory.mktemp("crash-ui")
+
+    def everything() -> None:
+        if Ledger(store).current_release(APP, "prod") is None:  # alone: a baseline first
+            first = stack.shipyard("release", "--repo", str(source_repo.path), "--ref",
+                                   source_repo.good, "--app", APP, timeout=1200)
+            assert first.returncode == 0, first.stdout[-3000:] + first.stderr
+        with serve_ui(env, logs) as ui:
+            try:
+                made.samples = asyncio.run(_under_load(
+                    service_url(kube, namespaces["prod"], APP),
+                    lambda: _deliver_through_faults(made, source_repo.path, commit)))
+            finally:
+                if not BackgroundProcess("prefect-worker-shipyard",
+                                         stack.home / "prefect").pid():
+                    stack.shipyard("up", "--only", "prefect", timeout=300)  # later tests
+                made.log.append(ui.output()[-2000:])
+
+    running = InBackground(made, everything)
+    yield running
+    running.thread.join(1800)
     store.close()
 
 
+@pytest.fixture(scope="module")
+def delivery(background: InBackground) -> Delivery:
+    return background.joined(1500)
+
+
+@pytest.mark.starts_in_background
+def test_the_delivery_through_the_faults_is_under_way(background: InBackground) -> None:
+    """Only its start: the unit and app tests run while it goes on."""
+    _eventually(lambda: background.made.log or background.error
+                or not background.thread.is_alive(), seconds=600,
+                what="the delivery's first run to be handed to Prefect")
+    assert background.error is None, background.error
+    assert background.made.log[0].startswith("started run")
+
+
+@pytest.mark.timeout(1800)
 def test_each_fault_is_settled_as_abandoned_with_its_evidence(delivery: Delivery) -> None:
     assert [f.name for f in delivery.faults] == [f.name for f, _ in KILL_POINTS]
     for fault in delivery.faults:
@@ -278,6 +331,7 @@ def test_each_fault_is_settled_as_abandoned_with_its_evidence(delivery: Delivery
               f"resumed past {fault.restart_from} {fault.recovered_after:5.1f}s after it")
 
 
+@pytest.mark.timeout(1800)
 def test_the_delivery_resumed_after_the_last_fault_reaches_production(
         delivery: Delivery) -> None:
     final = delivery.final
@@ -291,6 +345,7 @@ def test_the_delivery_resumed_after_the_last_fault_reaches_production(
     assert all(p["metadata"].get("deletionTimestamp") for p in tracks), tracks
 
 
+@pytest.mark.timeout(1800)
 def test_the_switch_recorded_by_nobody_is_recorded_from_its_intent(
         delivery: Delivery) -> None:
     after_switch = next(f for f in delivery.faults if f.name == "just after the switch")
@@ -303,6 +358,7 @@ def test_the_switch_recorded_by_nobody_is_recorded_from_its_intent(
     assert audited
 
 
+@pytest.mark.timeout(1800)
 def test_production_answered_every_request_throughout(delivery: Delivery) -> None:
     failed = [s for s in delivery.samples if s.status != 200]
     versions = {s.version for s in delivery.samples if s.status == 200}
