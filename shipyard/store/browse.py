@@ -17,7 +17,13 @@ from datetime import datetime
 from sqlalchemy import and_, or_, select
 
 from shipyard.domain.states import State
-from shipyard.store.models import PipelineRun, StageLog, StageRun, StateTransition
+from shipyard.store.models import (
+    PipelineRun,
+    StageLog,
+    StageRun,
+    StateTransition,
+    comparable_id,
+)
 from shipyard.store.records import RunRecord
 from shipyard.store.store import Store, _run_record
 
@@ -139,7 +145,7 @@ class RunBrowser:
     def changes_after(self, last_id: int, *, run_id: str | None = None,
                       limit: int = 500) -> list[Change]:
         """Transitions newer than ``last_id`` (of one run, or all), oldest first."""
-        query = (select(StateTransition).where(StateTransition.id > last_id)
+        query = (select(StateTransition).where(StateTransition.id > comparable_id(last_id))
                  .order_by(StateTransition.id).limit(limit))
         if run_id:
             query = query.where(StateTransition.run_id == run_id)
@@ -151,7 +157,8 @@ class RunBrowser:
                    limit: int = 500) -> list[LogLine]:
         """Log chunks newer than ``last_id`` (of one run, or all), oldest first."""
         query = (select(StageLog, StageRun.run_id, StageRun.ref).join(StageRun)
-                 .where(StageLog.id > last_id).order_by(StageLog.id).limit(limit))
+                 .where(StageLog.id > comparable_id(last_id)).order_by(StageLog.id)
+                 .limit(limit))
         if run_id:
             query = query.where(StageRun.run_id == run_id)
         with self.store.reading() as session:
