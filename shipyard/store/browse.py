@@ -12,7 +12,7 @@ import binascii
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import and_, or_, select
 
@@ -189,10 +189,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         at, run_id = raw.split("|", 1)
         parsed = datetime.fromisoformat(at)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as err:
+        # The store compares in UTC, which a time hours from year 1 or 9999 cannot be in.
+        in_utc = parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError) as err:
         raise BadCursor(f"cursor: {cursor!r} is not a page cursor; start again from the "
                         "first page (leave cursor out)") from err
-    if parsed.tzinfo is None or not run_id.isalnum():
+    if in_utc is None or not run_id.isalnum():
         raise BadCursor(f"cursor: {cursor!r} is not a page cursor; start again from the "
                         "first page (leave cursor out)")
-    return parsed, run_id
+    return in_utc, run_id
