@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from pipelines.handover import HandOverFailed
 from shipyard.domain.access import Role
-from shipyard.domain.judgment_signature import Decision
+from shipyard.domain.judgment_signature import Decision, Route
 from shipyard.domain.redaction import redact_text, redact_url, redact_values
 from shipyard.domain.states import State
 from shipyard.domain.stream_slots import RETRY_AFTER_SECONDS, TooManyStreams, stream_identity
@@ -37,7 +37,36 @@ from ui.releases import ReleaseNotFound, compare_releases, production_dora
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api")
+
+class ErrorView(BaseModel):
+    """A refusal: what is wrong and what to do about it."""
+
+    error: str
+    run_id: str | None = Field(default=None, description="the run an action recorded but "
+                               "Prefect did not take (503 or 502)")
+
+
+_ERRORS = {
+    400: "the body is not JSON (nor UTF-8)",
+    401: "nobody: sign in, or send 'Authorization: Bearer shy_...'",
+    403: "the role is too low, or a cookie's request to change something lacks its CSRF "
+         "token",
+    404: "no such run (or stage, or release)",
+    409: "not now: the run has ended, is still going, or waits for no judgment",
+    500: "the judgment key cannot be read; the server's log says why",
+    502: "Prefect refused the request",
+    503: "Prefect cannot be reached (an action's run stays recorded, queued)",
+}
+
+
+def refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI description of the refusals an operation may answer, each an
+    :class:`ErrorView`. A 422 is left out: FastAPI declares it (a malformed request)."""
+    return {status: {"model": ErrorView, "description": _ERRORS[status]}
+            for status in statuses}
+
+
+router = APIRouter(prefix="/api", responses=refusals(401, 403))
 
 Viewer = Annotated[Principal, Depends(api_principal(Role.VIEWER))]
 Deployer = Annotated[Principal, Depends(api_principal(Role.DEPLOYER))]
@@ -182,7 +211,8 @@ def list_runs(
     return {"runs": [run_view(r, now) for r in page.runs], "next_cursor": page.next_cursor}
 
 
-@router.get("/runs/{run_id}", response_model=RunDetail, tags=["runs"])
+@router.get("/runs/{run_id}", response_model=RunDetail, tags=["runs"],
+            responses=refusals(404))
 def get_run(request: Request, run_id: str, _: Viewer) -> Any:
     """A run (by id or a unique prefix of 4+ characters) with its stages."""
     store = _store(request)
@@ -206,7 +236,7 @@ _LOG_PAGE_HEADERS = {
 
 
 @router.get("/runs/{run_id}/logs", response_model=list[LogChunkView], tags=["runs"],
-            responses={200: {"headers": _LOG_PAGE_HEADERS}})
+            responses={200: {"headers": _LOG_PAGE_HEADERS}, **refusals(404)})
 def get_logs(request: Request, response: Response, run_id: str, _: Viewer,
              stage: Annotated[str | None, Query(description="one stage's log")] = None,
              after: Annotated[int, Query(ge=0, description="only chunks after this id")] = 0,
@@ -235,7 +265,8 @@ def get_logs(request: Request, response: Response, run_id: str, _: Viewer,
              "text": redact_text(c.text)} for c in chunks]
 
 
-@router.get("/runs/{run_id}/stages/{stage_ref}/outputs", tags=["runs"])
+@router.get("/runs/{run_id}/stages/{stage_ref}/outputs", tags=["runs"],
+            responses=refusals(404))
 def get_stage_outputs(request: Request, run_id: str, stage_ref: str, _: Viewer) -> Any:
     """What a stage recorded: a canary stage its report (score, verdict, each metric's
     classification, statistics and both series), a chaos stage its evidence, a bake its
@@ -273,7 +304,14 @@ def list_releases(request: Request, app: str, _: Viewer,
             for r in Ledger(_store(request)).releases(app, environment, limit=limit)]
 
 
-@router.get("/apps/{app}/releases/diff", tags=["releases"])
+class ReleaseDiffView(BaseModel):
+    from_: int = Field(alias="from")
+    to: int
+    diff: list[str] = Field(description="unified diff lines of the two manifests")
+
+
+@router.get("/apps/{app}/releases/diff", tags=["releases"],
+            responses={200: {"model": ReleaseDiffView}, **refusals(404)})
 def diff_releases(request: Request, app: str, _: Viewer,
                   from_: Annotated[int, Query(alias="from")], to: int) -> Any:
     """The unified diff of two releases' manifests, as lines."""
@@ -326,11 +364,11 @@ def get_dora(request: Request, _: Viewer,
 
 _STREAM_ANSWERS: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}},
-    429: {"description": "the identity (a signed-in user, an API token, an anonymous "
-          "viewer's address) holds SHIPYARD_UI_STREAMS_PER_IDENTITY streams open already: "
-          "close one (with Retry-After)"},
-    503: {"description": "the UI holds as many streams as it serves at once (with "
-          "Retry-After)"},
+    429: {"model": ErrorView, "description": "the identity (a signed-in user, an API "
+          "token, an anonymous viewer's address) holds SHIPYARD_UI_STREAMS_PER_IDENTITY "
+          "streams open already: close one (with Retry-After)"},
+    503: {"model": ErrorView, "description": "the UI holds as many streams as it serves at "
+          "once (with Retry-After)"},
 }
 
 
@@ -348,7 +386,7 @@ async def all_events(request: Request, principal: Viewer,
 
 
 @router.get("/runs/{run_id}/events", response_class=StreamingResponse,
-            responses=_STREAM_ANSWERS, tags=["runs"])
+            responses={**_STREAM_ANSWERS, **refusals(404)}, tags=["runs"])
 async def run_events(request: Request, run_id: str, principal: Viewer,
                      since: Annotated[str | None, Query()] = None) -> Any:
     """Server-sent events of one run: ``run``, ``stage`` and ``log``; ``ended`` as for
@@ -380,7 +418,21 @@ async def _stream(request: Request, principal: Principal, run_id: str | None, *,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-@router.post("/runs/{run_id}/judgment", status_code=202, tags=["actions"])
+class JudgmentAnswerView(BaseModel):
+    run_id: str = Field(description="the run whose stage waited")
+    stage: str
+    subject: str
+    decision: Decision
+    actor: str
+    route: Route
+    comment: str
+    answered_at: datetime
+    asked_run_id: str = Field(description="the run named: the same, or one that started it")
+
+
+@router.post("/runs/{run_id}/judgment", status_code=202, tags=["actions"],
+             responses={202: {"model": JudgmentAnswerView},
+                        **refusals(400, 404, 409, 500, 502, 503)})
 async def answer_run_judgment(request: Request, run_id: str, body: JudgmentBody,
                               principal: Deployer) -> JSONResponse:
     """Approve or reject the manual judgment run ``run_id`` (or a run it started) waits
@@ -398,7 +450,17 @@ async def answer_run_judgment(request: Request, run_id: str, body: JudgmentBody,
 Admin = Annotated[Principal, Depends(api_principal(Role.ADMIN))]
 
 
-@router.get("/audit", tags=["actions"])
+class AuditEntryView(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    subject_kind: str
+    subject_id: str
+    details: dict[str, Any]
+
+
+@router.get("/audit", response_model=list[AuditEntryView], tags=["actions"])
 def audit_trail(request: Request, _: Admin,
                 subject_kind: Annotated[str | None, Query(description="run, app, ...")] = None,
                 subject_id: Annotated[str | None, Query()] = None,
@@ -412,6 +474,19 @@ def audit_trail(request: Request, _: Admin,
 
 
 # -- actions ----------------------------------------------------------------------------------
+
+
+class ActionView(BaseModel):
+    """The run an action started or ended."""
+
+    run_id: str
+    pipeline: str
+    state: State
+    reason: str
+    message: str
+
+
+_ACTION_REFUSALS = refusals(400, 404, 409, 502, 503)
 
 
 class CancelBody(BaseModel):
@@ -459,7 +534,8 @@ async def action_response(work: Awaitable[RunRecord], status: int = 202) -> JSON
                          "message": record.message}, status_code=status)
 
 
-@router.post("/runs/{run_id}/cancel", status_code=200, tags=["actions"])
+@router.post("/runs/{run_id}/cancel", status_code=200, tags=["actions"],
+             responses={200: {"model": ActionView}, **_ACTION_REFUSALS})
 async def cancel_run(request: Request, run_id: str, body: CancelBody,
                      principal: Deployer) -> JSONResponse:
     """Cancel a run that has not ended (409 if it has)."""
@@ -467,7 +543,8 @@ async def cancel_run(request: Request, run_id: str, body: CancelBody,
                                                 body.reason), status=200)
 
 
-@router.post("/runs/{run_id}/restart", status_code=202, tags=["actions"])
+@router.post("/runs/{run_id}/restart", status_code=202, tags=["actions"],
+             responses={202: {"model": ActionView}, **_ACTION_REFUSALS})
 async def restart_run(request: Request, run_id: str, body: RestartBody,
                       principal: Deployer) -> JSONResponse:
     """Start a new ci run from a stage of an ended one (202 with the new run)."""
@@ -475,7 +552,8 @@ async def restart_run(request: Request, run_id: str, body: RestartBody,
                                                  body.from_stage))
 
 
-@router.post("/apps/{app}/promote", status_code=202, tags=["actions"])
+@router.post("/apps/{app}/promote", status_code=202, tags=["actions"],
+             responses={202: {"model": ActionView}, **_ACTION_REFUSALS})
 async def promote_app(request: Request, app: str, body: PromoteBody,
                       principal: Deployer) -> JSONResponse:
     """Deliver a version that passed ``from_env`` into ``to_env``: by default into the
@@ -486,7 +564,8 @@ async def promote_app(request: Request, app: str, body: PromoteBody,
         why=body.why))
 
 
-@router.post("/apps/{app}/rollback", status_code=202, tags=["actions"])
+@router.post("/apps/{app}/rollback", status_code=202, tags=["actions"],
+             responses={202: {"model": ActionView}, **_ACTION_REFUSALS})
 async def roll_back_app(request: Request, app: str, body: RollbackBody,
                         principal: Deployer) -> JSONResponse:
     """Switch an environment back to an earlier release (202 with the run)."""

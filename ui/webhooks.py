@@ -94,6 +94,19 @@ _KINDS = (NOT_ALLOWED, DUPLICATE)  # ignored deliveries whose detail is "<kind>:
 
 router = APIRouter()
 
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"description": 'a ping: {"pong": true, "zen": ...}'},
+    202: {"description": 'a push: {"run_id", "pipeline", "delivery"} when it starts a run, '
+          '{"ignored", ...} saying why when not'},
+    400: {"description": "no X-GitHub-Event, a body that is not JSON, or a malformed "
+          "X-GitHub-Delivery"},
+    401: {"description": "no signature or a wrong one (or no SHIPYARD_WEBHOOK_SECRET set)"},
+    413: {"description": "a body past SHIPYARD_WEBHOOK_MAX_BODY_BYTES"},
+    422: {"description": 'a push without what Shipyard relies on, or a clone URL it refuses: '
+          '{"error", "field"}'},
+    429: {"description": "too many deliveries from this address (with Retry-After)"},
+}
+
 
 @dataclass(frozen=True)
 class WebhookConfig:
@@ -173,7 +186,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-@router.post("/hooks/github", status_code=202)
+@router.post("/hooks/github", status_code=202, responses=_ANSWERS)
 async def receive_github_delivery(request: Request) -> JSONResponse:
     """Take one GitHub delivery (see the module's description for every answer)."""
     hooks: Webhooks = request.app.state.webhooks

@@ -12,12 +12,18 @@ import binascii
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import and_, or_, select
 
 from shipyard.domain.states import State
-from shipyard.store.models import PipelineRun, StageLog, StageRun, StateTransition
+from shipyard.store.models import (
+    PipelineRun,
+    StageLog,
+    StageRun,
+    StateTransition,
+    comparable_id,
+)
 from shipyard.store.records import RunRecord
 from shipyard.store.store import Store, _run_record
 
@@ -139,7 +145,7 @@ class RunBrowser:
     def changes_after(self, last_id: int, *, run_id: str | None = None,
                       limit: int = 500) -> list[Change]:
         """Transitions newer than ``last_id`` (of one run, or all), oldest first."""
-        query = (select(StateTransition).where(StateTransition.id > last_id)
+        query = (select(StateTransition).where(StateTransition.id > comparable_id(last_id))
                  .order_by(StateTransition.id).limit(limit))
         if run_id:
             query = query.where(StateTransition.run_id == run_id)
@@ -151,7 +157,8 @@ class RunBrowser:
                    limit: int = 500) -> list[LogLine]:
         """Log chunks newer than ``last_id`` (of one run, or all), oldest first."""
         query = (select(StageLog, StageRun.run_id, StageRun.ref).join(StageRun)
-                 .where(StageLog.id > last_id).order_by(StageLog.id).limit(limit))
+                 .where(StageLog.id > comparable_id(last_id)).order_by(StageLog.id)
+                 .limit(limit))
         if run_id:
             query = query.where(StageRun.run_id == run_id)
         with self.store.reading() as session:
@@ -182,10 +189,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         at, run_id = raw.split("|", 1)
         parsed = datetime.fromisoformat(at)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as err:
+        # The store compares in UTC, which a time hours from year 1 or 9999 cannot be in.
+        in_utc = parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError) as err:
         raise BadCursor(f"cursor: {cursor!r} is not a page cursor; start again from the "
                         "first page (leave cursor out)") from err
-    if parsed.tzinfo is None or not run_id.isalnum():
+    if in_utc is None or not run_id.isalnum():
         raise BadCursor(f"cursor: {cursor!r} is not a page cursor; start again from the "
                         "first page (leave cursor out)")
-    return parsed, run_id
+    return in_utc, run_id

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from shipyard.domain.images import is_digest
 from shipyard.domain.pipeline import PipelineGraph, StageSpec
 from shipyard.store.models import (
+    LARGEST_ID,
     Approval,
     Artifact,
     AuditEvent,
@@ -214,6 +215,10 @@ class Ledger:
             return {(row.app, row.environment): _release(row) for row in rows}
 
     def release(self, release_id: int) -> ReleaseRecord:
+        """Release ``release_id``; LookupError when there is none (ids run from 1 to
+        :data:`~shipyard.store.models.LARGEST_ID`)."""
+        if not 0 < release_id <= LARGEST_ID:
+            raise LookupError(f"no release #{release_id}")
         with self.store.reading() as session:
             row = session.get(Release, release_id)
             if row is None:

@@ -28,6 +28,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
+    "LARGEST_ID",
     "ApiToken",
     "Approval",
     "Artifact",
@@ -43,6 +44,7 @@ __all__ = [
     "UiSession",
     "User",
     "WebhookDelivery",
+    "comparable_id",
 ]
 
 # Deterministic constraint names, so migrations can refer to them on every backend.
@@ -54,6 +56,16 @@ _NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
+LARGEST_ID = 2**63 - 1
+"""The largest integer id a row can have (SQLite's INTEGER; PostgreSQL's columns hold less).
+A number past it names no row, yet SQLite refuses to compare a column with it
+(``OverflowError``), so a lookup by a number from outside must answer for it without asking."""
+
+
+def comparable_id(number: int) -> int:
+    """``number`` as SQLite can compare it with an id column: past either end of the ids,
+    that end, which every id lies on the same side of."""
+    return max(-LARGEST_ID, min(number, LARGEST_ID))
 
 
 class UtcDateTime(TypeDecorator[datetime]):

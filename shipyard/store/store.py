@@ -34,6 +34,7 @@ from shipyard.store.models import (
     StageLog,
     StageRun,
     StateTransition,
+    comparable_id,
 )
 from shipyard.store.records import LogChunk, RunRecord, StageRecord, TransitionRecord
 
@@ -579,7 +580,8 @@ class Store:
         with self.reading() as session:
             run = self._load_run(session, run_id)
             query = (select(StageLog, StageRun.ref).join(StageRun)
-                     .where(StageRun.run_id == run.id, StageLog.id > after_id)
+                     .where(StageRun.run_id == run.id,
+                            StageLog.id > comparable_id(after_id))
                      .order_by(StageLog.id).limit(limit))
             if ref is not None:
                 _find_stage(run, ref)
