@@ -165,6 +165,8 @@ def test_an_invalid_app_yaml_fails_the_plan_naming_the_field(
                           repo_url=str(source_repo.path), commit_sha=sha)
     store.transition_stage(ci.id, f"test:{APP}", State.RUNNING, reason="Started")
     store.transition_stage(ci.id, f"test:{APP}", State.SUCCEEDED, reason="Succeeded")
+    store.transition_run(ci.id, State.SUCCEEDED, reason="Succeeded",
+                         message="tested discovery")
     assert store.get_run(ci.id).state is State.SUCCEEDED
     with pytest.raises(PipelineFailed) as failed:
         asyncio.run(plan_once(ci.id))
