@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -192,6 +193,10 @@ class Reconciler:
                       and r.id not in report.refused]
             await asyncio.to_thread(self.store.note_hand_over_refused, silent,
                                     report.unavailable)
+            if full:  # and the runs beyond this pass's batch
+                await asyncio.to_thread(
+                    functools.partial(self.store.note_hand_over_refused, None,
+                                      report.unavailable, besides=list(report.refused)))
         self._fresh.difference_update(report.handed_over, report.refused)
         if report.unavailable is not None and not self._prefect_down:
             self._prefect_down = True

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any, TypeVar
@@ -262,8 +262,10 @@ class Store:
 
         return self.get_run(run_id) if self.writing(work) else None
 
-    def note_hand_over_refused(self, run_ids: Iterable[str], error: str) -> int:
-        """Say on each run (still queued, not yet taken) that Prefect did not take it.
+    def note_hand_over_refused(self, run_ids: Iterable[str] | None, error: str, *,
+                               besides: Collection[str] = ()) -> int:
+        """Say on each run (still queued, not yet taken) that Prefect did not take it:
+        those of ``run_ids``, or, given None, every waiting run but those of ``besides``.
 
         The run keeps its state; its reason becomes ``AwaitingPrefect`` and its message the
         error, so ``shipyard show`` explains the wait. The history gets a ``HandOverFailed``
@@ -272,14 +274,22 @@ class Store:
         """
         message = (f"Prefect did not take the run: {error}; it stays queued and is handed "
                    "over when Prefect answers")
-        ids = list(run_ids)
+        ids = None if run_ids is None else list(run_ids)
+        waiting = (PipelineRun.state == State.QUEUED.value) & \
+            PipelineRun.prefect_flow_run_id.is_(None)
+        if ids is not None:
+            waiting = waiting & PipelineRun.id.in_(ids)
+        else:
+            # Those already saying so are left alone; the others, beyond any batch.
+            waiting = waiting & ((PipelineRun.reason != "AwaitingPrefect")
+                                 | (PipelineRun.message != message))
+            if besides:
+                waiting = waiting & PipelineRun.id.not_in(list(besides))
 
         def work(session: Session) -> int:
             runs = session.scalars(
-                select(PipelineRun).where(PipelineRun.id.in_(ids),
-                                          PipelineRun.state == State.QUEUED.value,
-                                          PipelineRun.prefect_flow_run_id.is_(None))
-                .order_by(PipelineRun.id).with_for_update())
+                select(PipelineRun).where(waiting).order_by(PipelineRun.id)
+                .with_for_update())
             noted = 0
             for run in runs:
                 if run.reason != "AwaitingPrefect" or run.message != message:
@@ -288,7 +298,7 @@ class Store:
                     noted += 1
             return noted
 
-        return self.writing(work) if ids else 0
+        return self.writing(work) if ids is None or ids else 0
 
     def record_hand_over(self, run_id: str, flow_run_id: str) -> RunRecord:
         """Link the run to the Prefect flow run that took it. A run that was waiting for

@@ -131,6 +131,21 @@ def test_a_pass_stops_when_prefect_is_down_and_every_waiting_run_says_why(
         assert "cannot be reached" in run.message
 
 
+def test_while_prefect_is_down_runs_beyond_one_pass_say_why_too(
+        store: Store, prefect: FakePrefect, clock: FrozenClock, ticks: Ticks) -> None:
+    runs = queued(store, clock, 12)
+    prefect.down = True
+
+    passes = reconciler(store, prefect, clock, ticks, batch=5, concurrency=1)
+    report = asyncio.run(passes.reconcile_once())
+    assert report.unavailable is not None
+    assert [store.get_run(r).reason for r in runs] == ["AwaitingPrefect"] * 12
+    ticks.now += 60
+    asyncio.run(passes.reconcile_once())
+    said = [t for t in store.transitions(runs[-1]) if t.reason == "HandOverFailed"]
+    assert len(said) == 1  # once, not once per pass
+
+
 def test_after_prefect_was_down_one_run_asks_before_the_others(
         store: Store, prefect: FakePrefect, clock: FrozenClock, ticks: Ticks) -> None:
     runs = queued(store, clock, 5)
