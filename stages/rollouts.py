@@ -28,7 +28,7 @@ from shipyard.domain.labels import (
     TRACK_LABEL,
     label_selector,
 )
-from shipyard.domain.manifests import parse_manifests
+from shipyard.domain.manifests import TRACKS, parse_manifests
 from shipyard.domain.pod_health import worst_problem
 from shipyard.domain.rollout import scaled_and_rolled_out
 from shipyard.domain.traffic import summarize, switch_time
@@ -244,7 +244,9 @@ async def remove_leftover_tracks(kube: Kube, app: str, namespace: str, *,
     Services, ConfigMaps) that outlived their stage: a canary stage removes its own
     whatever the verdict, so only a run that died mid-canary leaves any. Call it holding
     the app's deploy lock, when no canary of it can be running."""
-    selector = f"{app_selector(app)},{TRACK_LABEL}"
+    # Only the analysis' tracks: the stable one (production itself) carries the label too.
+    analysis = ",".join(track for track in TRACKS if track != "stable")
+    selector = f"{app_selector(app)},{TRACK_LABEL} in ({analysis})"
     removed = []
     for kind, api in (("Deployment", "apps/v1"), ("Service", "v1"), ("ConfigMap", "v1")):
         for obj in await run_blocking(kube.list_objects, api, kind, namespace, selector):
