@@ -17,6 +17,7 @@ from shipyard.domain.states import State
 from shipyard.store import Store
 from shipyard.store.browse import Change, RunBrowser
 from shipyard.store.notify import Polling, PostgresListener, change_signal
+from tests.support.services import fresh_postgres_database, postgres_base_url
 from ui.live import ChangeFeed
 
 pytestmark = pytest.mark.integration
@@ -100,11 +101,16 @@ def test_the_feed_reads_the_store_when_postgresql_says_it_changed_and_sqlite_is_
         assert idle_reads >= 8  # every 250 ms
 
 
+@pytest.fixture
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh PostgreSQL database: SQLite has no notifications to lose (it is polled)."""
+    with fresh_postgres_database(postgres_base_url(request)) as url:
+        yield url
+
+
 def test_a_listener_whose_connection_the_server_ends_listens_again_and_misses_nothing(
-        store_url: str) -> None:
-    if not store_url.startswith("postgresql"):
-        pytest.skip("SQLite has no notifications to lose: it is polled")
-    store = Store.open(store_url)
+        postgres_url: str) -> None:
+    store = Store.open(postgres_url)
     signal = change_signal(store.engine)
     assert isinstance(signal, PostgresListener)
 
