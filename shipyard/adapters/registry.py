@@ -45,32 +45,32 @@ class Registry:
         it cannot be asked."""
         if not _NAME.fullmatch(repository) or not _DIGEST.fullmatch(digest):
             raise ValueError(f"{repository}@{digest} is not a valid repository and digest")
-        try:
-            response = httpx.head(f"{self.url}/v2/{repository}/manifests/{digest}",
-                                  headers={"Accept": _MANIFEST_TYPES}, timeout=10)
-        except httpx.HTTPError as err:
-            raise RegistryError(f"registry {self.address} unreachable: {err}") from err
-        if response.status_code in (200, 404):
-            return response.status_code == 200
-        raise RegistryError(f"registry {self.address} answered {response.status_code} for "
-                            f"{repository}@{digest}")
+        return self._head_manifest(repository, digest) is not None
 
     def manifest_digest(self, repository: str, tag: str) -> str:
         """The digest the registry serves for ``repository:tag`` (``sha256:…``)."""
         if not _NAME.fullmatch(repository) or not _TAG.fullmatch(tag):
             raise ValueError(f"{repository}:{tag} is not a valid repository and tag")
-        try:
-            response = httpx.head(f"{self.url}/v2/{repository}/manifests/{tag}",
-                                  headers={"Accept": _MANIFEST_TYPES}, timeout=10)
-        except httpx.HTTPError as err:
-            raise RegistryError(f"registry {self.address} unreachable: {err}") from err
-        if response.status_code == 404:
+        response = self._head_manifest(repository, tag)
+        if response is None:
             raise RegistryError(f"registry {self.address} has no {repository}:{tag}")
-        if response.status_code != 200:
-            raise RegistryError(f"registry {self.address} answered {response.status_code} "
-                                f"for {repository}:{tag}")
         digest = str(response.headers.get("Docker-Content-Digest", ""))
         if not digest.startswith("sha256:"):
             raise RegistryError(f"registry {self.address} sent no digest for "
                                 f"{repository}:{tag}")
         return digest
+
+    def _head_manifest(self, repository: str, reference: str) -> httpx.Response | None:
+        """The registry's answer to HEAD of a manifest (a tag or a digest), None for 404;
+        :class:`RegistryError` when it is unreachable or answers anything else."""
+        try:
+            response = httpx.head(f"{self.url}/v2/{repository}/manifests/{reference}",
+                                  headers={"Accept": _MANIFEST_TYPES}, timeout=10)
+        except httpx.HTTPError as err:
+            raise RegistryError(f"registry {self.address} unreachable: {err}") from err
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise RegistryError(f"registry {self.address} answered {response.status_code} "
+                                f"for {repository} {reference}")
+        return response
