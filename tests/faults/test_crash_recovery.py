@@ -143,7 +143,9 @@ KILL_POINTS: list[tuple[Fault, Callable[[Delivery, str], bool]]] = [
 ]
 
 
-def _kill(stack: Stack, run: RunRecord, *, whole_worker: bool) -> None:
+def _kill(stack: Stack, run: RunRecord, *, whole_worker: bool) -> list[int]:
+    """SIGKILLs the processes running ``run``'s flow run (and first the worker when
+    ``whole_worker``); returns the flow's pids."""
     flow_run = str(run.prefect_flow_run_id)
     if whole_worker:
         worker = BackgroundProcess("prefect-worker-shipyard", stack.home / "prefect")
@@ -153,6 +155,7 @@ def _kill(stack: Stack, run: RunRecord, *, whole_worker: bool) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    return pids
 
 
 def _newest_release(store: Store, after: RunRecord | None) -> RunRecord:
@@ -188,9 +191,9 @@ def _deliver_through_faults(delivery: Delivery, source: Path, commit: str) -> No
         _eventually(lambda: reached(delivery, run.id), seconds=SECONDS_PER_FAULT,  # noqa: B023
                     what=f"run {run.short_id} to reach '{fault.name}'", every=0.01)
         killed = time.monotonic()
-        _kill(stack, run, whole_worker=fault.whole_worker)
-        delivery.log.append(f"killed run {run.short_id} {fault.name} (stages: " + ", ".join(
-            f"{st.ref} {st.state.value}" for st in store.get_run(run.id).stages) + ")")
+        pids = _kill(stack, run, whole_worker=fault.whole_worker)
+        stages = ", ".join(f"{st.ref} {st.state.value}" for st in store.get_run(run.id).stages)
+        delivery.log.append(f"killed run {run.short_id} {fault.name}, pids {pids} ({stages})")
         if fault.whole_worker:
             up = stack.shipyard("up", "--only", "prefect", timeout=300)
             assert up.returncode == 0, up.stdout + up.stderr
@@ -353,8 +356,9 @@ def test_the_delivery_resumed_after_the_last_fault_reaches_production(
     assert current is not None and current.version == delivery.version
     _store_equals_cluster(delivery)
     # No canary or baseline track outlived the delivery killed mid-canary.
-    tracks = delivery.kube.pods(delivery.namespaces["prod"],
-                                f"app.kubernetes.io/name={APP},shipyard.dev/track")
+    tracks = delivery.kube.pods(
+        delivery.namespaces["prod"],
+        f"app.kubernetes.io/name={APP},shipyard.dev/track in (baseline,canary)")
     assert all(p["metadata"].get("deletionTimestamp") for p in tracks), tracks
 
 
