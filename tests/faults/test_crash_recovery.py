@@ -144,18 +144,25 @@ KILL_POINTS: list[tuple[Fault, Callable[[Delivery, str], bool]]] = [
 
 
 def _kill(stack: Stack, run: RunRecord, *, whole_worker: bool) -> list[int]:
-    """SIGKILLs the processes running ``run``'s flow run (and first the worker when
-    ``whole_worker``); returns the flow's pids."""
+    """SIGKILLs the processes running ``run``'s flow run, and with ``whole_worker`` the
+    worker too, all at one instant: the flow is frozen (SIGSTOP) before the worker dies,
+    so it cannot notice the worker gone (its output pipe broken) and act on it. Returns
+    the flow's pids."""
     flow_run = str(run.prefect_flow_run_id)
+    pids = flow_processes(flow_run)
+    assert pids or whole_worker, f"no process runs flow run {flow_run}"
+    _signal_all(pids, signal.SIGSTOP)
     if whole_worker:
         worker = BackgroundProcess("prefect-worker-shipyard", stack.home / "prefect")
         assert worker.stop(terms=0), "the stack's worker was not running"  # SIGKILL
-    pids = flow_processes(flow_run)
-    assert pids or whole_worker, f"no process runs flow run {flow_run}"
+    _signal_all(pids, signal.SIGKILL)
+    return pids
+
+
+def _signal_all(pids: list[int], signum: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return pids
+            os.kill(pid, signum)
 
 
 def _newest_release(store: Store, after: RunRecord | None) -> RunRecord:
