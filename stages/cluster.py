@@ -11,6 +11,9 @@ fallback.
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from shipyard.adapters.blocking import run_blocking
 from shipyard.adapters.kube import Kube
 from shipyard.adapters.kube_client import KubeError
@@ -24,7 +27,12 @@ from shipyard.domain.environment_access import EnvironmentAccess
 from shipyard.settings import Settings
 from stages.runtime import StageContext, StageFailure
 
-__all__ = ["open_kube", "open_viewer"]
+__all__ = ["CLUSTER_WAIT_SECONDS", "open_kube", "open_viewer"]
+
+CLUSTER_WAIT_SECONDS = 60.0
+"""How long a stage waits for an API server that does not answer /readyz before it fails:
+long enough to ride out a restart (about 20 s here), short enough to fail a stage whose
+cluster is down while someone still watches."""
 
 
 async def open_kube(ctx: StageContext, namespace: str) -> Kube:
@@ -37,10 +45,28 @@ async def open_kube(ctx: StageContext, namespace: str) -> Kube:
                                   what=f"the deploy identity of namespace {namespace}")
     except IdentityUnavailable as err:
         raise StageFailure("NoDeployIdentity", str(err)) from err
-    if not await run_blocking(kube.client.ready):
-        raise StageFailure("ClusterUnavailable", f"the API server of {path} does not "
-                           "answer /readyz; start it with `shipyard up`")
+    if not await _ready_within(ctx, kube, CLUSTER_WAIT_SECONDS):
+        raise StageFailure("ClusterUnavailable", f"the API server of {path} did not "
+                           f"answer /readyz for {CLUSTER_WAIT_SECONDS:.0f}s; start it with "
+                           "`shipyard up`")
     return kube
+
+
+async def _ready_within(ctx: StageContext, kube: Kube, seconds: float) -> bool:
+    """Whether the API server answers /readyz, asked every second for up to ``seconds``;
+    the stage's log says when it had to wait, and for how long."""
+    started = time.monotonic()
+    while not await run_blocking(kube.client.ready):
+        if time.monotonic() - started >= seconds:
+            return False
+        if time.monotonic() - started < 1:
+            await ctx.log(f"the API server did not answer /readyz; waiting up to "
+                          f"{seconds:.0f}s for it")
+        await asyncio.sleep(1)
+    if time.monotonic() - started >= 1:
+        await ctx.log(f"the API server answers again after "
+                      f"{time.monotonic() - started:.0f}s")
+    return True
 
 
 def open_viewer(settings: Settings) -> tuple[Kube | None, str]:

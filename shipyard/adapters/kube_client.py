@@ -34,7 +34,7 @@ from shipyard.domain.environment_access import DEPLOYABLE_KINDS
 __all__ = ["REQUEST_TIMEOUT_SECONDS", "KubeClient", "KubeError", "UnsupportedKind",
            "object_path", "refused"]
 
-UNAVAILABLE_PAUSES = (1.0, 2.0, 4.0, 4.0)
+UNAVAILABLE_PAUSES = (1.0, 2.0, 4.0, 8.0, 8.0, 8.0, 8.0)
 """Seconds between tries of a call the API server could not take (see
 :meth:`KubeClient.call`)."""
 REQUEST_TIMEOUT_SECONDS = 30.0
@@ -138,7 +138,8 @@ class KubeClient:
 
         An API server that refuses connections, or answers 503 or 429, is restarting or
         overloaded and did nothing: the call is tried again after each of
-        :data:`UNAVAILABLE_PAUSES` (about 11 s in all, which rides out a restart)."""
+        :data:`UNAVAILABLE_PAUSES` (about 40 s in all, which rides out a restart: one
+        took 22 s here)."""
         for pause in (*UNAVAILABLE_PAUSES, None):
             try:
                 status, answer = self._call_once(method, path, query=query, body=body,
