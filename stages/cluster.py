@@ -12,11 +12,13 @@ fallback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Callable
 
 from shipyard.adapters.blocking import run_blocking
 from shipyard.adapters.kube import Kube
-from shipyard.adapters.kube_client import KubeError
+from shipyard.adapters.kube_client import UNAVAILABLE_NOTICES, KubeError
 from shipyard.adapters.kube_identity import (
     IdentityUnavailable,
     deploy_kubeconfig,
@@ -45,11 +47,30 @@ async def open_kube(ctx: StageContext, namespace: str) -> Kube:
                                   what=f"the deploy identity of namespace {namespace}")
     except IdentityUnavailable as err:
         raise StageFailure("NoDeployIdentity", str(err)) from err
+    # From here on in this stage, a call that waits for the API server says so in its log.
+    UNAVAILABLE_NOTICES.set(_into_log(ctx))
     if not await _ready_within(ctx, kube, CLUSTER_WAIT_SECONDS):
         raise StageFailure("ClusterUnavailable", f"the API server of {path} did not "
                            f"answer /readyz for {CLUSTER_WAIT_SECONDS:.0f}s; start it with "
                            "`shipyard up`")
     return kube
+
+
+def _into_log(ctx: StageContext) -> Callable[[str], None]:
+    """A notice from a worker thread, written to the stage's log on the stage's loop."""
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
+
+    def write(text: str) -> None:
+        task = loop.create_task(ctx.log(text))
+        pending.add(task)  # held until written: the loop keeps only weak references
+        task.add_done_callback(pending.discard)
+
+    def notice(text: str) -> None:
+        with contextlib.suppress(RuntimeError):  # the stage's loop has closed
+            loop.call_soon_threadsafe(write, text)
+
+    return notice
 
 
 async def _ready_within(ctx: StageContext, kube: Kube, seconds: float) -> bool:

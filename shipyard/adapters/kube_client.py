@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,11 @@ __all__ = ["REQUEST_TIMEOUT_SECONDS", "KubeClient", "KubeError", "UnsupportedKin
 UNAVAILABLE_PAUSES = (1.0, 2.0, 4.0, 8.0, 8.0, 8.0, 8.0)
 """Seconds between tries of a call the API server could not take (see
 :meth:`KubeClient.call`)."""
+UNAVAILABLE_NOTICES: ContextVar[Callable[[str], None] | None] = ContextVar(
+    "kube_unavailable_notices", default=None)
+"""Who hears that a call waits for an API server that does not answer, and that it
+answers again (a stage sets it to write into its log: :func:`stages.cluster.open_kube`).
+Called from the thread making the call."""
 REQUEST_TIMEOUT_SECONDS = 30.0
 """How long one API call may take, connection and answer (a watch has its own)."""
 # One more try for a connection that broke (a keep-alive connection the server had closed),
@@ -140,16 +146,28 @@ class KubeClient:
         overloaded and did nothing: the call is tried again after each of
         :data:`UNAVAILABLE_PAUSES` (about 40 s in all, which rides out a restart: one
         took 22 s here)."""
+        notice = UNAVAILABLE_NOTICES.get()
+        unanswered_since: float | None = None
         for pause in (*UNAVAILABLE_PAUSES, None):
             try:
                 status, answer = self._call_once(method, path, query=query, body=body,
                                                  content_type=content_type, timeout=timeout)
-            except KubeUnreachable:
+            except KubeUnreachable as err:
                 if pause is None:
                     raise
+                problem = str(err)
             else:
                 if status not in (429, 503) or pause is None:
+                    if unanswered_since is not None and notice is not None:
+                        notice(f"the API server answers again after "
+                               f"{time.monotonic() - unanswered_since:.0f}s")
                     return status, answer
+                problem = f"{method} {path}: {status}"
+            if unanswered_since is None:
+                unanswered_since = time.monotonic()
+                if notice is not None:
+                    notice(f"the API server did not answer ({problem}); trying again for "
+                           f"up to {sum(UNAVAILABLE_PAUSES):.0f}s")
             time.sleep(pause)
         raise AssertionError("unreachable")  # the last pass returns or raises
 

@@ -18,7 +18,12 @@ import pytest
 import yaml
 
 from shipyard.adapters.blocking import run_blocking
-from shipyard.adapters.kube_client import KubeClient, KubeError, KubeUnreachable
+from shipyard.adapters.kube_client import (
+    UNAVAILABLE_NOTICES,
+    KubeClient,
+    KubeError,
+    KubeUnreachable,
+)
 
 
 class FakeApiServer(BaseHTTPRequestHandler):
@@ -104,8 +109,13 @@ def test_a_server_that_is_not_ready_yet_is_asked_again_until_it_answers(
         kube: KubeClient, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr("shipyard.adapters.kube_client.UNAVAILABLE_PAUSES", (0.05,) * 4)
     FakeApiServer.busy = 2
+    heard: list[str] = []
+    UNAVAILABLE_NOTICES.set(heard.append)
     assert kube.call("GET", "/version") == (200, {"gitVersion": "v1.34.0"})
     assert FakeApiServer.calls == ["/version"] * 3
+    assert heard == ["the API server did not answer (GET /version: 503); trying again for "
+                     "up to 0s", "the API server answers again after 0s"]
+    UNAVAILABLE_NOTICES.set(None)
     FakeApiServer.calls, FakeApiServer.busy = [], 10  # busy past every try: its answer
     assert kube.call("GET", "/version") == (503, None)
     assert len(FakeApiServer.calls) == 5
