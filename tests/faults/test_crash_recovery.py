@@ -341,12 +341,11 @@ def delivery(background: InBackground) -> Delivery:
 
 @pytest.mark.starts_in_background
 def test_the_delivery_through_the_faults_is_under_way(background: InBackground) -> None:
-    """Only its start: the unit and app tests run while it goes on."""
-    _eventually(lambda: background.made.log or background.error
-                or not background.thread.is_alive(), seconds=600,
-                what="the delivery's first run to be handed to Prefect")
+    """Only its start, not even its first run (a baseline release may come first): the
+    unit and app tests run while it goes on, and the assertions below join it."""
+    time.sleep(2)  # long enough for a fixture that fails at once to have failed
     assert background.error is None, background.error
-    assert "started run" in background.made.log[0]
+    assert background.thread.is_alive() or background.made.log
 
 
 @pytest.mark.timeout(1800)
