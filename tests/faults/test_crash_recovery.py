@@ -289,7 +289,11 @@ class InBackground:
         return self.made
 
 
-@pytest.fixture(scope="module")
+# Session-scoped, not module-scoped: the unit tests run between this module's first test
+# and its assertions, and pytest finalizes a module's fixtures when the next test is
+# another module's, which would join the delivery there (holding the unit tests back)
+# and start a second one for the assertions.
+@pytest.fixture(scope="session")
 def background(prefect_stack: Stack, source_repo: SourceRepo, real_cluster: Path,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[InBackground]:
     """The delivery through every fault, started once for the module's assertions."""
@@ -334,7 +338,7 @@ def background(prefect_stack: Stack, source_repo: SourceRepo, real_cluster: Path
     store.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def delivery(background: InBackground) -> Delivery:
     return background.joined(1500)
 
