@@ -11,7 +11,7 @@ import ipaddress
 import math
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -44,6 +44,10 @@ class Settings(BaseSettings):
         description="the Shipyard checkout whose apps/ the pipelines build; default: this one",
     )
     work_pool: str = Field(default="shipyard", description="Prefect work pool of deployments")
+    worker: Literal["warm", "process"] = Field(
+        default="warm", description="the local stack's Prefect worker: warm (flow runs forked "
+        "from an interpreter that imported Prefect and the pipelines already) or process "
+        "(Prefect's stock process worker: a new interpreter per flow run)")
     prefect_port: int = Field(default=4200, ge=1, le=65535,
                               description="port of the local Prefect server on 127.0.0.1")
     stack_home: Path | None = Field(
@@ -349,6 +353,12 @@ class Settings(BaseSettings):
     @classmethod
     def _proxy_networks(cls, value: Any, info: ValidationInfo) -> Any:
         return proxy_networks(value, variable=_variable(info))
+
+    @property
+    def worker_type(self) -> str:
+        """The Prefect worker type of ``worker``: ``shipyard-warm`` (registered by
+        :mod:`shipyard.worker.warm`) or Prefect's ``process``."""
+        return "shipyard-warm" if self.worker == "warm" else "process"
 
     @property
     def trigger_rules(self) -> TriggerRules:

@@ -355,14 +355,16 @@ def _prefect(args: list[str], *, cwd: Path, env: dict[str, str]) -> None:
         raise PrefectError(f"{what} failed: {done.last_lines(5)}")
 
 
-def ensure_work_pool(name: str, *, project_dir: Path,
+def ensure_work_pool(name: str, *, project_dir: Path, pool_type: str = "process",
                      prefect_env: Mapping[str, str] | None = None) -> None:
-    """Create the process work pool ``name`` if it is missing (no change if it exists)."""
+    """Create the work pool ``name`` of ``pool_type`` if it is missing (no change if it
+    exists: a process pool and a ``shipyard-warm`` pool share one job template, so either
+    worker runs either pool's flow runs)."""
     env = {**os.environ, **(prefect_env or {})}
     try:
         _prefect(["work-pool", "inspect", name], cwd=project_dir, env=env)
     except PrefectError:
-        _prefect(["work-pool", "create", name, "--type", "process"], cwd=project_dir, env=env)
+        _prefect(["work-pool", "create", name, "--type", pool_type], cwd=project_dir, env=env)
 
 
 def check_project(project_dir: Path, *, work_pool: str) -> tuple[DeploymentSpec, ...]:
@@ -393,7 +395,7 @@ def check_project(project_dir: Path, *, work_pool: str) -> tuple[DeploymentSpec,
     return specs
 
 
-def apply_deployments(project_dir: Path, *, work_pool: str,
+def apply_deployments(project_dir: Path, *, work_pool: str, pool_type: str = "process",
                       prefect_env: Mapping[str, str] | None = None
                       ) -> tuple[DeploymentSpec, ...]:
     """Register every deployment of ``project_dir/prefect.yaml`` with the server, after
@@ -404,7 +406,8 @@ def apply_deployments(project_dir: Path, *, work_pool: str,
     working directory of flow runs, so a worker runs the code of this checkout.
     """
     specs = check_project(project_dir, work_pool=work_pool)
-    ensure_work_pool(work_pool, project_dir=project_dir, prefect_env=prefect_env)
+    ensure_work_pool(work_pool, project_dir=project_dir, pool_type=pool_type,
+                     prefect_env=prefect_env)
     env = {**os.environ, **(prefect_env or {}),
            "SHIPYARD_PROJECT_DIR": str(project_dir.resolve())}
     _prefect(["deploy", "--all"], cwd=project_dir, env=env)

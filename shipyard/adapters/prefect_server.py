@@ -197,13 +197,17 @@ def _digest(*parts: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PrefectWorker:
-    """A process worker polling ``pool`` every second (Prefect's default is 10 s, which
-    puts up to 10 s between a trigger and its run)."""
+    """A worker of ``worker_type`` (Shipyard's ``shipyard-warm`` or Prefect's ``process``)
+    for ``pool``, polling it every ``query_seconds`` (Prefect's default is 10 s, which puts
+    up to 10 s between a trigger and its run; the warm worker also hears of new runs on
+    Prefect's events websocket, so its poll is only the safety net)."""
 
     server: PrefectServer
     pool: str
     project_dir: Path
     extra_env: tuple[tuple[str, str], ...] = ()
+    worker_type: str = "process"
+    query_seconds: float = 1.0
 
     @property
     def _process(self) -> BackgroundProcess:
@@ -222,7 +226,8 @@ class PrefectWorker:
         it was started now."""
         # A digest: the store URL and the auth string are secrets.
         configuration = _digest(self.pool, str(self.project_dir), repr(sorted(self.extra_env)),
-                                self.server.auth_string())
+                                self.server.auth_string(), self.worker_type,
+                                f"{self.query_seconds:g}")
         if self.running():
             if self._configuration_file.exists() and \
                     self._configuration_file.read_text() == configuration:
@@ -231,11 +236,11 @@ class PrefectWorker:
         self.server.home.mkdir(parents=True, exist_ok=True)
         self._configuration_file.write_text(configuration)
         env = {**os.environ, **self.server.env(), **dict(self.extra_env),
-               "PREFECT_WORKER_QUERY_SECONDS": "1",
+               "PREFECT_WORKER_QUERY_SECONDS": f"{self.query_seconds:g}",
                "SHIPYARD_PROJECT_DIR": str(self.project_dir)}
         self._process.spawn(
             [sys.executable, "-m", "prefect", "worker", "start", "--pool", self.pool,
-             "--type", "process"], env=env, cwd=self.project_dir)
+             "--type", self.worker_type], env=env, cwd=self.project_dir)
         return True
 
     def stop(self) -> bool:

@@ -161,7 +161,8 @@ def deployments_check() -> None:
 def deployments_apply() -> None:
     """Validate prefect.yaml, then register its deployments with the Prefect server."""
     use_prefect()
-    specs = apply_deployments(settings().source_dir, work_pool=settings().work_pool)
+    specs = apply_deployments(settings().source_dir, work_pool=settings().work_pool,
+                              pool_type=settings().worker_type)
     console.print(f"[green]✔[/] applied {', '.join(s.name for s in specs)}")
 
 

@@ -1,5 +1,5 @@
 """The Prefect part of the stack: the server, the deployments of prefect.yaml on the
-``shipyard`` work pool, and a process worker.
+``shipyard`` work pool, and its worker (warm by default, see :mod:`shipyard.worker`).
 
 The server's API asks for an auth string (see :mod:`shipyard.adapters.prefect_server`);
 the worker, and the flow processes it starts, carry it. A server or worker started
@@ -39,7 +39,7 @@ class PrefectComponent:
         if self.settings.judgment_key_file is not None:
             env.append(("SHIPYARD_JUDGMENT_KEY_FILE", str(self.settings.judgment_key_file)))
         return PrefectWorker(self.server, self.settings.work_pool, self.settings.source_dir,
-                             tuple(env))
+                             tuple(env), worker_type=self.settings.worker_type)
 
     def status(self) -> ComponentStatus:
         server, worker = self.server, self.worker
@@ -48,7 +48,8 @@ class PrefectComponent:
         detail = ("server down" if not up else "server up, API behind its auth string"
                   if guarded else "server up with its API open to any local process "
                   "(`shipyard up` restarts it with an auth string)") + ", " + (
-            f"worker polling pool {self.settings.work_pool!r}" if worker.running()
+            f"{self.settings.worker} worker serving pool {self.settings.work_pool!r}"
+            if worker.running()
             else "worker stopped")
         return ComponentStatus(self.name, healthy, _prefect_version(),
                                server.api_url.removesuffix("/api"), detail)
@@ -69,6 +70,7 @@ class PrefectComponent:
         try:
             specs = apply_deployments(self.settings.source_dir,
                                       work_pool=self.settings.work_pool,
+                                      pool_type=self.settings.worker_type,
                                       prefect_env=server.env())
         except PrefectError as err:
             raise ComponentFailed(self.name, str(err), fix="fix prefect.yaml or the server, "

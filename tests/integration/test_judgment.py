@@ -42,6 +42,7 @@ from shipyard.domain.access import Role
 from shipyard.domain.states import State
 from shipyard.store import Accounts, Ledger, RunRecord, Store
 from shipyard.store.models import Approval
+from tests.support.waiting import eventually
 from tests.support.judgment_flow import (
     GRAPH,
     PARENT,
@@ -60,15 +61,6 @@ T = TypeVar("T")
 ME = operating_system_user()  # who the CLI answers as
 
 
-def eventually(check: Callable[[], T | None], *, seconds: float, what: str) -> T:
-    deadline = time.monotonic() + seconds
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"still waiting after {seconds:.0f}s for {what}")
-        time.sleep(0.1)
 
 
 @dataclass

@@ -32,6 +32,7 @@ from pipelines.launch import follow_run
 from shipyard.domain.states import State
 from shipyard.domain.webhooks import sign
 from shipyard.store import Ledger, RunRecord, Store
+from tests.support.waiting import eventually
 from tests.support.prefect_runs import settled_prefect_state
 from tests.support.stack import PROJECT, SHIPYARD, free_port
 from tests.support.webhooks import (
@@ -81,15 +82,6 @@ def awaiting_prefect(store: Store, run_id: str, what: str) -> RunRecord:
                       seconds=30, what=what)
 
 
-def eventually(check: Callable[[], T | None], *, seconds: float, what: str) -> T:
-    deadline = time.monotonic() + seconds
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"still waiting after {seconds:.0f}s for {what}")
-        time.sleep(0.2)
 
 
 # -- what a delivery is answered, and what it records --------------------------------------
