@@ -6,18 +6,24 @@ Prefect (:mod:`pipelines.handover`: ``run_deployment`` without waiting, the run 
 idempotency key, so a retried hand-over never makes a second flow run). The flow adopts the
 recorded run. Following a run reads the store, and asks Prefect too, so a flow run that
 crashed before it could record anything does not leave its run queued forever.
+
+A follower does not poll: it reads the store when the store says it changed (PostgreSQL's
+``NOTIFY``, :mod:`shipyard.store.notify`) or when Prefect's events websocket reports a state
+change of the flow run (its hand-over to a worker, its start, its end). It still reads now
+and then (``poll_seconds``) in case a signal was lost.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
 
 from pipelines.handover import HandOverFailed, OnRefusal, StartDeployment, hand_over
-from shipyard.adapters.prefect import flow_run_state, start_deployment
+from shipyard.adapters.prefect import flow_run_state, start_deployment, watch_flow_run_states
 from shipyard.domain.deployments import FIRST_STAGES
 from shipyard.store import RunRecord, Store
+from shipyard.store.notify import change_signal
 
 __all__ = ["HandOverFailed", "OnRefusal", "follow_run", "launch"]
 
@@ -43,9 +49,10 @@ async def launch(store: Store, pipeline: str, parameters: Mapping[str, Any], *,
     return await hand_over(store, record, on_refusal=on_refusal, start=start)
 
 
-async def follow_run(store: Store, run_id: str, *, poll_seconds: float = 0.5,
+async def follow_run(store: Store, run_id: str, *, poll_seconds: float = 2.0,
                      timeout_seconds: float = 3600) -> AsyncIterator[RunRecord]:
-    """Yield the run each time it is read, until it is final (the last record yielded).
+    """Yield the run each time it may have changed, until it is final (the last record
+    yielded).
 
     If Prefect reports the flow run final while the run is not (the flow crashed or was
     cancelled before it could record it), the run is failed or cancelled with Prefect's
@@ -53,25 +60,68 @@ async def follow_run(store: Store, run_id: str, *, poll_seconds: float = 0.5,
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_seconds
-    while True:
-        record = await asyncio.to_thread(store.get_run, run_id)
-        yield record
-        if record.state.is_terminal:
-            return
-        if record.prefect_flow_run_id:
-            prefect = await flow_run_state(record.prefect_flow_run_id)
-            if prefect.final:
-                await asyncio.sleep(poll_seconds)  # the flow's last write may be in flight
-                record = await asyncio.to_thread(store.get_run, run_id)
-                if not record.state.is_terminal:
-                    record = await asyncio.to_thread(_settle_orphan, store, record,
-                                                     prefect.state, prefect.message)
-                yield record
+    changes = change_signal(store.engine)
+    heard = asyncio.Event()
+    prefect_states: list[str] = []
+
+    def on_state(name: str) -> None:
+        prefect_states.append(name)
+        heard.set()
+
+    background = [asyncio.create_task(changes.run())]
+    watched: str | None = None
+    asked_prefect = loop.time()
+    try:
+        while True:
+            record = await asyncio.to_thread(store.get_run, run_id)
+            yield record
+            if record.state.is_terminal:
                 return
-        if loop.time() > deadline:
-            raise TimeoutError(f"run {record.short_id} still {record.state.value} after "
-                               f"{timeout_seconds:.0f}s")
-        await asyncio.sleep(poll_seconds)
+            flow_run_id = record.prefect_flow_run_id
+            if flow_run_id and watched != flow_run_id:
+                watched = flow_run_id
+                background.append(asyncio.create_task(
+                    watch_flow_run_states(flow_run_id, on_state)))
+            if flow_run_id and (not prefect_states or
+                                prefect_states[-1].upper() in FINAL_STATE_NAMES or
+                                loop.time() - asked_prefect > ASK_PREFECT_SECONDS):
+                asked_prefect = loop.time()
+                prefect = await flow_run_state(flow_run_id)
+                if prefect.final:
+                    await asyncio.sleep(0.5)  # the flow's last write may be in flight
+                    record = await asyncio.to_thread(store.get_run, run_id)
+                    if not record.state.is_terminal:
+                        record = await asyncio.to_thread(_settle_orphan, store, record,
+                                                         prefect.state, prefect.message)
+                    yield record
+                    return
+            if loop.time() > deadline:
+                raise TimeoutError(f"run {record.short_id} still {record.state.value} "
+                                   f"after {timeout_seconds:.0f}s")
+            await _first_of(changes.wait(poll_seconds), heard.wait(), poll_seconds)
+            heard.clear()
+            if len(prefect_states) > 1:
+                del prefect_states[:-1]
+    finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+
+
+FINAL_STATE_NAMES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+ASK_PREFECT_SECONDS = 10.0
+"""How often a follower that hears Prefect's events still asks for the flow run's state:
+an event lost while the websocket reconnected must not leave it waiting forever."""
+
+
+async def _first_of(first: Awaitable[Any], second: Awaitable[Any], timeout: float) -> None:
+    """Return when either finishes, or after ``timeout``; cancel the other."""
+    tasks = [asyncio.ensure_future(first), asyncio.ensure_future(second)]
+    _, pending = await asyncio.wait(tasks, timeout=timeout,
+                                    return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 def _settle_orphan(store: Store, record: RunRecord, prefect_state: str,

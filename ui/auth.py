@@ -90,7 +90,7 @@ class Principal:
 
     name: str
     role: Role
-    via: Literal["session", "token", "anonymous"]
+    via: Literal["session", "token", "anonymous", "cli"]
     credential: str | None = None
 
     def may(self, required: Role) -> bool:

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -42,6 +42,8 @@ from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.deployments.flow_runs import arun_deployment
 from prefect.events.actions import ResumeFlowRun
+from prefect.events.clients import get_events_subscriber
+from prefect.events.filters import EventFilter, EventResourceFilter
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.exceptions import ObjectNotFound
 
@@ -70,6 +72,7 @@ __all__ = [
     "start_deployment",
     "subflow_run_ids",
     "wait_for_flow_run",
+    "watch_flow_run_states",
 ]
 
 _FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -133,6 +136,34 @@ class FlowRunOutcome:
     @property
     def final(self) -> bool:
         return self.state in _FINAL
+
+
+FLOW_RUN_EVENT_PREFIX = "prefect.flow-run."
+EVENT_RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0)
+
+
+async def watch_flow_run_states(flow_run_id: str, on_state: Callable[[str], None]) -> None:
+    """Until cancelled, call ``on_state`` with the state's name (``Pending``, ``Running``,
+    ``Completed``...) each time Prefect's events websocket reports a state change of
+    ``flow_run_id``: a follower hears of a hand-over, a start and an end within
+    milliseconds, without polling. A lost socket is reopened with backoff; events in the
+    gap are lost, so a follower still reads the run's state now and then."""
+    event_filter = EventFilter(resource=EventResourceFilter(
+        id=[f"prefect.flow-run.{flow_run_id}"]))
+    failures = 0
+    while True:
+        try:
+            async with get_events_subscriber(filter=event_filter) as subscriber:
+                failures = 0
+                async for event in subscriber:
+                    if event.event.startswith(FLOW_RUN_EVENT_PREFIX):
+                        on_state(event.event.removeprefix(FLOW_RUN_EVENT_PREFIX))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the server restarted, the socket dropped: listen again
+            await asyncio.sleep(EVENT_RECONNECT_SECONDS[
+                min(failures, len(EVENT_RECONNECT_SECONDS) - 1)])
+            failures += 1
 
 
 async def start_deployment(name: str, parameters: dict[str, Any], *,

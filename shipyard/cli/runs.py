@@ -3,21 +3,26 @@ print hides credentials in repository URLs, as the web UI does."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 from typing import Annotated
 
 import typer
 
+from pipelines.launch import follow_run
+from shipyard.adapters.prefect import PrefectError
 from shipyard.cli import app
-from shipyard.cli.context import prefect_ui_url, store
-from shipyard.cli.errors import console
+from shipyard.cli.context import prefect_ui_url, store, use_prefect
+from shipyard.cli.errors import CommandFailed, console
+from shipyard.cli.judgments import operating_system_user
 from shipyard.cli.render import run_detail, runs_table, transitions_table
+from shipyard.domain.access import Role
 from shipyard.domain.redaction import redact_text, redact_url, redact_values
 from shipyard.domain.states import State
 from shipyard.store import RunRecord
 
-__all__ = ["logs", "redacted", "runs", "show"]
+__all__ = ["cancel", "logs", "redacted", "runs", "show"]
 
 FOLLOW_SECONDS = 0.5
 LOG_PAGE = 1000
@@ -98,3 +103,39 @@ def redacted(run: RunRecord) -> RunRecord:
         run, repo_url=redact_url(run.repo_url) if run.repo_url else run.repo_url,
         message=redact_text(run.message), parameters=redact_values(run.parameters),
         stages=tuple(replace(s, message=redact_text(s.message)) for s in run.stages))
+
+
+@app.command()
+def cancel(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id or its first 4+ "
+                                          "characters.")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="Why, for the run and the "
+                                        "audit trail.")] = "",
+) -> None:
+    """Cancel a run that has not ended: at once in the store, and in Prefect, whose worker
+    stops the flow's process; waits (up to a minute) until Prefect says it ended."""
+    # Here, not at the top: the web UI's modules are not every command's to import.
+    from ui.actions import ActionRefused
+    from ui.actions import cancel as cancel_run
+    from ui.auth import Principal
+
+    use_prefect()
+    who = Principal(name=operating_system_user(), role=Role.ADMIN, via="cli")
+
+    async def cancel_and_settle() -> RunRecord:
+        cancelled = await cancel_run(store(), store().get_run(run_id).id, who, reason)
+        console.print(f"run {cancelled.short_id} cancelled; waiting for its flow run to end")
+        final = cancelled
+        async for record in follow_run(store(), cancelled.id, timeout_seconds=60):
+            final = record
+        return final
+
+    try:
+        final = asyncio.run(cancel_and_settle())
+    except (ActionRefused, PrefectError) as err:
+        raise CommandFailed(str(err)) from err
+    except TimeoutError:
+        console.print("its flow run has not ended within a minute; `shipyard show` follows it")
+        return
+    console.print(f"run {final.short_id} {final.state.value}: {final.message}",
+                  highlight=False)

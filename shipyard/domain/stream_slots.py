@@ -104,12 +104,12 @@ class StreamSlots:
         return len(self._slots)
 
 
-def stream_identity(via: Literal["session", "token", "anonymous"], name: str,
+def stream_identity(via: Literal["session", "token", "anonymous", "cli"], name: str,
                     credential: str | None, address: str | None) -> str:
     """Whose slots a stream takes: ``user:<name>`` for a signed-in user (``via``
     session), ``token:<owner>:<credential>`` for an API token, ``address:<key>`` for an
     anonymous viewer at ``address`` (the client's, as :func:`client_key` counts it)."""
-    if via == "session":
+    if via in ("session", "cli"):  # the CLI acts as its operating-system user
         return f"user:{name}"
     if via == "token":
         return f"token:{name}:{credential or ''}"

@@ -14,6 +14,7 @@ a run never depends on the zygote being up. It imports the standard library only
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -48,10 +49,8 @@ def main(argv: list[str]) -> int:
 
     def forward(signum: int, _frame: object) -> None:
         if child:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(child[0], signum)
-            except ProcessLookupError:
-                pass
         else:
             pending.append(signum)
 
@@ -71,8 +70,8 @@ def main(argv: list[str]) -> int:
         conn.close()
         _run_cold(argv, f"the zygote answered {answer.kind!r}")
     child.append(answer.pid)
-    for signum in pending:
-        forward(signum, None)
+    for waiting in pending:
+        forward(waiting, None)
     try:
         ended, _ = wire.receive(conn)
     except (OSError, wire.WireError):
@@ -100,7 +99,7 @@ def _run_cold(argv: list[str], why: str) -> NoReturn:
           file=sys.stderr, flush=True)
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, signal.SIG_DFL)
-    os.execv(sys.executable, [sys.executable, *argv])
+    os.execv(sys.executable, [sys.executable, *argv])  # noqa: S606 - the run's own command
 
 
 def _mirror(status: int) -> int:

@@ -80,8 +80,9 @@ class ZygoteProcess:
         self.started = time.monotonic()
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "shipyard.worker.zygote", "--socket", str(self.socket_path),
-            "--project", str(self.project), cwd=self.project, stdin=asyncio.subprocess.DEVNULL,
-            start_new_session=True)
+            "--project", str(self.project), cwd=self.project, stdin=asyncio.subprocess.DEVNULL)
+        # In the worker's process group: stopping the worker's group stops the zygote,
+        # which stops its runs, as the stock worker's runs stop with its group.
 
     @property
     def exited(self) -> bool:

@@ -71,7 +71,7 @@ Message = ForkRequest | Forked | Refused | Exited
 
 
 def encode(message: Message) -> bytes:
-    fields = {name: getattr(message, name) for name in message.__slots__}  # type: ignore[union-attr]
+    fields = {name: getattr(message, name) for name in message.__slots__}
     body = json.dumps(fields, separators=(",", ":")).encode()
     return HEADER.pack(len(body)) + body
 

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shipyard.worker.wire import Exited, ForkRequest, Forked, Refused, WireError, receive, send
+from shipyard.worker.wire import Exited, Forked, ForkRequest, Refused, WireError, receive, send
 
 __all__ = ["PRELOADED_MODULES", "Zygote", "main", "unsafe_to_fork"]
 
@@ -208,7 +208,7 @@ class Zygote:
     def _own_fds(self) -> set[int]:
         fds = {key.fd for key in self.selector.get_map().values()}
         fds |= {conn.fileno() for conn in self.children.values()}
-        fds |= {self.selector.fileno(), self._wake[1].fileno()}  # type: ignore[attr-defined]
+        fds |= {self.selector.fileno(), self._wake[1].fileno()}
         if self.listener.fileno() >= 0:
             fds.add(self.listener.fileno())
         return fds
@@ -394,6 +394,18 @@ def _mtime(path: str) -> int | None:
         return None
 
 
+def _end_with_parent() -> None:
+    """Ask Linux for SIGTERM when the worker that started the zygote dies, even by
+    SIGKILL: a zygote without its worker would only hold memory."""
+    import ctypes
+    import ctypes.util
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--socket", required=True, type=Path)
@@ -406,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     # one thread computes the judge's sizes as fast, and keeps the zygote single-threaded.
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, "1")
+    _end_with_parent()
     started = time.monotonic()
     inherited = {int(fd) for fd in os.listdir("/proc/self/fd")}
     modules = preload(args.project, args.preload)

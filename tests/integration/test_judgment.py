@@ -23,7 +23,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -42,7 +42,6 @@ from shipyard.domain.access import Role
 from shipyard.domain.states import State
 from shipyard.store import Accounts, Ledger, RunRecord, Store
 from shipyard.store.models import Approval
-from tests.support.waiting import eventually
 from tests.support.judgment_flow import (
     GRAPH,
     PARENT,
@@ -53,6 +52,7 @@ from tests.support.judgment_flow import (
 )
 from tests.support.prefect_runs import settled_prefect_state
 from tests.support.stack import Stack
+from tests.support.waiting import eventually
 from tests.support.webhooks import Ui, serve_ui
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,9 +32,9 @@ from pipelines.launch import follow_run
 from shipyard.domain.states import State
 from shipyard.domain.webhooks import sign
 from shipyard.store import Ledger, RunRecord, Store
-from tests.support.waiting import eventually
 from tests.support.prefect_runs import settled_prefect_state
 from tests.support.stack import PROJECT, SHIPYARD, free_port
+from tests.support.waiting import eventually
 from tests.support.webhooks import (
     CLONE_URL,
     SECRET,

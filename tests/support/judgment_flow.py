@@ -90,8 +90,9 @@ async def judgment_probe_parent(subject: str = "child → prod", timeout_seconds
     return {"run_id": run.run_id, "child_run_id": child["run_id"]}
 
 
-async def register_deployments(work_pool: str = "shipyard") -> None:
-    """Register both flows as deployments on ``work_pool``, run from this checkout."""
+async def register_deployments(work_pool: str = "shipyard", *, suffix: str = "") -> None:
+    """Register both flows as deployments on ``work_pool``, run from this checkout, named
+    after their flow plus ``suffix``."""
     pull = [{"prefect.deployments.steps.set_working_directory": {"directory": str(_PROJECT)}}]
     entrypoint = str(_FILE.relative_to(_PROJECT))
     async with get_client() as client:
@@ -99,7 +100,7 @@ async def register_deployments(work_pool: str = "shipyard") -> None:
             name = function.replace("_", "-")
             flow_id = await client.create_flow_from_name(name)
             await client.create_deployment(
-                flow_id=flow_id, name=name, entrypoint=f"{entrypoint}:{function}",
+                flow_id=flow_id, name=name + suffix, entrypoint=f"{entrypoint}:{function}",
                 work_pool_name=work_pool, path=str(_PROJECT), pull_steps=pull,
                 tags=["shipyard", "test"])
 
@@ -107,7 +108,7 @@ async def register_deployments(work_pool: str = "shipyard") -> None:
 async def start_probe(store: Store, deployment: str = PROBE, *, timeout_seconds: float = 3600,
                       subject: str = "probe → prod") -> RunRecord:
     """Record a queued run and hand it to ``deployment``, as ``shipyard deploy`` does."""
-    graph = GRAPH if deployment == PROBE else PARENT_GRAPH
+    graph = GRAPH if deployment.partition("/")[0] == PROBE.partition("/")[0] else PARENT_GRAPH
     record = store.create_run(deployment.partition("/")[0], graph, trigger="test")
     flow_run_id = await start_deployment(
         deployment, {"run_id": record.id, "timeout_seconds": timeout_seconds,
@@ -122,13 +123,16 @@ def stop_worker(prefect_home: Path, pool: str = "shipyard") -> bool:
 
 
 def flow_processes(flow_run_id: str) -> list[int]:
-    """The processes executing ``flow_run_id`` (the worker starts each with its id in
-    ``PREFECT__FLOW_RUN_ID``)."""
+    """The processes executing ``flow_run_id``: the worker starts each with its id in
+    ``PREFECT__FLOW_RUN_ID``; the warm worker's forked run (whose environment in /proc is
+    still its zygote's) carries it in its title instead."""
     marker = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()
     found = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and marker in (proc / "environ").read_bytes().split(b"\0"):
+            if proc.name.isdigit() and (
+                    marker in (proc / "environ").read_bytes().split(b"\0") or
+                    marker in (proc / "cmdline").read_bytes()):
                 found.append(int(proc.name))
         except OSError:
             continue

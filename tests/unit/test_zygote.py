@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from shipyard.worker import fork_client, zygote
-from shipyard.worker.wire import Exited, ForkRequest, Forked, Refused, WireError, decode, encode
+from shipyard.worker.wire import Exited, Forked, ForkRequest, Refused, WireError, decode, encode
 from tests.support.waiting import eventually
 
 CLIENT = [sys.executable, "-S", fork_client.__file__]
@@ -113,12 +113,12 @@ def test_sigterm_to_the_client_reaches_the_run_and_killing_the_client_ends_it(
         client = subprocess.Popen([*CLIENT, str(project / "child.py"), "sleep", str(pid_file)],
                                   cwd=tmp_path, env=env, stdout=subprocess.DEVNULL)
         eventually(pid_file.exists, seconds=10, what="the run started")
-        eventually(lambda: pid_file.read_text() != "", seconds=5, what="the run's pid")
+        eventually(lambda f=pid_file: f.read_text() != "", seconds=5, what="the run's pid")
         run_pid = int(pid_file.read_text())
         assert run_pid != client.pid
         client.send_signal(how)
         assert client.wait(timeout=10) == -how
-        eventually(lambda: not Path(f"/proc/{run_pid}").exists(), seconds=10,
+        eventually(lambda p=run_pid: not Path(f"/proc/{p}").exists(), seconds=10,
                    what=f"the run ended after its client got signal {how}")
 
 
