@@ -6,10 +6,10 @@ fifth of them shifted), error counts (Poisson, heavily tied) and constants.
     .venv/bin/python bench/canary_judge.py [--metrics 20] [--points 1000] [--repeat 7]
 
 Prints the median wall time of each and their ratio (same run, same machine: the ratio is
-the figure to compare across machines). For the Hodges-Lehmann interval the judge forms
-every pairwise difference of a metric and selects three ranks from them: its cost grows
-with points squared (a million differences at 1,000 points), the bare test's with points
-log points.
+the figure to compare across machines). For the Hodges-Lehmann interval the judge selects
+four ranks of a metric's pairwise differences (a million at 1,000 points) without forming
+them (``shipyard.domain.order_statistics``): its cost grows with points log points, as the
+bare test's does, where forming them grew with points squared.
 """
 
 from __future__ import annotations

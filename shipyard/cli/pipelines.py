@@ -2,19 +2,22 @@
 and ``trigger`` (ci by hand, as a push starts it).
 
 Each records the run, hands it to its Prefect deployment and, unless ``--no-wait``, follows
-it live (a progress bar over the stages and the stage table) until it is final. A waited
-run that does not succeed exits 1.
+it until it is final: live in a terminal (a progress bar over the stages and the stage
+table); elsewhere (CI logs, pipes) one line per change of state as it happens, then the
+stage table. A waited run that does not succeed exits 1.
 """
 
 from __future__ import annotations
 
 import asyncio
 import getpass
+from collections.abc import AsyncIterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Group
+from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import (
     BarColumn,
@@ -30,9 +33,11 @@ from shipyard.adapters.git import validate_ref, validate_repo_url
 from shipyard.cli import app
 from shipyard.cli.context import prefect_ui_url, settings, store, use_prefect
 from shipyard.cli.errors import CommandFailed, console
-from shipyard.cli.render import run_detail
+from shipyard.cli.render import duration, run_detail
 from shipyard.domain.catalog import validate_app_name
+from shipyard.domain.clock import Clock, system_clock
 from shipyard.domain.delivery_options import DeliveryOptions
+from shipyard.domain.state_changes import RunSnapshot, StateChange, Status, state_changes
 from shipyard.domain.states import State
 from shipyard.store import RunRecord
 from stages.restart import RestartRefused, restart_request
@@ -233,6 +238,13 @@ def start_and_follow(pipeline: str, parameters: dict[str, Any], *, wait: bool,
 
 
 async def _follow_live(queued: RunRecord, timeout: float) -> RunRecord:
+    if not console.is_terminal:
+        # A live display redraws in place, which a log or a pipe cannot show: it would
+        # print nothing until the run is over.
+        return await _follow_lines(queued, follow_run(store(), queued.id,
+                                                      timeout_seconds=timeout),
+                                   out=console, clock=system_clock,
+                                   prefect_ui=prefect_ui_url())
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("stages"), TimeElapsedColumn(),
                         console=console, transient=True)
@@ -249,6 +261,55 @@ async def _follow_live(queued: RunRecord, timeout: float) -> RunRecord:
         live.update(run_detail(record, prefect_ui=prefect_ui_url()))
     console.print()
     return record
+
+
+async def _follow_lines(queued: RunRecord, records: AsyncIterable[RunRecord], *,
+                        out: Console, clock: Clock, prefect_ui: str | None) -> RunRecord:
+    """Print one line per change of state of the run and its stages, each as soon as a
+    record shows it, then the stage table of the last record; return that record."""
+    record = queued
+    previous: RunSnapshot | None = None
+    async for record in records:
+        current = _snapshot(record)
+        seen_at = clock()
+        for change in state_changes(previous, current):
+            # Rich flushes the file after every print, so `| cat` and CI logs get the
+            # line now, not when a buffer fills.
+            out.print(_state_change_line(record, change, seen_at), markup=False,
+                      highlight=False, soft_wrap=True)
+        previous = current
+    out.print(run_detail(record, prefect_ui=prefect_ui))
+    out.print()
+    return record
+
+
+# Their reasons (StageStarted, Succeeded) say nothing the state does not.
+_STATES_WITHOUT_DETAIL = frozenset({State.QUEUED, State.RUNNING, State.SUCCEEDED})
+
+
+def _state_change_line(run: RunRecord, change: StateChange, seen_at: datetime) -> str:
+    """``12:03:04  release 3f2a9c1e  stage deploy:staging/web failed in 4.2s: RolloutFailed:
+    …``; the time is when the follower saw the change, in UTC."""
+    status = change.status
+    line = (f"{seen_at.astimezone(UTC):%H:%M:%S}  {run.pipeline} {run.short_id}  "
+            + ("" if change.is_run else f"stage {change.stage} ") + status.state.value)
+    if status.state.is_terminal and status.duration_seconds is not None:
+        line += f" in {duration(status.duration_seconds)}"
+    if status.state not in _STATES_WITHOUT_DETAIL:
+        # A message may span lines (a test report, a traceback); the line stays one line.
+        detail = [part for part in (status.reason, " ".join(status.message.split())) if part]
+        if detail:
+            line += ": " + ": ".join(detail)
+    return line
+
+
+def _snapshot(record: RunRecord) -> RunSnapshot:
+    return RunSnapshot(
+        run=Status(record.state, record.reason, record.message, record.duration_seconds),
+        stages=tuple((stage.ref, Status(stage.state, stage.reason, stage.message,
+                                        stage.duration_seconds))
+                     for stage in record.stages),
+    )
 
 
 def _options(warm_seconds: float | None, canary_window: float | None, judgment: bool,
