@@ -2,6 +2,10 @@
 starting, the memory a waiting judgment holds, and what a worker restart does to it.
 
     .venv/bin/python bench/judgment_latency.py [--runs 5] [--no-restart]
+                                               [--workers process,warm]
+
+Each worker type of ``--workers`` in turn (``SHIPYARD_WORKER``: Prefect's stock process
+worker, Shipyard's warm one), in the same run, so their figures compare on equal load.
 
 ``shipyard up --only postgres --only prefect`` in a temporary home (the Prefect server, a
 worker polling every second), then the two deployments of
@@ -162,8 +166,10 @@ def summary(label: str, results: list[tuple[float | None, float]]) -> str:
 
 
 async def bench(env: dict[str, str], store: Store, key: bytes, runs: int,
-                restart: bool) -> None:
+                restart: bool) -> list[str]:
+    """Both kinds of judgment, ``runs`` times each; returns their summary lines."""
     await register_deployments()
+    summaries = []
     for label, deployment in (("suspend", PROBE), ("pause", PARENT)):
         results = []
         for n in range(runs):
@@ -172,13 +178,15 @@ async def bench(env: dict[str, str], store: Store, key: bytes, runs: int,
             print(f"{label} {n}: answer to next stage {shown}; {held:.0f} MB held while "
                   "waiting", flush=True)
             results.append((latency, held))
-        print(summary(label, results), flush=True)
+        summaries.append(summary(label, results))
+        print(summaries[-1], flush=True)
         if restart:
             latency, _ = await one(store, deployment, key, restart=env)
             print(f"{label}, worker restarted while waiting: " + (
                 "the pipeline never went on (no ship stage within 60 s)" if latency is None
                 else f"the next stage started {latency:.2f} s after the answer"), flush=True)
         print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+    return summaries
 
 
 def main() -> None:
@@ -186,7 +194,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-restart", action="store_true",
                         help="skip the worker restarts")
+    parser.add_argument("--workers", default="process,warm",
+                        help="worker types to measure, in order (SHIPYARD_WORKER values)")
     args = parser.parse_args()
+    workers = [w.strip() for w in args.workers.split(",") if w.strip()]
     work = Path(tempfile.mkdtemp(prefix="shipyard-bench-judgment-"))
     prefect_port = free_port()
     env = {**{k: v for k, v in os.environ.items()
@@ -203,10 +214,23 @@ def main() -> None:
         store = Store.open(settings.store_url)
         api = f"http://127.0.0.1:{prefect_port}/api"
         auth = (work / "prefect" / "api-auth-string").read_text().strip()
+        results: dict[str, list[str]] = {}
         with temporary_settings(updates={PREFECT_API_URL: api, PREFECT_API_AUTH_STRING: auth}):
-            asyncio.run(bench(env, store, judgment_key(settings), args.runs,
-                              not args.no_restart))
+            for worker in workers:
+                env["SHIPYARD_WORKER"] = worker
+                restarted = shipyard(env, "up", "--only", "prefect")
+                if restarted.returncode != 0:
+                    print(f"`shipyard up` with the {worker} worker failed:\n"
+                          f"{restarted.stderr[-2000:]}")
+                    return
+                print(f"== the {worker} worker", flush=True)
+                results[worker] = asyncio.run(bench(env, store, judgment_key(settings),
+                                                    args.runs, not args.no_restart))
         store.close()
+        print("\n== side by side (same run)")
+        for worker, lines in results.items():
+            for line in lines:
+                print(f"{worker:>8} worker, {line}")
     finally:
         shipyard(env, "down", "--only", "prefect", "--only", "postgres")
         shutil.rmtree(work, ignore_errors=True)

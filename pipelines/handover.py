@@ -23,7 +23,8 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from shipyard.adapters.prefect import PrefectUnavailable, start_deployment
+from shipyard.adapters.prefect_api import start_deployment
+from shipyard.adapters.prefect_errors import PrefectUnavailable
 from shipyard.domain.clock import Clock, system_clock
 from shipyard.store import RunRecord, Store
 

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
 
 from pipelines.handover import HandOverFailed, OnRefusal, StartDeployment, hand_over
-from shipyard.adapters.prefect import flow_run_state, start_deployment, watch_flow_run_states
+from shipyard.adapters.prefect_api import start_deployment
 from shipyard.domain.deployments import FIRST_STAGES
 from shipyard.store import RunRecord, Store
 from shipyard.store.notify import change_signal
@@ -58,6 +58,9 @@ async def follow_run(store: Store, run_id: str, *, poll_seconds: float = 2.0,
     cancelled before it could record it), the run is failed or cancelled with Prefect's
     message. Raises TimeoutError after ``timeout_seconds``.
     """
+    # Prefect's client, imported here: starting a run needs none of it (a second saved).
+    from shipyard.adapters.prefect import flow_run_state, watch_flow_run_states
+
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_seconds
     changes = change_signal(store.engine)

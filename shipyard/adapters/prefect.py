@@ -40,13 +40,15 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.responses import SetStateStatus
-from prefect.deployments.flow_runs import arun_deployment
 from prefect.events.actions import ResumeFlowRun
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventResourceFilter
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.exceptions import ObjectNotFound
 
+from shipyard.adapters.prefect_api import start_deployment
+from shipyard.adapters.prefect_errors import UNAUTHORIZED as _UNAUTHORIZED
+from shipyard.adapters.prefect_errors import PrefectError, PrefectUnauthorized, PrefectUnavailable
 from shipyard.adapters.process import run_process
 from shipyard.domain.deployments import DeploymentSpec, InvalidProjectFile, parse_prefect_yaml
 from shipyard.domain.sweeps import FlowRunView
@@ -82,26 +84,6 @@ PREFECT_CALL_TIMEOUT_SECONDS = 120.0
 included (each request has ``PREFECT_API_REQUEST_TIMEOUT``, 60 s by default)."""
 PREFECT_CLI_TIMEOUT_SECONDS = 300.0
 """How long one ``prefect`` command (``deploy --all``, a work pool's creation) may run."""
-
-
-class PrefectError(RuntimeError):
-    """The Prefect server refused or could not be reached; the message says which."""
-
-
-class PrefectUnavailable(PrefectError):
-    """The Prefect server could not be reached, or answered that it cannot serve now (5xx):
-    asking again later may work, asking again at once will not."""
-
-
-class PrefectUnauthorized(PrefectUnavailable):
-    """The Prefect server refused this client's credentials (401): every request will be
-    refused until it carries the server's auth string."""
-
-
-_UNAUTHORIZED = ("the Prefect server refused Shipyard's credentials (HTTP 401): "
-                 "PREFECT_API_AUTH_STRING is missing or is not the server's; the local "
-                 "server's is in $SHIPYARD_HOME/prefect/api-auth-string, which `shipyard "
-                 "up` makes")
 
 
 class FlowRunNotPaused(PrefectError):
@@ -164,34 +146,6 @@ async def watch_flow_run_states(flow_run_id: str, on_state: Callable[[str], None
             await asyncio.sleep(EVENT_RECONNECT_SECONDS[
                 min(failures, len(EVENT_RECONNECT_SECONDS) - 1)])
             failures += 1
-
-
-async def start_deployment(name: str, parameters: dict[str, Any], *,
-                           idempotency_key: str | None = None) -> str:
-    """Create a flow run of deployment ``name`` ("flow/deployment") without waiting for it.
-
-    With ``idempotency_key``, asking twice returns the first flow run instead of a second.
-    Raises :class:`PrefectUnavailable` when the server cannot be reached or fails, and
-    :class:`PrefectError` when the deployment does not exist.
-    """
-    try:
-        async with _within(f"starting deployment {name!r}"):
-            flow_run = await arun_deployment(name, parameters=parameters, timeout=0,
-                                             idempotency_key=idempotency_key)
-    except httpx.TransportError as err:
-        raise PrefectUnavailable(f"the Prefect server cannot be reached: "
-                                 f"{type(err).__name__}: {err}") from err
-    except httpx.HTTPStatusError as err:
-        if err.response.status_code >= 500:
-            raise PrefectUnavailable(f"the Prefect server failed: HTTP "
-                                     f"{err.response.status_code}") from err
-        if err.response.status_code == 401:
-            raise PrefectUnauthorized(_UNAUTHORIZED) from err
-        raise
-    except ObjectNotFound as err:
-        raise PrefectError(f"Prefect has no deployment {name!r}; `shipyard deployments "
-                           "apply` (or `shipyard up`) registers it") from err
-    return str(flow_run.id)
 
 
 async def flow_run_state(flow_run_id: str) -> FlowRunOutcome:

@@ -44,8 +44,35 @@ def _options(
         os.environ["KUBECONFIG"] = str(kubeconfig)
 
 
-def _register() -> None:
+HOT_COMMANDS = {
+    **dict.fromkeys(("ci", "release", "deploy", "promote", "rollback", "trigger", "restart"),
+                    "pipelines"),
+    **dict.fromkeys(("approve", "reject"), "judgments"),
+    **dict.fromkeys(("runs", "show", "logs", "cancel"), "runs"),
+}
+"""Commands that must answer at once (a rollback while production burns): only their own
+module is imported for them. Every other command, and help, imports every module."""
+
+
+def _command_name(argv: list[str]) -> str | None:
+    """The command ``argv`` names, past the global options."""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--kubeconfig":
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def _register(argv: list[str] | None = None) -> None:
     # Command modules import heavy libraries (Prefect); they register on import.
+    hot = HOT_COMMANDS.get(_command_name(sys.argv[1:] if argv is None else argv) or "")
+    if hot is not None:
+        import importlib
+
+        importlib.import_module(f"shipyard.cli.{hot}")
+        return
     from shipyard.cli import (  # noqa: F401
         accounts,
         apps,
@@ -63,7 +90,7 @@ def _register() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with 0, 1 or 2."""
-    _register()
+    _register(argv)
     try:
         result = app(args=argv, standalone_mode=False)
     except _UsageError as err:

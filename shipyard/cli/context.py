@@ -4,6 +4,7 @@ auth string."""
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import ExitStack
 from functools import cache
 from typing import Any
@@ -46,17 +47,20 @@ def use_prefect() -> str:
     local server's, sent only to an address on this machine (a server elsewhere has its
     own; set the variable). Returns the API URL.
 
-    The environment carries both to the Prefect processes we start; this process needs
-    Prefect's settings context too, because Prefect read its settings when it was imported.
+    The environment carries both to the Prefect processes we start, and to Prefect in this
+    process if it is imported later; if it was imported already, it read its settings then,
+    so they go into its settings context too.
     """
-    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
-
     local = prefect_server()
     if not os.environ.get("PREFECT_API_URL"):
         os.environ.update(local.env())
     url = os.environ["PREFECT_API_URL"]
     if not os.environ.get("PREFECT_API_AUTH_STRING") and urlsplit(url).hostname in _LOOPBACK:
         os.environ["PREFECT_API_AUTH_STRING"] = local.auth_string()
+    if "prefect.settings" not in sys.modules:
+        return url  # Prefect, once imported, reads the environment: nothing else to do
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
     updates: dict[Any, str] = {PREFECT_API_URL: url}
     if os.environ.get("PREFECT_API_AUTH_STRING"):
         updates[PREFECT_API_AUTH_STRING] = os.environ["PREFECT_API_AUTH_STRING"]

@@ -7,7 +7,7 @@ import sys
 from rich.console import Console
 
 from shipyard.adapters.git import GitError
-from shipyard.adapters.prefect import PrefectError
+from shipyard.adapters.prefect_errors import PrefectError
 from shipyard.adapters.prefect_server import ProcessError
 from shipyard.domain.deployments import InvalidProjectFile
 from shipyard.domain.pipeline import InvalidPipeline

@@ -106,7 +106,8 @@ def _mirror(status: int) -> int:
     """Exit as the child did: by the same signal, or with the same code."""
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
-        signal.signal(signum, signal.SIG_DFL)
+        if signum not in (signal.SIGKILL, signal.SIGSTOP):  # those have no handler
+            signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return 128 + signum  # a signal that does not end a process (it should not happen)
     return os.waitstatus_to_exitcode(status)

@@ -48,6 +48,9 @@ WARM_WORKER_TYPE = "shipyard-warm"
 RESTART_PAUSES = (0.0, 5.0, 15.0, 60.0)
 """Pauses before restarting a zygote that failed that many times in a row."""
 WATCH_SECONDS = 1.0
+ZYGOTE_READY_SECONDS = 15.0
+"""How long a run waits for a zygote that is still importing (3 to 5 s here) before it
+starts cold."""
 EVENT_RECONNECT_PAUSES = (1.0, 2.0, 5.0, 10.0)
 SCHEDULED_EVENT = "prefect.flow-run.Scheduled"
 
@@ -144,9 +147,23 @@ class WarmWorker(ProcessWorker):
         if command is not None:
             configuration.command = command
             configuration._command_configured = True
-            if self._zygote is not None and self._zygote.listening:
-                configuration.env[fork_client.SOCKET_ENV] = str(self._zygote.socket_path)
+            zygote = await self._listening_zygote()
+            if zygote is not None:
+                configuration.env[fork_client.SOCKET_ENV] = str(zygote.socket_path)
         return await super().run(flow_run, configuration, task_status)
+
+    async def _listening_zygote(self) -> ZygoteProcess | None:
+        """The zygote, once it listens: one still importing is waited for (it is ready
+        sooner than a cold start would be); None when there is none to wait for."""
+        deadline = time.monotonic() + ZYGOTE_READY_SECONDS
+        while time.monotonic() < deadline:
+            zygote = self._zygote
+            if zygote is None or zygote.exited:
+                return None
+            if zygote.listening:
+                return zygote
+            await asyncio.sleep(0.05)
+        return None
 
     async def _start_zygote(self) -> None:
         project = Path(os.environ.get("SHIPYARD_PROJECT_DIR") or os.getcwd())

@@ -27,6 +27,8 @@ from prefect.client.schemas.filters import (
     LogFilterFlowRunId,
 )
 
+from pipelines.launch import follow_run
+from shipyard.adapters.prefect import ensure_work_pool
 from shipyard.adapters.prefect_server import PrefectServer, PrefectWorker
 from shipyard.domain.states import State
 from shipyard.store import RunRecord, Store
@@ -149,8 +151,21 @@ def test_a_warm_run_whose_process_dies_is_reported_crashed(probes: Probes) -> No
     eventually(lambda: not Path(f"/proc/{client}").exists(), seconds=30,
                what="the fork client to end as its run did")
     assert settled_prefect_state(flow_run_id) == "CRASHED"
-    settled = probes.settled(parent)
+    # The stock process worker's exit status, as Prefect's worker reports it.
+    log = (probes.stack.home / "prefect" / "prefect-worker-shipyard.log").read_text()
+    assert f"Reported flow run '{flow_run_id}' as crashed" in log
+    assert "Process exited with status code: -9" in log or "SIGKILL" in log
+
+    async def followed() -> RunRecord:
+        final = parent
+        async for record in follow_run(probes.store, parent.id, timeout_seconds=60):
+            final = record
+        return final
+    # A follower (the CLI, the UI) settles the run Prefect says crashed; its stage never
+    # finished.
+    settled = asyncio.run(followed())
     assert settled.state is State.FAILED, settled
+    assert settled.stage("child").reason == "Abandoned", settled
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +179,8 @@ def stock_worker(probes: Probes) -> Iterator[PrefectWorker]:
                            (("SHIPYARD_HOME", str(stack.home)),
                             ("SHIPYARD_DATABASE_URL", stack.store_url)),
                            worker_type="process")
+    ensure_work_pool(STOCK_POOL, project_dir=Path.cwd(), pool_type="process",
+                     prefect_env=server.env())
     asyncio.run(register_deployments(STOCK_POOL, suffix="-stock"))
     assert worker.start()
     try:

@@ -5,6 +5,7 @@ it holds threads or descriptors a child would share."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -64,6 +65,14 @@ def running_zygote(project: Path, tmp_path: Path) -> Iterator[tuple[subprocess.P
     process.wait(timeout=20)
 
 
+def has_text(path: Path) -> bool:
+    return path.read_text() != ""
+
+
+def process_gone(pid: int) -> bool:
+    return not Path(f"/proc/{pid}").exists()
+
+
 def run_client(socket_path: Path | None, *args: str, cwd: Path,
                marker: str = "m1") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RUN_MARKER": marker}
@@ -98,9 +107,10 @@ def test_a_run_killed_by_a_signal_ends_its_client_by_the_same_signal(
         running_zygote: tuple[subprocess.Popen[str], Path], project: Path,
         tmp_path: Path) -> None:
     _, path = running_zygote
-    done = run_client(path, str(project / "child.py"), "kill", str(int(signal.SIGUSR1)),
-                      cwd=tmp_path)
-    assert done.returncode == -signal.SIGUSR1
+    for signum in (signal.SIGUSR1, signal.SIGKILL):
+        done = run_client(path, str(project / "child.py"), "kill", str(int(signum)),
+                          cwd=tmp_path)
+        assert done.returncode == -signum, done.stderr
 
 
 def test_sigterm_to_the_client_reaches_the_run_and_killing_the_client_ends_it(
@@ -113,12 +123,12 @@ def test_sigterm_to_the_client_reaches_the_run_and_killing_the_client_ends_it(
         client = subprocess.Popen([*CLIENT, str(project / "child.py"), "sleep", str(pid_file)],
                                   cwd=tmp_path, env=env, stdout=subprocess.DEVNULL)
         eventually(pid_file.exists, seconds=10, what="the run started")
-        eventually(lambda f=pid_file: f.read_text() != "", seconds=5, what="the run's pid")
+        eventually(functools.partial(has_text, pid_file), seconds=5, what="the run's pid")
         run_pid = int(pid_file.read_text())
         assert run_pid != client.pid
         client.send_signal(how)
         assert client.wait(timeout=10) == -how
-        eventually(lambda p=run_pid: not Path(f"/proc/{p}").exists(), seconds=10,
+        eventually(functools.partial(process_gone, run_pid), seconds=10,
                    what=f"the run ended after its client got signal {how}")
 
 
