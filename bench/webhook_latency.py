@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/webhook_latency.py [--rate 100] [--seconds 30] [--runs 5]
                                               [--in-flight 64] [--no-stack]
+                                              [--workers process,warm] [--first-stage-only]
 
 1. Answer time. Signed pushes to main, each a new delivery and a new commit (so each one
    records a queued ci run), are sent open-loop at --rate per second for --seconds to
@@ -18,7 +19,9 @@
    pushes of a small repository (a README, no apps: the figure is the orchestration, not
    the work), one at a time: from sending the push to the ci run's checkout stage
    starting, as the store records it. The repository is a local one, so the ui is told
-   it may build it (``SHIPYARD_ALLOW_LOCAL_REPOSITORIES`` and the allow-list).
+   it may build it (``SHIPYARD_ALLOW_LOCAL_REPOSITORIES`` and the allow-list). Once per
+   worker type of --workers (``SHIPYARD_WORKER``: Prefect's stock process worker, then
+   Shipyard's warm one), in the same run, and the medians side by side at the end.
 
 Prints p50, p90, p99 and max answer times per store, with the CPU the ui spent per request
 and the machine's load average (other work on the machine shows in the tail), and the
@@ -251,7 +254,9 @@ async def flow_run_times(flow_run_id: str | None, sent: float) -> str:
                      for name in ("PENDING", "RUNNING") if name in seen) + ","
 
 
-def first_stage_times(env: dict[str, str], store_url: str, home: Path, runs: int) -> None:
+def first_stage_times(env: dict[str, str], store_url: str, home: Path,
+                      runs: int) -> float | None:
+    """Push ``runs`` times, one at a time; the median push-to-first-stage seconds."""
     remote = small_repository(home / "repo")
     store = Store.open(store_url)
     rows = []
@@ -284,9 +289,11 @@ def first_stage_times(env: dict[str, str], store_url: str, home: Path, runs: int
                   flush=True)
     store.close()
     firsts = [r[2] for r in rows if r[2] is not None]
-    if firsts:
-        print(f"push to first stage: median {statistics.median(firsts):.2f} s, "
-              f"min {min(firsts):.2f} s, max {max(firsts):.2f} s over {len(firsts)} pushes")
+    if not firsts:
+        return None
+    print(f"push to first stage: median {statistics.median(firsts):.2f} s, "
+          f"min {min(firsts):.2f} s, max {max(firsts):.2f} s over {len(firsts)} pushes")
+    return statistics.median(firsts)
 
 
 def main() -> None:
@@ -297,12 +304,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-stack", action="store_true",
                         help="SQLite answer times only: no PostgreSQL, no Prefect")
+    parser.add_argument("--workers", default="process,warm",
+                        help="worker types for the push-to-first-stage figure, in order")
+    parser.add_argument("--first-stage-only", action="store_true",
+                        help="skip the answer times under load")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="shipyard-bench-webhook-"))
     print(f"{args.rate:.0f} signed pushes/s for {args.seconds:.0f} s, at most "
           f"{args.in_flight} in flight, each a new run", flush=True)
     try:
-        answer_times("sqlite", f"sqlite:///{work / 'latency.db'}", work, args)
+        if not args.first_stage_only:
+            answer_times("sqlite", f"sqlite:///{work / 'latency.db'}", work, args)
         if args.no_stack:
             return
         home = work / "stack-home"
@@ -319,14 +331,26 @@ def main() -> None:
                       f"{up.stdout[-2000:]}{up.stderr[-2000:]}")
                 return
             store_url = Settings(home=home, database_url=None).store_url
-            with fresh_database(store_url) as scratch:
-                answer_times("postgresql", scratch, work, args)
+            if not args.first_stage_only:
+                with fresh_database(store_url) as scratch:
+                    answer_times("postgresql", scratch, work, args)
             api = f"http://127.0.0.1:{prefect_port}/api"
             ui_env = {**env, "SHIPYARD_WEBHOOK_SECRET": SECRET, "PREFECT_API_URL": api}
             auth = (home / "prefect" / "api-auth-string").read_text().strip()
             with temporary_settings(updates={PREFECT_API_URL: api,
                                              PREFECT_API_AUTH_STRING: auth}):
-                first_stage_times(ui_env, store_url, home, args.runs)
+                medians: dict[str, float | None] = {}
+                for worker in [w.strip() for w in args.workers.split(",") if w.strip()]:
+                    env["SHIPYARD_WORKER"] = ui_env["SHIPYARD_WORKER"] = worker
+                    restarted = shipyard(env, "up", "--only", "prefect")
+                    if restarted.returncode != 0:
+                        print(f"`shipyard up` with the {worker} worker failed:\n"
+                              f"{restarted.stderr[-2000:]}")
+                        return
+                    print(f"== the {worker} worker", flush=True)
+                    medians[worker] = first_stage_times(ui_env, store_url, home, args.runs)
+                print("push to first stage, median (same run): " + "; ".join(
+                    f"{worker} worker {_s(median)}" for worker, median in medians.items()))
         finally:
             shipyard(env, "down", "--only", "prefect", "--only", "postgres")
     finally:

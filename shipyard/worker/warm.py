@@ -48,6 +48,8 @@ WARM_WORKER_TYPE = "shipyard-warm"
 RESTART_PAUSES = (0.0, 5.0, 15.0, 60.0)
 """Pauses before restarting a zygote that failed that many times in a row."""
 WATCH_SECONDS = 1.0
+ZYGOTE_IMPORT_GRACE_SECONDS = 120.0
+"""A zygote that has not listened after this long is stuck: another replaces it."""
 ZYGOTE_READY_SECONDS = 15.0
 """How long a run waits for a zygote that is still importing (3 to 5 s here) before it
 starts cold."""
@@ -74,6 +76,7 @@ class ZygoteProcess:
         tempfile.mkdtemp(prefix="shipyard-zygote-")))
     process: asyncio.subprocess.Process | None = None
     started: float = 0.0
+    seen_listening: bool = False
 
     @property
     def socket_path(self) -> Path:
@@ -93,7 +96,9 @@ class ZygoteProcess:
 
     @property
     def listening(self) -> bool:
-        return not self.exited and self.socket_path.exists()
+        listening = not self.exited and self.socket_path.exists()
+        self.seen_listening = self.seen_listening or listening
+        return listening
 
     async def stop(self, grace_seconds: float = 12.0) -> None:
         """End the zygote (it ends its children) and remove its directory."""
@@ -186,7 +191,8 @@ class WarmWorker(ProcessWorker):
                         else self._failures
                 continue
             if not zygote.exited:
-                if time.monotonic() - zygote.started < 60 and not zygote.socket_path.exists():
+                if not zygote.seen_listening and \
+                        time.monotonic() - zygote.started < ZYGOTE_IMPORT_GRACE_SECONDS:
                     continue  # still importing
                 self._logger.info("The zygote stopped listening (its source changed); "
                                   "starting a fresh one while it finishes its runs")

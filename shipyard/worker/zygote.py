@@ -53,6 +53,8 @@ PRELOADED_MODULES = (
 through them Shipyard) are added from the project's ``pipelines`` folder."""
 
 STOP_GRACE_SECONDS = 10
+SOURCE_CHECK_SECONDS = 2.0
+"""How often an idle zygote looks at its source's files (a few ms for a few thousand)."""
 
 
 def unsafe_to_fork(own_fds: set[int]) -> str | None:
@@ -157,6 +159,7 @@ class Zygote:
         self._wake = (wake_read, wake_write)
         print(f"zygote {os.getpid()} listening on {self.socket_path}", flush=True)
         stop_deadline: float | None = None
+        next_source_check = time.monotonic() + SOURCE_CHECK_SECONDS
         while True:
             for key, _ in self.selector.select(timeout=1.0):
                 if key.data == "accept":
@@ -167,6 +170,11 @@ class Zygote:
                 else:
                     self._client_gone(key.data)
             self._reap()
+            if self.stale is None and time.monotonic() >= next_source_check:
+                # Between requests too, so the worker replaces a stale zygote before a
+                # run would have to start cold.
+                self._check_source()
+                next_source_check = time.monotonic() + SOURCE_CHECK_SECONDS
             if self.stopping and stop_deadline is None:
                 stop_deadline = time.monotonic() + STOP_GRACE_SECONDS
                 self._signal_children(signal.SIGTERM)
@@ -243,13 +251,15 @@ class Zygote:
         self.selector.register(conn, selectors.EVENT_READ, pid)
         send(conn, Forked(pid))
 
+    def _check_source(self) -> None:
+        changed = [path for path, mtime in self.sources.items() if _mtime(path) != mtime]
+        if changed:
+            self.stale = f"its source changed ({len(changed)} files, {changed[0]} first)"
+            self._stop_listening()
+
     def _refusal(self, extra_fds: set[int]) -> str | None:
         if self.stale is None:
-            changed = [path for path, mtime in self.sources.items()
-                       if _mtime(path) != mtime]
-            if changed:
-                self.stale = f"its source changed ({len(changed)} files, {changed[0]} first)"
-                self._stop_listening()
+            self._check_source()
         if self.stale is not None:
             return self.stale
         if self.stopping:
