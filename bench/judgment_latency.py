@@ -12,7 +12,7 @@ worker polling every second), then the two deployments of
 ``tests/support/judgment_flow.py``: ``judgment-probe`` (prepare → judgment → ship) as a
 top-level flow run, whose judgment suspends, and ``judgment-probe-parent``, which runs it as
 a subflow (as ``release`` runs ``ci``), whose judgment pauses. For each, --runs times: start
-it, wait until the judgment waits, hold 3 s, read the resident memory of the processes
+it, wait until the judgment waits, hold 3 s, read the memory (PSS) of the processes
 executing the flow run, answer it through ``answer_judgment`` (what ``shipyard approve``
 and the API call), and time from the answer as Prefect took it to the ``ship`` stage
 starting, as the store records it. Unless --no-restart, one more of each waits while the
@@ -81,15 +81,19 @@ def shipyard(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
                           text=True, timeout=900, check=False)
 
 
-def rss_mb(pids: list[int]) -> float:
+def pss_mb(pids: list[int]) -> float:
+    """The proportional set size of ``pids``: each page shared with other processes (a
+    warm run's pages still shared with its zygote) counted by its share, so the figure
+    compares a forked process with a fresh one fairly (RSS would count shared pages
+    whole)."""
     total = 0
     for pid in pids:
         try:
-            status = Path(f"/proc/{pid}/status").read_text()
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
         except OSError:
             continue
-        total += next(int(line.split()[1]) for line in status.splitlines()
-                      if line.startswith("VmRSS:"))
+        total += next(int(line.split()[1]) for line in rollup.splitlines()
+                      if line.startswith("Pss:"))
     return total / 1024
 
 
@@ -136,7 +140,7 @@ async def one(store: Store, deployment: str, key: bytes, *,
     waiting = await waiting_run(store, started)
     await asyncio.sleep(HOLD_SECONDS)
     assert started.prefect_flow_run_id is not None
-    held = rss_mb(flow_processes(started.prefect_flow_run_id))
+    held = pss_mb(flow_processes(started.prefect_flow_run_id))
     if restart is not None:
         stop_worker(Path(restart["SHIPYARD_HOME"]) / "prefect")
         up = shipyard(restart, "up", "--only", "prefect")

@@ -9,7 +9,8 @@ it by signal. The runs are ordinary Prefect flow runs, with their task runs and 
 
 Two more things make a hand-over fast:
 - The worker hears of new flow runs on Prefect's events websocket (a ``Scheduled`` state
-  event of a run in its pool) and fetches them at once, instead of waiting for its next
+  event of a run in its pool, whatever the state's name: ``Resuming`` for an answered
+  judgment) and fetches them at once, instead of waiting for its next
   poll. Polling goes on as the safety net.
 - The zygote is started with the worker and restarted when it exits: when the checkout
   changed under it, it drains and the worker starts a fresh one at once.
@@ -54,7 +55,7 @@ ZYGOTE_READY_SECONDS = 15.0
 """How long a run waits for a zygote that is still importing (3 to 5 s here) before it
 starts cold."""
 EVENT_RECONNECT_PAUSES = (1.0, 2.0, 5.0, 10.0)
-SCHEDULED_EVENT = "prefect.flow-run.Scheduled"
+FLOW_RUN_EVENT_PREFIX = "prefect.flow-run."
 
 
 def fork_command(command: str | None) -> str | None:
@@ -212,13 +213,16 @@ class WarmWorker(ProcessWorker):
         """Fetch and submit flow runs the moment Prefect says one was scheduled, instead of
         at the next poll. Reconnects with backoff; polling covers any gap."""
         failures = 0
-        event_filter = EventFilter(event=EventNameFilter(name=[SCHEDULED_EVENT]))
+        # Named after the state's name, which is not always "Scheduled": a resumed
+        # suspended run (an answered judgment) is "Resuming", a retry "AwaitingRetry".
+        event_filter = EventFilter(event=EventNameFilter(prefix=[FLOW_RUN_EVENT_PREFIX]))
         while True:
             try:
                 async with get_events_subscriber(filter=event_filter) as subscriber:
                     failures = 0
                     async for event in subscriber:
-                        if self._in_my_pool(event.related):
+                        if event.resource.get("prefect.state-type") == "SCHEDULED" and \
+                                self._in_my_pool(event.related):
                             await self.get_and_submit_flow_runs()
             except asyncio.CancelledError:
                 raise
