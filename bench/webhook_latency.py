@@ -254,10 +254,11 @@ async def flow_run_times(flow_run_id: str | None, sent: float) -> str:
                      for name in ("PENDING", "RUNNING") if name in seen) + ","
 
 
-def first_stage_times(env: dict[str, str], store_url: str, home: Path,
-                      runs: int) -> float | None:
-    """Push ``runs`` times, one at a time; the median push-to-first-stage seconds."""
-    remote = small_repository(home / "repo")
+def first_stage_times(env: dict[str, str], store_url: str, home: Path, runs: int,
+                      tag: str = "") -> float | None:
+    """Push ``runs`` times, one at a time, to a repository of its own (``tag`` names it);
+    the median push-to-first-stage seconds."""
+    remote = small_repository(home / f"repo{tag}")
     store = Store.open(store_url)
     rows = []
     with serve_ui({**env, **local_repository(remote.url)}, home) as ui, \
@@ -348,7 +349,8 @@ def main() -> None:
                               f"{restarted.stderr[-2000:]}")
                         return
                     print(f"== the {worker} worker", flush=True)
-                    medians[worker] = first_stage_times(ui_env, store_url, home, args.runs)
+                    medians[worker] = first_stage_times(ui_env, store_url, home, args.runs,
+                                                        tag=f"-{worker}")
                 print("push to first stage, median (same run): " + "; ".join(
                     f"{worker} worker {_s(median)}" for worker, median in medians.items()))
         finally:
