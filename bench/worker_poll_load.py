@@ -82,7 +82,8 @@ def measure(server_pid: int, database_pid: int, worker_pid: int | None,
     def worker_side() -> float:
         return cpu_seconds(tree(worker_pid)) if worker_pid else 0.0
 
-    time.sleep(5)  # the worker's start-up is not its steady cost
+    time.sleep(15)  # the start-up (the warm worker's zygote imports for 3 to 5 s) is not
+    # the steady cost
     before, worker_before, started = server_side(), worker_side(), time.monotonic()
     time.sleep(seconds)
     elapsed = time.monotonic() - started
