@@ -39,6 +39,11 @@ def main(argv: list[str]) -> int:
     if not argv:
         print("usage: fork_client.py -m MODULE [ARGS...]", file=sys.stderr)
         return 2
+    # A session of its own, as Prefect starts a stock run: a signal to the worker's process
+    # group (the worker stopping) does not reach the run; the worker's own signals to this
+    # process (a cancellation) do, forwarded.
+    with contextlib.suppress(PermissionError):  # already a session leader
+        os.setsid()
     path = os.environ.get(SOCKET_ENV)
     conn = _connect(path) if path else None
     if conn is None:

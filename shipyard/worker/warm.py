@@ -195,8 +195,8 @@ class WarmWorker(ProcessWorker):
                 if not zygote.seen_listening and \
                         time.monotonic() - zygote.started < ZYGOTE_IMPORT_GRACE_SECONDS:
                     continue  # still importing
-                self._logger.info("The zygote stopped listening (its source changed); "
-                                  "starting a fresh one while it finishes its runs")
+                self._logger.info("The zygote stopped listening (its source changed, or it "
+                                  "was told to stop); starting a fresh one")
                 self._draining.append(zygote)
             else:
                 code = zygote.process.returncode if zygote.process else None

@@ -52,7 +52,6 @@ PRELOADED_MODULES = (
 """What ``python -m prefect.engine`` imports before it runs a flow; the pipelines (and
 through them Shipyard) are added from the project's ``pipelines`` folder."""
 
-STOP_GRACE_SECONDS = 10
 SOURCE_CHECK_SECONDS = 2.0
 """How often an idle zygote looks at its source's files (a few ms for a few thousand)."""
 
@@ -130,8 +129,8 @@ def project_sources(project: Path) -> dict[str, int]:
 
 @dataclass
 class Zygote:
-    """The fork server on ``socket_path``; :meth:`serve` runs until SIGTERM or until its
-    source changed and its last child ended."""
+    """The fork server on ``socket_path``; :meth:`serve` runs until SIGTERM (its runs go
+    on without it) or until its source changed and its last child ended."""
 
     socket_path: Path
     project: Path
@@ -158,7 +157,6 @@ class Zygote:
         self.selector.register(wake_read, selectors.EVENT_READ, "wake")
         self._wake = (wake_read, wake_write)
         print(f"zygote {os.getpid()} listening on {self.socket_path}", flush=True)
-        stop_deadline: float | None = None
         next_source_check = time.monotonic() + SOURCE_CHECK_SECONDS
         while True:
             for key, _ in self.selector.select(timeout=1.0):
@@ -175,14 +173,15 @@ class Zygote:
                 # run would have to start cold.
                 self._check_source()
                 next_source_check = time.monotonic() + SOURCE_CHECK_SECONDS
-            if self.stopping and stop_deadline is None:
-                stop_deadline = time.monotonic() + STOP_GRACE_SECONDS
-                self._signal_children(signal.SIGTERM)
-            if stop_deadline is not None and time.monotonic() > stop_deadline:
-                self._signal_children(signal.SIGKILL)
-            if (self.stopping or self.stale) and not self.children:
-                print(f"zygote {os.getpid()} exits after {self.forks} forks"
-                      + (f" ({self.stale})" if self.stale else ""), flush=True)
+            if self.stopping:
+                # As the stock worker's runs outlive it (each in a session of its own),
+                # so do these: each client waits for its run, which goes on alone.
+                print(f"zygote {os.getpid()} exits after {self.forks} forks; "
+                      f"{len(self.children)} runs go on without it", flush=True)
+                return 0
+            if self.stale and not self.children:
+                print(f"zygote {os.getpid()} exits after {self.forks} forks ({self.stale})",
+                      flush=True)
                 return 0
 
     def _listen(self) -> socket.socket:
@@ -299,11 +298,6 @@ class Zygote:
             with contextlib.suppress(OSError):
                 send(conn, Exited(status))
             conn.close()
-
-    def _signal_children(self, signum: int) -> None:
-        for pid in self.children:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signum)
 
 
 def _become_child(request: ForkRequest, fds: list[int], serial: int) -> None:

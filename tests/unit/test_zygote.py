@@ -132,6 +132,26 @@ def test_sigterm_to_the_client_reaches_the_run_and_killing_the_client_ends_it(
                    what=f"the run ended after its client got signal {how}")
 
 
+def test_a_stopped_zygote_leaves_its_runs_running_and_their_clients_wait_for_them(
+        running_zygote: tuple[subprocess.Popen[str], Path], project: Path,
+        tmp_path: Path) -> None:
+    process, path = running_zygote
+    pid_file = tmp_path / "pid"
+    env = {**os.environ, fork_client.SOCKET_ENV: str(path)}
+    client = subprocess.Popen([*CLIENT, str(project / "child.py"), "sleep", str(pid_file)],
+                              cwd=tmp_path, env=env, stdout=subprocess.DEVNULL)
+    eventually(pid_file.exists, seconds=10, what="the run started")
+    eventually(functools.partial(has_text, pid_file), seconds=5, what="the run's pid")
+    run_pid = int(pid_file.read_text())
+    process.terminate()
+    assert process.wait(timeout=10) == 0
+    time.sleep(0.5)
+    assert not process_gone(run_pid), "the run goes on without its zygote"
+    assert client.poll() is None, "its client waits for it"
+    os.kill(run_pid, signal.SIGKILL)
+    assert client.wait(timeout=10) == 1, "the run's status went with the zygote"
+
+
 def test_without_a_zygote_the_client_becomes_the_command(project: Path,
                                                          tmp_path: Path) -> None:
     done = run_client(tmp_path / "absent.sock", str(project / "child.py"), "exit", "3",
