@@ -89,6 +89,24 @@ class Settings(BaseSettings):
         "elsewhere push is skipped with WhenNotMet")
     registry: str = Field(default="127.0.0.1:5000", pattern=r"^127\.0\.0\.1:\d{1,5}$",
                           description="address of the local registry (loopback only)")
+    prometheus: str = Field(
+        default="127.0.0.1:9090", pattern=r"^127\.0\.0\.1:\d{1,5}$",
+        description="address of the local stack's Prometheus (loopback only)")
+    prometheus_url: str | None = Field(
+        default=None, description="an existing Prometheus to read canary and chaos "
+        "metrics from (for example http://prometheus.monitoring:9090); when set, "
+        "`shipyard up` starts no Prometheus of its own")
+    prometheus_scrape_seconds: float = Field(
+        default=1.0, ge=0.5, le=60,
+        description="how often the local Prometheus scrapes the cluster's pods; a canary "
+        "interval shorter than two scrapes cannot be read from Prometheus")
+    metrics_provider: Literal["auto", "prometheus", "pods"] = Field(
+        default="auto", description="where the canary reads its metrics: `prometheus` "
+        "(PromQL range queries), `pods` (each pod's /metrics through the API server), "
+        "or `auto`: Prometheus whenever one answers, else the pods")
+    canary_cross_check: bool = Field(
+        default=False, description="also measure every canary through the other metrics "
+        "provider over the same window and record both verdicts and their costs")
     webhook_secret: SecretStr | None = Field(
         default=None, description="the GitHub webhook's secret; when set, a delivery without "
         "a valid X-Hub-Signature-256 is refused (401)")
@@ -451,6 +469,12 @@ class Settings(BaseSettings):
     def wheelhouse_dir(self) -> Path:
         """The gathered wheel sets: ``SHIPYARD_WHEELHOUSE``, else kept with the stack."""
         return self.wheelhouse or self.stack_dir / "wheelhouse"
+
+    @property
+    def prometheus_base_url(self) -> str:
+        """The Prometheus the canary reads: ``SHIPYARD_PROMETHEUS_URL``, else the local
+        stack's (without a trailing slash)."""
+        return (self.prometheus_url or f"http://{self.prometheus}").rstrip("/")
 
     @property
     def prefect_home(self) -> Path:

@@ -5,9 +5,9 @@ the baseline is the production release's own recorded bake, relabelled for its t
 (fresh pods of exactly what production runs, so age and warm caches do not bias the
 comparison); the canary is the new version's production bake, relabelled the same way.
 Each track gets a Service of its own and the same load (the app's ``canary.load_paths``),
-and each track's pods are scraped through the API server's pod proxy every interval.
-The scrapes become one series per canary metric (:mod:`shipyard.domain.metric_series`),
-and NetflixACAJudge (:mod:`shipyard.domain.canary_judge`) scores them. Both tracks are
+and a metrics provider (:mod:`stages.canary_metrics`: Prometheus's range queries, or each
+track's pods scraped through the API server's pod proxy) measures one series per canary
+metric, and NetflixACAJudge (:mod:`shipyard.domain.canary_judge`) scores them. Both tracks are
 removed afterwards, whatever the verdict; the report (each metric's classification, its
 statistics and both series) is kept in the stage's outputs, failed or not.
 """
@@ -23,32 +23,22 @@ from pydantic import BaseModel, ConfigDict
 from shipyard.adapters.blocking import run_blocking
 from shipyard.adapters.kube import Kube
 from shipyard.adapters.load import LoadSpec, start_load
-from shipyard.adapters.pod_metrics import start_recording
 from shipyard.domain.bakes import derive_track
 from shipyard.domain.canary_config import canary_config_for
 from shipyard.domain.canary_judge import Verdict, judge_canary
 from shipyard.domain.canary_plan import points_in_window
 from shipyard.domain.catalog import AppDescriptor
-from shipyard.domain.labels import (
-    APP_LABEL,
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
-    TRACK_LABEL,
-    label_selector,
-)
+from shipyard.domain.labels import APP_LABEL, MANAGED_BY, MANAGED_BY_LABEL, TRACK_LABEL
 from shipyard.domain.manifests import parse_manifests
-from shipyard.domain.metric_series import series_for_all
 from shipyard.domain.traffic import summarize
 from shipyard.store import ReleaseRecord
 from stages.bake import BakedEnvironment, BakeResult
+from stages.canary_metrics import TRACKS, Measurement, Window, choose_providers
 from stages.cluster import open_kube
 from stages.rollouts import apply_and_wait, service_url
 from stages.runtime import StageContext, StageFailure, StageResult, stage
 
 __all__ = ["CanaryOptions", "CanaryResult", "analyze_canary"]
-
-TRACKS = ("baseline", "canary")
-
 
 class CanaryOptions(BaseModel):
     """How long and how hard to analyse (seconds in tests, minutes or hours for real): the
@@ -118,8 +108,8 @@ async def analyze_canary(ctx: StageContext, bake: BakeResult, production: Releas
         await _remove_tracks(kube, [*tracks["baseline"], *tracks["canary"],
                                     *services.values()])
         await ctx.log("baseline and canary removed")
-    rounds, samples = result
-    return await _judge(ctx, bake, production, descriptor, options, rounds, samples)
+    measured, samples = result
+    return await _judge(ctx, bake, production, descriptor, options, measured, samples)
 
 
 def _baked_against(bake: BakeResult, production: ReleaseRecord,
@@ -138,25 +128,37 @@ def _baked_against(bake: BakeResult, production: ReleaseRecord,
 
 async def _judge(ctx: StageContext, bake: BakeResult, production: ReleaseRecord,
                  descriptor: AppDescriptor, options: CanaryOptions,
-                 rounds: dict[str, list[Any]], samples: dict[str, list[Any]]) -> CanaryResult:
-    """Judge the measured ``rounds`` (Kayenta's judge); ``CanaryFailed`` with the report as
-    outputs unless the canary passes."""
+                 measured: list[Measurement], samples: dict[str, list[Any]]) -> CanaryResult:
+    """Judge the first measurement (Kayenta's judge), and any cross-check the same way;
+    ``CanaryFailed`` with the report as outputs unless the first one passes."""
     app = bake.app
     config = canary_config_for(descriptor, pass_threshold=options.pass_threshold,
                                marginal_threshold=options.marginal_threshold)
-    baseline_series = series_for_all(descriptor, rounds["baseline"])
-    canary_series = series_for_all(descriptor, rounds["canary"])
-    judgement = await asyncio.to_thread(judge_canary, config, baseline_series, canary_series)
+    deciding, *checks = measured
+    judgement = await asyncio.to_thread(judge_canary, config, deciding.series["baseline"],
+                                        deciding.series["canary"])
     load = {track: _load_summary(samples[track]) for track in TRACKS}
     for name, metric in judgement.metrics.items():
         await ctx.log(f"  {name}: {metric.classification}"
                       + (" (critical)" if metric.critical_failure else ""))
+    report = {**judgement.to_json(include_series=True), **_provenance(deciding)}
+    if checks:
+        report["cross_checks"] = []
+        for check in checks:
+            other = await asyncio.to_thread(judge_canary, config, check.series["baseline"],
+                                            check.series["canary"])
+            await ctx.log(f"cross-check through {check.provider}: score {other.score:g} "
+                          f"({other.verdict}), against {judgement.score:g} "
+                          f"({judgement.verdict}) through {deciding.provider}")
+            report["cross_checks"].append({
+                **_provenance(check), "score": other.score, "verdict": other.verdict,
+                "metrics": {n: m.classification for n, m in other.metrics.items()}})
     outcome = CanaryResult(
         app=app, baseline_version=production.version, canary_version=bake.version,
         score=judgement.score, verdict=judgement.verdict,
         pass_threshold=config.pass_threshold, marginal_threshold=config.marginal_threshold,
-        points=max((len(v) for v in canary_series.values()), default=0),
-        report=judgement.to_json(include_series=True), load=load)
+        points=max((len(v) for v in deciding.series["canary"].values()), default=0),
+        report=report, load=load)
     if judgement.verdict != "pass":
         failing = [f"{n} {m.classification}" for n, m in judgement.metrics.items()
                    if m.classification != "Pass"]
@@ -169,14 +171,29 @@ async def _judge(ctx: StageContext, bake: BakeResult, production: ReleaseRecord,
     return outcome
 
 
+def _provenance(measurement: Measurement) -> dict[str, Any]:
+    """Where a measurement came from, for the report: the provider, the window, the
+    graph links (Prometheus), what it cost and its notes."""
+    return {"provider": measurement.provider, "window": measurement.window,
+            "links": measurement.links, "cost": measurement.cost,
+            "notes": measurement.notes}
+
+
 async def _measure(ctx: StageContext, kube: Kube, app: str, namespace: str,
                    descriptor: AppDescriptor, options: CanaryOptions
-                   ) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+                   ) -> tuple[list[Measurement], dict[str, list[Any]]]:
+    """Load both tracks, and measure them through every chosen provider over the same
+    window (after the warm-up); returns the measurements (the deciding one first) and the
+    load's samples per track."""
     # Without paths of its own, the root: an operational path would not count at all.
     paths = descriptor.load_paths or ("/",)
     if not descriptor.load_paths:
         await ctx.log(f"{app}'s app.yaml names no canary.load_paths: loading '/' (add "
                       "paths that exercise the app)")
+    providers = await choose_providers(ctx.settings, kube)
+    await ctx.log("metrics from " + providers[0].name
+                  + (f", cross-checked through {providers[1].name}" if len(providers) > 1
+                     else ""))
     total = options.warmup_seconds + options.window_seconds
     urls = {t: await run_blocking(service_url, kube, namespace, f"{app}-{t}")
             for t in TRACKS}
@@ -187,17 +204,18 @@ async def _measure(ctx: StageContext, kube: Kube, app: str, namespace: str,
         + 10, timeout_seconds=5.0, keep_alive=False)) for t in TRACKS}
     if options.warmup_seconds:
         await asyncio.sleep(options.warmup_seconds)
-    recorders = {t: start_recording(
-        kube, namespace, label_selector({APP_LABEL: app, TRACK_LABEL: t}),
-        port=descriptor.port, interval_seconds=options.interval_seconds,
-        duration_seconds=options.window_seconds) for t in TRACKS}
-    rounds = {t: list(await recorders[t].wait()) for t in TRACKS}
+    window = Window(options.window_seconds, options.interval_seconds)
+    measured = list(await asyncio.gather(
+        *(p.measure(descriptor, namespace, window) for p in providers)))
     samples = {t: await loads[t].stop() for t in TRACKS}
+    for measurement in measured:
+        for note in measurement.notes:
+            await ctx.log(f"{measurement.provider}: {note}")
+        await ctx.log(f"{measurement.provider} cost: "
+                      + ", ".join(f"{k} {v}" for k, v in measurement.cost.items()))
     for track in TRACKS:
-        errors = sum(len(r.errors) for r in rounds[track])
-        await ctx.log(f"{track}: {len(rounds[track])} scrape rounds ({errors} pod errors), "
-                      f"{len(samples[track])} requests")
-    return rounds, samples
+        await ctx.log(f"{track}: {len(samples[track])} requests")
+    return measured, samples
 
 
 def _track_service(app: str, namespace: str, track: str, port: int) -> dict[str, Any]:

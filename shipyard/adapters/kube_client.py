@@ -67,6 +67,11 @@ _RESOURCES: dict[tuple[str, str], tuple[str, str, bool]] = {
         ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
     ("rbac.authorization.k8s.io/v1", "RoleBinding"):
         ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
+    # The local stack's Prometheus reads pods in every namespace (shipyard.stack.prometheus).
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"):
+        ("/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"):
+        ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
 }
 
 

@@ -22,11 +22,12 @@ class InvalidDescriptor(ValueError):
     """An ``app.yaml`` that cannot be used; the message names the field."""
 
 
-METRIC_KINDS = ("error_rate", "latency", "rate")
-"""How a canary metric is computed from the standard series every app exports
-(``<prefix>_http_requests_total``, ``<prefix>_http_request_duration_seconds``):
+METRIC_KINDS = ("error_rate", "latency", "rate", "query")
+"""How a canary metric is computed. The first three from the standard series every app
+exports (``<prefix>_http_requests_total``, ``<prefix>_http_request_duration_seconds``):
 ``error_rate``, the share of requests answered 5xx; ``latency``, a quantile of the request
-duration in seconds; ``rate``, requests per second."""
+duration in seconds; ``rate``, requests per second. ``query``: the metric's own PromQL
+expression, which only the Prometheus metrics provider can answer."""
 DIRECTIONS = ("increase", "decrease", "either")
 """Which change fails the canary (Kayenta's ``direction``): a rise, a fall, or either."""
 QUANTITY = re.compile(r"\d+(\.\d+)?(m|k|Ki|Mi|Gi)?")
@@ -42,6 +43,9 @@ class CanaryMetric:
     quantile: float | None = None
     critical: bool = False
     group: str = "default"
+    query: str | None = None
+    """The PromQL of a ``query`` metric, with ``{{ track }}``, ``{{ namespace }}``,
+    ``{{ app }}`` and ``{{ interval }}`` placeholders (:mod:`shipyard.domain.promql`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,9 @@ class ChaosSettings:
     enabled: bool = False
     replicas: int = 3
     kill: int = 1
+    experiment: str | None = None
+    """A Chaos Toolkit experiment file (JSON or YAML), relative to the app's folder, run
+    instead of the generated default (kill ``kill`` pods, hold the SLO)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +183,17 @@ def _canary_metrics(raw: object, source: str) -> tuple[CanaryMetric, ...]:
         group = entry.get("group", "default")
         if not isinstance(critical, bool) or not isinstance(group, str):
             raise InvalidDescriptor(f"{where}: critical must be true or false, group a name")
-        metrics.append(CanaryMetric(name, kind, direction, quantile, critical, group))
+        query = entry.get("query")
+        if kind == "query":
+            if not isinstance(query, str) or not query.strip():
+                raise InvalidDescriptor(
+                    f"{where}.query: a query metric needs a PromQL expression, e.g. "
+                    "'sum(rate(myapp_jobs_failed_total{track=\"{{ track }}\"}[{{ interval }}]))'")
+            query = query.strip()
+        elif query is not None:
+            raise InvalidDescriptor(f"{where}.query: only a metric of kind query has one; "
+                                    "set kind: query or remove it")
+        metrics.append(CanaryMetric(name, kind, direction, quantile, critical, group, query))
     names = [m.name for m in metrics]
     if len(set(names)) != len(names):
         raise InvalidDescriptor(f"{source}: canary.metrics: names must be unique")
@@ -185,11 +202,13 @@ def _canary_metrics(raw: object, source: str) -> tuple[CanaryMetric, ...]:
 
 def _chaos(raw: object, source: str) -> ChaosSettings:
     if not isinstance(raw, Mapping):
-        raise InvalidDescriptor(f"{source}: chaos: must be a mapping (enabled, replicas, kill)")
+        raise InvalidDescriptor(f"{source}: chaos: must be a mapping (enabled, replicas, kill, "
+                                "experiment)")
     defaults = ChaosSettings()
     enabled = raw.get("enabled", defaults.enabled)
     replicas = raw.get("replicas", defaults.replicas)
     kill = raw.get("kill", defaults.kill)
+    experiment = raw.get("experiment", defaults.experiment)
     if not isinstance(enabled, bool):
         raise InvalidDescriptor(f"{source}: chaos.enabled: must be true or false")
     if not isinstance(replicas, int) or not 1 <= replicas <= 20:
@@ -197,7 +216,15 @@ def _chaos(raw: object, source: str) -> ChaosSettings:
     if not isinstance(kill, int) or not 1 <= kill <= replicas:
         raise InvalidDescriptor(f"{source}: chaos.kill: must be at least 1 and at most "
                                 f"chaos.replicas ({replicas})")
-    return ChaosSettings(enabled, replicas, kill)
+    # A path inside the app's folder: the gate reads it from the release's commit there.
+    if experiment is not None and not (
+            isinstance(experiment, str) and not experiment.startswith("/")
+            and "\\" not in experiment and experiment.endswith((".json", ".yaml", ".yml"))
+            and all(part not in ("", ".", "..") for part in experiment.split("/"))):
+        raise InvalidDescriptor(f"{source}: chaos.experiment: must be the path of a .json, "
+                                ".yaml or .yml file inside the app's folder, relative to it "
+                                "(e.g. chaos/latency.yaml), without '..'")
+    return ChaosSettings(enabled, replicas, kill, experiment)
 
 
 def _load_paths(raw: object, source: str) -> tuple[str, ...]:

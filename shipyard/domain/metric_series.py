@@ -221,8 +221,10 @@ def combine(counts: Sequence[IntervalCounts]) -> IntervalCounts:
 
 def metric_value(metric: CanaryMetric, counts: IntervalCounts) -> float | None:
     """The canary metric's value over ``counts``; None when there is nothing to judge
-    (no pod contributed, no requests, no observations)."""
-    if counts.pods == 0:
+    (no pod contributed, no requests, no observations, or a ``query`` metric, whose PromQL
+    only Prometheus can answer)."""
+    if counts.pods == 0 or metric.kind == "query":
+        # A query metric is PromQL: only Prometheus answers it (no data from the pods).
         return None
     if metric.kind == "error_rate":
         return counts.server_errors / counts.requests if counts.requests > 0 else None

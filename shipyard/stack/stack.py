@@ -26,12 +26,13 @@ from shipyard.stack.k8s_binaries import K8sBinariesComponent
 from shipyard.stack.kubernetes import KubernetesComponent, NodeMode
 from shipyard.stack.postgres import PostgresComponent
 from shipyard.stack.prefect import PrefectComponent
+from shipyard.stack.prometheus import PrometheusComponent
 from shipyard.stack.registry import RegistryComponent
 
 __all__ = ["COMPONENT_NAMES", "LocalStack", "UnknownComponent"]
 
 COMPONENT_NAMES = ("docker", "registry", "base-image", "k8s-binaries", "kubernetes",
-                   "postgres", "prefect")
+                   "prometheus", "postgres", "prefect")
 """Start order: a component may rely on those before it."""
 
 
@@ -50,6 +51,7 @@ def _build(name: str, settings: Settings, rebuild_base_image: bool,
         "base-image": lambda: BaseImageComponent(settings, rebuild=rebuild_base_image),
         "k8s-binaries": lambda: K8sBinariesComponent(settings),
         "kubernetes": lambda: KubernetesComponent(settings, nodes=nodes),
+        "prometheus": lambda: PrometheusComponent(settings),
         "postgres": lambda: PostgresComponent(settings),
         "prefect": lambda: PrefectComponent(settings),
     }

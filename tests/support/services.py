@@ -272,5 +272,37 @@ def kwok_cluster(tmp_path_factory: pytest.TempPathFactory, stack_home: Stack) ->
 def real_cluster(tmp_path_factory: pytest.TempPathFactory,
                  delivery_stack: dict[str, str], stack_home: Stack) -> Iterator[Path]:
     """The local cluster with its real node (containerd and a kubelet) as well, pulling
-    from the local registry."""
-    yield from _cluster(tmp_path_factory, "real", stack_home)
+    from the local registry, and the stack's Prometheus scraping its pods (the canaries
+    read their metrics from it)."""
+    cluster = _cluster(tmp_path_factory, "real", stack_home)
+    admin = next(cluster)
+    with _prometheus(tmp_path_factory):
+        yield admin
+    for _ in cluster:  # the cluster's own teardown
+        pass
+
+
+@contextmanager
+def _prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """`shipyard up --only prometheus` on the shared stack (reused when it answers); what
+    this session started, it stops at the end."""
+    home = tmp_path_factory.mktemp("prometheus-home")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SHIPYARD_") and k != "KUBECONFIG"}
+    env.update(SHIPYARD_HOME=str(home), COLUMNS="200",
+               SHIPYARD_STACK_HOME=os.environ.get("SHIPYARD_STACK_HOME", STACK_CACHE))
+
+    def shipyard(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*SHIPYARD, *args], env=env, cwd=PROJECT, capture_output=True,
+                              text=True, timeout=900, check=False)
+
+    was_up = shipyard("status", "--only", "prometheus").returncode == 0
+    started = shipyard("up", "--only", "prometheus")
+    if started.returncode != 0:
+        pytest.fail(f"`shipyard up --only prometheus` failed:\n{started.stdout}\n"
+                    f"{started.stderr}")
+    try:
+        yield
+    finally:
+        if not was_up:
+            shipyard("down", "--only", "prometheus")

@@ -101,6 +101,9 @@ def stack_home(tmp_path_factory: pytest.TempPathFactory) -> Stack:
                SHIPYARD_WARM_SECONDS="0", SHIPYARD_ROLLOUT_TIMEOUT_SECONDS="90",
                # Analysis windows of seconds, not hours: enough points to judge on.
                SHIPYARD_CANARY_WINDOW_SECONDS="16", SHIPYARD_CANARY_INTERVAL_SECONDS="2",
+               # Every canary measured through Prometheus and through the pods' scrapes
+               # over the same window: both verdicts are in its report.
+               SHIPYARD_CANARY_CROSS_CHECK="true",
                SHIPYARD_CHAOS_WINDOW_SECONDS="6",
                # A flow run Prefect says ended is the sweeper's after seconds, not half
                # a minute (tests/integration/test_sweeper.py waits this long).
