@@ -35,6 +35,7 @@ from shipyard.domain.promql import (
     QueryScope,
     graph_url,
     metric_query,
+    render_kayenta,
     series_from_matrix,
     step_times,
 )
@@ -42,7 +43,7 @@ from shipyard.settings import Settings
 from stages.runtime import StageFailure
 
 __all__ = ["TRACKS", "Measurement", "MetricsProvider", "PodsProvider", "PrometheusProvider",
-           "Window", "choose_providers"]
+           "Window", "choose_providers", "judge_window_series"]
 
 TRACKS = ("baseline", "canary")
 
@@ -183,3 +184,28 @@ async def choose_providers(settings: Settings, kube: Kube) -> list[MetricsProvid
     elif answers:
         chosen = [pods, PrometheusProvider(prometheus, settings.prometheus_scrape_seconds)]
     return chosen if settings.canary_cross_check else chosen[:1]
+
+
+def judge_window_series(prometheus: Prometheus, templates: dict[str, str], *,
+                        scopes: dict[str, QueryScope], start: float, end: float
+                        ) -> tuple[dict[str, Series], dict[str, dict[str, str]]]:
+    """A past window's series from Prometheus, for backtesting: each metric's Kayenta
+    template (``${scope}``, ``{{ track }}``...) per track of ``scopes``, one point per
+    scope's step from ``start + step`` to ``end``. Returns the series per track and each
+    metric's graph link per track. Raises InvalidQuery or PrometheusError."""
+    series: dict[str, Series] = {track: {} for track in scopes}
+    links: dict[str, dict[str, str]] = {name: {} for name in templates}
+    page = prometheus.graph_page()
+    for track, scope in scopes.items():
+        step = scope.step_seconds
+        times = step_times(start + step, end, step)
+        if not times:
+            raise InvalidQuery(f"the window holds no step of {step:g} s")
+        for name, template in templates.items():
+            expression = render_kayenta(template, scope, metric=name)
+            matrix = prometheus.query_range(expression, start=times[0], end=times[-1],
+                                            step=step)
+            series[track][name] = series_from_matrix(matrix, times, metric=name)
+            links[name][track] = graph_url(prometheus.base_url, expression, start=start,
+                                           end=end, step=step, page=page)
+    return series, links

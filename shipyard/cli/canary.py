@@ -36,23 +36,94 @@ Series = dict[str, list[float | None]]
 def judge(
     config: Annotated[Path, typer.Option(
         "--config", help="Kayenta canary-config JSON.", dir_okay=False)],
-    baseline: Annotated[Path, typer.Option(
+    baseline: Annotated[Path | None, typer.Option(
         "--baseline", help='Baseline series: {"metric": [numbers or null, ...]}.',
-        dir_okay=False)],
-    canary_series: Annotated[Path, typer.Option(
-        "--canary", help="Canary series, as --baseline.", dir_okay=False)],
+        dir_okay=False)] = None,
+    canary_series: Annotated[Path | None, typer.Option(
+        "--canary", help="Canary series, as --baseline.", dir_okay=False)] = None,
+    prometheus: Annotated[str | None, typer.Option(
+        "--prometheus", help="Instead of series files: read the window from this "
+        "Prometheus (http://127.0.0.1:9090), each metric's query.customInlineTemplate "
+        "('PromQL:...', ${scope} for the track).")] = None,
+    window: Annotated[str | None, typer.Option(
+        "--window", help="With --prometheus: START..END, ISO 8601 or Unix seconds.")]
+    = None,
+    step: Annotated[float, typer.Option(
+        "--step", help="With --prometheus: seconds per data point.", min=0.001)] = 60.0,
+    baseline_scope: Annotated[str, typer.Option(
+        "--baseline-scope", help="With --prometheus: the baseline's ${scope} and "
+        "{{ track }}.")] = "baseline",
+    canary_scope: Annotated[str, typer.Option(
+        "--canary-scope", help="With --prometheus: the canary's ${scope} and "
+        "{{ track }}.")] = "canary",
+    namespace: Annotated[str, typer.Option(
+        "--namespace", help="With --prometheus: ${location} and {{ namespace }}.")] = "",
+    app_name: Annotated[str, typer.Option(
+        "--app", help="With --prometheus: {{ app }}.")] = "",
     series: Annotated[bool, typer.Option(
         "--series", help="Include each metric's series as judged (after NaN and outlier "
         "handling).")] = False,
 ) -> None:
     """Judge a canary against its baseline and print the judgement as JSON: score, verdict,
-    reasons, group scores, and each metric's classification and statistics."""
+    reasons, group scores, and each metric's classification and statistics. The series come
+    from files (--baseline, --canary), or from a past window in Prometheus (--prometheus,
+    --window): backtesting on real history, with a graph link per metric and track."""
     from shipyard.domain.canary_judge import judge_canary
 
     canary_config = _read_config(config, "--config")
-    judgement = judge_canary(canary_config, _read_series(baseline, "--baseline"),
-                             _read_series(canary_series, "--canary"))
-    typer.echo(json.dumps(judgement.to_json(include_series=series), indent=2))
+    links: dict[str, dict[str, str]] = {}
+    if prometheus is not None:
+        base, can, links = _from_prometheus(
+            config, prometheus, window, step, {"baseline": baseline_scope,
+                                               "canary": canary_scope}, namespace, app_name)
+    else:
+        if baseline is None or canary_series is None:
+            raise typer.BadParameter("give both series files, or --prometheus and --window",
+                                     param_hint="--baseline/--canary")
+        base = _read_series(baseline, "--baseline")
+        can = _read_series(canary_series, "--canary")
+    judgement = judge_canary(canary_config, base, can)
+    result = judgement.to_json(include_series=series)
+    if links:
+        result["links"] = links
+    typer.echo(json.dumps(result, indent=2))
+
+
+def _from_prometheus(config: Path, url: str, window: str | None, step: float,
+                     scopes: dict[str, str], namespace: str, app_name: str
+                     ) -> tuple[Series, Series, dict[str, dict[str, str]]]:
+    from shipyard.adapters.prometheus import Prometheus, PrometheusError
+    from shipyard.domain.promql import (
+        InvalidQuery,
+        QueryScope,
+        kayenta_templates,
+        parse_window,
+    )
+    from stages.canary_metrics import judge_window_series
+
+    if window is None:
+        raise typer.BadParameter("--prometheus needs the window to judge",
+                                 param_hint="--window")
+    try:
+        start, end = parse_window(window)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--window") from err
+    raw = _read_json(config, "--config")
+    try:
+        templates = kayenta_templates(raw)
+    except InvalidQuery as err:
+        _bad(config, "--config", str(err))
+    try:
+        found, links = judge_window_series(
+            Prometheus(url), templates,
+            scopes={track: QueryScope(app=app_name, namespace=namespace, track=value,
+                                      step_seconds=step) for track, value in scopes.items()},
+            start=start, end=end)
+    except InvalidQuery as err:
+        _bad(config, "--config", str(err))
+    except PrometheusError as err:
+        raise typer.BadParameter(str(err), param_hint="--prometheus") from err
+    return found["baseline"], found["canary"], links
 
 
 @canary.command("plan")

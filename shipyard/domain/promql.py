@@ -33,7 +33,8 @@ from shipyard.domain.catalog import CanaryMetric
 from shipyard.domain.metric_series import OPERATIONAL_ROUTES
 
 __all__ = ["PLACEHOLDERS", "TARGET_LABELS", "InvalidQuery", "QueryScope", "duration",
-           "graph_url", "metric_query", "render_query", "series_from_matrix", "step_times"]
+           "graph_url", "kayenta_templates", "metric_query", "parse_window", "render_kayenta",
+           "render_query", "series_from_matrix", "step_times"]
 
 TARGET_LABELS = ("namespace", "pod", "app", "track")
 """The labels every scraped pod's series carry (from the pod's metadata)."""
@@ -173,3 +174,57 @@ def _routes_pattern() -> str:
 
 def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def kayenta_templates(raw_config: Mapping[str, Any]) -> dict[str, str]:
+    """Each metric's PromQL from a Kayenta canary config, as Kayenta's Prometheus metrics
+    service reads it: ``query.customInlineTemplate``, ``PromQL:`` then the expression.
+    Raises InvalidQuery naming a metric that has none (a ``metricName`` with label
+    bindings is Kayenta's other form, which Shipyard does not build: write it inline)."""
+    templates: dict[str, str] = {}
+    for index, metric in enumerate(raw_config.get("metrics") or []):
+        name = str(metric.get("name", f"metrics[{index}]")) if isinstance(metric, Mapping) \
+            else f"metrics[{index}]"
+        query = metric.get("query") if isinstance(metric, Mapping) else None
+        inline = query.get("customInlineTemplate") if isinstance(query, Mapping) else None
+        if not isinstance(inline, str) or not inline.startswith("PromQL:"):
+            raise InvalidQuery(f"metrics[{index}] ({name}).query.customInlineTemplate: "
+                               "judging from Prometheus needs each metric's PromQL there, "
+                               "as 'PromQL:<expression>' with ${scope} for the track")
+        templates[name] = inline.removeprefix("PromQL:").strip()
+    return templates
+
+
+def render_kayenta(template: str, scope: QueryScope, *, metric: str = "") -> str:
+    """A Kayenta template for ``scope``: ``${scope}`` is the track, ``${location}`` the
+    namespace; Shipyard's own ``{{ name }}`` placeholders work too."""
+    expression = template.replace("${scope}", scope.track) \
+        .replace("${location}", scope.namespace)
+    return render_query(expression, scope, metric=metric)
+
+
+def parse_window(text: str) -> tuple[float, float]:
+    """``START..END`` as Unix seconds: each an ISO 8601 time (UTC unless it says) or Unix
+    seconds. Raises ValueError saying what is wrong."""
+    start_text, dots, end_text = text.partition("..")
+    if not dots or not start_text or not end_text:
+        raise ValueError(f"{text!r}: write the window as START..END, e.g. "
+                         "2026-12-01T10:00:00Z..2026-12-01T13:00:00Z")
+    start, end = _moment(start_text), _moment(end_text)
+    if end <= start:
+        raise ValueError(f"{text!r}: the window ends before it starts")
+    return start, end
+
+
+def _moment(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as err:
+        raise ValueError(f"{text!r} is neither an ISO 8601 time nor Unix seconds") from err
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()

@@ -11,7 +11,12 @@ a step's error rate is exactly 1/11 and its p95 latency is 0.5 s (the rank falls
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import os
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,3 +157,43 @@ def test_a_query_that_names_an_unknown_placeholder_fails_the_measurement(tracks)
         asyncio.run(provider.measure(typo, namespace, Window(seconds=2.0, interval=2.0)))
     assert failed.value.reason == "InvalidCanaryMetric"
     assert "{{ trak }}" in failed.value.message and "{{ track }}" in failed.value.message
+
+
+def test_a_past_window_is_judged_from_prometheus_with_a_kayenta_config(tracks, tmp_path):
+    _, namespace = tracks
+    settings = Settings()
+    errors = ('PromQL:sum(increase(demo_http_requests_total{namespace="${location}",'
+              'track="${scope}",route="/work",status="500"}[4s])) / sum(increase('
+              'demo_http_requests_total{namespace="${location}",track="${scope}",'
+              'route="/work"}[4s]))')
+    config = {"name": "backtest", "configVersion": "1", "applications": ["scraped"],
+              "judge": {"name": "NetflixACAJudge-v1.0", "judgeConfigurations": {}},
+              "metrics": [{"name": "error-rate", "groups": ["errors"],
+                           "query": {"type": "prometheus", "serviceType": "prometheus",
+                                     "customInlineTemplate": errors},
+                           "analysisConfigurations": {"canary": {"direction": "increase"}},
+                           "scopeName": "default"}],
+              "templates": {},
+              "classifier": {"groupWeights": {"errors": 100},
+                             "scoreThresholds": {"pass": 95, "marginal": 75}}}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    now = time.time()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SHIPYARD_"))}
+    env.update(SHIPYARD_HOME=str(tmp_path / "home"), COLUMNS="200")
+    done = subprocess.run(
+        [sys.executable, "-m", "shipyard.cli", "canary", "judge", "--config", str(path),
+         "--prometheus", settings.prometheus_base_url, "--window",
+         f"{now - 40:.0f}..{now - 4:.0f}", "--step", "4", "--namespace", namespace],
+        env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    judged = json.loads(done.stdout)
+    assert judged["verdict"] == "pass", judged
+    assert judged["metrics"]["error-rate"]["classification"] == "Pass"
+    assert set(judged["links"]["error-rate"]) == {"baseline", "canary"}
+    # A window that is not one names the fix.
+    bad = subprocess.run(
+        [sys.executable, "-m", "shipyard.cli", "canary", "judge", "--config", str(path),
+         "--prometheus", settings.prometheus_base_url, "--window", "yesterday"],
+        env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert bad.returncode == 2 and "START..END" in bad.stderr
