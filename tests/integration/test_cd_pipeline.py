@@ -8,6 +8,7 @@ import asyncio
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from git import Actor, Repo
 
@@ -223,11 +224,12 @@ def test_a_build_with_injected_errors_fails_its_canary_and_nothing_keeps_serving
     staging_before = current(ledger, "discovery", "staging")
     config = (source_repo.path / "apps/discovery/deploy/configmap.yaml.j2").read_text()
     faulty = config.replace('config.get("FAULTS", "{}")',
-                            """config.get("FAULTS", '{"FAULT_ERROR_RATE": "0.4"}')""")
+                            """config.get("FAULTS", '{"FAULT_ERROR_RATE": "0.4", """
+                            """"FAULT_LATENCY_MS": "300"}')""")
     assert faulty != config
     bad = commit_on_branch(source_repo.path, "injected-errors", source_repo.good,
                            {"apps/discovery/deploy/configmap.yaml.j2": faulty},
-                           "Answer 40% of requests with 500")
+                           "Answer 40% of requests with 500, every one 300 ms late")
 
     done = prefect_stack.shipyard("release", "--repo", str(source_repo.path), "--ref", bad,
                                   "--app", "discovery", timeout=1200)
@@ -238,6 +240,14 @@ def test_a_build_with_injected_errors_fails_its_canary_and_nothing_keeps_serving
     error_rate = canary.outputs["report"]["metrics"]["error-rate"]
     assert error_rate["classification"] == "High" and error_rate["critical_failure"]
     assert canary.outputs["score"] == 0  # a critical metric failed
+    # Through Prometheus as through the pods' scrape: the same verdict, the same metrics
+    # failing, on the same window.
+    report = canary.outputs["report"]
+    assert report["provider"] == "prometheus"
+    assert report["metrics"]["latency-p95"]["classification"] == "High"
+    (pods,) = report["cross_checks"]
+    assert pods["provider"] == "pods" and pods["verdict"] == canary.outputs["verdict"]
+    assert pods["metrics"]["error-rate"] == "High" and pods["metrics"]["latency-p95"] == "High"
     assert run.stage("prod:discovery").state is State.SKIPPED
     assert run.stage("staging:discovery").state is State.ROLLED_BACK
     assert run.stage("rollback").state is State.SUCCEEDED
@@ -370,6 +380,14 @@ def test_a_rejected_release_restarted_from_its_canary_judges_again_and_goes_on_w
     assert waiting.stage("bake:discovery").outputs == first.stage("bake:discovery").outputs
     for ref in ("locks", "staging:discovery", "canary:discovery", "chaos:discovery"):
         assert reasons[ref][0] is State.SUCCEEDED and reasons[ref][1] != "Reused", ref
+    # Judged from Prometheus (the stack runs one), each metric linked to its graph,
+    # and cross-checked through the pods' scrape over the same window.
+    report = waiting.stage("canary:discovery").outputs["report"]
+    assert report["provider"] == "prometheus", report.get("notes")
+    assert set(report["links"]) == set(report["metrics"])
+    link = report["links"]["error-rate"]["canary"]
+    assert "g0.expr=" in link and httpx.get(link, timeout=10).status_code == 200
+    assert [c["provider"] for c in report["cross_checks"]] == ["pods"]
     judged_again, first_ended = waiting.stage("canary:discovery").started_at, first.finished_at
     assert judged_again is not None and first_ended is not None and judged_again > first_ended
     assert version_served(kube, namespace(prefect_stack, "staging"), "discovery") == \

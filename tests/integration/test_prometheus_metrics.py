@@ -197,3 +197,32 @@ def test_a_past_window_is_judged_from_prometheus_with_a_kayenta_config(tracks, t
          "--prometheus", settings.prometheus_base_url, "--window", "yesterday"],
         env=env, capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 2 and "START..END" in bad.stderr
+
+
+def test_prometheus_reads_the_cluster_as_an_identity_that_may_only_read_pods(tracks):
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    _, namespace = tracks
+    kubeconfig = Settings().stack_dir / "prometheus" / "prometheus.kubeconfig"
+    assert kubeconfig.stat().st_mode & 0o077 == 0  # a secret file: the token
+    core = client.CoreV1Api(Kube.from_kubeconfig(kubeconfig).client.api)
+
+    def status(call: Any) -> int:
+        try:
+            call()
+        except ApiException as err:
+            return int(err.status or 0)
+        return 200
+
+    assert status(lambda: core.list_pod_for_all_namespaces(limit=1)) == 200
+    assert status(lambda: core.list_namespaced_pod(namespace)) == 200
+    forbidden = {
+        "read secrets": lambda: core.list_namespaced_secret(namespace),
+        "read config maps": lambda: core.list_namespaced_config_map(namespace),
+        "list nodes": lambda: core.list_node(),
+        "delete a pod": lambda: core.delete_collection_namespaced_pod(namespace),
+        "read pods' logs": lambda: core.read_namespaced_pod_log("any", namespace),
+    }
+    assert {what: status(call) for what, call in forbidden.items()} == \
+        dict.fromkeys(forbidden, 403)
