@@ -33,7 +33,13 @@ from shipyard.domain.manifests import parse_manifests
 from shipyard.domain.traffic import summarize
 from shipyard.store import ReleaseRecord
 from stages.bake import BakedEnvironment, BakeResult
-from stages.canary_metrics import TRACKS, Measurement, Window, choose_providers
+from stages.canary_metrics import (
+    TRACKS,
+    Measurement,
+    PrometheusProvider,
+    Window,
+    choose_providers,
+)
 from stages.cluster import open_kube
 from stages.rollouts import apply_and_wait, service_url
 from stages.runtime import StageContext, StageFailure, StageResult, stage
@@ -194,7 +200,10 @@ async def _measure(ctx: StageContext, kube: Kube, app: str, namespace: str,
     await ctx.log("metrics from " + providers[0].name
                   + (f", cross-checked through {providers[1].name}" if len(providers) > 1
                      else ""))
-    total = options.warmup_seconds + options.window_seconds
+    # Long enough for a provider that needs more than the warm-up to get ready (stopped
+    # as soon as the window is measured).
+    total = (max(options.warmup_seconds, PrometheusProvider.ready_within_seconds + 5)
+             + options.window_seconds)
     urls = {t: await run_blocking(service_url, kube, namespace, f"{app}-{t}")
             for t in TRACKS}
     loads = {t: start_load(LoadSpec(
@@ -202,8 +211,10 @@ async def _measure(ctx: StageContext, kube: Kube, app: str, namespace: str,
         duration_seconds=total + options.interval_seconds,
         max_requests=math.ceil(options.rate_per_second * (total + options.interval_seconds))
         + 10, timeout_seconds=5.0, keep_alive=False)) for t in TRACKS}
-    if options.warmup_seconds:
-        await asyncio.sleep(options.warmup_seconds)
+    # The warm-up, and until every provider can measure both tracks from the first point.
+    await asyncio.gather(asyncio.sleep(options.warmup_seconds),
+                         *(p.prepare(descriptor, namespace, options.replicas)
+                           for p in providers))
     window = Window(options.window_seconds, options.interval_seconds)
     measured = list(await asyncio.gather(
         *(p.measure(descriptor, namespace, window) for p in providers)))

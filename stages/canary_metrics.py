@@ -77,6 +77,11 @@ class MetricsProvider(Protocol):
 
     name: str
 
+    async def prepare(self, descriptor: AppDescriptor, namespace: str,
+                      replicas: int) -> None:
+        """Return once the provider can measure each track's ``replicas`` pods from the
+        window's first point on (called during the warm-up)."""
+
     async def measure(self, descriptor: AppDescriptor, namespace: str,
                       window: Window) -> Measurement: ...
 
@@ -87,6 +92,10 @@ class PodsProvider:
 
     kube: Kube
     name: str = "pods"
+
+    async def prepare(self, descriptor: AppDescriptor, namespace: str,
+                      replicas: int) -> None:
+        """Nothing to wait for: the first round scrapes the pods as they are."""
 
     async def measure(self, descriptor: AppDescriptor, namespace: str,
                       window: Window) -> Measurement:
@@ -119,6 +128,43 @@ class PrometheusProvider:
     prometheus: Prometheus
     scrape_seconds: float
     name: str = "prometheus"
+    ready_within_seconds: float = 60.0
+
+    async def prepare(self, descriptor: AppDescriptor, namespace: str,
+                      replicas: int) -> None:
+        """Wait until Prometheus scrapes ``replicas`` pods of each track (its discovery
+        learns of new pods every few seconds), then two scrapes more, so the window's
+        first step has the two samples ``increase()`` needs. Without this a track's first
+        points would be missing, and a missing error rate is judged as 0.
+
+        Fails with ``MetricsUnavailable`` when it does not within
+        ``ready_within_seconds``: a Prometheus that does not label pods as the stack's
+        does (namespace, app, track) never will."""
+        query = (f'count by (track) (up{{namespace="{namespace}",app="{descriptor.name}",'
+                 f'track=~"{"|".join(TRACKS)}"}} == 1)')
+        deadline = time.monotonic() + self.ready_within_seconds
+        scraped: dict[str, int] = {}
+        while True:
+            try:
+                answer = await run_blocking(self.prometheus.query, query)
+            except PrometheusError as err:
+                raise StageFailure("MetricsUnavailable", str(err)) from err
+            scraped = {str(row.get("metric", {}).get("track")): int(float(row["value"][1]))
+                       for row in answer}
+            if all(scraped.get(track, 0) >= replicas for track in TRACKS):
+                break
+            if time.monotonic() > deadline:
+                raise StageFailure(
+                    "MetricsUnavailable",
+                    f"Prometheus at {self.prometheus.base_url} scrapes "
+                    + ", ".join(f"{scraped.get(t, 0)} of {replicas} {t} pod(s)"
+                                for t in TRACKS)
+                    + f" after {self.ready_within_seconds:g}s: see its /targets page; its "
+                    "pods' targets need the labels namespace, app and track (the stack's "
+                    "relabelling, shipyard/stack/prometheus.py), or choose "
+                    "SHIPYARD_METRICS_PROVIDER=pods")
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(2 * self.scrape_seconds)
 
     async def measure(self, descriptor: AppDescriptor, namespace: str,
                       window: Window) -> Measurement:

@@ -77,6 +77,15 @@ class Prometheus:
         data = self._get("/api/v1/targets", {"state": "active"})
         return list(data.get("activeTargets", [])) if isinstance(data, dict) else []
 
+    def query(self, expression: str) -> list[dict[str, Any]]:
+        """Evaluate ``expression`` now; returns the vector (``data.result``: series of
+        ``metric`` labels and a [time, "value"] ``value``). Raises PrometheusError."""
+        data = self._get("/api/v1/query", {"query": expression})
+        if not isinstance(data, dict) or data.get("resultType") != "vector":
+            raise PrometheusError(f"{self.base_url}: an instant query answered "
+                                  f"{str(data)[:200]}, not a vector")
+        return list(data.get("result", []))
+
     def query_range(self, expression: str, *, start: float, end: float,
                     step: float) -> list[dict[str, Any]]:
         """Evaluate ``expression`` from ``start`` to ``end`` (Unix seconds) every ``step``

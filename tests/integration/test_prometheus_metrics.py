@@ -103,10 +103,12 @@ def test_prometheus_and_the_pods_give_the_judge_the_same_series(tracks):
     window = Window(seconds=8.0, interval=2.0)
 
     async def both() -> list[Any]:
+        providers = [PrometheusProvider(prometheus, settings.prometheus_scrape_seconds),
+                     PodsProvider(kube)]
+        for provider in providers:
+            await provider.prepare(DESCRIPTOR, namespace, 1)
         return list(await asyncio.gather(
-            PrometheusProvider(prometheus, settings.prometheus_scrape_seconds)
-            .measure(DESCRIPTOR, namespace, window),
-            PodsProvider(kube).measure(DESCRIPTOR, namespace, window)))
+            *(p.measure(DESCRIPTOR, namespace, window) for p in providers)))
 
     from_prometheus, from_pods = asyncio.run(both())
     assert from_prometheus.provider == "prometheus" and from_pods.provider == "pods"
@@ -115,7 +117,9 @@ def test_prometheus_and_the_pods_give_the_judge_the_same_series(tracks):
             series = measured.series[track]
             errors = [v for v in series["error-rate"] if v is not None]
             latencies = [v for v in series["latency-p95"] if v is not None]
-            # A step may miss a scrape on a busy machine; most do not.
+            # Ready before the window: the first step has its data; a later one may miss
+            # a scrape on a busy machine, most do not.
+            assert series["error-rate"][0] is not None, (measured.provider, series)
             assert len(errors) >= 3 and len(latencies) >= 3, (measured.provider, series)
             assert all(math.isclose(v, 1 / 11, rel_tol=1e-6) for v in errors), series
             assert all(math.isclose(v, 0.5) for v in latencies), series
@@ -140,6 +144,19 @@ def test_prometheus_and_the_pods_give_the_judge_the_same_series(tracks):
     assert link.startswith(f"{settings.prometheus_base_url}/classic/graph?g0.expr=")
     assert httpx.get(link, timeout=10).status_code == 200
     assert from_prometheus.cost["queries"] == 2 * len(DESCRIPTOR.canary_metrics)
+
+
+def test_prometheus_that_never_scrapes_a_track_fails_clearly_before_the_window(tracks):
+    from stages.runtime import StageFailure
+
+    _, namespace = tracks
+    settings = Settings()
+    provider = PrometheusProvider(Prometheus(settings.prometheus_base_url),
+                                  settings.prometheus_scrape_seconds, ready_within_seconds=2)
+    with pytest.raises(StageFailure) as failed:
+        asyncio.run(provider.prepare(DESCRIPTOR, namespace, replicas=3))
+    assert failed.value.reason == "MetricsUnavailable"
+    assert "scrapes 1 of 3 baseline pod(s), 1 of 3 canary pod(s)" in failed.value.message
 
 
 def test_a_query_that_names_an_unknown_placeholder_fails_the_measurement(tracks):
