@@ -1,18 +1,30 @@
 """Kayenta's canary-config JSON, read into a :class:`~shipyard.domain.canary_judge.CanaryConfig`
-and written back; and the canary config an app's ``app.yaml`` implies.
+and written back; the score thresholds of Kayenta's execution request; and the canary config
+an app's ``app.yaml`` implies.
 
-Only what the judge reads is kept (metric names, groups, ``analysisConfigurations.canary``,
-``classifier.groupWeights``, the score thresholds); the rest of Kayenta's format (``query``,
-``scopeName``, ``applications``...) is accepted and left alone. Within the judge's own
-objects an unknown key is an error, so a misspelt ``mustHaveDate`` cannot pass unnoticed.
-Every error is an :class:`InvalidCanaryConfig` whose message starts with the JSON path of
-the bad field and says what would fix it.
+A config is read as Kayenta stores it (``docs/canary-config.md``). Only what the judge reads
+is kept: metric names, groups, ``analysisConfigurations.canary`` (``muted`` included),
+``classifier.groupWeights`` and the score thresholds. The rest of Kayenta's format (``id``,
+``name``, ``description``, ``configVersion``, ``applications``, ``createdTimestamp``,
+``templates``, each metric's ``query`` and ``scopeName``, other judges'
+``analysisConfigurations``...) is accepted and left alone. Within the judge's own objects an
+unknown key is an error, so a misspelt ``mustHaveDate`` cannot pass unnoticed. Every error
+is an :class:`InvalidCanaryConfig` whose message starts with the JSON path of the bad field
+and says what would fix it.
+
+Kayenta takes the score thresholds from the execution request
+(``CanaryExecutionRequest.thresholds``); the config's own ``classifier.scoreThresholds`` is
+a hidden, older place for them. :func:`parse_execution_request` reads the request's, and
+``parse_canary_config(raw, thresholds=...)`` lets them override the config's. Kayenta's
+ad-hoc request (``{"canaryConfig": ..., "executionRequest": ...}``) is read by both: as a
+config it is judged with its own request's thresholds.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from shipyard.domain.canary_judge import (
@@ -31,10 +43,10 @@ from shipyard.domain.canary_judge import (
 )
 from shipyard.domain.catalog import AppDescriptor, CanaryMetric
 
-__all__ = ["InvalidCanaryConfig", "canary_config_for", "parse_canary_config",
-           "to_kayenta_json"]
+__all__ = ["InvalidCanaryConfig", "ScoreThresholds", "canary_config_for",
+           "parse_canary_config", "parse_execution_request", "to_kayenta_json"]
 
-_CANARY_KEYS = ("direction", "nanStrategy", "critical", "mustHaveData", "effectSize",
+_CANARY_KEYS = ("direction", "nanStrategy", "critical", "mustHaveData", "muted", "effectSize",
                 "outliers")
 _EFFECT_KEYS = ("measure", "allowedIncrease", "allowedDecrease", "criticalIncrease",
                 "criticalDecrease")
@@ -43,17 +55,41 @@ _THRESHOLD_KEYS = ("pass", "marginal")
 
 
 class InvalidCanaryConfig(ValueError):
-    """A canary config the judge cannot use; the message starts with the field's path."""
+    """A canary config or execution request the judge cannot use; the message starts with
+    the field's path."""
 
 
-def parse_canary_config(raw: Mapping[str, Any]) -> CanaryConfig:
+@dataclass(frozen=True, slots=True)
+class ScoreThresholds:
+    """The verdict's thresholds (Kayenta's ``CanaryClassifierThresholdsConfig``): a score at
+    or above ``pass_threshold`` passes, at or above ``marginal_threshold`` is marginal, and
+    below fails."""
+
+    pass_threshold: float = 95.0
+    marginal_threshold: float = 75.0
+
+
+def parse_canary_config(raw: Mapping[str, Any], *,
+                        thresholds: ScoreThresholds | None = None) -> CanaryConfig:
     """Validate Kayenta's canary-config JSON (already decoded) into a :class:`CanaryConfig`.
 
-    Score thresholds come from ``scoreThresholds`` at the top or in ``classifier`` (where
-    Kayenta's ``CanaryClassifierConfig`` keeps them), default pass 95 and marginal 75.
+    The score thresholds are ``thresholds`` when given, as Kayenta judges with those of the
+    execution request (:func:`parse_execution_request`). Otherwise they come from the
+    config's ``scoreThresholds``, at the top or in ``classifier`` (where Kayenta's
+    ``CanaryClassifierConfig`` keeps them), default pass 95 and marginal 75; the config's are
+    validated either way. An ad-hoc request is read as its ``canaryConfig`` with its
+    ``executionRequest``'s thresholds.
     """
     if not isinstance(raw, Mapping):
         raise InvalidCanaryConfig(f"(top): must be a JSON object, not {_kind(raw)}")
+    if _is_adhoc(raw):
+        if thresholds is None and "executionRequest" in raw:
+            thresholds = parse_execution_request(raw)
+        inner = _mapping(raw["canaryConfig"], "canaryConfig")
+        try:
+            return parse_canary_config(inner, thresholds=thresholds)
+        except InvalidCanaryConfig as err:
+            raise InvalidCanaryConfig(f"canaryConfig.{err}") from None
     judge = raw.get("judge")
     if judge is not None:
         name = _mapping(judge, "judge").get("name", JUDGE_NAME)
@@ -73,8 +109,40 @@ def parse_canary_config(raw: Mapping[str, Any]) -> CanaryConfig:
     classifier = _mapping(raw.get("classifier", {}), "classifier")
     groups = sorted({g for m in metrics for g in m.groups})
     weights = _group_weights(classifier.get("groupWeights", {}), groups)
-    thresholds = _score_thresholds(raw, classifier)
-    return CanaryConfig(metrics, weights, *thresholds)
+    own = _score_thresholds(raw, classifier)
+    config = CanaryConfig(metrics, weights, own.pass_threshold, own.marginal_threshold)
+    if thresholds is None:
+        return config
+    return replace(config, pass_threshold=thresholds.pass_threshold,
+                   marginal_threshold=thresholds.marginal_threshold)
+
+
+def parse_execution_request(raw: Mapping[str, Any]) -> ScoreThresholds:
+    """The score thresholds of Kayenta's execution request (already decoded JSON).
+
+    A ``CanaryExecutionRequest`` holds them as ``thresholds: {"pass": 95, "marginal": 75}``,
+    both required, as in Kayenta; an ad-hoc request (``{"canaryConfig": ...,
+    "executionRequest": ...}``) holds them in its ``executionRequest``. The rest of the
+    request (``scopes``, ``metadata``, ``siteLocal``) tells Kayenta where to fetch the
+    metrics, which Shipyard is given instead, and is left alone. Errors are
+    :class:`InvalidCanaryConfig`, their message starting with the field's path.
+    """
+    if not isinstance(raw, Mapping):
+        raise InvalidCanaryConfig(f"(top): must be a JSON object, not {_kind(raw)}")
+    request, prefix = raw, ""
+    if _is_adhoc(raw):
+        request = _mapping(raw.get("executionRequest"), "executionRequest")
+        prefix = "executionRequest."
+    path = f"{prefix}thresholds"
+    if "thresholds" not in request:
+        raise InvalidCanaryConfig(f"{path}: missing; Kayenta's execution request gives the "
+                                  'score thresholds, e.g. {"pass": 95, "marginal": 75}')
+    given = _mapping(request["thresholds"], path)
+    for key in _THRESHOLD_KEYS:
+        if key not in given:
+            raise InvalidCanaryConfig(f"{path}.{key}: missing; Kayenta's execution request "
+                                      "gives both pass and marginal")
+    return _thresholds(given, path)
 
 
 def to_kayenta_json(config: CanaryConfig) -> dict[str, Any]:
@@ -92,6 +160,7 @@ def to_kayenta_json(config: CanaryConfig) -> dict[str, Any]:
                     "nanStrategy": m.nan_strategy,
                     "critical": m.critical,
                     "mustHaveData": m.must_have_data,
+                    "muted": m.muted,
                     "effectSize": {
                         "measure": m.effect_size.measure,
                         "allowedIncrease": m.effect_size.allowed_increase,
@@ -166,6 +235,7 @@ def _metric(raw: object, path: str) -> MetricConfig:
     nan_strategy = _choice(canary, "nanStrategy", NAN_STRATEGIES, "remove", where)
     critical = _flag(canary, "critical", where)
     must_have_data = _flag(canary, "mustHaveData", where)
+    muted = _flag(canary, "muted", where)
     effect = _effect_size(canary.get("effectSize", {}), f"{where}.effectSize")
     outliers_path = f"{where}.outliers"
     outliers = _mapping(canary.get("outliers", {}), outliers_path)
@@ -177,7 +247,7 @@ def _metric(raw: object, path: str) -> MetricConfig:
                                   "(a number of interquartile ranges; Kayenta uses 3.0)")
     return MetricConfig(name, tuple(groups), cast(Direction, direction),
                         cast(NanStrategy, nan_strategy), critical, must_have_data, effect,
-                        cast(OutlierStrategy, strategy), factor)
+                        cast(OutlierStrategy, strategy), factor, muted)
 
 
 def _effect_size(raw: object, path: str) -> EffectSize:
@@ -215,7 +285,8 @@ def _group_weights(raw: object, groups: list[str]) -> dict[str, float]:
         if group not in groups:
             raise InvalidCanaryConfig(
                 f"{path}.{group}: no metric is in group {group!r}, so its weight would count "
-                f"for nothing; the groups are {', '.join(groups)}")
+                f"for nothing and Kayenta would cap the score at 100 minus it; remove it or "
+                f"weigh one of the groups: {', '.join(groups)}")
         weights[group] = weight
     total = sum(weights.values())
     unweighted = [g for g in groups if g not in weights]
@@ -232,13 +303,17 @@ def _group_weights(raw: object, groups: list[str]) -> dict[str, float]:
     return weights
 
 
-def _score_thresholds(raw: Mapping[str, Any], classifier: Mapping[str, Any]) -> tuple[float,
-                                                                                        float]:
+def _score_thresholds(raw: Mapping[str, Any],
+                      classifier: Mapping[str, Any]) -> ScoreThresholds:
     if "scoreThresholds" in raw and "scoreThresholds" in classifier:
         raise InvalidCanaryConfig("scoreThresholds: given both at the top and in classifier; "
                                   "keep one")
     path = "scoreThresholds" if "scoreThresholds" in raw else "classifier.scoreThresholds"
     given = _mapping(raw.get("scoreThresholds", classifier.get("scoreThresholds", {})), path)
+    return _thresholds(given, path)
+
+
+def _thresholds(given: Mapping[str, Any], path: str) -> ScoreThresholds:
     _known_keys(given, _THRESHOLD_KEYS, path)
     passing = _number(given, "pass", 95.0, path)
     marginal = _number(given, "marginal", 75.0, path)
@@ -249,7 +324,13 @@ def _score_thresholds(raw: Mapping[str, Any], classifier: Mapping[str, Any]) -> 
     if marginal > passing:
         raise InvalidCanaryConfig(f"{path}.marginal: {marginal:g} is above pass {passing:g}; "
                                   "the marginal threshold must not exceed the pass threshold")
-    return passing, marginal
+    return ScoreThresholds(passing, marginal)
+
+
+def _is_adhoc(raw: Mapping[str, Any]) -> bool:
+    # Kayenta's CanaryAdhocExecutionRequest wraps a config and a request; a config itself
+    # has its metrics at the top.
+    return "canaryConfig" in raw and "metrics" not in raw
 
 
 def _mapping(value: object, path: str) -> Mapping[str, Any]:

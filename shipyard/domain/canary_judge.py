@@ -2,8 +2,9 @@
 its baseline with a Mann-Whitney test, then score the groups and give a verdict.
 
 The rules are Kayenta's (``kayenta-judge``: ``NetflixACAJudge``, ``MannWhitneyClassifier``,
-``WeightedSumScorer``, ``ThresholdScoreClassifier``; ``kayenta-mannwhitney``: ``MannWhitney``),
-summarised in ``shared/reference/delivery-systems.md`` section 2:
+``ScoringHelper``, ``WeightedSumScorer``, ``ThresholdScoreClassifier``;
+``kayenta-mannwhitney``: ``MannWhitney``), summarised in
+``shared/reference/delivery-systems.md`` section 2:
 
 1. NaN values are removed (``nanStrategy: remove``, the default) or read as 0 (``replace``).
 2. Outliers are kept (the default) or removed outside IQR fences of ``outlierFactor`` (3.0)
@@ -17,10 +18,17 @@ summarised in ``shared/reference/delivery-systems.md`` section 2:
    +-0.25 x |estimate| and the effect size reaches ``allowedIncrease``, ``Low`` in the mirror
    case; the direction says which of the two count.
 6. A critical metric fails the whole canary when it is High or Low beyond
-   ``criticalIncrease``/``criticalDecrease``, or when it has no data or cannot be judged.
-7. Group score = Pass / (Pass + High + Low + NodataFailMetric) x 100 (100 for a group with
-   none); the summary weighs groups by ``groupWeights``, the unweighted sharing what is left
-   of 100; it is 0 after a critical failure or when half the metrics or more have no data.
+   ``criticalIncrease``/``criticalDecrease``, or when it has no data (``Nodata``).
+7. A metric whose classification fails is ``Error``. Kayenta's judge catches the exception
+   and builds the result without its criticality, so an Error never fails the canary, not
+   even on a critical metric, and it counts in no group: it is left out of the score.
+   Shipyard's Error is where Kayenta's test would throw: series holding infinities.
+8. Muted metrics (``muted: true``) are classified and reported, then left out of everything
+   that follows (Kayenta's ``ScoringHelper`` filters them before the scorer).
+9. Group score = Pass / (Pass + High + Low + NodataFailMetric) x 100. A group with none of
+   these is reported as 0 and counts as 100 in the summary. The summary weighs groups by
+   ``groupWeights``, the unweighted sharing what is left of 100, and is rounded to 2
+   decimals; it is 0 after a critical failure or when half the metrics or more have no data.
 """
 
 from __future__ import annotations
@@ -118,6 +126,8 @@ class MetricConfig:
     effect_size: EffectSize = field(default_factory=EffectSize)
     outlier_strategy: OutlierStrategy = "keep"
     outlier_factor: float = 3.0
+    muted: bool = False
+    """Classified and reported, but left out of the score (module docstring, step 8)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +175,8 @@ class MetricResult:
     """What the judge found for one metric. ``effect_size`` is NaN where the measure is
     undefined; the statistics of the test are None where the test did not run (no data,
     a shortcut, an error). ``baseline_values``/``canary_values`` are the series as judged:
-    after NaN and outlier handling, before any tie-breaking noise."""
+    after NaN and outlier handling, before any tie-breaking noise. ``critical_failure`` is
+    the classification's, as Kayenta reports it; it fails the canary unless ``muted``."""
 
     name: str
     classification: Classification
@@ -183,6 +194,7 @@ class MetricResult:
     ci_upper: float | None = None
     baseline_values: tuple[float, ...] = ()
     canary_values: tuple[float, ...] = ()
+    muted: bool = False
 
     def to_json(self, *, include_series: bool = False) -> dict[str, Any]:
         """Plain JSON types; NaN and infinities become null."""
@@ -192,6 +204,7 @@ class MetricResult:
             "reason": self.reason,
             "groups": list(self.groups),
             "critical": self.critical,
+            "muted": self.muted,
             "p_value": _finite(self.p_value),
             "hl_estimate": _finite(self.hl_estimate),
             "ci_lower": _finite(self.ci_lower),
@@ -235,27 +248,51 @@ def judge_canary(config: CanaryConfig, baseline: Mapping[str, Sequence[float | N
     """Judge every metric of ``config`` on its baseline and canary series (None and NaN are
     missing points; a metric absent from a mapping has no data), then score the canary.
 
-    Series named by no metric of the config are left out, and the reasons say so.
+    Every metric is classified and reported; muted ones are then left out of the score, as
+    Kayenta's ``ScoringHelper`` leaves them out of ``WeightedSumScorer``. Series named by no
+    metric of the config are left out, and the reasons say so, as they say whatever else
+    Kayenta does quietly: a group with nothing to score, a weight that counts for nothing, a
+    metric whose classification failed.
     """
     results = {m.name: classify_metric(m, baseline.get(m.name, ()), canary.get(m.name, ()))
                for m in config.metrics}
     known = set(results)
     reasons = [f"series {name!r} ignored: the config has no such metric"
                for name in sorted((set(baseline) | set(canary)) - known)]
-    group_scores = _group_scores(results.values())
-    score = _summary_score(group_scores, config.group_weights)
-    critical = [r for r in results.values() if r.critical_failure]
-    nodata = [r for r in results.values() if r.classification == "Nodata"]
-    if not results:
+    scored = [r for r in results.values() if not r.muted]
+    reasons += [f"metric {r.name!r} is muted: classified {r.classification} and reported, "
+                "left out of the score" for r in results.values() if r.muted]
+    reasons += [f"metric {r.name!r} could not be classified ({r.reason}): left out of the "
+                "score" + (", although it is critical," if r.critical else "")
+                + " as Kayenta leaves a metric whose classification failed"
+                for r in scored if r.classification == "Error"]
+    tallies = _group_tallies(scored)
+    lost = {g: w for g, w in config.group_weights.items() if g not in tallies and w}
+    if lost and scored:
+        count = "its weight counts" if len(lost) == 1 else "their weights count"
+        reasons.append(f"{_listing('group', sorted(lost))} no metric left to score (all "
+                       f"muted): {count} for nothing, as in Kayenta, so the score cannot "
+                       f"exceed {100 - sum(lost.values()):g}")
+    empty = sorted(g for g, (_, judged) in tallies.items() if not judged)
+    if empty:
+        reasons.append(f"{_listing('group', empty)} no metric judged Pass, High, Low or "
+                       "NodataFailMetric: reported as 0 and counted as 100 in the summary, "
+                       "as Kayenta's WeightedSumScorer does")
+    score = _summary_score(tallies, config.group_weights)
+    critical = [r for r in scored if r.critical_failure]
+    nodata = [r for r in scored if r.classification == "Nodata"]
+    if not scored:
         score = 0.0
-        reasons.append("no metrics to judge")
+        reasons.append("every metric is muted: nothing to score" if results
+                       else "no metrics to judge")
     for result in critical:
         score = 0.0
         reasons.append(f"critical metric {result.name!r} failed ({result.classification}): "
                        f"{result.reason}")
-    if results and len(nodata) >= NODATA_SHARE * len(results):
+    if scored and len(nodata) >= NODATA_SHARE * len(scored):
         score = 0.0
-        reasons.append(f"{len(nodata)} of {len(results)} metrics have no data "
+        unmuted = "unmuted " if len(scored) < len(results) else ""
+        reasons.append(f"{len(nodata)} of {len(scored)} {unmuted}metrics have no data "
                        f"({', '.join(r.name for r in nodata)}): half or more")
     score = round_score(score)
     if score >= config.pass_threshold:
@@ -269,14 +306,21 @@ def judge_canary(config: CanaryConfig, baseline: Mapping[str, Sequence[float | N
         verdict = "fail"
         reasons.append(f"score {score:g} is below the marginal threshold "
                        f"{config.marginal_threshold:g}")
-    return Judgement(score, verdict, results,
-                     {g: round_score(s) for g, s in group_scores.items()}, tuple(reasons))
+    group_scores = {g: round_score(100.0 * passed / judged if judged else 0.0)
+                    for g, (passed, judged) in tallies.items()}
+    return Judgement(score, verdict, results, group_scores, tuple(reasons))
 
 
 def classify_metric(config: MetricConfig, baseline: Iterable[float | None],
-                    canary: Iterable[float | None]) -> MetricResult:
+                    canary: Iterable[float | None], *, confidence: float = CONFIDENCE,
+                    tolerance: float = TOLERANCE) -> MetricResult:
     """Classify one metric as Kayenta's ``MannWhitneyClassifier`` does (module docstring,
-    steps 1 to 6)."""
+    steps 1 to 7).
+
+    The judge always classifies at NetflixACAJudge's ``confidence`` 0.98 and ``tolerance``
+    0.25; like the classifier's constructor, this function takes others, which Kayenta's own
+    classifier tests use.
+    """
     base = _clean(baseline, config)
     can = _clean(canary, config)
     effect = config.effect_size
@@ -289,7 +333,7 @@ def classify_metric(config: MetricConfig, baseline: Iterable[float | None],
             config.critical, SeriesStats.of(base), SeriesStats.of(can), effect.measure,
             effect_size, shift.p_value if shift else None, shift.estimate if shift else None,
             shift.lower if shift else None, shift.upper if shift else None,
-            tuple(base.tolist()), tuple(can.tolist()))
+            tuple(base.tolist()), tuple(can.tolist()), config.muted)
 
     if base.size == 0 or can.size == 0:
         missing = " and ".join(label for label, s in (("baseline", base), ("canary", can))
@@ -300,8 +344,10 @@ def classify_metric(config: MetricConfig, baseline: Iterable[float | None],
             return result("NodataFailMetric", f"no {missing} data, and mustHaveData is set")
         return result("Nodata", f"no {missing} data", critical_failure=config.critical)
     if not (np.isfinite(base).all() and np.isfinite(can).all()):
-        return result("Error", "the series hold infinite values; the test cannot run",
-                      critical_failure=config.critical)
+        # Kayenta's judge builds the result of a failed classification without its
+        # criticality: even a critical metric's Error fails nothing (module docstring, 7).
+        return result("Error", "Metric Classification Failed: the series hold infinite "
+                      "values, which the test cannot rank")
     effect_size = _effect_size(effect.measure, base, can)
     if np.array_equal(np.sort(base), np.sort(can)):
         return result("Pass", "the baseline and canary data are identical",
@@ -317,10 +363,10 @@ def classify_metric(config: MetricConfig, baseline: Iterable[float | None],
         rng = np.random.default_rng(NOISE_SEED)
         test_base = base + rng.normal(0.0, NOISE_SCALE * abs(base[0]), base.size)
         test_can = can + rng.normal(0.0, NOISE_SCALE * abs(can[0]), can.size)
-    shift = estimate_shift(test_base, test_can, confidence=CONFIDENCE)
-    dead_zone = TOLERANCE * abs(shift.estimate)
+    shift = estimate_shift(test_base, test_can, confidence=confidence)
+    dead_zone = tolerance * abs(shift.estimate)
     gate = "" if math.isnan(effect_size) else f", {effect.measure} {effect_size:.4g}"
-    interval = (f"the {CONFIDENCE:.0%} interval of the shift [{shift.lower:.4g}, "
+    interval = (f"the {confidence:.0%} interval of the shift [{shift.lower:.4g}, "
                 f"{shift.upper:.4g}] (estimate {shift.estimate:.4g})")
 
     above, below = shift.lower > dead_zone, shift.upper < -dead_zone
@@ -367,9 +413,10 @@ def estimate_shift(baseline: npt.ArrayLike, canary: npt.ArrayLike, *,
     equation, and the one R and the literature call the Hodges-Lehmann estimate. All of
     them are selected from ``d`` without forming it (:mod:`.order_statistics`).
 
-    The p-value is scipy's asymptotic one without continuity correction, as commons-math
-    (which Kayenta calls) computes it; scipy also corrects for ties. The judge classifies on
-    the interval; the p-value is reported only.
+    Kayenta computes no p-value: its ``MannWhitney`` returns the interval and the estimate
+    only. The p-value here is scipy's two-sided Mann-Whitney U test (``mannwhitneyu``,
+    normal approximation, tie-corrected variance, no continuity correction), reported for
+    information only: the judge classifies on the interval, never on the p-value.
     """
     base = np.asarray(baseline, dtype=np.float64)
     can = np.asarray(canary, dtype=np.float64)
@@ -438,24 +485,31 @@ def _tie_sum(values: Floats) -> float:
     return float((counts.astype(np.float64) ** 3 - counts).sum())
 
 
-def _group_scores(results: Iterable[MetricResult]) -> dict[str, float]:
-    counts: dict[str, dict[str, int]] = {}
+def _group_tallies(results: Iterable[MetricResult]) -> dict[str, tuple[int, int]]:
+    # Per group: (Pass, Pass + High + Low + NodataFailMetric); Nodata and Error count in
+    # neither, as in Kayenta's WeightedSumScorer.
+    tallies: dict[str, tuple[int, int]] = {}
     for result in results:
+        judged = result.classification in ("Pass", "High", "Low", "NodataFailMetric")
         for group in result.groups:
-            tally = counts.setdefault(group, {})
-            tally[result.classification] = tally.get(result.classification, 0) + 1
-    scores = {}
-    for group, tally in counts.items():
-        judged = sum(tally.get(c, 0) for c in ("Pass", "High", "Low", "NodataFailMetric"))
-        scores[group] = 100.0 * tally.get("Pass", 0) / judged if judged else 100.0
-    return scores
+            passed, total = tallies.get(group, (0, 0))
+            tallies[group] = (passed + (result.classification == "Pass"), total + judged)
+    return tallies
 
 
-def _summary_score(group_scores: Mapping[str, float], weights: Mapping[str, float]) -> float:
-    # Weights of groups no metric is in count for nothing, as in Kayenta.
-    unweighted = [g for g in group_scores if g not in weights]
+def _summary_score(tallies: Mapping[str, tuple[int, int]],
+                   weights: Mapping[str, float]) -> float:
+    # Weights of groups no scored metric is in count for nothing, and a group with nothing
+    # judged counts as 100 (its reported score is 0), as in Kayenta.
+    unweighted = [g for g in tallies if g not in weights]
     share = (100.0 - sum(weights.values())) / len(unweighted) if unweighted else 0.0
-    return sum(score * weights.get(group, share) / 100 for group, score in group_scores.items())
+    return sum((100.0 * passed / judged if judged else 100.0) * weights.get(group, share) / 100
+               for group, (passed, judged) in tallies.items())
+
+
+def _listing(noun: str, names: Sequence[str]) -> str:
+    quoted = ", ".join(repr(n) for n in names)
+    return f"{noun} {quoted} has" if len(names) == 1 else f"{noun}s {quoted} have"
 
 
 def _finite(value: float | None) -> float | None:

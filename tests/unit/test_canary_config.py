@@ -13,8 +13,10 @@ import yaml
 
 from shipyard.domain.canary_config import (
     InvalidCanaryConfig,
+    ScoreThresholds,
     canary_config_for,
     parse_canary_config,
+    parse_execution_request,
     to_kayenta_json,
 )
 from shipyard.domain.canary_judge import (
@@ -91,6 +93,82 @@ def test_score_thresholds_are_read_at_the_top_or_in_the_classifier(where: str):
     assert (config.pass_threshold, config.marginal_threshold) == (90.0, 60.0)
 
 
+def test_muted_is_read():
+    raw = example()
+    raw["metrics"][1]["analysisConfigurations"]["canary"]["muted"] = True
+    config = parse_canary_config(raw)
+    assert [m.muted for m in config.metrics] == [False, True, False]
+
+
+def test_keys_outside_the_judges_objects_are_accepted_and_ignored():
+    raw = example()
+    raw.update({"id": "x", "description": "d", "configVersion": "1.0", "createdTimestamp": 1,
+                "updatedTimestampIso": "2018-01-01T00:00:00Z", "templates": {"t": "${scope}"}})
+    raw["judge"]["judgeConfigurations"] = {"anything": [1, 2]}
+    raw["metrics"][1]["analysisConfigurations"]["otherJudge"] = {"knob": 3}
+    raw["metrics"][1]["query"] = {"type": "atlas", "q": "name,errors,:eq"}
+    assert parse_canary_config(raw) == parse_canary_config(example())
+
+
+def test_the_execution_requests_thresholds_override_the_configs():
+    raw = example()
+    raw["classifier"]["scoreThresholds"] = {"pass": 90, "marginal": 60}
+    thresholds = parse_execution_request({"scopes": {"default": {}},
+                                          "thresholds": {"pass": 80.0, "marginal": 50}})
+    assert thresholds == ScoreThresholds(80.0, 50.0)
+    config = parse_canary_config(raw, thresholds=thresholds)
+    assert (config.pass_threshold, config.marginal_threshold) == (80.0, 50.0)
+    assert config.metrics == parse_canary_config(raw).metrics
+
+
+def test_the_configs_own_thresholds_are_checked_even_when_overridden():
+    raw = example()
+    raw["scoreThresholds"] = {"pass": 120}
+    with pytest.raises(InvalidCanaryConfig, match=r"^scoreThresholds\.pass: 120 is no score"):
+        parse_canary_config(raw, thresholds=ScoreThresholds())
+
+
+def test_an_adhoc_request_is_read_as_its_config_judged_with_its_own_thresholds():
+    adhoc = {"canaryConfig": example(),
+             "executionRequest": {"scopes": {}, "thresholds": {"pass": 70, "marginal": 40}}}
+    config = parse_canary_config(adhoc)
+    assert config.metrics == parse_canary_config(example()).metrics
+    assert (config.pass_threshold, config.marginal_threshold) == (70.0, 40.0)
+    assert parse_execution_request(adhoc) == ScoreThresholds(70.0, 40.0)
+    overridden = parse_canary_config(adhoc, thresholds=ScoreThresholds(99, 98))
+    assert (overridden.pass_threshold, overridden.marginal_threshold) == (99.0, 98.0)
+
+
+def test_errors_in_an_adhoc_requests_config_name_the_path_inside_it():
+    adhoc = {"canaryConfig": {**example(), "metrics": []}}
+    with pytest.raises(InvalidCanaryConfig, match=r"^canaryConfig\.metrics: must be a "
+                       "non-empty list"):
+        parse_canary_config(adhoc)
+
+
+@pytest.mark.parametrize(("request_json", "message"), [
+    ([], "(top): must be a JSON object, not a list"),
+    ({"scopes": {}}, "thresholds: missing; Kayenta's execution request gives the score "
+                     "thresholds"),
+    ({"thresholds": {"pass": 90}}, "thresholds.marginal: missing; Kayenta's execution "
+                                   "request gives both pass and marginal"),
+    ({"thresholds": {"pass": 90, "marginal": 95}}, "thresholds.marginal: 95 is above pass "
+                                                   "90"),
+    ({"thresholds": {"pass": "90", "marginal": 75}}, "thresholds.pass: '90' must be a "
+                                                     "number"),
+    ({"thresholds": {"pass": 90, "marginal": 75, "fail": 0}}, "thresholds.fail: unknown "
+                                                             "setting"),
+    ({"canaryConfig": {}, "executionRequest": {"thresholds": {"pass": 101, "marginal": 1}}},
+     "executionRequest.thresholds.pass: 101 is no score"),
+    ({"canaryConfig": {}}, "executionRequest: must be a JSON object, not null"),
+])
+def test_every_execution_request_error_names_the_path_of_the_bad_field(request_json: Any,
+                                                                       message: str):
+    with pytest.raises(InvalidCanaryConfig) as caught:
+        parse_execution_request(request_json)
+    assert str(caught.value).startswith(message)
+
+
 def _set(raw: dict[str, Any], path: str, value: Any) -> None:
     *parents, last = path.split(".")
     node: Any = raw
@@ -124,6 +202,8 @@ CANARY = "metrics.0.analysisConfigurations.canary"
                                       "'zero' is not one of remove, replace"),
     (f"{CANARY}.critical", "yes", "metrics[0].analysisConfigurations.canary.critical: 'yes' "
                                   "must be true or false"),
+    (f"{CANARY}.muted", 1, "metrics[0].analysisConfigurations.canary.muted: 1 must be true "
+                           "or false"),
     (f"{CANARY}.mustHaveDate", True, "metrics[0].analysisConfigurations.canary.mustHaveDate: "
                                      "unknown setting; the settings here are direction, "
                                      "nanStrategy, critical, mustHaveData"),
@@ -144,7 +224,9 @@ CANARY = "metrics.0.analysisConfigurations.canary"
     (f"{CANARY}.outliers.outlierFactor", -1,
      "metrics[0].analysisConfigurations.canary.outliers.outlierFactor: -1 must be above 0"),
     ("classifier.groupWeights.saturation", 10,
-     "classifier.groupWeights.saturation: no metric is in group 'saturation'"),
+     "classifier.groupWeights.saturation: no metric is in group 'saturation', so its weight "
+     "would count for nothing and Kayenta would cap the score at 100 minus it; remove it or "
+     "weigh one of the groups: errors, latency"),
     ("classifier.groupWeights.errors", 70, "classifier.groupWeights: the weights add up to "
                                            "110; they must add up to 100 at most"),
     ("classifier.groupWeights.errors", 50, "classifier.groupWeights: every group has a "
@@ -194,7 +276,8 @@ RICH = CanaryConfig(
      MetricConfig("p99", ("latency", "all"), "either", must_have_data=True,
                   effect_size=EffectSize.for_measure("cles", allowed_decrease=0.3),
                   outlier_strategy="remove", outlier_factor=2.5),
-     MetricConfig("rps", ("traffic",), "decrease")),
+     MetricConfig("rps", ("traffic",), "decrease"),
+     MetricConfig("cpu", ("traffic",), muted=True)),
     {"errors": 50.0, "latency": 30.0}, 90.0, 70.0)
 
 

@@ -256,9 +256,91 @@ def test_a_far_outlier_beyond_three_iqrs_is_removed():
     assert (result.baseline.count, result.baseline.max) == (100, 100)
 
 
-def test_infinite_values_are_an_error_and_critical_errors_fail_the_canary():
+def test_infinite_values_are_an_error_that_fails_nothing_even_on_a_critical_metric():
+    # Kayenta's judge builds the result of a failed classification without its criticality.
     result = classify_metric(metric(critical=True), [1, 2, math.inf], [1, 2, 3])
-    assert result.classification == "Error" and result.critical_failure
+    assert result.classification == "Error" and not result.critical_failure
+    assert result.reason.startswith("Metric Classification Failed")
+
+
+def test_an_error_is_left_out_of_the_score_and_the_reasons_say_so():
+    config = CanaryConfig((metric("errors", critical=True), metric("latency"),
+                           metric("cpu")))
+    judgement = judge_canary(config, {"errors": [1, math.inf], "latency": TEN, "cpu": TEN},
+                             {"errors": [1, 2], "latency": TEN,
+                              "cpu": [v + 6 for v in TEN]})
+    # Pass / (Pass + High) = 1 / 2: the Error counts in neither, and fails nothing.
+    assert judgement.score == 50.0
+    assert any(r.startswith("metric 'errors' could not be classified") and "critical" in r
+               for r in judgement.reasons)
+
+
+def test_a_muted_metric_is_classified_and_reported_but_left_out_of_the_score():
+    config = CanaryConfig((metric("latency"), metric("cpu", muted=True)))
+    judgement = judge_canary(config, {"latency": TEN, "cpu": TEN},
+                             {"latency": TEN, "cpu": [v + 6 for v in TEN]})
+    assert judgement.metrics["cpu"].classification == "High"
+    assert judgement.score == 100.0 and judgement.verdict == "pass"
+    reported = judgement.to_json()["metrics"]
+    assert reported["cpu"]["muted"] is True and reported["cpu"]["classification"] == "High"
+    assert reported["latency"]["muted"] is False
+    assert "metric 'cpu' is muted: classified High and reported, left out of the score" in (
+        judgement.reasons)
+
+
+def test_a_muted_critical_failure_does_not_fail_the_canary():
+    config = CanaryConfig((metric("errors", critical=True, muted=True), metric("latency")))
+    judgement = judge_canary(config, {"errors": TEN, "latency": TEN},
+                             {"errors": [v + 6 for v in TEN], "latency": TEN})
+    assert judgement.metrics["errors"].critical_failure  # as classified, and reported
+    assert judgement.score == 100.0
+
+
+def test_muted_metrics_do_not_count_towards_the_nodata_share():
+    # Two of four metrics have no data, but both are muted: 0 of 2 scored metrics.
+    config = CanaryConfig((metric("a"), metric("b"), metric("c", muted=True),
+                           metric("d", muted=True)))
+    data = {"a": TEN, "b": TEN}
+    assert judge_canary(config, data, data).score == 100.0
+
+
+def test_a_canary_whose_every_metric_is_muted_scores_zero():
+    config = CanaryConfig((metric("a", muted=True),))
+    judgement = judge_canary(config, {"a": TEN}, {"a": TEN})
+    assert judgement.score == 0.0 and judgement.group_scores == {}
+    assert "every metric is muted: nothing to score" in judgement.reasons
+
+
+def test_a_group_with_no_judged_metric_reports_zero_and_counts_as_100_in_the_summary():
+    # errors: Pass -> 100; latency: only Nodata -> reported 0, summarised as 100.
+    config = CanaryConfig((metric("e", groups=("errors",)), metric("a", groups=("errors",)),
+                           metric("l", groups=("latency",))),
+                          group_weights={"errors": 50, "latency": 50})
+    data = {"e": TEN, "a": TEN}
+    judgement = judge_canary(config, data, data)
+    assert judgement.group_scores == {"errors": 100.0, "latency": 0.0}
+    assert judgement.score == 100.0
+    assert any(r.startswith("group 'latency' has no metric judged") for r in judgement.reasons)
+
+
+def test_the_weight_of_a_group_whose_metrics_are_all_muted_counts_for_nothing():
+    # As in Kayenta: errors 60 x 100 + latency's 40 lost = 60, which fails.
+    config = CanaryConfig((metric("e", groups=("errors",)),
+                           metric("l", groups=("latency",), muted=True)),
+                          group_weights={"errors": 60, "latency": 40})
+    judgement = judge_canary(config, {"e": TEN, "l": TEN}, {"e": TEN, "l": TEN})
+    assert judgement.group_scores == {"errors": 100.0}
+    assert judgement.score == 60.0 and judgement.verdict == "fail"
+    assert any("its weight counts for nothing" in r and "cannot exceed 60" in r
+               for r in judgement.reasons)
+
+
+def test_the_confidence_and_the_tolerance_can_be_set_as_in_kayentas_classifier():
+    # Shift 5: at 98% the interval [1, 9] reaches into the dead zone +-1.25; with a
+    # tolerance of 0.1 (dead zone +-0.5) it clears it.
+    assert classify_metric(metric(), TEN, [v + 5 for v in TEN]).classification == "Pass"
+    narrow = classify_metric(metric(), TEN, [v + 5 for v in TEN], tolerance=0.1)
+    assert narrow.classification == "High"
 
 
 def test_a_metric_missing_from_the_series_has_no_data():
@@ -357,3 +439,4 @@ def test_the_judgement_is_plain_json():
     assert data["metrics"]["zero"]["canary_values"] == [1.0] * 5
     assert "canary_values" not in judgement.to_json()["metrics"]["zero"]
     assert data["score"] == 0.0 and data["verdict"] == "fail"
+    assert data["metrics"]["zero"]["muted"] is False
