@@ -60,6 +60,9 @@ def judge(
         "--namespace", help="With --prometheus: ${location} and {{ namespace }}.")] = "",
     app_name: Annotated[str, typer.Option(
         "--app", help="With --prometheus: {{ app }}.")] = "",
+    request: Annotated[Path | None, typer.Option(
+        "--request", help="Kayenta execution-request JSON: its thresholds {pass, "
+        "marginal} override the config's scoreThresholds.", dir_okay=False)] = None,
     series: Annotated[bool, typer.Option(
         "--series", help="Include each metric's series as judged (after NaN and outlier "
         "handling).")] = False,
@@ -70,7 +73,7 @@ def judge(
     --window): backtesting on real history, with a graph link per metric and track."""
     from shipyard.domain.canary_judge import judge_canary
 
-    canary_config = _read_config(config, "--config")
+    canary_config = _read_config(config, "--config", request=request)
     links: dict[str, dict[str, str]] = {}
     if prometheus is not None:
         base, can, links = _from_prometheus(
@@ -248,11 +251,21 @@ def backtest_command(
     typer.echo(json.dumps(report.to_json(), indent=2))
 
 
-def _read_config(path: Path, hint: str) -> CanaryConfig:
-    from shipyard.domain.canary_config import InvalidCanaryConfig, parse_canary_config
+def _read_config(path: Path, hint: str, *, request: Path | None = None) -> CanaryConfig:
+    from shipyard.domain.canary_config import (
+        InvalidCanaryConfig,
+        parse_canary_config,
+        parse_execution_request,
+    )
 
+    thresholds = None
+    if request is not None:
+        try:
+            thresholds = parse_execution_request(_read_json(request, "--request"))
+        except InvalidCanaryConfig as err:
+            _bad(request, "--request", str(err))
     try:
-        return parse_canary_config(_read_json(path, hint))
+        return parse_canary_config(_read_json(path, hint), thresholds=thresholds)
     except InvalidCanaryConfig as err:
         _bad(path, hint, str(err))
 

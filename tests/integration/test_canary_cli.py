@@ -155,3 +155,29 @@ def test_backtest_reports_the_false_fail_rate(tmp_path: Path):
                                                                   "expected": "maybe"}]})))
     assert bad.returncode == 2
     assert "cases.json: cases[0].expected: 'maybe' is not pass or fail" in bad.stderr
+
+
+def test_a_muted_metric_is_reported_but_not_scored_and_the_request_sets_the_thresholds(
+        tmp_path: Path):
+    muted = {**CONFIG, "metrics": [
+        CONFIG["metrics"][0],
+        {"name": "latency", "groups": ["latency"], "analysisConfigurations": {"canary": {
+            "direction": "increase", "muted": True}}}]}
+    slower = [3 * v for v in LATENCY]
+    done = judge(tmp_path, muted, BASELINE, {"errors": ERRORS, "latency": slower})
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    latency = result["metrics"]["latency"]
+    assert latency["classification"] == "High" and latency["muted"] is True
+    # The latency group's weight counts for nothing: errors alone pass, 60 of 100.
+    assert result["score"] == 60.0
+    assert result["verdict"] == "fail"  # below the config's default pass of 95
+    request = write(tmp_path, "request.json", {"thresholds": {"pass": 55, "marginal": 40}})
+    lowered = judge(tmp_path, muted, BASELINE, {"errors": ERRORS, "latency": slower},
+                    "--request", str(request))
+    assert lowered.returncode == 0, lowered.stderr
+    assert json.loads(lowered.stdout)["verdict"] == "pass"
+    refused = judge(tmp_path, muted, BASELINE, BASELINE, "--request",
+                    str(write(tmp_path, "bad.json", {"thresholds": {"pass": 55}})))
+    assert refused.returncode == 2 and "bad.json" in refused.stderr and "marginal" in \
+        refused.stderr
