@@ -1,8 +1,10 @@
 """The Shipyard web application: the GitHub webhook, the REST API and the pages.
 
 :func:`create_app` builds it from the settings; ``shipyard ui`` serves it with uvicorn.
-Everything but the webhook (signed by GitHub's secret), ``/healthz``, the sign-in page and
-the static files needs an account (see :mod:`ui.auth`), the API's documentation too:
+Everything but the webhook (signed by GitHub's secret), ``/healthz``, ``/metrics``
+(aggregates only, for Prometheus, which scrapes without a session: :mod:`ui.metrics`),
+the sign-in page and the static files needs an account (see :mod:`ui.auth`), the API's
+documentation too:
 ``/docs`` shows it with Swagger UI, served from the package (vendored from the npm
 registry), never from a CDN, and ``/openapi.json`` needs a viewer as the API does.
 
@@ -48,7 +50,7 @@ from shipyard.store import Accounts, Ledger, Store
 from shipyard.store.browse import RunBrowser
 from shipyard.store.notify import change_signal
 from shipyard.store.sessions import Sessions
-from ui import api, pages, webhooks
+from ui import api, metrics, pages, webhooks
 from ui.auth import (
     LoginRequired,
     Principal,
@@ -86,6 +88,8 @@ def create_app(settings: Settings, *, store: Store | None = None,
                                 start=start)
         app.state.webhooks = webhooks.Webhooks(config, Ledger(opened), reconciler.wake)
         app.state.store = opened
+        # Its counters count from here: what the store held before is history, not news.
+        app.state.metrics = await asyncio.to_thread(metrics.metrics_registry, opened, settings)
         app.state.accounts = Accounts(opened)
         app.state.sessions = Sessions(opened)
         await asyncio.to_thread(app.state.sessions.prune)
@@ -130,6 +134,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
     app.include_router(webhooks.router)
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(metrics.router)
 
     @app.exception_handler(LoginRequired)
     async def to_login(request: Request, exc: LoginRequired) -> Response:

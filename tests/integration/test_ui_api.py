@@ -31,6 +31,7 @@ from shipyard.store import Accounts, Ledger, RunRecord, Store
 from shipyard.store.engine import open_engine
 from tests.support.reports import seed_canary_run, seed_chaos_run
 from tests.support.stack import free_port
+from tests.support.waiting import eventually
 from tests.support.webhooks import Ui, UiFailed, serve_ui
 
 pytestmark = pytest.mark.integration
@@ -559,6 +560,11 @@ def test_a_canary_report_shows_each_metric_its_series_and_the_score(site: Site):
     errors = text.split('data-metric="errors"')[1].split("</article>")[0]
     assert '<span aria-hidden="true">▲</span> High' in errors
     assert "critical failure" in errors
+    # Measured through Prometheus, each metric linked to its graphs, and cross-checked.
+    assert "Measured through <strong>prometheus</strong> (queries 4, seconds 0.05)" in text
+    assert ('<a href="http://127.0.0.1:9090/classic/graph?g0.expr=canary" '
+            'rel="noopener noreferrer" target="_blank">canary\'s graph</a>') in errors
+    assert "<th scope=\"row\">pods</th><td>0.0</td><td>fail</td>" in text
     # Both series drawn: the judge removed the canary's missing latency point (its NaN
     # strategy), so its line has 29 points to the baseline's 30.
     latency = text.split('data-metric="latency"')[1].split("</article>")[0]
@@ -825,3 +831,28 @@ def test_repeated_wrong_passwords_lock_the_name_out_for_a_while(site: Site):
     client, other = signed_in(site, "vera")  # other names are not affected
     client.close()
     assert other.status_code == 303
+
+
+# -- Prometheus' scrape ----------------------------------------------------------------------
+
+
+def test_metrics_are_public_aggregates_read_from_the_store(site: Site):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    waiting = site.run(pipeline="promote", finish=None)  # queued, not yet Prefect's
+
+    def queued() -> float | None:
+        answer = site.get("/metrics", who=None)
+        assert answer.status_code == 200, answer.text
+        families = {f.name: f for f in text_string_to_metric_families(answer.text)}
+        assert {"shipyard_runs_started", "shipyard_runs_finished",
+                "shipyard_stage_duration_seconds", "shipyard_webhook_deliveries",
+                "shipyard_hand_over_latency_seconds", "shipyard_queue_depth",
+                "shipyard_sweeper_repairs"} <= set(families)
+        depth = sum(s.value for s in families["shipyard_queue_depth"].samples
+                    if s.labels == {"pipeline": "promote", "waiting_for": "prefect"})
+        return depth or None
+
+    # The store is read at most every 10 s: the queued run shows within that.
+    assert eventually(queued, seconds=30, what="the queued promote in the queue depth") >= 1
+    assert waiting.state is State.QUEUED

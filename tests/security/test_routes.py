@@ -55,6 +55,9 @@ ACCESS: dict[tuple[str, str], Role | Public] = {
     ("POST", "/hooks/github"): Public("GitHub's deliveries: refused (401) unless signed with "
                                       "the webhook secret"),
     ("GET", "/healthz"): Public("liveness: says the version and nothing else"),
+    ("GET", "/metrics"): Public("Prometheus' scrape: aggregates over names fixed in code, "
+                                "no run, repository, user or message; one store reading "
+                                "per 10 s however often asked"),
     ("GET", "/login"): Public("the sign-in form"),
     ("POST", "/login"): Public("signs in: needs the form's CSRF token and the password; "
                                "throttled per name and address"),

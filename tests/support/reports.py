@@ -48,7 +48,14 @@ def seed_canary_run(store: Store, app: str = "gateway") -> RunRecord:
     outputs = {"app": app, "baseline_version": "v1", "canary_version": "v2",
                "score": judgement.score, "verdict": judgement.verdict,
                "pass_threshold": 95.0, "marginal_threshold": 75.0, "points": 30,
-               "report": judgement.to_json(include_series=True),
+               "report": {
+                   **judgement.to_json(include_series=True), "provider": "prometheus",
+                   "links": {"errors": {
+                       track: f"http://127.0.0.1:9090/classic/graph?g0.expr={track}"
+                       for track in ("baseline", "canary")}},
+                   "cost": {"queries": 4, "seconds": 0.05},
+                   "cross_checks": [{"provider": "pods", "score": 0.0, "verdict": "fail",
+                                     "metrics": {"errors": "High", "latency": "Pass"}}]},
                "load": {"baseline": {"requests": 600, "failures": 0},
                         "canary": {"requests": 600, "failures": 0}}}
     run = store.create_run("cd", [StageSpec("canary")], trigger="manual", app=app)
