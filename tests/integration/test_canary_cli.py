@@ -159,8 +159,9 @@ def test_backtest_reports_the_false_fail_rate(tmp_path: Path):
 
 def test_a_muted_metric_is_reported_but_not_scored_and_the_request_sets_the_thresholds(
         tmp_path: Path):
+    errors_metric: Any = CONFIG["metrics"]
     muted = {**CONFIG, "metrics": [
-        CONFIG["metrics"][0],
+        errors_metric[0],
         {"name": "latency", "groups": ["latency"], "analysisConfigurations": {"canary": {
             "direction": "increase", "muted": True}}}]}
     slower = [3 * v for v in LATENCY]

@@ -32,7 +32,7 @@ from shipyard.domain.canary_config import canary_config_for
 from shipyard.domain.canary_judge import judge_canary
 from shipyard.domain.catalog import AppDescriptor, CanaryMetric
 from shipyard.settings import Settings
-from stages.canary_metrics import PodsProvider, PrometheusProvider, Window
+from stages.canary_metrics import MetricsProvider, PodsProvider, PrometheusProvider, Window
 from tests.integration.test_pod_metrics import SERVER
 from tests.support.images import script_image
 from tests.support.waiting import eventually
@@ -103,8 +103,9 @@ def test_prometheus_and_the_pods_give_the_judge_the_same_series(tracks):
     window = Window(seconds=8.0, interval=2.0)
 
     async def both() -> list[Any]:
-        providers = [PrometheusProvider(prometheus, settings.prometheus_scrape_seconds),
-                     PodsProvider(kube)]
+        providers: list[MetricsProvider] = [
+            PrometheusProvider(prometheus, settings.prometheus_scrape_seconds),
+            PodsProvider(kube)]
         for provider in providers:
             await provider.prepare(DESCRIPTOR, namespace, 1)
         return list(await asyncio.gather(
