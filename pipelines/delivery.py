@@ -173,6 +173,7 @@ async def _gate(run: RunContext, plans: Sequence[ReleasePlan], bakes: Mapping[st
             await chaos_gate(run, plan.descriptor, gates.chaos_environment,
                              options.chaos_window_seconds
                              or current_settings().chaos_window_seconds,
+                             repo_url=plan.repo_url, commit_sha=plan.commit_sha,
                              stage_ref=f"chaos:{plan.app}")
     if gates.judgment:
         await manual_judgment(

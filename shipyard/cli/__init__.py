@@ -77,6 +77,7 @@ def _register(argv: list[str] | None = None) -> None:
         accounts,
         apps,
         canary,
+        chaos,
         history,
         judgments,
         pipelines,

@@ -1,34 +1,32 @@
-"""Chaos verification as plain data: a Chaos Toolkit-style experiment and its judgment.
+"""Chaos verification as plain data: tolerances, victims, hypotheses, verdicts and the
+report of an experiment.
 
-An :class:`Experiment` states a steady-state :class:`Hypothesis` (probes over the traffic the
-gate sends, each with a :class:`Tolerance`), a method of :class:`KillAction`\\ s (Chaos
-Monkey's act: kill a random pod, or a share of them) and the two windows the hypothesis is
-judged over. The run follows Chaos Toolkit's flow: judge the hypothesis; if it does not
-hold, the experiment is *aborted* (there is no steady state to deviate from); run the
-method; judge it again; if it no longer holds, the run *deviated*.
+The gate runs a Chaos Toolkit experiment (``shipyard.domain.chaos_experiments`` makes the
+default one, ``shipyard.domain.chaos_journal`` reads what Chaos Toolkit's journal says
+happened). The run follows Chaos Toolkit's flow: judge the steady-state hypothesis; if it
+does not hold, the experiment is *aborted* (there is no steady state to deviate from); run
+the method; judge it again; if it no longer holds, the run *deviated*; then the rollbacks.
 
-Everything here is pure: measurements come in as a
-:class:`~shipyard.domain.traffic.TrafficSummary`, randomness as a ``random.Random``, times as
-seconds from the experiment's start. ``stages/chaos.py`` does the I/O.
+A :class:`ChaosReport` is what the stage records, the audit trail keeps and the run page
+shows: each probe as a :class:`ProbeResult` against its :class:`Tolerance`, the pods the
+method killed, every action and rollback, and the journal itself.
+
+Everything here is pure: randomness comes in as a ``random.Random``, times as seconds from
+the experiment's start.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from shipyard.domain.catalog import AppDescriptor
-from shipyard.domain.traffic import TrafficSummary
+__all__ = ["FAILURE_RATIO_CEILING", "MIN_LOAD_SHARE", "ActivityRun", "ChaosReport",
+           "HypothesisResult", "Kill", "KillAction", "ProbeResult", "Tolerance",
+           "Transition", "Verdict", "Window", "choose_victims", "verdict"]
 
-__all__ = ["FAILURE_RATIO_CEILING", "MIN_LOAD_SHARE", "ChaosReport", "Experiment",
-           "Hypothesis", "HypothesisResult", "Kill", "KillAction", "Measure", "Probe",
-           "ProbeResult", "Tolerance", "Transition", "Verdict", "Window", "choose_victims",
-           "evaluate_hypothesis", "experiment_for", "measure_of", "verdict"]
-
-Measure = Literal["failure_ratio", "latency_p99", "latency_p95", "availability", "requests"]
 Verdict = Literal["passed", "deviated", "aborted"]
 
 FAILURE_RATIO_CEILING = 0.01
@@ -46,22 +44,27 @@ silence."""
 @dataclass(frozen=True, slots=True)
 class Tolerance:
     """What a probe's value must be: within ``[lo, hi]`` (``range``), at most ``hi``
-    (``max``), at least ``lo`` (``min``), or exactly the boolean ``expected`` (``exact``).
+    (``max``), at least ``lo`` (``min``), exactly the boolean ``expected`` (``exact``), or
+    what a Chaos Toolkit tolerance of another kind says (``text``: a regex, a JSON path, a
+    probe of its own), which only Chaos Toolkit judges.
 
-    Build one with :meth:`between`, :meth:`at_most`, :meth:`at_least` or :meth:`exactly`.
-    A missing value (no traffic to measure) is never within tolerance.
+    Build one with :meth:`between`, :meth:`at_most`, :meth:`at_least`, :meth:`exactly` or
+    :meth:`written`. A missing value (no traffic to measure) is never within tolerance.
     """
 
-    kind: Literal["range", "max", "min", "exact"]
+    kind: Literal["range", "max", "min", "exact", "text"]
     lo: float | None = None
     hi: float | None = None
     expected: bool | None = None
+    text: str | None = None
 
     def __post_init__(self) -> None:
-        needs = {"range": ("lo", "hi"), "max": ("hi",), "min": ("lo",), "exact": ("expected",)}
+        needs = {"range": ("lo", "hi"), "max": ("hi",), "min": ("lo",), "exact": ("expected",),
+                 "text": ("text",)}
         if self.kind not in needs:
-            raise ValueError(f"tolerance kind {self.kind!r} must be range, max, min or exact")
-        for name in ("lo", "hi", "expected"):
+            raise ValueError(f"tolerance kind {self.kind!r} must be range, max, min, exact "
+                             "or text")
+        for name in ("lo", "hi", "expected", "text"):
             given = getattr(self, name) is not None
             if given != (name in needs[self.kind]):
                 raise ValueError(f"a {self.kind} tolerance {'needs' if not given else 'has no'}"
@@ -89,8 +92,16 @@ class Tolerance:
     def exactly(cls, expected: bool) -> Tolerance:
         return cls("exact", expected=expected)
 
+    @classmethod
+    def written(cls, text: str) -> Tolerance:
+        """A tolerance Chaos Toolkit judges, as the experiment writes it."""
+        return cls("text", text=text)
+
     def accepts(self, value: float | bool | None) -> bool:
-        """Whether ``value`` is within this tolerance."""
+        """Whether ``value`` is within this tolerance (never, for a ``text`` one: Chaos
+        Toolkit's word is in the :class:`ProbeResult`)."""
+        if self.kind == "text":
+            return False
         if self.kind == "exact":
             return isinstance(value, bool) and value is self.expected
         if value is None or isinstance(value, bool) or math.isnan(value):
@@ -99,6 +110,8 @@ class Tolerance:
 
     def describe(self) -> str:
         """The tolerance as people write it: ``≤ 0.005``, ``in [0.9, 1]``."""
+        if self.kind == "text":
+            return str(self.text)
         if self.kind == "exact":
             return f"is {str(self.expected).lower()}"
         if self.kind == "range":
@@ -112,40 +125,9 @@ class Tolerance:
             return {"type": "range", "range": [self.lo, self.hi]}
         if self.kind == "exact":
             return {"type": "exact", "value": self.expected}
+        if self.kind == "text":
+            return {"type": "text", "text": self.text}
         return {"type": self.kind, self.kind: self.hi if self.kind == "max" else self.lo}
-
-
-@dataclass(frozen=True, slots=True)
-class Probe:
-    """One measurement of the steady state and the tolerance it must meet."""
-
-    name: str
-    measure: Measure
-    tolerance: Tolerance
-
-    def __post_init__(self) -> None:
-        if self.measure not in _MEASURES:
-            raise ValueError(f"probe {self.name!r}: measure {self.measure!r} must be one of "
-                             f"{', '.join(_MEASURES)}")
-
-
-_MEASURES: tuple[Measure, ...] = ("failure_ratio", "latency_p99", "latency_p95",
-                                  "availability", "requests")
-
-
-@dataclass(frozen=True, slots=True)
-class Hypothesis:
-    """The steady state: every probe within its tolerance."""
-
-    title: str
-    probes: tuple[Probe, ...]
-
-    def __post_init__(self) -> None:
-        if not self.probes:
-            raise ValueError(f"hypothesis {self.title!r} needs at least one probe")
-        names = [p.name for p in self.probes]
-        if len(set(names)) != len(names):
-            raise ValueError(f"hypothesis {self.title!r}: probe names must be unique")
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,73 +155,31 @@ class KillAction:
 
 
 @dataclass(frozen=True, slots=True)
-class Experiment:
-    """A steady state, the chaos to bring to it, and how long to watch.
-
-    The hypothesis is judged over the first ``window_seconds`` of traffic, then the method
-    runs, then, after ``settle_seconds``, over ``window_seconds`` more. The settle time is
-    the moment the Service needs to learn that a pod is gone (the EndpointSlice update and
-    kube-proxy's next sync, about a second apart): what the gate asks is whether the app
-    keeps its SLO without the pod, not whether the requests that pod held in flight at the
-    instant it died survived.
-    """
-
-    title: str
-    hypothesis: Hypothesis
-    method: tuple[KillAction, ...]
-    settle_seconds: float
-    window_seconds: float
-
-    def __post_init__(self) -> None:
-        if not self.method:
-            raise ValueError(f"experiment {self.title!r} needs at least one action")
-        if not self.window_seconds > 0:
-            raise ValueError(f"window_seconds {self.window_seconds!r} must be positive")
-        if not self.settle_seconds >= 0:
-            raise ValueError(f"settle_seconds {self.settle_seconds!r} must not be negative")
-
-
-def experiment_for(descriptor: AppDescriptor, *, target: str, rate_per_second: float,
-                   window_seconds: float = 10.0, settle_seconds: float = 2.0,
-                   kill: KillAction | None = None) -> Experiment:
-    """The default experiment for an app: kill one pod of ``target`` (or as ``kill`` says)
-    and hold the app to its SLO while load arrives at ``rate_per_second``.
-
-    The hypothesis has three probes: ``requests`` at least :data:`MIN_LOAD_SHARE` of what
-    the window should hold; ``failure-ratio`` at most ``1 - slo.availability``, capped at
-    :data:`FAILURE_RATIO_CEILING`; ``latency-p99`` at most ``slo.latency_p99_seconds``.
-    """
-    if not rate_per_second > 0:
-        raise ValueError(f"rate_per_second {rate_per_second!r} must be positive")
-    slo = descriptor.slo
-    budget = min(round(1 - slo.availability, 9), FAILURE_RATIO_CEILING)
-    least = max(1, math.ceil(rate_per_second * window_seconds * MIN_LOAD_SHARE))
-    hypothesis = Hypothesis(
-        f"{descriptor.name} serves within its SLO",
-        (Probe("requests", "requests", Tolerance.at_least(least)),
-         Probe("failure-ratio", "failure_ratio", Tolerance.at_most(budget)),
-         Probe("latency-p99", "latency_p99", Tolerance.at_most(slo.latency_p99_seconds))))
-    action = kill or KillAction(count=1, target=target)
-    return Experiment(f"{descriptor.name} survives: {action.describe()}", hypothesis,
-                      (action,), settle_seconds, window_seconds)
-
-
-@dataclass(frozen=True, slots=True)
 class ProbeResult:
+    """One measure of the steady state against its tolerance. ``measure`` names what was
+    measured (``failure_ratio``, or the field a Chaos Toolkit ``range`` targets, or
+    ``value``); ``note`` says what a value that is no number was, or why the probe
+    failed."""
+
     name: str
-    measure: Measure
+    measure: str
     value: float | None
     tolerance: Tolerance
     met: bool
+    note: str = ""
 
     def describe(self) -> str:
         """``failure-ratio 0.42, expected ≤ 0.005``."""
-        value = "no value" if self.value is None else _number(self.value)
+        value = self.note if self.value is None and self.note else (
+            "no value" if self.value is None else _number(self.value))
         return f"{self.name} {value}, expected {self.tolerance.describe()}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "measure": self.measure, "value": self.value,
+        data = {"name": self.name, "measure": self.measure, "value": self.value,
                 "tolerance": self.tolerance.to_json(), "met": self.met}
+        if self.note:
+            data["note"] = self.note
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,29 +199,6 @@ class HypothesisResult:
     def to_json(self) -> dict[str, Any]:
         return {"title": self.title, "met": self.met,
                 "probes": [p.to_json() for p in self.probes]}
-
-
-def measure_of(summary: TrafficSummary, what: Measure) -> float | None:
-    """One measure of a window's traffic; ``None`` when the window has no request to
-    measure it by."""
-    if what == "requests":
-        return float(summary.requests)
-    if summary.requests == 0:
-        return None
-    values = {"failure_ratio": summary.failure_ratio,
-              "availability": 1.0 - summary.failure_ratio,
-              "latency_p99": summary.p99, "latency_p95": summary.p95}
-    return _finite(values[what])
-
-
-def evaluate_hypothesis(hypothesis: Hypothesis, summary: TrafficSummary) -> HypothesisResult:
-    """Judge every probe of ``hypothesis`` over one window's traffic."""
-    results = []
-    for probe in hypothesis.probes:
-        value = measure_of(summary, probe.measure)
-        results.append(ProbeResult(probe.name, probe.measure, value, probe.tolerance,
-                                   probe.tolerance.accepts(value)))
-    return HypothesisResult(hypothesis.title, all(r.met for r in results), tuple(results))
 
 
 def choose_victims(pods: Sequence[str], action: KillAction, rng: random.Random) -> list[str]:
@@ -347,8 +264,41 @@ class Transition:
 
 
 @dataclass(frozen=True, slots=True)
+class ActivityRun:
+    """An action or probe of the method, or a rollback, as Chaos Toolkit's journal has it:
+    whether it succeeded, when (seconds from the experiment's start), what it returned
+    (JSON-able, trimmed) and, when it failed, why."""
+
+    name: str
+    kind: str
+    succeeded: bool
+    window: Window
+    output: Any = None
+    error: str = ""
+
+    def describe(self) -> str:
+        """``action inject-latency succeeded in 41.2s`` or ``action kill-pods failed:
+        ...``."""
+        if not self.succeeded:
+            return f"{self.kind} {self.name} failed: {self.error or 'no reason given'}"
+        took = self.window.end - self.window.start
+        return f"{self.kind} {self.name} succeeded in {took:.1f}s"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind,
+                "status": "succeeded" if self.succeeded else "failed",
+                "window": self.window.to_json(), "output": self.output, "error": self.error}
+
+
+@dataclass(frozen=True, slots=True)
 class ChaosReport:
-    """What an experiment found, for the stage's outputs and the audit trail."""
+    """What an experiment found, for the stage's outputs and the audit trail.
+
+    ``method`` and ``rollbacks`` are the activities the journal records; ``stopped`` says
+    why the run ended before it could be judged (interrupted, aborted by Chaos Toolkit),
+    empty when it did not; ``journal`` is Chaos Toolkit's journal, trimmed, and ``source``
+    the experiment file (or that the gate generated it).
+    """
 
     experiment: str
     target: str
@@ -359,31 +309,78 @@ class ChaosReport:
     after_window: Window | None = None
     after: HypothesisResult | None = None
     transition: Transition | None = None
+    method: tuple[ActivityRun, ...] = ()
+    rollbacks: tuple[ActivityRun, ...] = ()
+    stopped: str = ""
+    source: str = ""
+    journal: Mapping[str, Any] | None = None
+
+    @property
+    def reason(self) -> str:
+        """Why the gate fails, as a stage reason, or "" when it passes: the run stopped
+        short (``ChaosInterrupted``), the steady state did not hold before
+        (``SteadyStateNotMet``), an action of the method failed (``ChaosMethodFailed``),
+        the steady state did not hold after (``ChaosDeviated``) or a rollback failed
+        (``ChaosRollbackFailed``), in that order."""
+        if self.stopped:
+            return "ChaosInterrupted"
+        if not self.before.met:
+            return "SteadyStateNotMet"
+        if any(not a.succeeded for a in self.method):
+            return "ChaosMethodFailed"
+        if self.after is None:
+            return "ChaosInterrupted"
+        if not self.after.met:
+            return "ChaosDeviated"
+        if any(not r.succeeded for r in self.rollbacks):
+            return "ChaosRollbackFailed"
+        return ""
 
     @property
     def verdict(self) -> Verdict:
-        return verdict(self.before, self.after)
+        """Chaos Toolkit's outcome: ``passed`` (even when a rollback failed afterwards,
+        which :attr:`reason` tells), ``deviated``, or ``aborted`` for anything that left
+        the hypothesis unjudged after a method that ran as written."""
+        reason = self.reason
+        if reason in ("", "ChaosRollbackFailed"):
+            return "passed"
+        return "deviated" if reason == "ChaosDeviated" else "aborted"
 
     def summary(self) -> str:
         """One line: the verdict and why."""
-        outcome = self.verdict
-        if outcome == "aborted":
+        reason = self.reason
+        failed_rollbacks = "".join(f"; rollback {r.describe()}" for r in self.rollbacks
+                                   if not r.succeeded)
+        if reason == "ChaosInterrupted":
+            return f"aborted: {self.stopped or 'the hypothesis was not judged after the method'}"
+        if reason == "SteadyStateNotMet":
             return (f"aborted: the steady state did not hold before the method, nothing "
-                    f"was killed: {self.before.describe()}")
-        killed = (f"killed {len(self.kills)} of {len(self.candidates)} pod"
-                  f"{'s' if len(self.candidates) != 1 else ''} "
-                  f"({', '.join(k.pod for k in self.kills)})")
-        assert self.after is not None  # a verdict other than aborted needs it
-        if outcome == "deviated":
-            return f"deviated: {killed}; then {self.after.describe()}"
-        return f"passed: {killed}; then {self.after.describe()}"
+                    f"was done: {self.before.describe()}{failed_rollbacks}")
+        if reason == "ChaosMethodFailed":
+            failed = next(a for a in self.method if not a.succeeded)
+            return f"aborted: {failed.describe()}{failed_rollbacks}"
+        assert self.after is not None  # every other reason judged the hypothesis after
+        return f"{self.verdict}: {self._done()}; then {self.after.describe()}{failed_rollbacks}"
+
+    def _done(self) -> str:
+        """What the method did: the pods it killed, else the actions it ran."""
+        if self.kills:
+            killed = (f"killed {len(self.kills)} of {len(self.candidates)} pod"
+                      f"{'s' if len(self.candidates) != 1 else ''} "
+                      f"({', '.join(k.pod for k in self.kills)})")
+            return killed if len(self.method) < 2 else (
+                f"{killed} (method: {', '.join(a.name for a in self.method)})")
+        if self.method:
+            return f"ran {', '.join(a.name for a in self.method)}"
+        return "ran no method"
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON-able data (dicts, lists, strings, numbers, ``None``)."""
-        return {
+        data = {
             "experiment": self.experiment,
             "target": self.target,
             "verdict": self.verdict,
+            "reason": self.reason,
             "summary": self.summary(),
             "candidates": list(self.candidates),
             "before": {"window": self.before_window.to_json(), **self.before.to_json()},
@@ -392,11 +389,14 @@ class ChaosReport:
             "transition": None if self.transition is None else self.transition.to_json(),
             "after": None if self.after is None or self.after_window is None else
             {"window": self.after_window.to_json(), **self.after.to_json()},
+            "method": [a.to_json() for a in self.method],
+            "rollbacks": [r.to_json() for r in self.rollbacks],
+            "stopped": self.stopped,
+            "source": self.source,
         }
-
-
-def _finite(value: float | None) -> float | None:
-    return None if value is None or math.isnan(value) else float(value)
+        if self.journal is not None:
+            data["journal"] = dict(self.journal)
+        return data
 
 
 def _number(value: float | None) -> str:

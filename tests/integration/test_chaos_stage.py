@@ -1,17 +1,22 @@
-"""The chaos gate against the local cluster's real node: killing the only pod of an app run
-with one replica breaks its availability (deviated); killing one of three does not
-(passed).
+"""The chaos gate against the local cluster's real node, as Chaos Toolkit experiments run
+by ``chaostoolkit-lib``: the default experiment kills the only pod of an app run with one
+replica, which breaks its availability (deviated), and one of three, which does not
+(passed); the documentation's latency experiment slows an app down through its fault file
+until its hypothesis fails, and its rollback puts the file back.
 
-The app is a tiny HTTP server answering ``/version``. Its readiness probe waits 8 s, as an
-app warming up would, so the replacement of a killed pod is not ready before the
+The version app is a tiny HTTP server answering ``/version``. Its readiness probe waits
+8 s, as an app warming up would, so the replacement of a killed pod is not ready before the
 experiment's second window has closed: what the single replica's Service has during that
-window is no endpoint at all, and what the three replicas' Service has is two pods.
+window is no endpoint at all, and what the three replicas' Service has is two pods. The
+faulty app reads its faults as servicekit does, from the ``faults.json`` key of its
+ConfigMap mounted where ``FAULT_CONFIG_FILE`` says, on every request to its own paths.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,9 +29,11 @@ import pytest
 from prefect import flow
 from prefect.testing.utilities import prefect_test_harness
 
+from shipyard.adapters.chaos_toolkit import read_experiment
 from shipyard.adapters.kube import Kube
 from shipyard.adapters.kube_bootstrap import KubeBootstrap
 from shipyard.domain.catalog import AppDescriptor, Slo
+from shipyard.domain.fault_files import SAVED_FAULTS_ANNOTATION
 from shipyard.domain.pipeline import StageSpec
 from shipyard.domain.states import State
 from shipyard.settings import Settings
@@ -58,9 +65,45 @@ http.server.ThreadingHTTPServer(("", 8080), Version).serve_forever()
 """
 
 
+FAULTY_SERVER = """\
+import http.server, json, os, random, time
+FAULTS = os.environ["FAULT_CONFIG_FILE"]
+OPERATIONAL = {"/healthz", "/readyz", "/metrics", "/version"}
+class Faulty(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        status = 200
+        if self.path not in OPERATIONAL:
+            try:
+                with open(FAULTS) as f:
+                    faults = json.load(f)
+            except (OSError, ValueError):
+                faults = {}
+            time.sleep(float(faults.get("FAULT_LATENCY_MS", 0)) / 1000)
+            if random.random() < float(faults.get("FAULT_ERROR_RATE", 0)):
+                status = 500
+        body = json.dumps({"version": "v1"}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("", 8080), Faulty).serve_forever()
+"""
+DOCS_EXPERIMENT = Path(__file__).resolve().parents[2] / "docs" / "chaos" / \
+    "latency-experiment.yaml"
+
+
 @pytest.fixture(scope="module")
 def version_image(real_cluster: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     return script_image(tmp_path_factory.mktemp("version-server"), "version-server", SERVER)
+
+
+@pytest.fixture(scope="module")
+def faulty_image(real_cluster: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    return script_image(tmp_path_factory.mktemp("faulty-server"), "faulty-server",
+                        FAULTY_SERVER)
 
 
 def workload(name: str, namespace: str, image: str, replicas: int) -> list[dict[str, Any]]:
@@ -88,6 +131,22 @@ def workload(name: str, namespace: str, image: str, replicas: int) -> list[dict[
     ]
 
 
+def faulty_workload(name: str, namespace: str, image: str) -> list[dict[str, Any]]:
+    """An app that reads a fault file from its ConfigMap, as the bundled apps' templates
+    mount it, two replicas behind a Service."""
+    [deployment, service] = workload(name, namespace, image, replicas=2)
+    pod = deployment["spec"]["template"]["spec"]
+    pod["volumes"] = [{"name": "config", "configMap": {"name": f"{name}-config"}}]
+    container = pod["containers"][0]
+    container["env"] = [{"name": "FAULT_CONFIG_FILE", "value": f"/etc/{name}/faults.json"}]
+    container["volumeMounts"] = [{"name": "config", "mountPath": f"/etc/{name}",
+                                  "readOnly": True}]
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap",
+                 "metadata": {"name": f"{name}-config", "namespace": namespace},
+                 "data": {"faults.json": "{}"}}
+    return [configmap, deployment, service]
+
+
 @dataclass(frozen=True)
 class Target:
     name: str
@@ -103,14 +162,16 @@ class Cluster:
     """The home whose deploy identity of the namespace the stage uses."""
     one: Target
     three: Target
+    faulty: Target
 
 
 @pytest.fixture(scope="module")
-def cluster(real_cluster: Path, version_image: str,
+def cluster(real_cluster: Path, version_image: str, faulty_image: str,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """An environment of the module's own, made as `shipyard up` makes them (with its
-    deploy identity, which the stage uses), with the app at one replica and at three,
-    each behind a Service answering on its ClusterIP from this host."""
+    deploy identity, which the stage uses), with the version app at one replica and at
+    three and the faulty app at two (applied as a deploy applies it), each behind a Service
+    answering on its ClusterIP from this host."""
     kube = Kube.from_kubeconfig(real_cluster)
     admin = KubeBootstrap(kube.client)
     home = tmp_path_factory.mktemp("chaos-home")
@@ -123,7 +184,9 @@ def cluster(real_cluster: Path, version_image: str,
         for name, replicas in (("one", 1), ("three", 3)):
             for manifest in workload(name, namespace, version_image, replicas):
                 admin.create(manifest)
-        for name in ("one", "three"):
+        for manifest in faulty_workload("faulty", namespace, faulty_image):
+            kube.apply(manifest)
+        for name in ("one", "three", "faulty"):
             status = kube.wait_for_rollout(namespace, name, timeout_seconds=180)
             assert status.done, status.message
             url = f"http://{kube.service(namespace, name)['spec']['clusterIP']}:80"
@@ -131,7 +194,7 @@ def cluster(real_cluster: Path, version_image: str,
             targets[name] = Target(name, namespace,
                                    f"app.kubernetes.io/name={name},shipyard.dev/track=canary",
                                    url)
-        yield Cluster(kube, home, targets["one"], targets["three"])
+        yield Cluster(kube, home, targets["one"], targets["three"], targets["faulty"])
     finally:
         admin.delete_namespace(namespace)
         admin.delete_namespace(f"{prefix}system")
@@ -172,18 +235,25 @@ def store(cluster: Cluster, prefect_server: None,
 APP = AppDescriptor(name="version-server", port=8080, liveness_path="/version",
                     readiness_path="/version", depends_on=(),
                     slo=Slo(availability=0.995, latency_p99_seconds=1.0))
+FAULTY_APP = AppDescriptor(name="faulty", port=8080, liveness_path="/version",
+                           readiness_path="/version", depends_on=(), load_paths=("/work",),
+                           slo=Slo(availability=0.995, latency_p99_seconds=1.0))
 REF = "chaos:version-server"
 
 
 @flow(name="chaos-gate-test")
-async def chaos_gate(target: Target) -> str:
-    """What the CD flow does between canary and promotion."""
+async def chaos_gate(target: Target, experiment: dict[str, Any] | None = None,
+                     source: str = "", app: AppDescriptor = APP,
+                     paths: tuple[str, ...] = ("/version",)) -> str:
+    """What the CD flow does between canary and promotion: the default experiment, or
+    ``experiment`` as the app's descriptor would name it."""
     run = await begin_run("cd", (StageSpec(REF),), run_id=None, trigger="test")
     async with running(run):
-        await verify_chaos(run, app=APP, namespace=target.namespace,
+        await verify_chaos(run, app=app, namespace=target.namespace,
                            selector=target.selector, target_url=target.url,
-                           paths=("/version",), window_seconds=WINDOW_SECONDS,
-                           settle_seconds=SETTLE_SECONDS, seed=7, stage_ref=REF)
+                           paths=paths, window_seconds=WINDOW_SECONDS,
+                           settle_seconds=SETTLE_SECONDS, seed=7, experiment=experiment,
+                           experiment_source=source, stage_ref=REF)
     return run.run_id
 
 
@@ -206,8 +276,13 @@ def test_chaos_deviates_for_an_app_run_with_one_replica(cluster, store):
     assert report["verdict"] == "deviated" and report["before"]["met"]
     assert [k["pod"] for k in report["kills"]] == report["candidates"]
     assert not report["after"]["met"]
+    # Chaos Toolkit's journal: the hypothesis judged twice, the kill, no rollbacks.
+    journal = report["journal"]
+    assert journal["deviated"] is True and journal["run"][0]["status"] == "succeeded"
+    assert journal["run"][0]["output"]["killed"] == report["candidates"]
+    assert journal["rollbacks"] == []
     text = logged(store, run.id)
-    assert f"killed pod {report['kills'][0]['pod']} at " in text
+    assert f"action kill-pods: succeeded (killed {report['kills'][0]['pod']})" in text
     assert "verdict: deviated" in text
 
 
@@ -223,10 +298,58 @@ def test_chaos_passes_for_an_app_run_with_three_replicas(cluster, store):
     assert kill["pod"] in report["candidates"]
     after = {p["name"]: p for p in report["after"]["probes"]}
     assert after["failure-ratio"]["value"] == 0.0 and after["requests"]["met"]
+    # The kill action's pause: the Service forgets the dead pod before the second window.
     assert report["after"]["window"]["start"] == pytest.approx(
-        kill["at_seconds"] + SETTLE_SECONDS, abs=0.01)
+        kill["at_seconds"] + SETTLE_SECONDS, abs=0.25)
     pods = cluster.kube.pods(cluster.three.namespace, cluster.three.selector)
     assert kill["pod"] not in {p["metadata"]["name"] for p in pods}
+    assert report["source"].startswith("generated for version-server")
+    assert report["journal"]["status"] == "completed"
+
+
+def faults_file(cluster: Cluster) -> tuple[str, dict[str, str]]:
+    """The faulty app's fault file as its ConfigMap has it, and the ConfigMap's
+    annotations."""
+    configmap = cluster.kube.get({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": "faulty-config", "namespace": cluster.faulty.namespace}})
+    assert configmap is not None
+    return (configmap["data"]["faults.json"],
+            configmap["metadata"].get("annotations") or {})
+
+
+def test_the_docs_latency_experiment_deviates_and_its_rollback_clears_the_fault(cluster,
+                                                                              store):
+    experiment = read_experiment(DOCS_EXPERIMENT)
+    # Past the SLO's p99 (1 s here), within the probe's timeout (2 s): answered, too slow.
+    experiment["configuration"]["added_latency_ms"] = 1500
+    with pytest.raises(PipelineFailed) as failed:
+        asyncio.run(chaos_gate(cluster.faulty, experiment,
+                               "docs/chaos/latency-experiment.yaml", app=FAULTY_APP,
+                               paths=("/work",)))
+    run = store.get_run(failed.value.run.id)
+    chaos = run.stage(REF)
+    assert chaos.state is State.FAILED and chaos.reason == "ChaosDeviated", chaos.message
+    assert chaos.message.startswith("deviated: ran inject-latency; then ")
+    assert "latency-p99 1.5" in chaos.message
+    report = chaos.outputs["report"]
+    assert report["experiment"] == "faulty keeps its SLO with 1500 ms of added latency"
+    [inject] = report["method"]
+    assert inject["status"] == "succeeded" and inject["output"]["configmap"] == "faulty-config"
+    assert inject["output"]["confirmed_after_seconds"] <= 150
+    [clear] = report["rollbacks"]
+    assert clear["name"] == "clear-faults" and clear["status"] == "succeeded", clear
+    assert clear["output"]["restored"] is True and clear["output"]["faults"] == "{}"
+    assert json.loads(clear["output"]["removed"])["FAULT_LATENCY_MS"] == 1500
+    # The rollback ran as Chaos Toolkit's journal has it, and the ConfigMap is as before.
+    [rollback] = report["journal"]["rollbacks"]
+    assert rollback["status"] == "succeeded"
+    assert rollback["activity"]["provider"]["func"] == "clear_faults"
+    text, annotations = faults_file(cluster)
+    assert text == "{}" and SAVED_FAULTS_ANNOTATION not in annotations
+    answer = httpx.get(f"{cluster.faulty.url}/work", timeout=5, trust_env=False)
+    assert answer.status_code == 200 and answer.elapsed.total_seconds() < 1
+    [audit] = Ledger(store).audit_trail(subject_kind="run", subject_id=run.id)
+    assert audit.details["rollbacks"] == report["rollbacks"]
 
 
 def test_the_stage_takes_the_inputs_the_cd_flow_passes():

@@ -1,64 +1,44 @@
-"""The chaos gate's experiment as plain data: tolerances, victims, hypotheses, verdicts and
-the report."""
+"""The chaos gate's report as plain data: tolerances, victims, verdicts and the report."""
 
 from __future__ import annotations
 
 import json
 import math
 import random
-from pathlib import Path
 
 import pytest
-import yaml
 
-from shipyard.domain.catalog import AppDescriptor, Slo, parse_descriptor
 from shipyard.domain.chaos import (
-    FAILURE_RATIO_CEILING,
+    ActivityRun,
     ChaosReport,
-    Experiment,
-    Hypothesis,
     HypothesisResult,
     Kill,
     KillAction,
-    Probe,
+    ProbeResult,
     Tolerance,
     Transition,
     Window,
     choose_victims,
-    evaluate_hypothesis,
-    experiment_for,
-    measure_of,
     verdict,
 )
-from shipyard.domain.traffic import Sample, TrafficSummary, summarize
 
-PROJECT = Path(__file__).resolve().parents[2]
-APP_FILES = sorted((PROJECT / "apps").glob("*/app.yaml"))
 PODS = ["web-7d9-a", "web-7d9-b", "web-7d9-c"]
-
-
-def traffic(ok: int, failed: int = 0, latency: float = 0.01) -> TrafficSummary:
-    """A window of ``ok`` answered requests and ``failed`` refused ones."""
-    samples = [Sample(i * 0.05, latency, 200, "v1") for i in range(ok)]
-    samples += [Sample(i * 0.05, 0.001, 0) for i in range(failed)]
-    return summarize(samples)
 
 
 def seeded(seed: int) -> random.Random:
     return random.Random(seed)  # noqa: S311 -- a repeatable draw, not a secret
 
 
-def app(availability: float = 0.995, p99: float = 0.5) -> AppDescriptor:
-    return AppDescriptor(name="web", port=8080, liveness_path="/healthz",
-                         readiness_path="/readyz", depends_on=(),
-                         slo=Slo(availability, p99))
-
-
-HYPOTHESIS = Hypothesis("web serves", (
-    Probe("requests", "requests", Tolerance.at_least(20)),
-    Probe("failure-ratio", "failure_ratio", Tolerance.at_most(0.005)),
-    Probe("latency-p99", "latency_p99", Tolerance.at_most(0.5)),
-))
+def hypothesis(ratio: float, p99: float = 0.01, requests: float = 100) -> HypothesisResult:
+    """The steady state of a window with ``requests``, a failure ``ratio`` and a ``p99``,
+    held to at least 20 requests, at most 0.5% failed and a p99 of 0.5 s."""
+    rules = [ProbeResult("requests", "requests", requests, Tolerance.at_least(20),
+                         Tolerance.at_least(20).accepts(requests)),
+             ProbeResult("failure-ratio", "failure_ratio", ratio, Tolerance.at_most(0.005),
+                         Tolerance.at_most(0.005).accepts(ratio)),
+             ProbeResult("latency-p99", "latency_p99", p99, Tolerance.at_most(0.5),
+                         Tolerance.at_most(0.5).accepts(p99))]
+    return HypothesisResult("web serves", all(r.met for r in rules), tuple(rules))
 
 
 # -- tolerances ----------------------------------------------------------------------------
@@ -121,6 +101,13 @@ def test_tolerances_describe_themselves_and_serialize_like_chaos_toolkit():
     assert Tolerance.exactly(False).to_json() == {"type": "exact", "value": False}
 
 
+def test_a_tolerance_only_chaos_toolkit_judges_is_shown_as_written_and_accepts_nothing():
+    written = Tolerance.written('{"type": "regex", "pattern": "ok"}')
+    assert written.describe() == '{"type": "regex", "pattern": "ok"}'
+    assert written.to_json() == {"type": "text", "text": '{"type": "regex", "pattern": "ok"}'}
+    assert not written.accepts(1.0)
+
+
 # -- the method: kill actions and their victims --------------------------------------------
 
 @pytest.mark.parametrize(
@@ -178,48 +165,29 @@ def test_every_pod_can_be_the_victim():
 
 # -- the steady-state hypothesis -----------------------------------------------------------
 
-def test_a_hypothesis_holds_when_every_probe_is_within_tolerance():
-    result = evaluate_hypothesis(HYPOTHESIS, traffic(ok=100))
-    assert result.met
-    assert [(p.name, p.value, p.met) for p in result.probes] == [
-        ("requests", 100.0, True), ("failure-ratio", 0.0, True), ("latency-p99", 0.01, True)]
+def test_a_hypothesis_describes_only_the_probes_out_of_tolerance():
+    broken = hypothesis(ratio=0.1)
+    assert [p.name for p in broken.unmet] == ["failure-ratio"]
+    assert broken.describe() == "failure-ratio 0.1, expected ≤ 0.005"
 
 
-def test_a_hypothesis_fails_naming_the_probe_out_of_tolerance():
-    result = evaluate_hypothesis(HYPOTHESIS, traffic(ok=90, failed=10))
-    assert not result.met
-    assert [p.name for p in result.unmet] == ["failure-ratio"]
-    assert result.describe() == "failure-ratio 0.1, expected ≤ 0.005"
+def test_a_held_hypothesis_describes_every_probe():
+    assert hypothesis(ratio=0.0).describe() == (
+        "requests 100, expected ≥ 20; failure-ratio 0, expected ≤ 0.005; "
+        "latency-p99 0.01, expected ≤ 0.5")
 
 
-def test_slow_answers_fail_the_latency_probe():
-    result = evaluate_hypothesis(HYPOTHESIS, traffic(ok=100, latency=0.8))
-    assert [p.name for p in result.unmet] == ["latency-p99"]
-
-
-def test_a_window_without_traffic_fails_every_probe_instead_of_passing_by_silence():
-    result = evaluate_hypothesis(HYPOTHESIS, traffic(ok=0))
-    assert not result.met
-    assert [(p.name, p.value) for p in result.unmet] == [
-        ("requests", 0.0), ("failure-ratio", None), ("latency-p99", None)]
-
-
-def test_a_window_where_every_request_failed_has_no_latency_to_judge():
-    result = evaluate_hypothesis(HYPOTHESIS, traffic(ok=0, failed=40))
-    assert {p.name: p.value for p in result.probes} == {
-        "requests": 40.0, "failure-ratio": 1.0, "latency-p99": None}
-
-
-def test_availability_is_the_share_of_requests_that_did_not_fail():
-    window = traffic(ok=99, failed=1)
-    assert measure_of(window, "availability") == pytest.approx(0.99)
-    assert measure_of(window, "latency_p95") == 0.01
+def test_a_probe_without_a_number_says_what_it_was():
+    probe = ProbeResult("slo", "value", None, Tolerance.written("true"), False,
+                        "failed: LookupError: no pods")
+    assert probe.describe() == "slo failed: LookupError: no pods, expected true"
+    assert probe.to_json()["note"] == "failed: LookupError: no pods"
 
 
 # -- verdicts ------------------------------------------------------------------------------
 
-HELD = evaluate_hypothesis(HYPOTHESIS, traffic(ok=100))
-BROKEN = evaluate_hypothesis(HYPOTHESIS, traffic(ok=50, failed=50))
+HELD = hypothesis(ratio=0.0)
+BROKEN = hypothesis(ratio=0.5)
 
 
 def test_a_steady_state_that_holds_before_and_after_passes():
@@ -238,61 +206,6 @@ def test_no_steady_state_before_the_method_aborts_whatever_came_after():
 def test_a_held_steady_state_needs_a_judgment_after_the_method():
     with pytest.raises(ValueError, match="after"):
         verdict(HELD, None)
-
-
-# -- the default experiment from each app's SLO --------------------------------------------
-
-@pytest.mark.parametrize("path", APP_FILES, ids=[p.parent.name for p in APP_FILES])
-def test_every_app_gets_an_experiment_holding_it_to_its_slo(path):
-    descriptor = parse_descriptor(yaml.safe_load(path.read_text()), source=str(path))
-    experiment = experiment_for(descriptor, target="app.kubernetes.io/name=x",
-                                rate_per_second=20, window_seconds=10)
-    probes = {p.name: p for p in experiment.hypothesis.probes}
-    budget = probes["failure-ratio"].tolerance
-    assert budget.kind == "max" and budget.hi == pytest.approx(
-        min(1 - descriptor.slo.availability, FAILURE_RATIO_CEILING))
-    assert probes["latency-p99"].tolerance == Tolerance.at_most(
-        descriptor.slo.latency_p99_seconds)
-    assert probes["requests"].tolerance == Tolerance.at_least(50)
-    assert experiment.method == (KillAction(count=1, target="app.kubernetes.io/name=x"),)
-    assert descriptor.name in experiment.title
-
-
-def test_an_slo_budget_of_half_a_percent_is_the_failure_tolerance():
-    experiment = experiment_for(app(availability=0.995), target="t", rate_per_second=20)
-    assert experiment.hypothesis.probes[1].tolerance == Tolerance.at_most(0.005)
-
-
-def test_a_lax_slo_is_held_to_the_ceiling_of_one_failure_in_a_hundred():
-    experiment = experiment_for(app(availability=0.9), target="t", rate_per_second=20)
-    assert experiment.hypothesis.probes[1].tolerance == Tolerance.at_most(0.01)
-
-
-def test_a_perfect_slo_tolerates_no_failure():
-    experiment = experiment_for(app(availability=1.0), target="t", rate_per_second=20)
-    assert experiment.hypothesis.probes[1].tolerance == Tolerance.at_most(0.0)
-
-
-def test_the_default_experiment_can_kill_a_share_instead():
-    experiment = experiment_for(app(), target="t", rate_per_second=20,
-                                kill=KillAction(share=0.5, target="t"))
-    assert experiment.method == (KillAction(share=0.5, target="t"),)
-    assert "kill 0.5 of the pods of t" in experiment.title
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [{"rate_per_second": 0}, {"rate_per_second": 20, "window_seconds": 0},
-     {"rate_per_second": 20, "settle_seconds": -1}],
-)
-def test_an_experiment_needs_load_and_time_to_watch(kwargs):
-    with pytest.raises(ValueError, match="must"):
-        experiment_for(app(), target="t", **kwargs)
-
-
-def test_an_experiment_without_chaos_is_refused():
-    with pytest.raises(ValueError, match="action"):
-        Experiment("nothing", HYPOTHESIS, (), 1.0, 5.0)
 
 
 # -- the report ----------------------------------------------------------------------------
@@ -340,3 +253,83 @@ def test_an_aborted_report_killed_nothing_and_says_why():
     assert data["transition"] is None
     assert aborted.summary().startswith("aborted: the steady state did not hold before")
     assert "failure-ratio 0.5, expected ≤ 0.005" in aborted.summary()
+
+
+# -- the report of a Chaos Toolkit run: actions, rollbacks, reasons -------------------------
+
+def ran(name: str, *, succeeded: bool = True, error: str = "",
+        output: object = None) -> ActivityRun:
+    return ActivityRun(name, "action", succeeded, Window(5.0, 6.5), output, error)
+
+
+def run_report(after: HypothesisResult | None = HELD, before: HypothesisResult = HELD,
+               method: tuple[ActivityRun, ...] = (ran("inject-latency"),),
+               rollbacks: tuple[ActivityRun, ...] = (ran("clear-faults"),),
+               stopped: str = "") -> ChaosReport:
+    return ChaosReport(experiment="web keeps its SLO with 100 ms more", target="",
+                       candidates=(), before_window=Window(0, 5), before=before,
+                       after_window=Window(7, 12) if after else None, after=after,
+                       method=method, rollbacks=rollbacks, stopped=stopped,
+                       source="apps/web/chaos/latency.yaml", journal={"status": "completed"})
+
+
+def test_a_method_without_kills_is_reported_by_the_actions_it_ran():
+    report = run_report(after=BROKEN)
+    assert report.reason == "ChaosDeviated" and report.verdict == "deviated"
+    assert report.summary() == ("deviated: ran inject-latency; then failure-ratio 0.5, "
+                                "expected ≤ 0.005")
+
+
+def test_an_action_that_failed_aborts_whatever_the_hypothesis_said_after_it():
+    report = run_report(method=(ran("kill-pods", succeeded=False,
+                                    error="LookupError: no running pod"),))
+    assert report.reason == "ChaosMethodFailed" and report.verdict == "aborted"
+    assert report.summary() == ("aborted: action kill-pods failed: LookupError: no running "
+                                "pod")
+
+
+def test_a_failed_rollback_fails_a_passed_experiment_and_is_named():
+    report = run_report(rollbacks=(ran("clear-faults", succeeded=False,
+                                       error="KubeError: 403 forbidden"),))
+    assert report.verdict == "passed" and report.reason == "ChaosRollbackFailed"
+    assert report.summary().endswith("; rollback action clear-faults failed: "
+                                     "KubeError: 403 forbidden")
+
+
+def test_a_run_chaos_toolkit_broke_off_is_aborted_with_its_reason():
+    report = run_report(after=None, stopped="Chaos Toolkit reports the run interrupted")
+    assert report.reason == "ChaosInterrupted" and report.verdict == "aborted"
+    assert report.summary() == "aborted: Chaos Toolkit reports the run interrupted"
+
+
+def test_a_steady_state_unmet_before_aborts_even_if_the_rollbacks_ran():
+    report = run_report(before=BROKEN, after=None, method=())
+    assert report.reason == "SteadyStateNotMet" and report.verdict == "aborted"
+    assert report.summary().startswith("aborted: the steady state did not hold before the "
+                                       "method, nothing was done: failure-ratio 0.5")
+
+
+def test_a_passed_experiment_has_no_reason_to_fail():
+    report = run_report()
+    assert report.reason == "" and report.verdict == "passed"
+    assert report.summary().startswith("passed: ran inject-latency; then requests 100")
+
+
+def test_the_report_json_carries_the_actions_rollbacks_source_and_journal():
+    data = json.loads(json.dumps(run_report(after=BROKEN).to_json()))
+    assert data["reason"] == "ChaosDeviated"
+    assert data["method"] == [{"name": "inject-latency", "kind": "action",
+                               "status": "succeeded", "window": {"start": 5.0, "end": 6.5},
+                               "output": None, "error": ""}]
+    assert [r["name"] for r in data["rollbacks"]] == ["clear-faults"]
+    assert data["source"] == "apps/web/chaos/latency.yaml"
+    assert data["journal"] == {"status": "completed"}
+
+
+def test_kills_with_other_actions_name_the_whole_method():
+    report = ChaosReport(experiment="x", target="t", candidates=tuple(PODS),
+                         before_window=Window(0, 5), before=HELD,
+                         kills=(Kill("web-7d9-a", 5.1),), after_window=Window(7, 12),
+                         after=HELD, method=(ran("inject-latency"), ran("kill-pods")))
+    assert report.summary().startswith(
+        "passed: killed 1 of 3 pods (web-7d9-a) (method: inject-latency, kill-pods); then")
