@@ -255,6 +255,16 @@ class PrometheusComponent:
                                       log_file=str(self.discovery.log_file))
             time.sleep(0.1)
 
+    def _token_taken(self) -> bool:
+        """Whether the API server still takes the kubeconfig's token: a cluster made anew,
+        or the account deleted and made again, makes a token that has not expired void."""
+        try:
+            status, _ = KubeClient.from_kubeconfig(self.kubeconfig).call(
+                "GET", "/api/v1/pods", query={"limit": "1"}, timeout=10)
+        except KubeError:
+            return False
+        return status == 200
+
     def _ensure_identity(self, progress: Progress) -> bool:
         """Apply Prometheus's identity and write its kubeconfig unless its token lives
         more than half its life on; False (and no pods job) without a cluster."""
@@ -264,7 +274,8 @@ class PrometheusComponent:
             return False
         lifetime = timedelta(days=self.settings.identity_token_days)
         expires = token_expiry(self.kubeconfig) if self.kubeconfig.exists() else None
-        if expires is not None and expires > datetime.now(UTC) + lifetime / 2:
+        if expires is not None and expires > datetime.now(UTC) + lifetime / 2 \
+                and self._token_taken():
             return False
         progress("giving Prometheus a read-only identity (pods: get, list, watch)")
         try:
