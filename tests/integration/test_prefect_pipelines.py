@@ -165,6 +165,13 @@ def test_release_promote_and_rollback_move_versions_between_environments(
                         ("rollback", rerolled.stage("rollback"))):
         assert stage.started_at is not None and stage.finished_at is not None
         switched[kind] = (stage.started_at, stage.finished_at)
+    # The promote's deploy stage begins with its locks taken (its `locks` stage); the
+    # rollback takes its lock inside its stage, so a rollback that waited began its switch
+    # when its log says it took the lock, not when the stage began.
+    took = [chunk.at for chunk in store.read_logs(rerolled.id, "rollback")
+            if "took the deploy locks" in chunk.text]
+    if took:
+        switched["rollback"] = (took[0], switched["rollback"][1])
     first_done, second_done = sorted(switched, key=lambda k: switched[k][0])
     # Serialised: the second began its switch only after the first had ended its own.
     assert switched[first_done][1] <= switched[second_done][0]

@@ -35,6 +35,7 @@ from shipyard.settings import Settings
 from stages.canary_metrics import MetricsProvider, PodsProvider, PrometheusProvider, Window
 from tests.integration.test_pod_metrics import SERVER
 from tests.support.images import script_image
+from tests.support.stack import STACK_CACHE
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -222,7 +223,9 @@ def test_prometheus_reads_the_cluster_as_an_identity_that_may_only_read_pods(tra
     from kubernetes.client.exceptions import ApiException
 
     _, namespace = tracks
-    kubeconfig = Settings().stack_dir / "prometheus" / "prometheus.kubeconfig"
+    # The shared stack's, as the `real_cluster` fixture brought it up.
+    stack = Path(os.environ.get("SHIPYARD_STACK_HOME", STACK_CACHE))
+    kubeconfig = stack / "prometheus" / "prometheus.kubeconfig"
     assert kubeconfig.stat().st_mode & 0o077 == 0  # a secret file: the token
     core = client.CoreV1Api(Kube.from_kubeconfig(kubeconfig).client.api)
 
@@ -244,3 +247,29 @@ def test_prometheus_reads_the_cluster_as_an_identity_that_may_only_read_pods(tra
     }
     assert {what: status(call) for what, call in forbidden.items()} == \
         dict.fromkeys(forbidden, 403)
+
+
+def test_an_existing_prometheus_is_used_and_nothing_local_starts(tracks, tmp_path):
+    settings = Settings()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SHIPYARD_"))}
+    env.update(SHIPYARD_HOME=str(tmp_path / "home"), COLUMNS="200",
+               SHIPYARD_STACK_HOME=str(tmp_path / "stack"),
+               SHIPYARD_PROMETHEUS_URL=settings.prometheus_base_url)
+
+    def shipyard(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "shipyard.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    used = shipyard("up", "--only", "prometheus")
+    assert used.returncode == 0, used.stdout + used.stderr
+    assert f"using the Prometheus at {settings.prometheus_base_url}" in used.stdout
+    assert not (tmp_path / "stack" / "prometheus").exists()  # nothing of its own
+    status = shipyard("status", "--json", "--only", "prometheus")
+    assert status.returncode == 0, status.stdout + status.stderr
+    (component,) = json.loads(status.stdout)["components"]
+    assert component["healthy"] and "external" in component["detail"]
+    env["SHIPYARD_PROMETHEUS_URL"] = "http://127.0.0.1:9"  # the discard port: no answer
+    refused = shipyard("up", "--only", "prometheus")
+    assert refused.returncode != 0
+    assert "SHIPYARD_PROMETHEUS_URL names http://127.0.0.1:9" in refused.stdout + \
+        refused.stderr

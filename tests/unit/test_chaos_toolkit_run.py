@@ -270,6 +270,7 @@ def test_the_wait_for_a_cleared_fault_ends_once_the_answers_are_quick_again(serv
 
 
 def test_answers_that_never_show_the_fault_fail_the_wait_saying_why(server):
-    with pytest.raises(TimeoutError, match=r"did not show the faults within 2s .*up to 15 s later on the local cluster"):
+    with pytest.raises(TimeoutError,
+                       match=r"did not show the faults within 2s .*up to 15 s later"):
         _wait_for((server.url, ("/work",)), Faults(error_rate=1.0), shown=True, seconds=2,
                   answers=3)
